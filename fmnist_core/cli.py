@@ -1,0 +1,294 @@
+"""Command line: python -m fmnist_core <command>. JSON on stdout, human progress on stderr.
+
+Commands here: data | train | evaluate | runs. Other modules register theirs
+in their own cli_*.py file with the `command` decorator (predict, compare,
+bench, bench-train); `EXTRA_COMMAND_MODULES` lists them. A problem with input
+prints one line on stderr and exits 2; a traceback only with FMNIST_DEBUG=1.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from .errors import WorkbenchError
+
+COMMANDS: dict[str, tuple] = {}  # name -> (add_arguments(parser), run(args) -> int)
+
+
+def command(name: str, help: str):
+    def deco(fn):
+        COMMANDS[name] = (help, fn)
+        return fn
+    return deco
+
+
+def emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+class Progress:
+    """A progress bar on stderr (redrawn in place on a terminal, one line per epoch otherwise)."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.tty = stream.isatty()
+
+    def __call__(self, ev: dict) -> None:
+        kind = ev["event"]
+        if kind == "start":
+            self.epochs = ev["epochs"]
+            self.line(f"training on {ev['device']} ({ev['precision']}): {ev['train_size']} train / "
+                      f"{ev['val_size']} validation images, {ev['epochs']} epochs\n")
+        elif kind == "batch" and self.tty:
+            frac = ev["batch"] / ev["steps"]
+            bar = "#" * int(30 * frac) + "-" * (30 - int(30 * frac))
+            self.line(f"\repoch {ev['epoch']}/{self.epochs} [{bar}] {frac:4.0%} loss {ev['loss']:.4f}")
+        elif kind == "epoch":
+            val = (f" val_loss {ev['val_loss']:.4f} val_acc {ev['val_accuracy']:.4f}"
+                   if "val_accuracy" in ev else "")
+            self.line(f"\repoch {ev['epoch']}/{ev['epochs']} loss {ev['train_loss']:.4f} "
+                      f"acc {ev['train_accuracy']:.4f}{val} ({ev['epoch_seconds']:.1f} s)\n")
+        elif kind == "end" and ev.get("message"):
+            self.line(f"{ev['status']}: {ev['message']}\n")
+
+    def line(self, text: str) -> None:
+        self.stream.write(text)
+        self.stream.flush()
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    try:
+        vals = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    return vals
+
+
+# --- data ----------------------------------------------------------------------------
+
+def _data_args(p):
+    pass
+
+
+@command("data", "check the dataset and print where it came from and its class counts")
+def cmd_data(args) -> int:
+    from .data import load, summary
+    emit_json(summary(load()))
+    return 0
+cmd_data.add_arguments = _data_args
+
+
+# --- train ---------------------------------------------------------------------------
+
+def _train_args(p):
+    from .device import DEVICES
+    from .train import OPTIMIZERS, SCHEDULES
+    p.add_argument("--preset", help="a preset name (see `runs --presets`); flags below override it")
+    p.add_argument("--arch", choices=("mlp", "cnn"), help="build your own model instead of a preset")
+    p.add_argument("--hidden", type=_ints, help="MLP hidden sizes, e.g. 128,64")
+    p.add_argument("--channels", type=_ints, help="CNN conv channels, e.g. 32,64")
+    p.add_argument("--kernel", type=int, help="CNN kernel size (1, 3, 5, 7)")
+    p.add_argument("--pool", choices=("max", "avg"))
+    p.add_argument("--pool-every", type=int)
+    p.add_argument("--fc", type=_ints, help="CNN hidden fully connected sizes, e.g. 128")
+    p.add_argument("--activation")
+    p.add_argument("--dropout", type=float)
+    p.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=OPTIMIZERS)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--momentum", type=float)
+    p.add_argument("--weight-decay", "--l2", dest="weight_decay", type=float)
+    p.add_argument("--l1", type=float)
+    p.add_argument("--schedule", choices=SCHEDULES)
+    p.add_argument("--val-fraction", type=float)
+    p.add_argument("--augment-flip", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--augment-shift", type=int)
+    p.add_argument("--label-smoothing", type=float)
+    p.add_argument("--patience", type=int, help="early stopping patience in epochs (0 = off)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device", choices=DEVICES)
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16"))
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--max-seconds", type=float, help="stop training after this many seconds")
+    p.add_argument("--train-limit", type=int, help="use only the first N training images")
+    p.add_argument("--engine", choices=("torch", "numpy"), default=None)
+    p.add_argument("--run-dir", help="write the run here (default: artifacts/runs/<new id>); "
+                   "an existing run folder with config.json is trained as configured")
+    p.add_argument("--save", help="also copy the best checkpoint to this path")
+    p.add_argument("--max-concurrent", type=int, default=0,
+                   help="wait in the job queue until fewer than N trainings run (0 = start now)")
+
+
+MODEL_FLAGS = ("hidden", "channels", "kernel", "pool", "pool_every", "fc", "activation", "dropout", "batchnorm")
+TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "l1", "schedule",
+               "val_fraction", "augment_flip", "augment_shift", "label_smoothing", "patience", "seed",
+               "device", "precision", "channels_last", "threads", "max_seconds")
+
+
+def spec_from_args(args) -> tuple[dict, str]:
+    from dataclasses import replace
+    from .jobs import run_spec
+    from .models import CNNConfig, MLPConfig, preset, validate_config
+    from .train import TrainConfig
+    from .errors import ConfigError
+    if args.preset:
+        p = preset(args.preset)
+        mcfg, tdict, label = p["model"], p["train"], args.preset
+    elif args.arch:
+        mcfg, tdict, label = (MLPConfig() if args.arch == "mlp" else CNNConfig()), {}, f"custom-{args.arch}"
+    else:
+        raise ConfigError("give --preset NAME or --arch mlp|cnn")
+    overrides = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}
+    if mcfg.kind == "mlp" and {"channels", "kernel", "pool", "pool_every", "fc"} & set(overrides):
+        raise ConfigError("--channels/--kernel/--pool/--fc are CNN options; this model is an MLP")
+    if mcfg.kind == "cnn" and "hidden" in overrides:
+        raise ConfigError("--hidden is an MLP option; use --fc for a CNN's fully connected layers")
+    try:
+        mcfg = replace(mcfg, **overrides)
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from None
+    validate_config(mcfg)
+    tdict = {**tdict, **{k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}}
+    tcfg = TrainConfig(**tdict)
+    tcfg.validate()
+    if args.train_limit is not None and args.train_limit < 1:
+        raise ConfigError(f"--train-limit must be >= 1, got {args.train_limit}")
+    return run_spec(mcfg, tcfg, preset=args.preset, engine=args.engine or "torch",
+                    train_limit=args.train_limit), label
+
+
+@command("train", "train a model into a run folder; prints one JSON line at the end")
+def cmd_train(args) -> int:
+    from . import runs
+    from .jobs import execute_run
+    given = any(getattr(args, k) is not None for k in MODEL_FLAGS + TRAIN_FLAGS + ("preset", "arch", "engine"))
+    if args.run_dir and (Path(args.run_dir) / "config.json").is_file() and not given:
+        run_dir = Path(args.run_dir)  # a prepared run (the dashboard's launch)
+    else:
+        spec, label = spec_from_args(args)
+        run_dir = runs.create_run(spec, run_dir=args.run_dir, label=label)
+    summary = execute_run(run_dir, callback=Progress(), max_concurrent=args.max_concurrent)
+    if args.save and summary.get("checkpoint"):
+        import shutil
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(args.save).with_suffix(".tmp")
+        shutil.copyfile(summary["checkpoint"], tmp)
+        os.replace(tmp, args.save)
+        summary["saved"] = args.save
+    emit_json(summary)
+    return 0 if summary["status"] in ("finished", "cancelled") else 1
+cmd_train.add_arguments = _train_args
+
+
+# --- evaluate ------------------------------------------------------------------------
+
+def _evaluate_args(p):
+    p.add_argument("checkpoint")
+    p.add_argument("--misclassified", type=int, default=0, help="include the N most confident mistakes")
+
+
+@command("evaluate", "evaluate a checkpoint on the 10,000 test images")
+def cmd_evaluate(args) -> int:
+    from .data import load
+    from .evaluate import evaluate
+    from .models import load_model
+    model = load_model(args.checkpoint)
+    ds = load()
+    m = evaluate(model, ds.x_test, ds.y_test, top_misclassified=args.misclassified)
+    if not args.misclassified:
+        m.pop("misclassified")
+    emit_json(m)
+    return 0
+cmd_evaluate.add_arguments = _evaluate_args
+
+
+# --- runs ----------------------------------------------------------------------------
+
+def _runs_args(p):
+    p.add_argument("--delete", metavar="RUN_ID", help="delete this run")
+    p.add_argument("--cancel", metavar="RUN_ID", help="ask this run to stop")
+    p.add_argument("--presets", action="store_true", help="list the model presets instead")
+    p.add_argument("--root", help="registry folder (default artifacts/runs)")
+
+
+@command("runs", "list the run registry (or delete / cancel a run, or list presets)")
+def cmd_runs(args) -> int:
+    from . import runs
+    if args.presets:
+        from .models import PRESETS, build_model, config_to_dict, count_parameters
+        emit_json([{"name": n, "about": p["about"], "model_config": config_to_dict(p["model"]),
+                    "train": p["train"], "parameters": count_parameters(build_model(p["model"]))}
+                   for n, p in sorted(PRESETS.items())])
+        return 0
+    if args.delete:
+        runs.delete_run(args.delete, args.root)
+        emit_json({"deleted": args.delete})
+        return 0
+    if args.cancel:
+        runs.request_cancel(runs.resolve_run(args.cancel, args.root))
+        emit_json({"cancel_requested": args.cancel})
+        return 0
+    runs.mark_orphans(args.root)
+    out = []
+    for r in runs.list_runs(args.root):
+        st = r["status_info"]
+        out.append({"run_id": r["run_id"], "status": r["status"], "preset": r["config"].get("preset"),
+                    "engine": r["config"].get("engine"), "model_config": r["config"].get("model_config"),
+                    "epochs_run": len(r["history"]), "best_val_accuracy": st.get("best_val_accuracy"),
+                    "test_accuracy": st.get("test_accuracy"), "message": st.get("message"),
+                    "checkpoint": r["checkpoint"], "queue_position": r.get("queue_position")})
+    emit_json(out)
+    return 0
+cmd_runs.add_arguments = _runs_args
+
+
+EXTRA_COMMAND_MODULES = ("cli_manual", "cli_bench", "cli_predict")
+
+
+def _register_optional() -> None:
+    """Commands that live beside their modules (compare, bench, predict...)."""
+    import importlib
+    for mod in EXTRA_COMMAND_MODULES:
+        try:
+            importlib.import_module(f".{mod}", __package__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{mod}":
+                raise
+
+
+def build_parser() -> argparse.ArgumentParser:
+    _register_optional()
+    parser = argparse.ArgumentParser(prog="python -m fmnist_core",
+                                     description="Fashion-MNIST Workbench core: JSON on stdout, progress on stderr.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (help_text, fn) in COMMANDS.items():
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        fn.add_arguments(sp)
+        sp.set_defaults(func=fn)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: one line for the user, traceback only on request
+        if os.environ.get("FMNIST_DEBUG"):
+            raise
+        print(f"error: {type(exc).__name__}: {exc} (set FMNIST_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1

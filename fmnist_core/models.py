@@ -1,0 +1,305 @@
+"""Model configs, the course-project presets, building, saving and loading.
+
+Contract (every model here): input float32 (N, 1, 28, 28) in [0, 1], garment
+bright on black as in the dataset; output logits (N, 10). Input normalization
+is the model's first layer, so a checkpoint is self-contained.
+
+A config is turned into a flat *layer plan* (`layer_plan`): a list of
+`LayerSpec(name, kind, args)`. `build_model` makes an nn.Sequential from it
+whose children carry those names, and the NumPy twin (manual.py) walks the same
+plan over the same state_dict, so both implementations agree by construction.
+
+Checkpoint = {"model_config", "state_dict", "metrics", "classes"}: plain types
+and tensors only, loadable with torch.load(path, weights_only=True).
+
+References: the course projects' MLPs (784-128-10 etc.), LeNet-5 (LeCun 1998)
+for cnn-seed003, the Zalando Fashion-MNIST benchmark for the conv presets.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections import OrderedDict
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .data import CLASSES, IMAGE_SIZE, NUM_CLASSES
+from .errors import CheckpointError, ConfigError
+
+# dataset statistics of the training images scaled to [0, 1]
+DATA_MEAN = 0.2860
+DATA_STD = 0.3530
+ACTIVATIONS = ("relu", "tanh", "sigmoid", "leaky_relu", "gelu")
+
+
+@dataclass
+class MLPConfig:
+    kind: str = "mlp"
+    hidden: tuple[int, ...] = (128,)  # 784-128-10: the seed-000 course project
+    activation: str = "relu"          # relu: what every course project used
+    dropout: float = 0.0              # 0: the small MLPs underfit rather than overfit
+    batchnorm: bool = False           # False: keeps the manual twin a plain matmul chain
+    mean: float = DATA_MEAN           # input normalization lives in the model
+    std: float = DATA_STD
+
+
+@dataclass
+class CNNConfig:
+    kind: str = "cnn"
+    channels: tuple[int, ...] = (32, 64)  # one conv layer per entry
+    kernel: int = 3                        # 3: the modern default; LeNet used 5
+    pool: str = "max"                      # max | avg, 2x2 stride 2
+    pool_every: int = 1                    # a pooling layer after every N convs
+    max_pools: int = 2                     # 28 -> 14 -> 7; more pools make maps too small
+    fc: tuple[int, ...] = (128,)           # hidden fully connected layers after flatten
+    activation: str = "relu"
+    dropout: float = 0.0                   # applied before each hidden fc layer
+    batchnorm: bool = False                # after each conv, before the activation
+    mean: float = DATA_MEAN
+    std: float = DATA_STD
+
+
+ModelConfig = MLPConfig | CNNConfig
+
+
+@dataclass
+class LayerSpec:
+    name: str
+    kind: str  # normalize | flatten | linear | conv | batchnorm1d | batchnorm2d | act | pool | dropout
+    args: dict[str, Any] = field(default_factory=dict)
+
+
+def validate_config(cfg: ModelConfig) -> None:
+    if cfg.activation not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation {cfg.activation!r}; choose one of {', '.join(ACTIVATIONS)}")
+    if not 0.0 <= cfg.dropout < 1.0:
+        raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
+    if cfg.std <= 0:
+        raise ConfigError("normalization std must be positive")
+    widths = cfg.hidden if isinstance(cfg, MLPConfig) else tuple(cfg.channels) + tuple(cfg.fc)
+    if any(int(w) < 1 or int(w) > 8192 for w in widths):
+        raise ConfigError(f"layer widths must be between 1 and 8192, got {list(widths)}")
+    if isinstance(cfg, CNNConfig):
+        if not cfg.channels:
+            raise ConfigError("a CNN needs at least one conv layer")
+        if cfg.kernel not in (1, 3, 5, 7):
+            raise ConfigError(f"kernel must be 1, 3, 5 or 7, got {cfg.kernel}")
+        if cfg.pool not in ("max", "avg"):
+            raise ConfigError(f"pool must be 'max' or 'avg', got {cfg.pool!r}")
+        if cfg.pool_every < 1 or not 0 <= cfg.max_pools <= 4:
+            raise ConfigError("pool_every must be >= 1 and max_pools in 0..4")
+
+
+def layer_plan(cfg: ModelConfig) -> list[LayerSpec]:
+    """The flat list of layers both implementations execute, in order."""
+    validate_config(cfg)
+    plan = [LayerSpec("norm", "normalize", {"mean": cfg.mean, "std": cfg.std})]
+    act = {"fn": cfg.activation}
+    if isinstance(cfg, MLPConfig):
+        plan.append(LayerSpec("flatten", "flatten"))
+        width = IMAGE_SIZE * IMAGE_SIZE
+        for i, h in enumerate(cfg.hidden, 1):
+            plan.append(LayerSpec(f"fc{i}", "linear", {"in": width, "out": int(h)}))
+            if cfg.batchnorm:
+                plan.append(LayerSpec(f"bn{i}", "batchnorm1d", {"features": int(h)}))
+            plan.append(LayerSpec(f"act{i}", "act", act))
+            if cfg.dropout > 0:
+                plan.append(LayerSpec(f"drop{i}", "dropout", {"p": cfg.dropout}))
+            width = int(h)
+        plan.append(LayerSpec("out", "linear", {"in": width, "out": NUM_CLASSES}))
+        return plan
+    ch, size, pools = 1, IMAGE_SIZE, 0
+    for i, c in enumerate(cfg.channels, 1):
+        plan.append(LayerSpec(f"conv{i}", "conv", {"in": ch, "out": int(c), "kernel": cfg.kernel,
+                                                   "padding": cfg.kernel // 2}))
+        if cfg.batchnorm:
+            plan.append(LayerSpec(f"bn{i}", "batchnorm2d", {"features": int(c)}))
+        plan.append(LayerSpec(f"act{i}", "act", act))
+        ch = int(c)
+        if i % cfg.pool_every == 0 and pools < cfg.max_pools and size >= 2:
+            pools += 1
+            size //= 2
+            plan.append(LayerSpec(f"pool{pools}", "pool", {"type": cfg.pool, "size": 2}))
+    plan.append(LayerSpec("flatten", "flatten"))
+    width = ch * size * size
+    for j, h in enumerate(cfg.fc, 1):
+        if cfg.dropout > 0:
+            plan.append(LayerSpec(f"drop_fc{j}", "dropout", {"p": cfg.dropout}))
+        plan.append(LayerSpec(f"fc{j}", "linear", {"in": width, "out": int(h)}))
+        plan.append(LayerSpec(f"act_fc{j}", "act", act))
+        width = int(h)
+    if cfg.dropout > 0:
+        plan.append(LayerSpec("drop_out", "dropout", {"p": cfg.dropout}))
+    plan.append(LayerSpec("out", "linear", {"in": width, "out": NUM_CLASSES}))
+    return plan
+
+
+class Normalize(nn.Module):
+    """(x - mean) / std with the constants stored in the state_dict."""
+
+    def __init__(self, mean: float, std: float):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def _activation(fn: str) -> nn.Module:
+    return {"relu": nn.ReLU(), "tanh": nn.Tanh(), "sigmoid": nn.Sigmoid(),
+            "leaky_relu": nn.LeakyReLU(0.01), "gelu": nn.GELU()}[fn]
+
+
+def _module(spec: LayerSpec) -> nn.Module:
+    a = spec.args
+    match spec.kind:
+        case "normalize":
+            return Normalize(a["mean"], a["std"])
+        case "flatten":
+            return nn.Flatten()
+        case "linear":
+            return nn.Linear(a["in"], a["out"])
+        case "conv":
+            return nn.Conv2d(a["in"], a["out"], a["kernel"], padding=a["padding"])
+        case "batchnorm1d":
+            return nn.BatchNorm1d(a["features"])
+        case "batchnorm2d":
+            return nn.BatchNorm2d(a["features"])
+        case "act":
+            return _activation(a["fn"])
+        case "pool":
+            return nn.MaxPool2d(2) if a["type"] == "max" else nn.AvgPool2d(2)
+        case "dropout":
+            return nn.Dropout(a["p"])
+    raise ConfigError(f"unknown layer kind {spec.kind!r}")
+
+
+class FashionNet(nn.Sequential):
+    """An nn.Sequential that remembers its config (for saving) and its plan."""
+
+    def __init__(self, cfg: ModelConfig):
+        self.plan = layer_plan(cfg)
+        super().__init__(OrderedDict((s.name, _module(s)) for s in self.plan))
+        self.config = cfg
+
+
+def build_model(cfg: ModelConfig) -> FashionNet:
+    return FashionNet(cfg)
+
+
+# --- presets: the course projects, plus the ones this tool adds -----------------------
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # seed 000: 784-128-10 ReLU, 101,770 parameters; Adam 1e-3, batch 64, 10 epochs
+    "mlp-seed000": {"model": MLPConfig(hidden=(128,)),
+                    "train": {"epochs": 10, "batch_size": 64, "lr": 1e-3, "optimizer": "adam"},
+                    "about": "784-128-10 ReLU MLP (course project seed 000)"},
+    # seed 001: 784-128-64-10; Adam 1e-3, batch 32
+    "mlp-seed001": {"model": MLPConfig(hidden=(128, 64)),
+                    "train": {"epochs": 10, "batch_size": 32, "lr": 1e-3, "optimizer": "adam"},
+                    "about": "784-128-64-10 ReLU MLP (course project seed 001)"},
+    # seed 003: two wider hidden layers with dropout
+    "mlp-seed003": {"model": MLPConfig(hidden=(256, 128), dropout=0.2),
+                    "train": {"epochs": 15, "batch_size": 64, "lr": 1e-3, "optimizer": "adam"},
+                    "about": "784-256-128-10 MLP with dropout 0.2 (course project seed 003)"},
+    # seed 003 CNN: LeNet-5 style, 2 conv k5, average pooling, 3 fc layers
+    "cnn-seed003": {"model": CNNConfig(channels=(6, 16), kernel=5, pool="avg", fc=(120, 84)),
+                    "train": {"epochs": 10, "batch_size": 64, "lr": 1e-3, "optimizer": "adam"},
+                    "about": "LeNet-5 style: 2 conv (k5) + avg pooling + 3 fc (course project seed 003)"},
+    # seed 002 CNN: 5 conv layers, ReLU, max pooling after every second conv, dropout
+    "cnn-seed002": {"model": CNNConfig(channels=(32, 32, 64, 64, 128), kernel=3, pool="max",
+                                       pool_every=2, fc=(128,), dropout=0.3),
+                    "train": {"epochs": 10, "batch_size": 64, "lr": 1e-3, "optimizer": "adam"},
+                    "about": "5 conv layers + max pooling + dropout (course project seed 002)"},
+}
+
+
+def preset_names() -> list[str]:
+    return sorted(PRESETS)
+
+
+def preset(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(preset_names())}")
+    p = PRESETS[name]
+    return {"model": config_from_dict(config_to_dict(p["model"])), "train": dict(p["train"]),
+            "about": p["about"]}
+
+
+# --- (de)serialising configs and checkpoints ------------------------------------------
+
+def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
+
+
+def config_from_dict(d: dict[str, Any]) -> ModelConfig:
+    kind = d.get("kind")
+    cls = {"mlp": MLPConfig, "cnn": CNNConfig}.get(kind)
+    if cls is None:
+        raise ConfigError(f"model config has unknown kind {kind!r} (expected 'mlp' or 'cnn')")
+    names = {f.name for f in fields(cls)}
+    unknown = set(d) - names
+    if unknown:
+        raise ConfigError(f"unknown {kind} config keys: {', '.join(sorted(unknown))}")
+    kw = {k: tuple(int(x) for x in v) if isinstance(v, list) else v for k, v in d.items()}
+    cfg = cls(**kw)
+    validate_config(cfg)
+    return cfg
+
+
+def parameter_table(model: nn.Module) -> list[dict[str, Any]]:
+    """One row per parameter tensor: name, shape, count."""
+    return [{"name": n, "shape": list(p.shape), "count": p.numel()} for n, p in model.named_parameters()]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_checkpoint(path: str | Path, model: FashionNet, metrics: dict | None = None,
+                    state_dict: dict | None = None) -> Path:
+    """Write atomically (temp file + rename): a kill leaves the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sd = state_dict if state_dict is not None else model.state_dict()
+    ckpt = {"model_config": config_to_dict(model.config),
+            "state_dict": {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype)
+                           .contiguous() for k, v in sd.items()},
+            # plain JSON types only, so weights_only loading accepts the file
+            "metrics": json.loads(json.dumps(metrics or {}, default=str)), "classes": list(CLASSES)}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(ckpt, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw checkpoint dict. Only weights_only loading: nothing is unpickled."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict) or "model_config" not in ckpt or "state_dict" not in ckpt:
+        raise CheckpointError(f"{path}: not a workbench checkpoint (needs model_config and state_dict)")
+    return ckpt
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> FashionNet:
+    """Rebuild the model from a checkpoint, in eval mode, on `device`."""
+    ckpt = read_checkpoint(path)
+    model = build_model(config_from_dict(ckpt["model_config"]))
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the saved config ({str(exc)[:200]})") from None
+    model.metrics = ckpt.get("metrics", {})
+    return model.to(device).eval()

@@ -1,0 +1,283 @@
+"""The in-memory trainer: the whole training set lives in one tensor, batches are
+slices of a per-epoch permutation (no per-sample PIL transforms, no DataLoader).
+
+Offers Adam / AdamW / SGD+momentum, schedules none / OneCycle / cosine, L1 and
+L2 penalties, tensor-level augmentation (flip, shifts), early stopping on
+validation accuracy that restores the best weights, bf16 autocast where the
+hardware pays for it, cancellation, and NaN/inf detection (status `diverged`).
+
+It returns a `TrainResult` and reports progress through `callback(event)`;
+it never prints and knows nothing of files, the CLI or the dashboard.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import FashionMNIST, train_val_split
+from .device import autocast, resolve_device, resolve_precision
+from .errors import ConfigError
+from .evaluate import images_to_tensor, predict_logits
+from .models import FashionNet, ModelConfig, build_model
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("none", "onecycle", "cosine")
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10               # the course projects trained for 10
+    batch_size: int = 64           # small batches generalise well on 48k images
+    optimizer: str = "adam"        # adam: good results without tuning
+    lr: float = 1e-3               # Adam's usual default; OneCycle uses it as the peak
+    momentum: float = 0.9          # SGD only
+    weight_decay: float = 0.0      # L2 (decoupled for AdamW)
+    l1: float = 0.0                # L1 penalty on weights, added to the loss
+    schedule: str = "none"         # none | onecycle | cosine
+    val_fraction: float = 0.2      # 80/20 split, as the course projects did
+    augment_flip: bool = False     # random horizontal flips (garments are ~symmetric)
+    augment_shift: int = 0         # random shifts of up to N pixels
+    label_smoothing: float = 0.0
+    patience: int = 0              # early stopping after N epochs without a better val acc; 0 = off
+    seed: int = 0                  # everything random derives from it
+    device: str = "auto"           # auto | cpu | cuda | mps
+    precision: str = "auto"        # auto | fp32 | bf16 (autocast; master weights stay fp32)
+    channels_last: bool = True     # CNNs on CPU: faster convolutions (oneDNN)
+    threads: int = 0               # torch threads; 0 = leave as is
+    max_seconds: float = 0.0       # stop after this much training time; 0 = no limit
+    progress_every: int = 50       # batch events every N batches
+
+    def validate(self) -> None:
+        checks = [
+            (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000, f"epochs must be 1..1000, got {self.epochs}"),
+            (isinstance(self.batch_size, int) and 1 <= self.batch_size <= 60000,
+             f"batch size must be 1..60000, got {self.batch_size}"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}"),
+            (math.isfinite(self.lr) and 0 < self.lr <= 10, f"learning rate must be in (0, 10], got {self.lr}"),
+            (0 <= self.momentum < 1, f"momentum must be in [0, 1), got {self.momentum}"),
+            (self.weight_decay >= 0, f"L2 / weight decay must be >= 0, got {self.weight_decay}"),
+            (self.l1 >= 0, f"L1 must be >= 0, got {self.l1}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}"),
+            (0 <= self.val_fraction <= 0.5, f"validation fraction must be in [0, 0.5], got {self.val_fraction}"),
+            (0 <= self.augment_shift <= 4, f"shift augmentation must be 0..4 pixels, got {self.augment_shift}"),
+            (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
+            (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
+            (not (self.patience and self.val_fraction == 0), "early stopping needs a validation split"),
+            (self.max_seconds >= 0, "max seconds must be >= 0"),
+            (self.progress_every >= 1, "progress_every must be >= 1"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise ConfigError(msg)
+
+
+@dataclass
+class TrainResult:
+    status: str                      # finished | cancelled | diverged
+    message: str
+    history: list[dict[str, Any]]
+    best_epoch: int                  # 1-based; 0 when no epoch completed
+    best_val_accuracy: float | None
+    epochs_run: int
+    train_seconds: float
+    device: str
+    precision: str
+    model: FashionNet = field(repr=False)  # best weights loaded, eval mode, on the CPU
+
+
+def _augment(xb: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Per-sample random flips and shifts, vectorised over the batch."""
+    n = xb.shape[0]
+    if cfg.augment_flip:
+        flip = torch.rand(n, generator=gen, device="cpu").to(xb.device) < 0.5
+        xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+    s = cfg.augment_shift
+    if s:
+        pad = F.pad(xb, (s, s, s, s))
+        size = xb.shape[-1]
+        dy = torch.randint(0, 2 * s + 1, (n,), generator=gen).to(xb.device)
+        dx = torch.randint(0, 2 * s + 1, (n,), generator=gen).to(xb.device)
+        ar = torch.arange(size, device=xb.device)
+        rows = (ar[None, :] + dy[:, None])[:, None, :, None].expand(n, 1, size, size + 2 * s)
+        pad = pad.gather(2, rows)
+        cols = (ar[None, :] + dx[:, None])[:, None, None, :].expand(n, 1, size, size)
+        xb = pad.gather(3, cols)
+    return xb
+
+
+def _optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    params = model.parameters()
+    # foreach kernels: one launch for all tensors instead of one per parameter
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           foreach=True)
+
+
+def _scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+    if cfg.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
+    return None
+
+
+def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
+          callback: Callable[[dict], None] | None = None,
+          should_stop: Callable[[], bool] | None = None,
+          on_best: Callable[[dict, dict], None] | None = None,
+          train_limit: int | None = None) -> TrainResult:
+    """Train a fresh model.
+
+    callback(event): progress events (start, batch, epoch, end), plain dicts.
+    should_stop(): polled every 10 batches; True cancels the run.
+    on_best(state_dict, history_row): called whenever validation accuracy improves,
+      so a caller can checkpoint the best weights as they appear.
+    train_limit: use only the first N training images (after the split), for demos/tests.
+    """
+    cfg.validate()
+    emit = callback or (lambda event: None)
+    device = resolve_device(cfg.device)
+    precision = resolve_precision(cfg.precision, device, model_config.kind)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    tr_idx, val_idx = train_val_split(len(data.y_train), cfg.val_fraction, cfg.seed)
+    if train_limit:
+        tr_idx = tr_idx[:train_limit]
+    x_tr = images_to_tensor(data.x_train[tr_idx]).to(device)
+    y_tr = torch.as_tensor(data.y_train[tr_idx], dtype=torch.long).to(device)
+    x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
+
+    model = build_model(model_config).to(device)
+    cl = cfg.channels_last and model_config.kind == "cnn" and device.type != "mps"
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+    opt = _optimizer(model, cfg, device)
+    n = len(y_tr)
+    steps = math.ceil(n / cfg.batch_size)
+    sched = _scheduler(opt, cfg, steps)
+    l1_params = [p for name, p in model.named_parameters() if p.dim() > 1]
+    # a .item() per batch is free on the CPU but a sync on a GPU: check less often there
+    check_every = 1 if device.type == "cpu" else 25
+
+    history: list[dict[str, Any]] = []
+    best_acc, best_epoch, best_state, since_best = -1.0, 0, None, 0
+    status, message = "finished", ""
+    t_start = time.perf_counter()
+    emit({"event": "start", "epochs": cfg.epochs, "steps_per_epoch": steps, "train_size": n,
+          "val_size": len(y_val), "device": str(device), "precision": precision})
+    epoch = 0
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        t_epoch = time.perf_counter()
+        perm = torch.randperm(n, generator=gen).to(device)
+        xs, ys = x_tr[perm], y_tr[perm]  # one gather per epoch; batches are then views
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        seen = 0
+        for b in range(steps):
+            xb = xs[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            yb = ys[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            if cfg.augment_flip or cfg.augment_shift:
+                xb = _augment(xb, cfg, gen)
+            if cl:
+                xb = xb.contiguous(memory_format=torch.channels_last)
+            with autocast(device, precision):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
+            if cfg.l1:
+                loss = loss + cfg.l1 * sum(p.abs().sum() for p in l1_params)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            loss_sum += loss.detach() * len(yb)
+            correct += (logits.detach().argmax(1) == yb).sum()
+            seen += len(yb)
+            if (b + 1) % check_every == 0 or b + 1 == steps:
+                if not math.isfinite(loss_sum.item()):
+                    status = "diverged"
+                    message = (f"the loss became NaN/inf in epoch {epoch}, batch {b + 1}: the run "
+                               f"diverged; try a smaller learning rate (now {cfg.lr:g})")
+                    break
+            if (b + 1) % cfg.progress_every == 0:
+                emit({"event": "batch", "epoch": epoch, "batch": b + 1, "steps": steps,
+                      "loss": loss_sum.item() / seen, "elapsed": time.perf_counter() - t_start})
+            if should_stop is not None and (b + 1) % 10 == 0 and should_stop():
+                status, message = "cancelled", f"cancelled in epoch {epoch}, batch {b + 1}"
+                break
+            if cfg.max_seconds and time.perf_counter() - t_start > cfg.max_seconds:
+                status = "finished"
+                message = f"time limit of {cfg.max_seconds:g} s reached in epoch {epoch}"
+                break
+        if status != "finished":
+            break
+        epoch_seconds = time.perf_counter() - t_epoch
+        row = {"epoch": epoch, "train_loss": loss_sum.item() / seen,
+               "train_accuracy": correct.item() / seen, "lr": opt.param_groups[0]["lr"],
+               "epoch_seconds": epoch_seconds}
+        if len(y_val):
+            logits = predict_logits(model, x_val, batch_size=1000, device=device, precision=precision)
+            yv = torch.as_tensor(y_val, dtype=torch.long)
+            row["val_loss"] = F.cross_entropy(logits, yv).item()
+            row["val_accuracy"] = (logits.argmax(1) == yv).float().mean().item()
+            improved = row["val_accuracy"] > best_acc
+        else:
+            improved = True  # no validation: the last epoch is the best we know
+        row["elapsed"] = time.perf_counter() - t_start
+        history.append(row)
+        if improved:
+            best_acc = row.get("val_accuracy", -1.0)
+            best_epoch, since_best = epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+            if on_best is not None:
+                on_best(best_state, row)
+        else:
+            since_best += 1
+        emit({"event": "epoch", **row, "epochs": cfg.epochs, "best_epoch": best_epoch})
+        if cfg.patience and since_best >= cfg.patience:
+            message = (f"early stop after epoch {epoch}: no better validation accuracy for "
+                       f"{cfg.patience} epochs; best was epoch {best_epoch}")
+            break
+        if message:  # time limit reached exactly at an epoch end
+            break
+    seconds = time.perf_counter() - t_start
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model = model.to("cpu", memory_format=torch.contiguous_format).eval()
+    if status == "finished" and not message:
+        message = f"finished {len(history)} epochs in {seconds:.1f} s"
+    result = TrainResult(status=status, message=message, history=history, best_epoch=best_epoch,
+                         best_val_accuracy=best_acc if best_acc >= 0 else None,
+                         epochs_run=len(history), train_seconds=seconds, device=str(device),
+                         precision=precision, model=model)
+    emit({"event": "end", "status": status, "message": message})
+    return result
+
+
+def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    known = {f for f in TrainConfig.__dataclass_fields__}
+    unknown = set(d) - known
+    if unknown:
+        raise ConfigError(f"unknown training options: {', '.join(sorted(unknown))}")
+    cfg = TrainConfig(**d)
+    cfg.validate()
+    return cfg
+
+
+def train_config_to_dict(cfg: TrainConfig) -> dict[str, Any]:
+    return asdict(cfg)

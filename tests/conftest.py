@@ -1,0 +1,30 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def ds():
+    """The real Fashion-MNIST (never a synthetic stand-in)."""
+    from fmnist_core.data import load
+    return load()
+
+
+@pytest.fixture
+def runs_root(tmp_path):
+    d = tmp_path / "runs"
+    d.mkdir()
+    return d
+
+
+def run_cli(*args, timeout=300, env=None):
+    """python -m fmnist_core ARGS -> CompletedProcess (text)."""
+    return subprocess.run([sys.executable, "-m", "fmnist_core", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})

@@ -1,0 +1,84 @@
+import pytest
+import torch
+
+from fmnist_core import models
+from fmnist_core.errors import CheckpointError, ConfigError
+
+
+@pytest.mark.parametrize("name", models.preset_names())
+def test_presets_map_images_to_ten_logits(name):
+    m = models.build_model(models.preset(name)["model"]).eval()
+    out = m(torch.rand(3, 1, 28, 28))
+    assert out.shape == (3, 10) and out.dtype == torch.float32
+
+
+def test_seed000_has_101770_parameters():
+    m = models.build_model(models.preset("mlp-seed000")["model"])
+    assert models.count_parameters(m) == 101_770
+    table = models.parameter_table(m)
+    assert [r["name"] for r in table] == ["fc1.weight", "fc1.bias", "out.weight", "out.bias"]
+    assert [r["count"] for r in table] == [100352, 128, 1280, 10]
+
+
+def test_seed001_layers():
+    m = models.build_model(models.preset("mlp-seed001")["model"])
+    assert [r["shape"] for r in models.parameter_table(m) if r["name"].endswith("weight")] == \
+        [[128, 784], [64, 128], [10, 64]]
+
+
+def test_lenet_preset_is_two_conv_avgpool_three_fc():
+    plan = models.layer_plan(models.preset("cnn-seed003")["model"])
+    kinds = [s.kind for s in plan]
+    assert kinds.count("conv") == 2 and kinds.count("linear") == 3
+    assert all(s.args["type"] == "avg" for s in plan if s.kind == "pool")
+    assert all(s.args["kernel"] == 5 for s in plan if s.kind == "conv")
+
+
+def test_seed002_has_five_convs_and_dropout():
+    kinds = [s.kind for s in models.layer_plan(models.preset("cnn-seed002")["model"])]
+    assert kinds.count("conv") == 5 and "dropout" in kinds and "pool" in kinds
+
+
+def test_checkpoint_round_trip_weights_only(tmp_path):
+    cfg = models.CNNConfig(channels=(4, 8), fc=(16,), batchnorm=True, dropout=0.1)
+    m = models.build_model(cfg).eval()
+    x = torch.rand(5, 1, 28, 28)
+    path = models.save_checkpoint(tmp_path / "m.pt", m, metrics={"test_accuracy": 0.5})
+    raw = torch.load(path, weights_only=True)  # nothing but plain types and tensors
+    assert set(raw) == {"model_config", "state_dict", "metrics", "classes"}
+    m2 = models.load_model(path)
+    assert not m2.training
+    assert torch.allclose(m(x), m2(x))
+    assert m2.metrics["test_accuracy"] == 0.5
+
+
+def test_bad_checkpoints_are_refused(tmp_path):
+    p = tmp_path / "junk.pt"
+    p.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        models.load_model(p)
+    torch.save({"hello": 1}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a workbench checkpoint"):
+        models.load_model(tmp_path / "other.pt")
+
+
+def test_pickled_objects_are_never_loaded(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (exec, ("open('/tmp/pwned_fmnist','w')",))
+    torch.save({"model_config": Evil(), "state_dict": {}}, tmp_path / "evil.pt")
+    with pytest.raises(CheckpointError):
+        models.load_model(tmp_path / "evil.pt")
+
+
+@pytest.mark.parametrize("bad", [dict(activation="swishy"), dict(dropout=1.5), dict(hidden=(0,))])
+def test_invalid_mlp_configs(bad):
+    with pytest.raises(ConfigError):
+        models.layer_plan(models.MLPConfig(**bad))
+
+
+def test_config_dict_round_trip():
+    cfg = models.preset("cnn-seed002")["model"]
+    assert models.config_from_dict(models.config_to_dict(cfg)) == cfg
+    with pytest.raises(ConfigError, match="unknown kind"):
+        models.config_from_dict({"kind": "rnn"})
