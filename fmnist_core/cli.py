@@ -250,7 +250,7 @@ def cmd_runs(args) -> int:
 cmd_runs.add_arguments = _runs_args
 
 
-EXTRA_COMMAND_MODULES = ("cli_manual", "cli_bench", "cli_predict")
+EXTRA_COMMAND_MODULES = ("cli_manual", "cli_bench", "cli_predict", "cli_speed")
 
 
 def _register_optional() -> None:
