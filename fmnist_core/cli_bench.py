@@ -1,0 +1,80 @@
+"""`python -m fmnist_core bench`: the timing harness (fmnist_core/bench.py) from the command line.
+
+JSON results on stdout (rows + machine + peak + where they were saved), a readable table and
+progress on stderr; every run is saved under artifacts/benchmarks/ with a timestamp, and also
+to --out. `--show FILE...` reads saved results files (this machine's or another's, a GPU box's)
+and prints them as one table, each row labelled with where it came from.
+"""
+from __future__ import annotations
+
+import sys
+
+from .cli import command, emit_json
+
+
+def _bench_args(p):
+    from .bench import DEVICES, IMPLS
+    p.add_argument("--quick", action="store_true",
+                   help="a few seconds: fewer repeats, no epochs, no DataLoader pass over a whole split")
+    p.add_argument("--out", help="also write the results JSON here")
+    p.add_argument("--model", metavar="CHECKPOINT",
+                   help="time this checkpoint (default: artifacts/models/mlp.pt if present, "
+                        "else mlp-seed000 with random weights)")
+    p.add_argument("--preset", help="time this preset's architecture with random weights")
+    p.add_argument("--device", action="append", choices=DEVICES,
+                   help="only these devices (repeatable; default: cpu, cuda, mps, the missing "
+                        "ones reported with their reason)")
+    p.add_argument("--impl", action="append", choices=IMPLS, help="only these implementations (repeatable)")
+    p.add_argument("--no-epoch", action="store_true", help="skip the one-epoch rows")
+    p.add_argument("--label", help="name this machine in the results (default: CPU model, cores, GPU)")
+    p.add_argument("--save-dir", help="folder for the timestamped results file (default artifacts/benchmarks)")
+    p.add_argument("--no-save", action="store_true", help="do not write the timestamped file")
+    p.add_argument("--show", nargs="+", metavar="FILE",
+                   help="print saved results files as one table instead of measuring")
+
+
+def _say(msg: str) -> None:
+    sys.stderr.write(msg + "\n")
+    sys.stderr.flush()
+
+
+@command("bench", "time inference and training: implementation x device x work x batch size")
+def cmd_bench(args) -> int:
+    from dataclasses import replace
+
+    from . import bench
+    from .errors import WorkbenchError
+    if args.show:
+        results = [bench.load_results(f) for f in args.show]
+        rows = bench.merge_results(results)
+        for r in results:
+            _say(f"{r['origin']}: {r['label']} ({r['created']}), model {r.get('model', {}).get('name')}")
+        _say(bench.format_table(rows, by_source=True))
+        emit_json({"rows": rows, "sources": [{"origin": r["origin"], "label": r["label"],
+                                              "created": r["created"], "machine": r["machine"]}
+                                             for r in results]})
+        return 0
+    if args.model and args.preset:
+        raise WorkbenchError("give --model CHECKPOINT or --preset NAME, not both")
+    from .data import load
+    cfg = bench.BenchConfig.quick() if args.quick else bench.BenchConfig()
+    if args.device:
+        cfg = replace(cfg, devices=tuple(dict.fromkeys(args.device)))
+    if args.impl:
+        cfg = replace(cfg, impls=tuple(dict.fromkeys(args.impl)))
+    if args.no_epoch:
+        cfg = replace(cfg, epochs=False)
+    bm = bench.resolve_model(args.model, args.preset)
+    _say(f"benchmarking {bm.name} ({bm.source})")
+    results = bench.run_benchmark(bm, load(), cfg, progress=_say, label=args.label)
+    saved = bench.save_results(results, out=args.out, bench_dir=args.save_dir,
+                               timestamped=not args.no_save)
+    _say(bench.format_table(results["rows"]))
+    for p in results["peak"]:
+        _say(f"fp32 matmul peak on {p['device']}" + (f" ({p['threads']} threads)" if p["threads"] else "")
+             + f": {p['gflops']:.0f} GFLOP/s ({p['size']}x{p['size']}, median of {p['repeats']})")
+    _say(f"{len(results['rows'])} rows in {results['seconds']:.1f} s" +
+         (f"; saved to {', '.join(map(str, saved))}" if saved else ""))
+    emit_json({**results, "saved": [str(p) for p in saved]})
+    return 0
+cmd_bench.add_arguments = _bench_args
