@@ -87,7 +87,7 @@ class BenchConfig:
     warmup: int = 2                              # burn-in runs before the clock starts
     min_repeats: int = 5
     max_repeats: int = 50
-    row_budget_s: float = 1.0                    # timed runs per row: about this much time
+    row_budget_s: float = 0.5                    # timed runs per row: about this much time
     max_run_s: float = 5.0                       # skip a row whose one run needs longer (FLOP bound)
     epoch_repeats: int = 2                       # timed epochs after one warm-up epoch
     peak_size: int = 2048                        # the matmul that measures the fp32 peak
@@ -185,8 +185,10 @@ def measure_peak(device: torch.device, size: int = 2048, repeats: int = 7) -> di
     times = time_runs(lambda: torch.mm(a, b), _sync_for(device), warmup=2, min_repeats=repeats,
                       max_repeats=repeats, budget_s=None)
     med = statistics.median(times)
+    # "highest" = true fp32; "high"/"medium" would let a GPU use TF32 and inflate the peak
     return {"median_s": med, "min_s": min(times), "gflops": 2 * size ** 3 / med / 1e9,
-            "size": size, "repeats": len(times)}
+            "size": size, "repeats": len(times),
+            "matmul_precision": torch.get_float32_matmul_precision()}
 
 
 def numpy_matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
@@ -313,6 +315,10 @@ class Impl:
         """A float32 (N, 1, 28, 28) CPU tensor -> this implementation's input on its device."""
         return x.to(self.device)
 
+    def to_labels(self, y: torch.Tensor):
+        """int64 CPU labels -> this implementation's labels on its device."""
+        return y.to(self.device)
+
     def forward(self, x) -> Any:
         raise NotImplementedError
 
@@ -386,12 +392,34 @@ class ManualNumpyImpl(Impl):
         super().__init__(bm, device)
         manual = _manual_module()
         self.net = manual.ManualNet(bm.config, manual.state_dict_to_numpy(bm.state_dict))
+        self._step = None
 
     def to_input(self, x):
         return np.ascontiguousarray(x.numpy(), dtype=np.float32)
 
+    def to_labels(self, y):
+        return y.numpy()
+
     def forward(self, x):
         return self.net.forward(x)
+
+    def train_step(self, x, y):
+        """The inner loop of manual.train_numpy: forward, softmax cross-entropy, backward, Adam."""
+        if self._step is None:
+            manual = _manual_module()
+            net = manual.NumpyMLP(self.bm.config, np.random.default_rng(0))
+            net.load_state_dict(self.bm.state_dict)
+            opt, loss_fn = manual.Adam(1e-3), manual.SoftmaxCrossEntropy()
+            params = net.parameters()
+
+            def step(x, y):
+                loss = loss_fn.forward(net.forward(x, train=True), y)
+                net.backward(loss_fn.backward())
+                opt.step([layer.params[k] for _, layer, k in params],
+                         [layer.grads[k] for _, layer, k in params])
+                return loss
+            self._step = step
+        return self._step(x, y)
 
 
 class ManualTorchImpl(Impl):
@@ -535,16 +563,10 @@ def measure_row(ctx: _Ctx, impl: Impl, work: str, batch: int, threads: int) -> d
     if impl.name == "dataloader":
         times, extra["note"] = _dataloader_times(ctx, impl, work, batch)
     elif work == "epoch":
-        times = _epoch_times(ctx, impl, batch)
+        times = _epoch_times(ctx, impl, batch, threads)
         extra["note"] = "the trainer's own epoch_seconds; its first epoch was the warm-up"
         if impl.device.type != "cpu":  # the trainer moves the training set once, before the loop
             extra["transfer_s"] = _transfer_s(ctx, impl, *ctx.train_batch(images))
-    elif work == "train_step" and impl.name == "manual-numpy":
-        times = _numpy_step_times(ctx, batch)
-        if times is None:
-            return _row(**base, available=False,
-                        reason="fmnist_core.manual has no train_numpy (NumPy training) yet")
-        extra["note"] = "one-step epochs of manual.train_numpy (forward, backward, Adam)"
     else:
         times, extra["transfer_s"] = _direct_times(ctx, impl, work, batch)
     med = statistics.median(times)
@@ -558,7 +580,7 @@ def _direct_times(ctx: _Ctx, impl: Impl, work: str, batch: int) -> tuple[list[fl
     cfg, sync = ctx.cfg, _sync_for(impl.device)
     if work == "train_step":
         xb_cpu, yb_cpu = ctx.train_batch(batch)
-        xb, yb = impl.to_input(xb_cpu), yb_cpu.to(impl.device)
+        xb, yb = impl.to_input(xb_cpu), impl.to_labels(yb_cpu)
         times = time_runs(lambda: impl.train_step(xb, yb), sync, cfg.warmup, cfg.min_repeats,
                           cfg.max_repeats, cfg.row_budget_s)
         return times, _transfer_s(ctx, impl, xb_cpu, yb_cpu)
@@ -580,17 +602,18 @@ def _direct_times(ctx: _Ctx, impl: Impl, work: str, batch: int) -> tuple[list[fl
     return times, _transfer_s(ctx, impl, ctx.x_test)
 
 
-def _train_config(ctx: _Ctx, device: torch.device, epochs: int, batch: int):
+def _train_config(ctx: _Ctx, device: torch.device, epochs: int, batch: int, threads: int):
     from .train import TrainConfig
-    # fp32 so the figure compares with the fp32 peak; every image trains, no validation pass
+    # fp32 so the figure compares with the fp32 peak; every image trains, no validation pass;
+    # threads given explicitly: train_numpy would otherwise pick one BLAS thread by itself
     return TrainConfig(epochs=epochs, batch_size=batch, val_fraction=0.0, device=device.type,
-                       precision="fp32", seed=ctx.cfg.seed, progress_every=10 ** 9)
+                       precision="fp32", seed=ctx.cfg.seed, progress_every=10 ** 9, threads=threads)
 
 
-def _epoch_times(ctx: _Ctx, impl: Impl, batch: int) -> list[float]:
+def _epoch_times(ctx: _Ctx, impl: Impl, batch: int, threads: int) -> list[float]:
     """One pass over all 60,000 training images through the real trainer (train.train or
     manual.train_numpy): the first epoch is the warm-up, the following ones are timed."""
-    tcfg = _train_config(ctx, impl.device, 1 + ctx.cfg.epoch_repeats, batch)
+    tcfg = _train_config(ctx, impl.device, 1 + ctx.cfg.epoch_repeats, batch, threads)
     if impl.name == "manual-numpy":
         result = _manual_module().train_numpy(ctx.bm.config, tcfg, ctx.data)
     else:
@@ -598,19 +621,6 @@ def _epoch_times(ctx: _Ctx, impl: Impl, batch: int) -> list[float]:
         result = train(ctx.bm.config, tcfg, ctx.data)
     times = [h["epoch_seconds"] for h in result.history]
     return times[1:] or times
-
-
-def _numpy_step_times(ctx: _Ctx, batch: int) -> list[float] | None:
-    """The NumPy twin's training step, through its trainer's public contract: with
-    train_limit=batch each epoch is exactly one step, and epoch_seconds times it."""
-    train_numpy = getattr(_manual_module(), "train_numpy", None)
-    if train_numpy is None:
-        return None
-    cfg = ctx.cfg
-    n = cfg.warmup + min(cfg.max_repeats, cfg.min_repeats * 2)
-    result = train_numpy(ctx.bm.config, _train_config(ctx, torch.device("cpu"), n, batch), ctx.data,
-                         train_limit=batch)
-    return [h["epoch_seconds"] for h in result.history[cfg.warmup:]]
 
 
 def _dataloader_times(ctx: _Ctx, impl: Impl, work: str, batch: int) -> tuple[list[float], str]:
@@ -716,7 +726,7 @@ def run_benchmark(bm: BenchModel, data: FashionMNIST, cfg: BenchConfig | None = 
 
     machine = machine_info()
     machine.update(numpy=np.__version__, date=_now(), threads_all=all_threads, blas=blas_info(),
-                   host=platform.node())
+                   host=platform.node(), devices=avail)
     if cfg.numpy_peak and "cpu" in cfg.devices:
         say("measuring numpy's matmul rate")
         with cpu_threads(all_threads):
