@@ -504,3 +504,584 @@ def _torch_op(s: _Step, h, inplace: bool, chw: bool = False):
         case "dropout":
             return h, False
     raise ConfigError(f"the manual twin has no layer kind {s.kind!r}")
+
+
+# --- compare: the twin against the nn.Module, on a whole test set -----------------------
+
+def compare(checkpoint_path: str | Path, x, y, impl: str = "numpy", device: str = "cpu") -> dict[str, Any]:
+    """Run a checkpoint both ways over (x, y) and measure how far apart they are.
+
+    impl: "numpy" (ManualNet) or "torch-ops" (TorchOpsNet on `device`). Logits come from
+    each twin's fast `forward`; per-layer differences from `forward_layers`, in chunks so
+    even cnn-seed002's 10,000 x 32 x 28 x 28 feature maps never sit in memory at once.
+    """
+    import torch
+
+    from .errors import DataError
+    from .evaluate import images_to_tensor, predict_logits
+    from .models import load_model
+
+    if impl not in IMPLS:
+        raise ConfigError(f"impl must be one of {', '.join(IMPLS)}, got {impl!r}")
+    y = np.asarray(y).astype(np.int64)
+    if len(x) != len(y) or len(y) == 0:
+        raise DataError(f"compare needs as many labels as images and at least one, got {len(x)} images "
+                        f"and {len(y)} labels")
+    model = load_model(checkpoint_path)  # torch, eval mode, CPU
+    ckpt = read_checkpoint(checkpoint_path)
+    if impl == "numpy":
+        net: ManualNet | TorchOpsNet = ManualNet(model.config, state_dict_to_numpy(ckpt["state_dict"]))
+    else:
+        from .device import resolve_device
+        net = TorchOpsNet(model.config, ckpt["state_dict"], device=str(resolve_device(device)))
+
+    def to_np(a):
+        return a.detach().float().cpu().numpy() if hasattr(a, "detach") else a
+
+    ref = predict_logits(model, x).numpy()
+    mine = to_np(net.forward(x))
+    # size chunks by what one image's layer outputs take, both twins together
+    per_image = sum(int(np.prod(a.shape)) for _, a in net.forward_layers(x[:1]))
+    chunk = max(1, min(len(y), (CHUNK_BYTES * 2) // (8 * per_image)))
+    names = [s.name for s in net.plan]
+    worst = dict.fromkeys(names, 0.0)
+    with torch.no_grad():
+        for i in range(0, len(y), chunk):
+            xb = x[i:i + chunk]
+            h = images_to_tensor(xb)
+            theirs = []
+            for name, module in model.named_children():  # exactly nn.Sequential's forward
+                h = module(h)
+                theirs.append(h.numpy())
+            for (name, a), b in zip(net.forward_layers(xb), theirs):
+                worst[name] = max(worst[name], float(np.abs(to_np(a) - b).max()))
+    pred_ref, pred_mine = ref.argmax(1), mine.argmax(1)
+    kinds = {s.name: s.kind for s in net.plan}
+    return {"n": int(len(y)), "impl": impl, "device": str(getattr(net, "device", "cpu")),
+            "agreement": float((pred_ref == pred_mine).mean()),
+            "accuracy_torch": float((pred_ref == y).mean()),
+            "accuracy_manual": float((pred_mine == y).mean()),
+            "max_abs_diff": float(np.abs(ref - mine).max()),
+            "layers": [{"name": n, "kind": kinds[n], "max_abs_diff": worst[n]} for n in names]}
+
+
+IMPLS = ("numpy", "torch-ops")
+
+
+# --- from-scratch training of MLPs ------------------------------------------------------
+#
+# Each layer keeps what its backward needs from its forward (self.x, self.mask...).
+# backward(grad) receives dLoss/d(output) and returns dLoss/d(input); layers with
+# parameters also fill self.grads, keyed like self.params and like torch's state_dict.
+
+class Normalize:
+    """(x - mean) / std: the model's first layer, no parameters."""
+
+    def __init__(self, name, mean, std):
+        self.name, self.mean, self.std = name, mean, std
+        self.params, self.grads = {}, {}
+
+    def forward(self, x, train=False):  # (N, 784) -> (N, 784)
+        return (x - self.mean) / self.std
+
+    def backward(self, grad):           # (N, 784) -> (N, 784)
+        return grad / self.std
+
+
+class Flatten:
+    def __init__(self, name):
+        self.name, self.params, self.grads = name, {}, {}
+
+    def forward(self, x, train=False):  # (N, 1, 28, 28) -> (N, 784)
+        self.shape = x.shape
+        return x.reshape(len(x), -1)
+
+    def backward(self, grad):           # (N, 784) -> (N, 1, 28, 28)
+        return grad.reshape(self.shape)
+
+
+class Linear:
+    """y = x W^T + b, with W stored (out, in) as torch stores it."""
+
+    def __init__(self, name, n_in, n_out, rng, dtype):
+        self.name = name
+        # torch's default init for nn.Linear: U(-1/sqrt(in), 1/sqrt(in)) for W and b alike
+        bound = 1.0 / math.sqrt(n_in)
+        self.params = {"weight": rng.uniform(-bound, bound, (n_out, n_in)).astype(dtype),
+                       "bias": rng.uniform(-bound, bound, n_out).astype(dtype)}
+        self.grads = {}
+
+    def forward(self, x, train=False):  # (N, in) -> (N, out)
+        self.x = x
+        return x @ self.params["weight"].T + self.params["bias"]
+
+    def backward(self, grad):           # (N, out) -> (N, in)
+        self.grads["weight"] = grad.T @ self.x    # (out, N) @ (N, in) -> (out, in)
+        self.grads["bias"] = grad.sum(0)          # (out,)
+        return grad @ self.params["weight"]       # (N, out) @ (out, in) -> (N, in)
+
+
+class BatchNorm1d:
+    """Per-feature batch normalization; batch statistics in training, running ones in eval."""
+
+    def __init__(self, name, features, dtype, momentum=0.1):
+        self.name, self.momentum = name, momentum  # 0.1: torch's default
+        self.params = {"weight": np.ones(features, dtype), "bias": np.zeros(features, dtype)}
+        self.grads = {}
+        self.running_mean = np.zeros(features, dtype)
+        self.running_var = np.ones(features, dtype)
+        self.num_batches_tracked = 0
+
+    def forward(self, x, train=False):  # (N, F) -> (N, F)
+        if train:
+            n = len(x)
+            mean, var = x.mean(0), x.var(0)   # biased variance normalizes the batch...
+            m = self.momentum
+            self.running_mean = (1 - m) * self.running_mean + m * mean
+            # ...while the running estimate is unbiased, as in torch
+            self.running_var = (1 - m) * self.running_var + m * var * (n / max(n - 1, 1))
+            self.num_batches_tracked += 1
+        else:
+            mean, var = self.running_mean, self.running_var
+        self.inv_std = 1.0 / np.sqrt(var + BN_EPS)
+        self.xhat = (x - mean) * self.inv_std
+        return self.xhat * self.params["weight"] + self.params["bias"]
+
+    def backward(self, grad):           # (N, F) -> (N, F); training mode only
+        n = len(grad)
+        self.grads["weight"] = (grad * self.xhat).sum(0)
+        self.grads["bias"] = grad.sum(0)
+        dxhat = grad * self.params["weight"]
+        # the mean and variance depend on every x in the batch: the two extra terms
+        return self.inv_std / n * (n * dxhat - dxhat.sum(0) - self.xhat * (dxhat * self.xhat).sum(0))
+
+
+class ReLU:
+    def __init__(self, name):
+        self.name, self.params, self.grads = name, {}, {}
+
+    def forward(self, x, train=False):  # (N, H) -> (N, H)
+        self.mask = x > 0
+        return x * self.mask
+
+    def backward(self, grad):           # (N, H) -> (N, H); the slope at 0 is 0, as in torch
+        return grad * self.mask
+
+
+class LeakyReLU:
+    def __init__(self, name, slope=LEAKY_SLOPE):
+        self.name, self.slope, self.params, self.grads = name, slope, {}, {}
+
+    def forward(self, x, train=False):
+        self.mask = x > 0
+        return np.where(self.mask, x, self.slope * x)
+
+    def backward(self, grad):
+        return np.where(self.mask, grad, self.slope * grad)
+
+
+class Tanh:
+    def __init__(self, name):
+        self.name, self.params, self.grads = name, {}, {}
+
+    def forward(self, x, train=False):
+        self.y = np.tanh(x)
+        return self.y
+
+    def backward(self, grad):           # d tanh = 1 - tanh^2
+        return grad * (1 - self.y * self.y)
+
+
+class Sigmoid:
+    def __init__(self, name):
+        self.name, self.params, self.grads = name, {}, {}
+
+    def forward(self, x, train=False):
+        with np.errstate(over="ignore"):  # exp overflow -> inf -> 1/inf = 0: the right limit
+            self.y = 1 / (1 + np.exp(-x))
+        return self.y
+
+    def backward(self, grad):           # d sigmoid = s (1 - s)
+        return grad * self.y * (1 - self.y)
+
+
+class GELU:
+    """x * Phi(x), Phi the standard normal CDF (the exact form nn.GELU uses)."""
+
+    def __init__(self, name):
+        self.name, self.params, self.grads = name, {}, {}
+
+    def forward(self, x, train=False):
+        self.x = x
+        self.cdf = (0.5 * (1.0 + erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
+        return x * self.cdf
+
+    def backward(self, grad):           # d (x Phi(x)) = Phi(x) + x phi(x)
+        pdf = np.exp(-0.5 * self.x * self.x) / math.sqrt(2.0 * math.pi)
+        return grad * (self.cdf + self.x * pdf)
+
+
+class Dropout:
+    """Inverted dropout: zero a fraction p in training and scale the rest by 1/(1-p),
+    so evaluation is the identity."""
+
+    def __init__(self, name, p, rng):
+        self.name, self.p, self.rng, self.params, self.grads = name, p, rng, {}, {}
+        self.mask = None
+
+    def forward(self, x, train=False):
+        if not train or self.p == 0:
+            self.mask = None
+            return x
+        self.mask = (self.rng.random(x.shape) >= self.p).astype(x.dtype) / (1 - self.p)
+        return x * self.mask
+
+    def backward(self, grad):
+        return grad if self.mask is None else grad * self.mask
+
+
+class SoftmaxCrossEntropy:
+    """Mean cross-entropy of softmax(logits), optionally with label smoothing (as F.cross_entropy)."""
+
+    def __init__(self, label_smoothing=0.0):
+        self.eps = label_smoothing
+
+    def forward(self, logits, y):       # (N, 10), (N,) -> scalar
+        z = logits - logits.max(1, keepdims=True)          # shift: exp cannot overflow
+        logp = z - np.log(np.exp(z).sum(1, keepdims=True))  # log-softmax
+        n, k = logits.shape
+        # smoothed target: 1 - eps on the label, eps spread over all classes
+        self.target = np.full((n, k), self.eps / k, dtype=logits.dtype)
+        self.target[np.arange(n), y] += 1 - self.eps
+        self.p = np.exp(logp)
+        return float(-(self.target * logp).sum() / n)
+
+    def backward(self):                 # -> (N, 10): softmax minus target, averaged
+        return (self.p - self.target) / len(self.p)
+
+
+_ACTIVATION_LAYERS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid, "gelu": GELU}
+
+
+class NumpyMLP:
+    """An MLP config's layer plan as the layers above; names and state_dict keys match torch's."""
+
+    def __init__(self, config: ModelConfig, rng: np.random.Generator, dtype=np.float32):
+        if config.kind != "mlp":
+            raise ConfigError("the NumPy trainer trains MLPs only (a CNN's backward by hand is left out); "
+                              "train CNNs with the torch engine — the manual twin still runs them for inference")
+        self.config, self.dtype = config, dtype
+        self.layers = []
+        for s in layer_plan(config):
+            a = s.args
+            match s.kind:
+                case "normalize":
+                    layer = Normalize(s.name, dtype(a["mean"]), dtype(a["std"]))
+                case "flatten":
+                    layer = Flatten(s.name)
+                case "linear":
+                    layer = Linear(s.name, a["in"], a["out"], rng, dtype)
+                case "batchnorm1d":
+                    layer = BatchNorm1d(s.name, a["features"], dtype)
+                case "act":
+                    layer = _ACTIVATION_LAYERS[a["fn"]](s.name)
+                case "dropout":
+                    layer = Dropout(s.name, a["p"], rng)
+                case _:
+                    raise ConfigError(f"the NumPy trainer has no layer kind {s.kind!r}")
+            self.layers.append(layer)
+        self.out_grads: dict[str, np.ndarray] = {}
+
+    def forward(self, x: np.ndarray, train: bool = False) -> np.ndarray:
+        """(N, 784) or (N, 1, 28, 28) in [0, 1] -> logits (N, 10)."""
+        for layer in self.layers:
+            x = layer.forward(x, train)
+        return x
+
+    def backward(self, grad: np.ndarray, input_grad: bool = False) -> np.ndarray | None:
+        """dLoss/dlogits -> fills every layer's grads; keeps dLoss/d(output) per layer in out_grads.
+
+        Below the first Linear nothing learns: stop there unless the input gradient is wanted.
+        """
+        first = next(i for i, layer in enumerate(self.layers) if layer.params)
+        stop = 0 if input_grad else first
+        for layer in reversed(self.layers[stop:]):
+            self.out_grads[layer.name] = grad
+            if layer is self.layers[first] and not input_grad and isinstance(layer, Linear):
+                # skip the (N, 784) input gradient: one matmul saved per step
+                layer.grads["weight"] = grad.T @ layer.x
+                layer.grads["bias"] = grad.sum(0)
+                return None
+            grad = layer.backward(grad)
+        return grad
+
+    def parameters(self) -> list[tuple[str, Any, str]]:
+        """[(state_dict name, layer, key)]; read layer.params[key] / layer.grads[key] when needed."""
+        return [(f"{layer.name}.{k}", layer, k) for layer in self.layers for k in layer.params]
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        sd = {}
+        for layer in self.layers:
+            if isinstance(layer, Normalize):
+                sd[f"{layer.name}.mean"] = np.asarray(layer.mean, np.float32)
+                sd[f"{layer.name}.std"] = np.asarray(layer.std, np.float32)
+            for k, v in layer.params.items():
+                sd[f"{layer.name}.{k}"] = v.copy()
+            if isinstance(layer, BatchNorm1d):
+                sd[f"{layer.name}.running_mean"] = layer.running_mean.copy()
+                sd[f"{layer.name}.running_var"] = layer.running_var.copy()
+                sd[f"{layer.name}.num_batches_tracked"] = np.asarray(layer.num_batches_tracked, np.int64)
+        return sd
+
+    def load_state_dict(self, sd: dict) -> None:
+        sd = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in sd.items()}
+        for layer in self.layers:
+            for k in layer.params:
+                layer.params[k] = sd[f"{layer.name}.{k}"].astype(self.dtype).copy()
+            if isinstance(layer, BatchNorm1d):
+                layer.running_mean = sd[f"{layer.name}.running_mean"].astype(self.dtype).copy()
+                layer.running_var = sd[f"{layer.name}.running_var"].astype(self.dtype).copy()
+                layer.num_batches_tracked = int(sd.get(f"{layer.name}.num_batches_tracked", 0))
+
+
+# --- optimizers: torch.optim's update rules, written out -------------------------------
+
+class SGD:
+    """torch.optim.SGD: g += wd * p; buf = momentum * buf + g (buf = g at first); p -= lr * buf."""
+
+    def __init__(self, lr, momentum=0.0, weight_decay=0.0):
+        self.lr, self.momentum, self.wd = lr, momentum, weight_decay
+        self.buf: dict[int, np.ndarray] = {}
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if self.wd:
+                g = g + self.wd * p            # coupled L2: part of the gradient
+            if self.momentum:
+                if i not in self.buf:
+                    self.buf[i] = g.copy()
+                else:
+                    self.buf[i] *= self.momentum
+                    self.buf[i] += g
+                g = self.buf[i]
+            p -= self.lr * g                   # in place: the layer holds this very array
+
+
+class Adam:
+    """torch.optim.Adam / AdamW (decoupled=True), betas (0.9, 0.999), eps 1e-8.
+
+    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
+    p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+    Adam adds wd * p to g (coupled L2); AdamW shrinks p by (1 - lr wd) first.
+    """
+
+    def __init__(self, lr, weight_decay=0.0, decoupled=False, betas=(0.9, 0.999), eps=1e-8):
+        self.lr, self.wd, self.decoupled = lr, weight_decay, decoupled
+        self.b1, self.b2, self.eps = betas[0], betas[1], eps
+        self.t = 0
+        self.m: dict[int, np.ndarray] = {}
+        self.v: dict[int, np.ndarray] = {}
+
+    def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        self.t += 1
+        b1, b2 = self.b1, self.b2
+        step_size = self.lr / (1 - b1 ** self.t)
+        sqrt_bc2 = math.sqrt(1 - b2 ** self.t)
+        for i, (p, g) in enumerate(zip(params, grads)):
+            if self.wd and self.decoupled:
+                p *= 1 - self.lr * self.wd
+            elif self.wd:
+                g = g + self.wd * p
+            if i not in self.m:
+                self.m[i], self.v[i] = np.zeros_like(p), np.zeros_like(p)
+            m, v = self.m[i], self.v[i]
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            denom = np.sqrt(v)
+            denom /= sqrt_bc2
+            denom += self.eps
+            p -= step_size * (m / denom)
+
+
+def _optimizer(cfg) -> SGD | Adam:
+    if cfg.optimizer == "sgd":
+        return SGD(cfg.lr, cfg.momentum, cfg.weight_decay)
+    return Adam(cfg.lr, cfg.weight_decay, decoupled=cfg.optimizer == "adamw")
+
+
+def _augment(xb: np.ndarray, cfg, rng: np.random.Generator) -> np.ndarray:
+    """Random horizontal flips and shifts of a (N, 28, 28) batch, as train._augment does."""
+    n, side = len(xb), IMAGE_SIZE
+    if cfg.augment_flip:
+        flip = rng.random(n) < 0.5
+        xb = np.where(flip[:, None, None], xb[:, :, ::-1], xb)
+    s = cfg.augment_shift
+    if s:
+        pad = np.pad(xb, ((0, 0), (s, s), (s, s)))        # shifted-in pixels are black
+        dy, dx = rng.integers(0, 2 * s + 1, n), rng.integers(0, 2 * s + 1, n)
+        ar = np.arange(side)
+        rows = (ar[None, :] + dy[:, None])[:, :, None]     # (N, 28, 1)
+        cols = (ar[None, :] + dx[:, None])[:, None, :]     # (N, 1, 28)
+        xb = pad[np.arange(n)[:, None, None], rows, cols]  # (N, 28, 28)
+    return xb
+
+
+def _check_supported(model_config: ModelConfig, cfg) -> None:
+    if model_config.kind != "mlp":
+        raise ConfigError("the NumPy engine trains MLPs only; train CNNs with the torch engine "
+                          "(the manual twin still runs trained CNNs for inference and compare)")
+    if cfg.schedule == "onecycle":
+        raise ConfigError("the NumPy engine supports the schedules none and cosine, not onecycle "
+                          "(it also cycles Adam's momentum); use the torch engine for onecycle")
+    if cfg.device not in ("auto", "cpu"):
+        raise ConfigError(f"the NumPy engine runs on the CPU only; choose device auto or cpu, "
+                          f"not {cfg.device!r} (the torch engine uses {cfg.device})")
+    if cfg.precision == "bf16":
+        raise ConfigError("the NumPy engine trains in fp32 only; choose precision auto or fp32")
+
+
+def train_numpy(model_config: ModelConfig, cfg, data, callback=None, should_stop=None, on_best=None,
+                train_limit: int | None = None):
+    """Train an MLP from scratch with NumPy; the same contract as `train.train`.
+
+    Events, statuses, messages, history rows, early stopping and `on_best` behave as
+    there; `result.model` is a torch FashionNet holding the learned weights (CPU, eval).
+    """
+    import time
+
+    import torch
+
+    from .data import train_val_split
+    from .models import build_model
+    from .train import TrainResult
+
+    cfg.validate()
+    _check_supported(model_config, cfg)
+    emit = callback or (lambda event: None)
+    limiter = None
+    try:
+        from threadpoolctl import threadpool_limits  # comes with scikit-learn
+        # one BLAS thread unless told otherwise: mini-batch GEMMs are too small to split,
+        # and on a busy 2-core machine two spinning threads made (64, 784) @ (784, 128)
+        # take 12.8 ms instead of 1.0 ms
+        limiter = threadpool_limits(cfg.threads or 1, user_api="blas")
+    except ImportError:
+        pass
+    rng = np.random.default_rng(cfg.seed)  # init, shuffling, dropout and augmentation
+
+    tr_idx, val_idx = train_val_split(len(data.y_train), cfg.val_fraction, cfg.seed)
+    if train_limit:
+        tr_idx = tr_idx[:train_limit]
+    x_tr = np.multiply(data.x_train[tr_idx], 1 / 255.0, dtype=np.float32)  # (n, 28, 28)
+    y_tr = data.y_train[tr_idx].astype(np.int64)
+    x_val = np.multiply(data.x_train[val_idx], 1 / 255.0, dtype=np.float32)
+    y_val = data.y_train[val_idx].astype(np.int64)
+
+    net = NumpyMLP(model_config, rng)
+    opt = _optimizer(cfg)
+    loss_fn = SoftmaxCrossEntropy(cfg.label_smoothing)
+    plist = net.parameters()
+    l1_params = [(layer, k) for _, layer, k in plist if layer.params[k].ndim > 1]  # weights, as train.py
+    n = len(y_tr)
+    steps = math.ceil(n / cfg.batch_size)
+    total_steps = cfg.epochs * steps
+
+    def lr_at(t: int) -> float:
+        # CosineAnnealingLR(T_max=total steps, eta_min=0) in closed form, stepped per batch
+        return 0.5 * cfg.lr * (1 + math.cos(math.pi * t / total_steps)) if cfg.schedule == "cosine" else cfg.lr
+
+    def to_torch(sd):
+        return {k: torch.from_numpy(np.array(v)) for k, v in sd.items()}
+
+    history: list[dict[str, Any]] = []
+    best_acc, best_epoch, best_state, since_best = -1.0, 0, None, 0
+    status, message = "finished", ""
+    t_start = time.perf_counter()
+    emit({"event": "start", "epochs": cfg.epochs, "steps_per_epoch": steps, "train_size": n,
+          "val_size": len(y_val), "device": "cpu", "precision": "fp32"})
+    t = 0
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            t_epoch = time.perf_counter()
+            perm = rng.permutation(n)
+            xs, ys = x_tr[perm], y_tr[perm]  # one gather per epoch; batches are then views
+            loss_sum, correct, seen = 0.0, 0, 0
+            for b in range(steps):
+                xb = xs[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                yb = ys[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                if cfg.augment_flip or cfg.augment_shift:
+                    xb = _augment(xb, cfg, rng)
+                logits = net.forward(xb, train=True)            # (B, 28, 28) -> (B, 10)
+                loss = loss_fn.forward(logits, yb)
+                if cfg.l1:
+                    loss += cfg.l1 * sum(float(np.abs(layer.params[k]).sum()) for layer, k in l1_params)
+                net.backward(loss_fn.backward())
+                if cfg.l1:
+                    for layer, k in l1_params:
+                        layer.grads[k] = layer.grads[k] + cfg.l1 * np.sign(layer.params[k])
+                opt.lr = lr_at(t)
+                opt.step([layer.params[k] for _, layer, k in plist], [layer.grads[k] for _, layer, k in plist])
+                t += 1
+                loss_sum += loss * len(yb)
+                correct += int((logits.argmax(1) == yb).sum())
+                seen += len(yb)
+                if not math.isfinite(loss_sum):
+                    status = "diverged"
+                    message = (f"the loss became NaN/inf in epoch {epoch}, batch {b + 1}: the run "
+                               f"diverged; try a smaller learning rate (now {cfg.lr:g})")
+                    break
+                if (b + 1) % cfg.progress_every == 0:
+                    emit({"event": "batch", "epoch": epoch, "batch": b + 1, "steps": steps,
+                          "loss": loss_sum / seen, "elapsed": time.perf_counter() - t_start})
+                if should_stop is not None and (b + 1) % 10 == 0 and should_stop():
+                    status, message = "cancelled", f"cancelled in epoch {epoch}, batch {b + 1}"
+                    break
+                if cfg.max_seconds and time.perf_counter() - t_start > cfg.max_seconds:
+                    message = f"time limit of {cfg.max_seconds:g} s reached in epoch {epoch}"
+                    break
+            if status != "finished":
+                break
+            row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+                   "lr": lr_at(t), "epoch_seconds": time.perf_counter() - t_epoch}
+            if len(y_val):
+                with np.errstate(all="ignore"):  # a diverging net may overflow here; reported below
+                    vlogits = np.concatenate([net.forward(x_val[i:i + 4000]) for i in range(0, len(y_val), 4000)])
+                row["val_loss"] = SoftmaxCrossEntropy().forward(vlogits, y_val)
+                row["val_accuracy"] = float((vlogits.argmax(1) == y_val).mean())
+                improved = row["val_accuracy"] > best_acc
+            else:
+                improved = True  # no validation: the last epoch is the best we know
+            row["elapsed"] = time.perf_counter() - t_start
+            history.append(row)
+            if improved:
+                best_acc = row.get("val_accuracy", -1.0)
+                best_epoch, since_best = epoch, 0
+                best_state = net.state_dict()
+                if on_best is not None:
+                    on_best(to_torch(best_state), row)
+            else:
+                since_best += 1
+            emit({"event": "epoch", **row, "epochs": cfg.epochs, "best_epoch": best_epoch})
+            if cfg.patience and since_best >= cfg.patience:
+                message = (f"early stop after epoch {epoch}: no better validation accuracy for "
+                           f"{cfg.patience} epochs; best was epoch {best_epoch}")
+                break
+            if message:  # time limit reached exactly at an epoch end
+                break
+    finally:
+        if limiter is not None:
+            limiter.restore_original_limits()
+    seconds = time.perf_counter() - t_start
+    model = build_model(model_config)
+    model.load_state_dict(to_torch(best_state if best_state is not None else net.state_dict()))
+    model = model.eval()
+    if status == "finished" and not message:
+        message = f"finished {len(history)} epochs in {seconds:.1f} s"
+    result = TrainResult(status=status, message=message, history=history, best_epoch=best_epoch,
+                         best_val_accuracy=best_acc if best_acc >= 0 else None,
+                         epochs_run=len(history), train_seconds=seconds, device="cpu",
+                         precision="fp32", model=model)
+    emit({"event": "end", "status": status, "message": message})
+    return result
