@@ -58,6 +58,7 @@ TRIM_TOLERANCE = 0.08   # how far (0..1) from the background a pixel must be to 
 SPECK_FRACTION = 0.005  # a row/column is item only if this share of it is (dust is ignored)
 SHARPEN_MIN_SCALE = 2.0  # sharpen only when shrunk at least this much (lanczos softened it)
 SHARPEN_AMOUNT = 0.6     # unsharp mask, gaussian sigma 1 as in the paper; 0.6: crisp, no halos
+DISPLAY_SIDE = 1024       # the "original" step is a copy at most this big
 EMPTY_MESSAGE = "the image is empty — draw or upload a garment"
 
 ImageInput = bytes | bytearray | memoryview | str | os.PathLike | BinaryIO | Image.Image | np.ndarray
@@ -75,6 +76,8 @@ def _sniff(head: bytes) -> str | None:
         if head.startswith(magic):
             return f"the {fmt} file is damaged or incomplete"
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if text.startswith(b"%!ps"):
+        return "PostScript/EPS is not supported — export as PNG"
     if text.startswith(b"%pdf"):
         return "this is a PDF document, not an image — export the page as PNG or JPEG"
     if b"<svg" in text[:4096] and (text.startswith(b"<?xml") or text.startswith(b"<svg")
@@ -88,7 +91,7 @@ def _sniff(head: bytes) -> str | None:
 
 
 def _too_big(n: int) -> ImageError:
-    return ImageError(f"the file is {n / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB")
+    return ImageError(f"the file is too big ({n / 2**20:.1f} MB); the limit is {MAX_UPLOAD_BYTES // 2**20} MB")
 
 
 def read_bytes(source: bytes | bytearray | memoryview | str | os.PathLike | BinaryIO) -> bytes:
@@ -272,22 +275,33 @@ def _gray_alpha(im: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     return gray, alpha
 
 
+def _ring(a: np.ndarray) -> np.ndarray:
+    """The outermost ring of pixels, clockwise from the top-left corner."""
+    return np.concatenate([a[0], a[1:-1, -1], a[-1, ::-1], a[-2:0:-1, 0]])
+
+
 def _composite(gray: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """Transparent areas get the colour that contrasts with what is drawn: black strokes on a
-    transparent canvas go over white, white ones over black, so the strokes always show."""
+    """Fill transparent areas with the detected background. A picture whose border is mostly
+    opaque has its own background (a photo with transparent rounded corners): use its colour.
+    Otherwise it is a drawing or cut-out on transparency: use the colour that contrasts with
+    what is drawn (black strokes go over white, white ones over black), so the strokes show."""
     weight = float(alpha.sum())
     if weight < 1.0:  # fully transparent: nothing drawn
         raise ImageError(EMPTY_MESSAGE)
-    content = float((gray * alpha).sum()) / weight
-    under = 1.0 if content < 0.5 else 0.0
+    ring_alpha, ring_gray = _ring(alpha), _ring(gray)
+    opaque = ring_alpha > 0.5
+    if opaque.mean() >= 0.5:
+        under = float(np.median(ring_gray[opaque]))
+    else:
+        content = float((gray * alpha).sum()) / weight
+        under = 1.0 if content < 0.5 else 0.0
     return gray * alpha + under * (1.0 - alpha)
 
 
 def _border_level(gray: np.ndarray) -> float:
     """The background colour: median of the outermost ring of pixels (the paper used the
     corner; the ring's median survives a stroke or a shadow touching a corner)."""
-    ring = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
-    return float(np.median(ring))
+    return float(np.median(_ring(gray)))
 
 
 def _item_box(x: np.ndarray) -> tuple[int, int, int, int] | None:
@@ -397,9 +411,11 @@ def preprocess(image: ImageInput, return_steps: bool = False):
 
 
 def _display(im: Image.Image) -> Image.Image:
-    """A copy a browser can show (16-bit, CMYK and palette images cannot be shown as is)."""
-    if im.mode in ("L", "RGB", "RGBA", "LA"):
-        return im.copy()
-    if im.mode.startswith("I") or im.mode == "F":
-        return _as_image(np.asarray(_to_basic_mode(im), dtype=np.float32))
-    return im.convert("RGBA" if "transparency" in im.info or im.mode in ("PA", "RGBa", "La") else "RGB")
+    """A copy a browser can show (16-bit, CMYK and palette images cannot be shown as is),
+    at most DISPLAY_SIDE pixels on its long edge: it is for looking at, not for computing."""
+    im = _to_basic_mode(im)
+    if im.mode == "F":
+        im = _as_image(np.asarray(im, dtype=np.float32))
+    im = im.copy()
+    im.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.LANCZOS)
+    return im

@@ -198,6 +198,21 @@ def test_rgba_and_la_cutout_over_transparency(item, reference):
     assert close(preprocess(encode(pal, "PNG")), reference, 0.05)
 
 
+def test_photo_with_transparent_corners_keeps_its_own_background(item, reference):
+    """Transparent rounded corners (stored black) on a light photo must not become item."""
+    up = np.asarray(as_upload(item, margin=40, paper=250))
+    alpha = np.full(up.shape, 255, np.uint8)
+    yy, xx = np.mgrid[: up.shape[0], : up.shape[1]]
+    r, h, w = 20, up.shape[0], up.shape[1]
+    corners = ((yy < r) | (yy >= h - r)) & ((xx < r) | (xx >= w - r))
+    for cy, cx in ((r, r), (r, w - r), (h - r, r), (h - r, w - r)):
+        alpha[corners & ((yy - cy) ** 2 + (xx - cx) ** 2 > r * r)
+              & (np.abs(yy - cy) < r) & (np.abs(xx - cx) < r)] = 0
+    rgba = np.dstack([up, up, up, alpha])
+    rgba[alpha == 0, :3] = 0
+    assert close(preprocess(Image.fromarray(rgba)), reference, 0.03)
+
+
 def test_animated_gif_uses_the_first_frame(item_upload, reference):
     first = item_upload.convert("RGB")
     second = draw_shirt((0, 0, 0), (255, 255, 255)).resize(first.size)
@@ -260,7 +275,7 @@ HOSTILE = {
     "over the upload limit": (lambda tmp: b"\x89PNG" + b"\x00" * MAX_UPLOAD_BYTES, "limit is 10 MB"),
     "heic photo": (lambda tmp: b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64, "HEIC"),
     "eps (would run ghostscript)": (lambda tmp: b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n",
-                                    "text file"),
+                                    "EPS is not supported"),
 }
 
 
