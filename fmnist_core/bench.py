@@ -110,7 +110,7 @@ class BenchConfig:
 
 def forward_flops(cfg: ModelConfig) -> int:
     """Multiply-adds x 2 of one image's forward pass: linear and conv layers only."""
-    flops, size, ch = 0, IMAGE_SIZE, 1
+    flops, size = 0, IMAGE_SIZE
     for spec in layer_plan(cfg):
         a = spec.args
         if spec.kind == "linear":
@@ -118,7 +118,6 @@ def forward_flops(cfg: ModelConfig) -> int:
         elif spec.kind == "conv":
             # stride 1 and padding k//2 with odd k: the map keeps its size
             flops += 2 * a["kernel"] ** 2 * a["in"] * a["out"] * size * size
-            ch = a["out"]
         elif spec.kind == "pool":
             size //= a["size"]
     return flops
@@ -140,8 +139,8 @@ def time_runs(fn: Callable[[], Any], sync: Callable[[], None], warmup: int, min_
 
     budget_s=None: exactly `warmup` burn-in runs and `min_repeats` timed ones. Otherwise the
     first burn-in run sizes the timed stage so the row takes about budget_s (between
-    min_repeats and max_repeats runs); a run much slower than the budget gets no more burn-in
-    and fewer repeats. The clock is read only after sync(): GPU kernels run asynchronously and
+    min_repeats and max_repeats runs); a run much slower than the budget is itself the first
+    sample, and gets fewer repeats. The clock is read only after sync(): GPU kernels run asynchronously and
     a launch returns long before the work is done.
     """
     def once() -> float:
@@ -157,7 +156,9 @@ def time_runs(fn: Callable[[], Any], sync: Callable[[], None], warmup: int, min_
         return [once() for _ in range(min_repeats)]
     first = once()
     if first > budget_s * 2:
-        return [once() for _ in range(max(1, min(min_repeats, int(budget_s * 4 / first))))]
+        # a run of seconds: one-time costs are lost in it, so the first run counts, and
+        # more only while the budget lasts (a busy machine can make such rows very slow)
+        return [first] + [once() for _ in range(min(min_repeats - 1, int(budget_s * 4 / first)))]
     for _ in range(warmup - 1):
         once()
     n = int(min(max_repeats, max(min_repeats, budget_s / max(first, 1e-9))))
@@ -201,13 +202,27 @@ def numpy_matmul_gflops(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size ** 3 / statistics.median(times) / 1e9
 
 
-def blas_info() -> list[dict]:
-    """Which BLAS / OpenMP libraries numpy and torch loaded (threadpoolctl)."""
+def blas_info() -> dict:
+    """Which BLAS the NumPy rows stand on, and torch's: threadpoolctl lists the libraries
+    loaded in this process (numpy's OpenBLAS and the kernel it picked, torch's OpenMP); torch's
+    own BLAS is linked in and named by its build config. Thread and core-type variables are
+    read, never changed (OPENBLAS_CORETYPE forces an OpenBLAS kernel: it matters here)."""
+    import re
     from threadpoolctl import threadpool_info
     keep = ("user_api", "internal_api", "prefix", "version", "architecture", "threading_layer",
             "num_threads")
-    return [{k: d.get(k) for k in keep if k in d} | {"library": Path(d.get("filepath", "")).name}
-            for d in threadpool_info()]
+    infos = threadpool_info()
+    libs = [{k: d.get(k) for k in keep if k in d} | {"library": Path(d.get("filepath", "")).name}
+            for d in infos]
+    # numpy's wheel ships its BLAS in numpy.libs/; scipy or torch may load others beside it
+    numpy_blas = next((lib for lib, d in zip(libs, infos)
+                       if d.get("user_api") == "blas" and "numpy" in d.get("filepath", "")), None)
+    found = re.search(r"BLAS_INFO=(\w+)", torch.__config__.show())
+    env = {k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                      "MKL_NUM_THREADS") if k in os.environ}
+    return {"numpy": numpy_blas, "torch": found.group(1) if found else None,
+            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "libraries": libs, "env": env}
 
 
 # --- the model under test ------------------------------------------------------------------

@@ -26,6 +26,9 @@ def _bench_args(p):
                         "ones reported with their reason)")
     p.add_argument("--impl", action="append", choices=IMPLS, help="only these implementations (repeatable)")
     p.add_argument("--no-epoch", action="store_true", help="skip the one-epoch rows")
+    p.add_argument("--no-fold", action="store_true",
+                   help="time the PyTorch MLP exactly as saved, its Normalize layer included "
+                        "(default: folded into fc1 for inference, as the manual twin does)")
     p.add_argument("--label", help="name this machine in the results (default: CPU model, cores, GPU)")
     p.add_argument("--save-dir", help="folder for the timestamped results file (default artifacts/benchmarks)")
     p.add_argument("--no-save", action="store_true", help="do not write the timestamped file")
@@ -64,6 +67,8 @@ def cmd_bench(args) -> int:
         cfg = replace(cfg, impls=tuple(dict.fromkeys(args.impl)))
     if args.no_epoch:
         cfg = replace(cfg, epochs=False)
+    if args.no_fold:
+        cfg = replace(cfg, fold_normalization=False)
     bm = bench.resolve_model(args.model, args.preset)
     _say(f"benchmarking {bm.name} ({bm.source})")
     results = bench.run_benchmark(bm, load(), cfg, progress=_say, label=args.label)
@@ -73,6 +78,13 @@ def cmd_bench(args) -> int:
     for p in results["peak"]:
         _say(f"fp32 matmul peak on {p['device']}" + (f" ({p['threads']} threads)" if p["threads"] else "")
              + f": {p['gflops']:.0f} GFLOP/s ({p['size']}x{p['size']}, median of {p['repeats']})")
+    blas, m = results["machine"]["blas"], results["machine"]
+    nb = blas.get("numpy") or {}
+    _say(f"numpy BLAS: {nb.get('internal_api', '?')} {nb.get('version', '')} "
+         f"({nb.get('architecture', '?')} kernels, {nb.get('num_threads', '?')} threads)"
+         + (f", {m['numpy_matmul_gflops']:.0f} GFLOP/s on the same matmul" if m.get("numpy_matmul_gflops") else "")
+         + f"; torch BLAS: {blas.get('torch')} ({blas.get('torch_cpu_capability')})"
+         + (f"; env {blas['env']}" if blas.get("env") else ""))
     _say(f"{len(results['rows'])} rows in {results['seconds']:.1f} s" +
          (f"; saved to {', '.join(map(str, saved))}" if saved else ""))
     emit_json({**results, "saved": [str(p) for p in saved]})
