@@ -1,24 +1,29 @@
-"""Fashion-MNIST Workbench: Streamlit entry point (routing only; pages live in pages/)."""
+"""Fashion-MNIST Workbench: the Streamlit entry point — routing and the sidebar, nothing else.
+
+Each page is a `def page() -> None` in pages/<name>.py; PAGES below is the one list to
+extend. Routing is `st.navigation` over `st.Page` objects built from those callables
+(not Streamlit's file-per-page discovery; why the folder may still be called pages/
+is explained in pages/__init__.py). Every page gets the same sidebar: data source,
+devices, the job queue and the "concurrent trainings" setting.
+"""
 from __future__ import annotations
 
 import streamlit as st
 
-st.set_page_config(page_title="Fashion-MNIST Workbench", page_icon="👕", layout="wide")
+from pages import common, home, results, train
 
+st.set_page_config(page_title="Fashion-MNIST Workbench", page_icon=":material/checkroom:", layout="wide")
 
-def home() -> None:
-    from fmnist_core.data import CLASSES, load, summary
-    import numpy as np
+# url_path is explicit: every page function is called `page`, which Streamlit would
+# otherwise turn into the same URL for all of them
+PAGES = [
+    st.Page(home.page, title="Home / Data", icon=":material/home:", url_path="home", default=True),
+    st.Page(train.page, title="Train", icon=":material/model_training:", url_path="train"),
+    st.Page(results.page, title="Results", icon=":material/analytics:", url_path="results"),
+]
 
-    st.title("Fashion-MNIST Workbench")
-    ds = st.cache_resource(load)()
-    s = summary(ds)
-    st.write(f"**{s['train']:,}** training and **{s['test']:,}** test images, read from `{s['source']}`.")
-    cols = st.columns(10)
-    for k, col in enumerate(cols):
-        idx = int(np.flatnonzero(ds.y_train == k)[0])
-        col.image(ds.x_train[idx], caption=CLASSES[k], width=84)
-
-
-pg = st.navigation([st.Page(home, title="Home", icon="🏠", default=True)])
-pg.run()
+common.startup()            # once per server process: orphaned runs -> interrupted
+common.keep_widget_state()  # page widgets keep their values across page switches
+current = st.navigation(PAGES)
+common.sidebar()
+current.run()

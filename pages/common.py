@@ -1,0 +1,202 @@
+"""Shared by every page: cached resources, the sidebar, chart style, session-state helpers.
+
+Cached with st.cache_resource (one object per server process, shared by every
+session, treated as read-only): the dataset, the device list, the shipped models'
+checkpoint info, test-set predictions and evaluations of checkpoints (keyed by the
+file's mtime, so a retrained file is picked up). Never mutate what these return.
+"""
+from __future__ import annotations
+
+import runpy
+from pathlib import Path
+
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from fmnist_core import runs, views
+from fmnist_core.data import FashionMNIST, load, summary
+
+APP_FILE = Path(__file__).resolve().parent.parent / "app.py"
+FONT = 17            # chart font size: readable from the back of a classroom
+COLORS = px.colors.qualitative.Safe  # colour-blind-safe, distinct on a washed-out projector
+POLL_SECONDS = 1.5   # live views re-read the run folder this often while a run is active
+
+# widget keys whose values survive a visit to another page (Streamlit drops the state of
+# widgets that were not drawn in a run; re-assigning the value keeps it)
+PERSISTENT_PREFIXES = ("tr_", "res_sel", "res_detail", "res_cm_mode", "res_true", "res_pred",
+                       "home_seed")
+
+
+def run_app() -> None:
+    """Run app.py (the router) in place of a page file: see pages/__init__.py."""
+    runpy.run_path(str(APP_FILE), run_name="__main__")
+
+
+def keep_widget_state() -> None:
+    """Re-assign page widget values so they survive navigating away and back."""
+    for key in list(st.session_state.keys()):
+        if isinstance(key, str) and key.startswith(PERSISTENT_PREFIXES):
+            st.session_state[key] = st.session_state[key]
+
+
+def init_state(defaults: dict) -> None:
+    """Session state set once: only keys that are missing get their default."""
+    for key, value in defaults.items():
+        if key not in st.session_state:
+            st.session_state[key] = value
+
+
+# --- cached, shared, read-only ---------------------------------------------------------
+
+@st.cache_resource(show_spinner="Loading Fashion-MNIST…")
+def dataset() -> FashionMNIST:
+    return load()
+
+
+@st.cache_resource(show_spinner=False)
+def startup() -> list[str]:
+    """Once per server process: runs left queued/running by a dead process -> interrupted."""
+    return runs.mark_orphans()
+
+
+@st.cache_resource(show_spinner=False)
+def devices() -> dict[str, str | None]:
+    from fmnist_core.device import available_devices
+    return available_devices()
+
+
+@st.cache_resource(show_spinner=False)
+def machine() -> dict:
+    from fmnist_core.device import machine_info
+    return machine_info()
+
+
+@st.cache_resource(show_spinner=False)
+def mean_images() -> object:
+    ds = dataset()
+    return views.mean_images(ds.x_train, ds.y_train)
+
+
+def _mtime(path: str | Path) -> float:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _shipped(folder: str, mtimes: tuple) -> list[dict]:
+    return views.shipped_models(Path(folder))
+
+
+def shipped_models() -> list[dict]:
+    """The shipped models' info, re-read when a file appears or changes."""
+    folder = views.SHIPPED_DIR
+    return _shipped(str(folder), tuple(_mtime(folder / f) for f in views.SHIPPED.values()))
+
+
+@st.cache_resource(show_spinner="Classifying the 10,000 test images…", max_entries=16)
+def _predictions(path: str, mtime: float):
+    return views.test_predictions(path, dataset())
+
+
+def predictions(path: str):
+    """(predicted class, confidence) arrays for the test set, computed once per checkpoint."""
+    return _predictions(str(path), _mtime(path))
+
+
+@st.cache_resource(show_spinner="Evaluating on the 10,000 test images…", max_entries=8)
+def _evaluation(path: str, mtime: float) -> dict:
+    return views.evaluate_checkpoint(path, dataset())
+
+
+def evaluation(path: str) -> dict:
+    return _evaluation(str(path), _mtime(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def layer_table(model_config_json: str):
+    import json
+    from fmnist_core.models import config_from_dict
+    return views.layer_summary(config_from_dict(json.loads(model_config_json)))
+
+
+# --- charts ----------------------------------------------------------------------------
+
+def style(fig: go.Figure, height: int = 420, top: int = 60, legend_below: bool = False,
+          **layout) -> go.Figure:
+    """Projector-friendly: large fonts, little margin, legend on top.
+
+    Draw with st.plotly_chart(..., theme=None): Streamlit's chart theme would replace
+    these font sizes with its own small ones.
+    """
+    fig.update_layout(template="plotly_white", colorway=COLORS,
+                      font=dict(size=FONT, family="Source Sans Pro, Source Sans 3, sans-serif"),
+                      height=height, margin=dict(l=10, r=10, t=top, b=10),
+                      legend=dict(orientation="h", x=0, title_text="", font=dict(size=FONT - 2),
+                                  **(dict(yanchor="top", y=-0.22) if legend_below
+                                     else dict(yanchor="bottom", y=1.02))),
+                      title_font=dict(size=FONT + 3), **layout)
+    return fig
+
+
+def curves_figure(long_df, metric: str, by_split: bool = False, title: str | None = None) -> go.Figure:
+    """Loss or accuracy per epoch. Several runs: one colour per run (one legend entry each),
+    solid for training and dashed for validation (say so in a caption: a legend key for the
+    dashes collides with long run names). by_split (one run): one colour per split."""
+    df = long_df[long_df["metric"] == metric]
+    fig = go.Figure()
+    dash = {"train": "solid", "validation": "dash"}
+    for i, (run, group) in enumerate(df.groupby("run", sort=False)):
+        for split, g in group.groupby("split", sort=False):
+            colour = COLORS[(0 if split == "train" else 1) if by_split else i % len(COLORS)]
+            fig.add_trace(go.Scatter(
+                x=g["epoch"], y=g["value"], mode="lines+markers", legendgroup=run,
+                name=split if by_split else run, showlegend=by_split or split == "train",
+                line=dict(color=colour, width=3, dash=dash[split]), marker=dict(size=8),
+                hovertemplate=f"{run}<br>{split}, epoch %{{x}}: %{{y:.4f}}<extra></extra>"))
+    fig.update_layout(title=title or ("Loss" if metric == "loss" else "Accuracy"))
+    fig.update_xaxes(title="epoch", dtick=1 if df["epoch"].nunique() <= 12 else None)
+    fig.update_yaxes(title="cross-entropy loss" if metric == "loss" else "accuracy",
+                     tickformat=".0%" if metric == "accuracy" else None)
+    return style(fig, height=460, legend_below=True)
+
+
+# --- the sidebar -----------------------------------------------------------------------
+
+def sidebar() -> None:
+    """Data source, devices, the 'concurrent trainings' setting and the live job queue."""
+    init_state({"max_concurrent": 1})
+    with st.sidebar:
+        s = summary(dataset())
+        st.markdown("#### Data")
+        st.caption(f"{s['train']:,} training · {s['test']:,} test images  \n"
+                   f"{views.data_origin(s['source'])}")
+        st.markdown("#### Devices")
+        lines = []
+        for name, why in devices().items():
+            lines.append(f":material/check_circle: **{name}**" if why is None
+                         else f":material/block: **{name}**: {why}")
+        st.caption("  \n".join(lines))
+        st.markdown("#### Job queue")
+        st.number_input("Concurrent trainings", min_value=1, max_value=4, step=1, key="max_concurrent",
+                        help="How many trainings may run at once; later launches wait in line. "
+                             "1 suits a 2-core machine: two trainings only slow each other down. "
+                             "Applies to the runs you launch from this tab.")
+        active = views.active_runs()
+        st.fragment(_queue_panel, run_every=POLL_SECONDS * 2 if active else None)(bool(active))
+
+
+def _queue_panel(was_active: bool) -> None:
+    active = views.active_runs()
+    if not active:
+        st.caption("No training running or waiting.")
+    for r in active:
+        if r["status"] == "running":
+            p = r["progress"] or 0.0
+            st.progress(min(max(p, 0.0), 1.0), text=f"**running** {r['label']} — {p:.0%}")
+        else:
+            st.caption(f":material/hourglass_top: **#{r['queue_position']} in line**: {r['label']}")
+    if was_active and not active:
+        st.rerun()  # a full rerun redraws this panel without run_every: polling stops

@@ -1,0 +1,94 @@
+"""Home / Data page: the dataset (where it came from, examples, balance, mean images),
+the shipped models' accuracy and the devices this server can compute on."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from fmnist_core import views
+from fmnist_core.data import CLASSES, IMAGE_SIZE, summary
+from pages import common
+
+
+def page() -> None:
+    common.init_state({"home_seed": 0})
+    ds = common.dataset()
+    s = summary(ds)
+
+    st.title("Fashion-MNIST Workbench")
+    st.markdown("Train small neural networks on **Fashion-MNIST** — 70,000 grayscale photos of "
+                "clothing in 10 classes (Zalando Research, 2017) — watch them learn, and read their "
+                "mistakes.")
+    c = st.columns(4)
+    c[0].metric("Training images", f"{s['train']:,}")
+    c[1].metric("Test images", f"{s['test']:,}")
+    c[2].metric("Classes", len(CLASSES))
+    c[3].metric("Image size", f"{IMAGE_SIZE}×{IMAGE_SIZE} px")
+    st.caption(f"Read {views.data_origin(s['source'])}; every file was checked (magic number, "
+               "shape, labels, length) before use.")
+
+    st.subheader("The ten classes")
+    head = st.columns([4, 1])
+    head[0].caption("Ten random training images per class, shown at 3× with their real pixels.")
+    if head[1].button("Other examples", icon=":material/shuffle:", key="home_shuffle"):
+        st.session_state.home_seed += 1
+    idx = views.sample_indices(ds.y_train, per_class=10, seed=st.session_state.home_seed)
+    for k, name in enumerate(CLASSES):
+        left, right = st.columns([1, 6], vertical_alignment="center")
+        left.markdown(f"**{name}**")
+        right.image(views.montage(ds.x_train[idx[k]], factor=3))
+
+    bal, mean = st.columns([1, 1], gap="large")
+    with bal:
+        st.subheader("Class balance")
+        df = views.class_balance(ds).melt(id_vars="class", var_name="split", value_name="images")
+        fig = px.bar(df, y="class", x="images", color="split", barmode="group", orientation="h")
+        fig.update_yaxes(title="", autorange="reversed")
+        fig.update_xaxes(title="images", tickformat=",")
+        st.plotly_chart(common.style(fig, height=460), theme=None, key="home_balance")
+        st.caption("Exactly balanced: 6,000 training and 1,000 test images per class, so plain "
+                   "accuracy is a fair summary.")
+    with mean:
+        st.subheader("Mean image per class")
+        means = common.mean_images()
+        for start in (0, 5):
+            for col, k in zip(st.columns(5), range(start, start + 5)):
+                col.image(views.upscale(means[k], 4), caption=CLASSES[k], width="stretch")
+        st.caption("The average of all 6,000 training images of each class: what a "
+                   "linear model can see at most. Shirt, T-shirt/top, Pullover and Coat look alike; "
+                   "that is where models make most mistakes.")
+
+    st.subheader("Shipped models")
+    shipped = common.shipped_models()
+    rows = [{"model": m["name"], "architecture": views.describe_model(m["model_config"]),
+             "parameters": m.get("parameters"), "test accuracy": m["metrics"].get("test_accuracy"),
+             "epochs": m["metrics"].get("epochs_run"), "trained": m["metrics"].get("trained"),
+             "on": m["metrics"].get("device")} for m in shipped if m["available"]]
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+            "test accuracy": st.column_config.NumberColumn(format="percent"),
+            "parameters": st.column_config.NumberColumn(format="localized")})
+    for m in shipped:
+        if not m["available"]:
+            st.info(f"**{m['name']}**: " + (m["error"] or f"not yet trained — `make models` writes "
+                                                         f"{Path(m['path']).name}."))
+
+    st.subheader("Devices")
+    info = common.machine()
+    lines = [f"- **cpu**: {info['cpu']} ({info['cores']} cores, PyTorch uses {info['torch_threads']} threads)"]
+    for name, why in common.devices().items():
+        if name == "cpu":
+            continue
+        if why is not None:
+            lines.append(f"- **{name}**: not available — {why}")
+        else:
+            gpu = f" ({info['gpu']})" if name == "cuda" and info.get("gpu") else ""
+            lines.append(f"- **{name}**: available{gpu}")
+    st.markdown("\n".join(lines))
+
+
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+    common.run_app()

@@ -1,0 +1,260 @@
+"""Results page: compare runs (and the shipped models), then look closely at one:
+confusion matrix (click a cell to see those test images), per-class precision /
+recall / F1, the most confident mistakes, downloads, and deleting a run."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import plotly.express as px
+import plotly.graph_objects as go
+import streamlit as st
+
+from fmnist_core import runs, views
+from fmnist_core.data import CLASSES
+from fmnist_core.errors import WorkbenchError
+from pages import common
+
+PCT = st.column_config.NumberColumn(format="percent")
+NUM = st.column_config.NumberColumn(format="%.4f")
+
+
+def _sources() -> dict[str, dict]:
+    """key -> what the page needs of a shipped model or a run (newest runs first)."""
+    out: dict[str, dict] = {}
+    for m in common.shipped_models():
+        if m["available"]:
+            acc = m["metrics"].get("test_accuracy")
+            out[f"shipped:{m['name']}"] = {
+                "kind": "shipped", "name": f"shipped {m['name']}",
+                "label": f"shipped {m['name']}: {views.describe_model(m['model_config'])}"
+                         + (f" — test {acc:.1%}" if acc else ""),
+                "checkpoint": m["path"], "history": [], "status": "shipped", "metrics": None,
+                "model_config": m["model_config"], "info": m["metrics"]}
+    for r in runs.list_runs():
+        out[f"run:{r['run_id']}"] = {
+            "kind": "run", "name": views.run_short_name(r),
+            "label": views.run_label(r), "checkpoint": r["checkpoint"], "history": r["history"],
+            "status": r["status"], "metrics": r["metrics"], "model_config": r["config"].get("model_config"),
+            "info": r["status_info"], "run_dir": r["run_dir"], "run_id": r["run_id"]}
+    return out
+
+
+def _test_metrics(src: dict) -> dict | None:
+    if src["metrics"]:
+        return src["metrics"]
+    if src["kind"] == "shipped":
+        return common.evaluation(src["checkpoint"])
+    return None
+
+
+def page() -> None:
+    st.title("Results")
+    sources = _sources()
+    if not sources:
+        st.info("Nothing to show yet: no run has been trained and the shipped models are not there. "
+                "Launch a run on the Train page.")
+        return
+    keys = list(sources)
+    if "res_sel" not in st.session_state:
+        finished = [k for k in keys if sources[k]["status"] == "finished"]
+        st.session_state.res_sel = (finished or keys)[:2]
+    # runs deleted meanwhile (here or in another tab) drop out of the selection
+    st.session_state.res_sel = [k for k in st.session_state.res_sel if k in sources]
+    st.multiselect("Runs to compare", keys, key="res_sel", format_func=lambda k: sources[k]["label"],
+                   placeholder="Choose one or more runs")
+    chosen = [sources[k] for k in st.session_state.res_sel]
+    if not chosen:
+        st.info("Choose at least one run above.")
+        return
+
+    long = views.curves_long([(s["name"], s["history"]) for s in chosen])
+    if len(long):
+        left, right = st.columns(2)
+        left.plotly_chart(common.curves_figure(long, "loss"), theme=None, key="res_loss")
+        right.plotly_chart(common.curves_figure(long, "accuracy"), theme=None, key="res_acc")
+        st.caption("Solid: training set · dashed: validation set (held out from training). "
+                   "A widening gap between the two is overfitting.")
+    no_hist = [s["name"] for s in chosen if not s["history"]]
+    if no_hist:
+        st.caption(f"No per-epoch history stored for: {', '.join(no_hist)}.")
+
+    table = pd.DataFrame([views.summary_row(s["name"], s["history"], s["status"], s["metrics"],
+                                            s["model_config"], s["info"]) for s in chosen])
+    st.dataframe(table, hide_index=True, width="stretch", column_config={
+        "best val acc": PCT, "last train acc": PCT, "last val acc": PCT, "test acc": PCT,
+        "test loss": NUM})
+    st.caption("best val acc: the best validation accuracy and the epoch it was reached (the checkpoint "
+               "kept) · last: the final epoch · test: the 10,000 test images, measured once at the end.")
+
+    st.divider()
+    detail_keys = st.session_state.res_sel
+    if st.session_state.get("res_detail") not in detail_keys:
+        st.session_state.res_detail = detail_keys[0]
+    st.selectbox("Look closer at", detail_keys, key="res_detail", format_func=lambda k: sources[k]["label"])
+    _detail(st.session_state.res_detail, sources[st.session_state.res_detail])
+
+
+def _detail(key: str, src: dict) -> None:
+    metrics = _test_metrics(src)
+    tabs = st.tabs(["Confusion matrix", "Per class", "Mistakes", "Downloads & delete"])
+    if metrics is None:
+        msg = (f"Test-set metrics appear when the run has finished (status: {src['status']}). "
+               "Watch it on the Train page.")
+        for t in tabs[:3]:
+            t.info(msg)
+    else:
+        with tabs[0]:
+            _confusion(src, metrics)
+        with tabs[1]:
+            _per_class(metrics)
+        with tabs[2]:
+            _mistakes(metrics)
+    with tabs[3]:
+        _downloads(key, src, metrics)
+
+
+def _cm_clicked() -> None:
+    """A click on a confusion-matrix cell: point the two class pickers at it."""
+    try:
+        points = st.session_state["res_cm_chart"]["selection"]["points"]
+    except (KeyError, TypeError):
+        points = []
+    if points:
+        st.session_state.res_true = points[0]["y"]
+        st.session_state.res_pred = points[0]["x"]
+
+
+def _confusion(src: dict, metrics: dict) -> None:
+    common.init_state({"res_cm_mode": "counts", "res_true": "Shirt", "res_pred": "T-shirt/top"})
+    st.radio("Show", ["counts", "row-normalised"], key="res_cm_mode", horizontal=True,
+             help="Row-normalised: each row sums to 1, so the diagonal is the recall of that class.")
+    norm = st.session_state.res_cm_mode == "row-normalised"
+    cm = views.confusion(metrics, normalise=norm)
+    share = views.confusion(metrics, normalise=True)
+    names = list(CLASSES)
+    text = [[f"{v:.2f}" if norm else f"{int(v)}" for v in row] for row in cm]
+    # colour = share of the row, square-rooted: a 3% confusion is still visibly blue
+    fig = go.Figure(go.Heatmap(z=np.sqrt(share), x=names, y=names, colorscale="Blues", showscale=False,
+                               zmin=0, zmax=1, text=text, texttemplate="%{text}", textfont=dict(size=15),
+                               hoverinfo="skip"))
+    # a transparent marker on every cell carries hover and click: Streamlit reports clicks
+    # on scatter points, not on heatmap cells
+    xs, ys = np.meshgrid(names, names)
+    fig.add_trace(go.Scatter(x=xs.ravel(), y=ys.ravel(), mode="markers", showlegend=False,
+                             customdata=np.ravel(text),
+                             hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
+                             marker=dict(size=40, color="rgba(0,0,0,0)", symbol="square")))
+    # fixed ranges: the markers' size would otherwise pad the axes and shift the cells
+    fig.update_yaxes(range=[len(names) - 0.5, -0.5], title="true class")
+    fig.update_xaxes(range=[-0.5, len(names) - 0.5], title="predicted class", tickangle=-45)
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        st.plotly_chart(common.style(fig, height=580, top=10), theme=None, key="res_cm_chart", on_select=_cm_clicked,
+                        selection_mode="points", config={"displayModeBar": False})
+        st.caption("Click a cell to see its test images. Diagonal: correct; off the diagonal: "
+                   "true class (row) mistaken for the predicted class (column).")
+    with right:
+        a, b = st.columns(2)
+        a.selectbox("True class", names, key="res_true")
+        b.selectbox("Predicted class", names, key="res_pred")
+        if not src["checkpoint"]:
+            st.info("This run has no checkpoint to classify the test images with.")
+            return
+        t, p = names.index(st.session_state.res_true), names.index(st.session_state.res_pred)
+        pred, conf = common.predictions(src["checkpoint"])
+        y = common.dataset().y_test
+        idx = views.cell_indices(y, pred, t, p)
+        what = "correctly classified" if t == p else f"predicted **{names[p]}**"
+        st.markdown(f"**{len(idx)}** test images of **{names[t]}** {what}.")
+        # most confident first: for a mistake, the model's most convinced errors
+        idx = idx[np.argsort(-conf[idx], kind="stable")][:20]
+        _image_grid([(int(i), f"{conf[i]:.0%}") for i in idx], cols=5)
+        st.caption("Most confident first; the percentage is the model's probability for its prediction.")
+
+
+def _image_grid(items: list[tuple[int, str]], cols: int = 8) -> None:
+    x = common.dataset().x_test
+    for start in range(0, len(items), cols):
+        row = st.columns(cols)
+        for col, (i, caption) in zip(row, items[start:start + cols]):
+            col.image(views.upscale(x[i], 3), caption=caption, width="stretch")
+
+
+def _per_class(metrics: dict) -> None:
+    df = views.per_class_frame(metrics)
+    left, right = st.columns([2, 3], gap="large")
+    left.dataframe(df, hide_index=True, width="stretch", height=420, column_config={
+        "precision": PCT, "recall": PCT, "f1": PCT})
+    long = df.melt(id_vars="class", value_vars=["precision", "recall", "f1"], var_name="measure")
+    fig = px.bar(long, x="class", y="value", color="measure", barmode="group")
+    fig.update_yaxes(tickformat=".0%", range=[0, 1.05], title="")
+    fig.update_xaxes(title="", tickangle=-35)
+    right.plotly_chart(common.style(fig, height=440), theme=None, key="res_per_class")
+    st.caption("Precision: of the images called X, the share that are X. Recall: of the X images, "
+               "the share found. F1: their harmonic mean.")
+
+
+def _mistakes(metrics: dict) -> None:
+    wrong = metrics.get("misclassified") or []
+    if not wrong:
+        st.info("No misclassified test images stored for this run.")
+        return
+    n = st.select_slider("How many", [16, 32, 48, 64], value=32, key="res_n_mistakes")
+    total = metrics["n"] - round(metrics["accuracy"] * metrics["n"])
+    st.caption(f"The {min(n, len(wrong))} most confident of {total:,} mistakes: "
+               "true class → predicted class (confidence).")
+    _image_grid([(m["index"], f"{CLASSES[m['true']]} → {CLASSES[m['pred']]} ({m['confidence']:.0%})")
+                 for m in wrong[:n]], cols=8)
+
+
+def _delete(key: str, run_dir: str) -> None:
+    try:
+        runs.delete_run(run_dir)
+    except WorkbenchError as exc:
+        st.session_state.res_delete_error = str(exc)
+        return
+    st.session_state.res_delete_error = None
+    st.session_state.res_sel = [k for k in st.session_state.res_sel if k != key]
+    st.toast("Run deleted")
+
+
+def _downloads(key: str, src: dict, metrics: dict | None) -> None:
+    stem = src.get("run_id") or src["name"].replace(" ", "-")
+    cols = st.columns(4)
+    if src["checkpoint"]:
+        cols[0].download_button("Checkpoint (.pt)", icon=":material/download:",
+                                data=lambda p=src["checkpoint"]: Path(p).read_bytes(),  # read on click
+                                file_name=f"{stem}.pt", mime="application/octet-stream",
+                                key="res_dl_ckpt", on_click="ignore")
+    if src["history"]:
+        cols[1].download_button("History (CSV)", icon=":material/download:",
+                                data=views.history_frame(src["history"]).to_csv(index=False),
+                                file_name=f"{stem}-history.csv", mime="text/csv", key="res_dl_hist",
+                                on_click="ignore")
+    if metrics is not None:
+        cm = views.confusion(metrics)
+        cols[2].download_button("Confusion matrix (CSV)", icon=":material/download:",
+                                data=views.confusion_csv(cm),
+                                file_name=f"{stem}-confusion.csv", mime="text/csv", key="res_dl_cm_csv",
+                                on_click="ignore")
+        cols[3].download_button("Confusion matrix (PNG)", icon=":material/download:",
+                                data=lambda: views.confusion_png(cm, title=src["name"]),
+                                file_name=f"{stem}-confusion.png", mime="image/png", key="res_dl_cm_png",
+                                on_click="ignore")
+    if src["kind"] != "run":
+        st.caption("Shipped models are part of the repository and cannot be deleted here.")
+        return
+    with st.expander("Delete this run", icon=":material/delete:"):
+        st.write(f"Deletes the folder `{src['run_dir']}` with its checkpoint and history. "
+                 "This cannot be undone.")
+        ok = st.checkbox("Yes, delete this run", key=f"res_del_ok_{src['run_id']}")
+        st.button("Delete run", key="res_del_btn", type="primary", disabled=not ok,
+                  on_click=_delete, args=(key, src["run_dir"]))
+        if st.session_state.get("res_delete_error"):
+            st.error(st.session_state.res_delete_error)
+
+
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+    common.run_app()

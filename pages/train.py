@@ -1,0 +1,248 @@
+"""Train page: pick a preset or build an MLP/CNN, set the training options, see the
+parameter counts, launch, then watch the run live (progress, epoch time, ETA, curves).
+
+Launching starts `python -m fmnist_core train --run-dir D` as its own process
+(fmnist_core.jobs.launch): nothing trains in the script thread, a run outlives the
+tab, and the job queue makes extra launches wait their turn. The live view is a
+fragment that re-reads the run folder every POLL_SECONDS while the run is active
+and stops polling when it is not.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from fmnist_core import jobs, runs, views
+from fmnist_core.errors import ConfigError, WorkbenchError
+from fmnist_core.models import ACTIVATIONS, config_to_dict, preset, preset_names
+from fmnist_core.train import OPTIMIZERS, SCHEDULES
+from pages import common
+
+DEFAULT_START = "mlp-seed000"
+ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP only)"}
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def _starts() -> list[str]:
+    return preset_names() + [views.CUSTOM["mlp"], views.CUSTOM["cnn"]]
+
+
+def _apply_start() -> None:
+    """'Start from' changed: load that preset's values into the form widgets."""
+    for k, v in views.form_defaults(st.session_state.tr_start).items():
+        st.session_state[f"tr_{k}"] = v
+
+
+def _init_state() -> None:
+    if "tr_start" not in st.session_state:
+        st.session_state.tr_start = DEFAULT_START
+        _apply_start()
+    common.init_state({f"tr_{k}": v for k, v in views.form_defaults(st.session_state.tr_start).items()})
+
+
+def _form_values() -> dict:
+    keys = views.form_defaults(views.CUSTOM["mlp"]).keys()
+    return {"start": st.session_state.tr_start, **{k: st.session_state[f"tr_{k}"] for k in keys}}
+
+
+def _launch(spec: dict, label: str) -> None:
+    try:
+        run_dir = jobs.launch(spec, label=label, max_concurrent=int(st.session_state.get("max_concurrent", 1)))
+    except (WorkbenchError, OSError) as exc:
+        st.session_state.tr_launch_error = f"Could not start the run: {exc}"
+        return
+    st.session_state.tr_launch_error = None
+    st.session_state.tr_watch = run_dir.name
+    st.toast(f"Run {run_dir.name} launched")
+
+
+def page() -> None:
+    _init_state()
+    st.title("Train a model")
+    st.caption("Training runs as its own process: you can close this tab or switch pages, the run "
+               "goes on and its results stay in the run registry.")
+    form, side = st.columns([3, 2], gap="large")
+    with form:
+        _model_widgets()
+        _training_widgets()
+        _where_widgets()
+    with side:
+        _summary_and_launch()
+    st.divider()
+    _watch_section()
+
+
+def _model_widgets() -> None:
+    starts = _starts()
+    st.selectbox("Start from", starts, key="tr_start", on_change=_apply_start,
+                 help="A course-project preset, or a blank MLP/CNN; every value below stays editable.")
+    if st.session_state.tr_start not in views.CUSTOM.values():
+        st.caption(preset(st.session_state.tr_start)["about"])
+    st.subheader("Model")
+    st.radio("Architecture", ["mlp", "cnn"], key="tr_arch", horizontal=True,
+             format_func=lambda a: {"mlp": "MLP (fully connected)", "cnn": "CNN (convolutional)"}[a])
+    if st.session_state.tr_arch == "mlp":
+        st.text_input("Hidden layer widths", key="tr_hidden",
+                      help="Comma-separated, e.g. 256, 128 for 784-256-128-10. Empty = a linear model.")
+    else:
+        a, b, c, d = st.columns(4)
+        a.text_input("Conv channels", key="tr_channels", help="One conv layer per number, e.g. 32, 64")
+        b.selectbox("Kernel", [1, 3, 5, 7], key="tr_kernel")
+        c.selectbox("Pooling", ["max", "avg"], key="tr_pool")
+        d.number_input("Pool after every N convs", step=1, key="tr_pool_every")
+        st.text_input("Fully connected layers after the convs", key="tr_fc",
+                      help="Comma-separated widths, e.g. 128; empty = straight to the 10 outputs")
+    a, b, c = st.columns(3)
+    a.selectbox("Activation", ACTIVATIONS, key="tr_activation")
+    b.number_input("Dropout", step=0.05, format="%.2f", key="tr_dropout", help="0 = off; must be below 1")
+    c.checkbox("Batch normalisation", key="tr_batchnorm")
+
+
+def _training_widgets() -> None:
+    st.subheader("Training")
+    a, b, c, d = st.columns(4)
+    a.number_input("Epochs", step=1, key="tr_epochs")
+    b.number_input("Batch size", step=16, key="tr_batch_size")
+    c.selectbox("Optimizer", OPTIMIZERS, key="tr_optimizer")
+    d.number_input("Learning rate", step=1e-4, format="%g", key="tr_lr")
+    a, b, c, d = st.columns(4)
+    a.selectbox("LR schedule", SCHEDULES, key="tr_schedule")
+    b.number_input("Momentum (SGD)", step=0.05, format="%.2f", key="tr_momentum",
+                   disabled=st.session_state.tr_optimizer != "sgd")
+    c.number_input("L2 / weight decay", step=1e-4, format="%g", key="tr_l2")
+    d.number_input("L1 penalty", step=1e-5, format="%g", key="tr_l1")
+    a, b = st.columns(2)
+    a.slider("Validation split", 0.0, 0.5, step=0.05, key="tr_val_fraction",
+             help="Held out from the 60,000 training images; the test set is never used for choices.")
+    b.number_input("Early stopping patience (epochs, 0 = off)", step=1, key="tr_patience",
+                   help="Stop after N epochs without a better validation accuracy; the best weights are kept")
+    a, b = st.columns(2)
+    a.slider("Augmentation: random shift (px)", 0, 4, key="tr_augment_shift",
+             help="Move each training image by up to N pixels, a new draw every epoch")
+    b.checkbox("Random left-right flips", key="tr_augment_flip", help="Augmentation: mirror training images")
+
+
+def _where_widgets() -> None:
+    st.subheader("Where and how")
+    devs = common.devices()
+    a, b, c = st.columns(3)
+
+    def dev_label(name: str) -> str:
+        return name if name == "auto" or devs.get(name) is None else f"{name} — not available"
+    a.selectbox("Device", ["auto", *devs], key="tr_device", format_func=dev_label)
+    b.selectbox("Precision", PRECISIONS, key="tr_precision",
+                help="auto: bf16 for CNNs where the hardware does it fast (AMX / AVX-512 BF16, recent "
+                     "GPUs), else fp32. bf16 halves the arithmetic width; weights stay fp32.")
+    c.radio("Engine", list(ENGINES), key="tr_engine", format_func=ENGINES.get)
+    a, b, _ = st.columns(3)
+    a.number_input("Training images (0 = all)", min_value=0, step=1000, key="tr_train_limit",
+                   help="Use only the first N training images: a quick demo run")
+    b.number_input("Seed", step=1, key="tr_seed", help="Same seed, same settings: the same run")
+    missing = [f"{n}: {why}" for n, why in devs.items() if why is not None]
+    if missing:
+        st.caption("Not available here — " + "; ".join(missing) + ".")
+
+
+def _summary_and_launch() -> None:
+    values = _form_values()
+    spec, label, problems = views.check_form(values, common.devices())
+    st.subheader("Parameters")
+    try:
+        mcfg = views.model_config_from_form(values)
+    except (ConfigError, ValueError, TypeError):
+        mcfg = None
+    if mcfg is not None:
+        table = common.layer_table(json.dumps(config_to_dict(mcfg)))
+        total = int(table["parameters"].sum())
+        st.metric("Trainable parameters", f"{total:,}")
+        st.caption(views.describe_model(config_to_dict(mcfg)))
+        st.dataframe(table, hide_index=True, width="stretch", height=min(42 + 37 * len(table), 460),
+                     column_config={"parameters": st.column_config.NumberColumn(format="localized")})
+    if label:
+        changed = label != values["start"] and values["start"] not in views.CUSTOM.values()
+        st.caption(f"Recorded as **{label}**" + (f" (changed from {values['start']})" if changed else ""))
+    for p in problems:
+        st.error(p)
+    err = st.session_state.get("tr_launch_error")
+    if err:
+        st.error(err)
+    st.button("Launch training", icon=":material/rocket_launch:", type="primary", key="launch_btn",
+              disabled=bool(problems), on_click=_launch, args=(spec, label), width="stretch",
+              help="Fix the problems above first" if problems else
+              "Starts the run as its own process; it waits in line if the queue is full")
+
+
+def _watch_section() -> None:
+    st.subheader("Runs")
+    all_runs = runs.list_runs()
+    if not all_runs:
+        st.info("No runs yet. Launch one above; it will appear here with live curves.")
+        return
+    ids = [r["run_id"] for r in all_runs]
+    labels = {r["run_id"]: views.run_label(r) for r in all_runs}
+    if st.session_state.get("tr_watch") not in ids:
+        active = [r["run_id"] for r in all_runs if r["status"] in runs.ACTIVE]
+        st.session_state.tr_watch = active[0] if active else ids[0]
+    st.selectbox("Watch run", ids, key="tr_watch", format_func=labels.get)
+    run = next(r for r in all_runs if r["run_id"] == st.session_state.tr_watch)
+    active = run["status"] in runs.ACTIVE
+    st.fragment(_watch_panel, run_every=common.POLL_SECONDS if active else None)(run["run_dir"], active)
+
+
+def _watch_panel(run_dir: str, was_active: bool) -> None:
+    try:
+        run = runs.load_run(run_dir)
+    except WorkbenchError:
+        st.info("This run was deleted.")
+        return
+    info = views.progress_info(run)
+    pct = f"{info['progress']:.0%}"
+    st.progress(info["progress"], text=f"**{info['status']}** — {info['text']} ({pct})")
+    c = st.columns(5)
+    c[0].metric("Epoch", f"{info['epoch']} / {info['epochs']}" if info["epochs"] else "—")
+    c[1].metric("Epoch time", views.format_seconds(info["epoch_seconds"]))
+    c[2].metric("Elapsed", views.format_seconds(info["elapsed"]))
+    c[3].metric("ETA", views.format_seconds(info["eta"]) if info["active"] else "—")
+    st_info = run["status_info"]
+    if st_info.get("test_accuracy") is not None:
+        c[4].metric("Test accuracy", f"{st_info['test_accuracy']:.2%}")
+    elif run["history"] and run["history"][-1].get("val_accuracy") is not None:
+        c[4].metric("Validation accuracy", f"{max(h.get('val_accuracy', 0) for h in run['history']):.2%}")
+    else:
+        c[4].metric("Batch loss", f"{info['batch_loss']:.4f}" if info["batch_loss"] else "—")
+
+    if info["active"]:
+        if runs.cancel_requested(Path(run_dir)):
+            st.warning("Stop requested: the run stops within a few batches and keeps its best checkpoint.")
+        else:
+            st.button("Stop", icon=":material/stop_circle:", key=f"stop_{run['run_id']}",
+                      on_click=runs.request_cancel, args=(Path(run_dir),),
+                      help="Ask the run to stop; its best checkpoint is kept")
+    elif info["status"] == "finished":
+        st.success(f"{info['text']}. Compare it with others on the Results page.")
+    elif info["status"] in ("failed", "diverged", "interrupted"):
+        st.error(info["text"])
+    elif info["status"] == "cancelled":
+        st.warning(info["text"])
+
+    if run["history"]:
+        long = views.curves_long([(run["run_id"], run["history"])])
+        left, right = st.columns(2)
+        left.plotly_chart(common.curves_figure(long, "loss", by_split=True), theme=None, key="watch_loss")
+        right.plotly_chart(common.curves_figure(long, "accuracy", by_split=True), theme=None, key="watch_acc")
+    elif info["active"]:
+        st.caption("Curves appear after the first epoch.")
+    with st.expander("Configuration of this run"):
+        cfg = run["config"]
+        st.caption(views.run_title(cfg))
+        options = [{"option": k, "value": str(v)} for k, v in cfg.get("train_config", {}).items()]
+        st.dataframe(pd.DataFrame(options), hide_index=True)
+    if was_active and not info["active"]:
+        st.rerun()  # the run ended: a full rerun redraws this panel without run_every
+
+
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+    common.run_app()

@@ -1,0 +1,115 @@
+"""Helpers for the browser tests: `streamlit run app.py` on a free local port (127.0.0.1
+only) with its own artifacts folder, and Debian's Chromium driven by Playwright.
+
+Playwright's own browser download is not available here, so Chromium is the system one
+(`executable_path=/usr/bin/chromium`) with background networking switched off.
+The server gets FMNIST_ARTIFACTS pointing at a temporary folder, so runs launched from
+the browser never land in the real artifacts/runs; the dataset cache is linked in to
+avoid re-parsing the IDX files.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+SCREENSHOTS = ROOT / "test-output" / "screenshots"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def streamlit_server(artifacts: Path, timeout: float = 120.0):
+    """Yield the base URL of a fresh `streamlit run app.py`; stop it (and only it) afterwards."""
+    artifacts.mkdir(parents=True, exist_ok=True)
+    real_data = ROOT / "artifacts" / "data"
+    if real_data.is_dir() and not (artifacts / "data").exists():
+        (artifacts / "data").symlink_to(real_data, target_is_directory=True)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(artifacts / "streamlit.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true",
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        env={**os.environ, "FMNIST_ARTIFACTS": str(artifacts), "PYTHONUNBUFFERED": "1"},
+        start_new_session=True)
+    try:
+        deadline = time.time() + timeout
+        while not _healthy(url):
+            if proc.poll() is not None:
+                raise RuntimeError(f"streamlit exited with {proc.returncode}: "
+                                   f"{(artifacts / 'streamlit.log').read_text()[-2000:]}")
+            if time.time() > deadline:
+                raise RuntimeError(f"streamlit did not become healthy within {timeout:.0f} s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        # the server runs in its own session: signal exactly that group (trainings it
+        # launched run in sessions of their own and are not touched)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        log.close()
+
+
+def launch_browser(playwright):
+    return playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+
+
+def wait_idle(page, timeout: float = 60.0) -> None:
+    """Wait until the app has connected and its script run is over."""
+    page.wait_for_selector('[data-testid="stApp"]', timeout=timeout * 1000)
+    page.wait_for_function(
+        """() => {
+            const app = document.querySelector('[data-testid="stApp"]');
+            return app && app.getAttribute('data-test-script-state') === 'notRunning'
+                   && document.querySelectorAll('[data-testid="stSkeleton"]').length === 0;
+        }""", timeout=timeout * 1000)
+
+
+def exceptions(page) -> list[str]:
+    """Texts of the exception boxes Streamlit shows (empty when the page is healthy)."""
+    return [e.inner_text()[:500] for e in page.locator('[data-testid="stException"]').all()]
+
+
+def screenshot(page, name: str) -> Path:
+    """The whole page: Streamlit scrolls inside its main block, so the viewport is grown to fit."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    size = page.viewport_size
+    height = page.evaluate("""() => {
+        const m = document.querySelector('[data-testid="stMain"]');
+        return m ? m.scrollHeight : document.body.scrollHeight; }""")
+    page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 8000)})
+    page.wait_for_timeout(500)  # let charts re-layout to the new size
+    page.screenshot(path=str(path))
+    page.set_viewport_size(size)
+    return path

@@ -1,0 +1,109 @@
+"""The dashboard in a real Chromium (Playwright) against `streamlit run app.py`.
+
+What AppTest cannot see: the pages as a browser renders them (no exception box on
+any page, including a deep link as the very first request of a fresh server), a
+training run launched from the Train page whose live fragment shows it finish with
+its curves, and a click on a confusion-matrix cell. Screenshots of every page go to
+test-output/screenshots/ for a person to look at.
+
+Runs against an isolated artifacts folder (FMNIST_ARTIFACTS), on 127.0.0.1 only.
+"""
+from __future__ import annotations
+
+import pytest
+
+from browser_util import CHROMIUM, exceptions, launch_browser, screenshot, streamlit_server, wait_idle
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found: install Debian's chromium "
+                                                     "(make test does) to run the browser tests"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+PAGES = {"home": "", "train": "train", "results": "results"}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with streamlit_server(tmp_path_factory.mktemp("artifacts")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = launch_browser(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    ctx.close()
+
+
+def open_page(page, server, path: str) -> None:
+    page.goto(f"{server}/{path}")
+    wait_idle(page, timeout=90)
+
+
+def commit(page, label: str, value: str) -> None:
+    """Type into a text or number input and commit it (Enter), then wait for the rerun."""
+    box = page.get_by_label(label, exact=True)
+    box.fill(value)
+    box.press("Enter")
+    page.wait_for_timeout(300)
+    wait_idle(page)
+
+
+def test_every_page_loads_without_an_exception(server, page):
+    # a deep link first, on a server nobody has visited yet: the case where Streamlit's
+    # legacy pages/ discovery would run pages/results.py instead of app.py
+    for name in ("results", "train", "home"):
+        open_page(page, server, PAGES[name])
+        assert page.locator("h1").first.is_visible()
+        assert exceptions(page) == [], name
+        assert page.get_by_text("Page not found").count() == 0, name
+        screenshot(page, f"page-{name}")
+    assert page.locator("h1").first.inner_text().startswith("Fashion-MNIST Workbench")
+
+
+def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page):
+    open_page(page, server, PAGES["train"])
+    page.get_by_label("Hidden layer widths", exact=True).wait_for()
+    commit(page, "Hidden layer widths", "32")
+    commit(page, "Epochs", "2")
+    commit(page, "Training images (0 = all)", "3000")
+    assert page.get_by_text("Trainable parameters").is_visible()
+    assert exceptions(page) == []
+    page.get_by_role("button", name="Launch training").click()
+
+    # the live fragment polls the run folder until the run ends, then the page settles
+    page.get_by_text("Compare it with others on the Results page").wait_for(timeout=150_000)
+    wait_idle(page)
+    assert exceptions(page) == []
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    assert charts.count() >= 2
+    # two epochs: loss and accuracy, each with a training and a validation line
+    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 4
+    assert page.get_by_text("Test accuracy").first.is_visible()
+    screenshot(page, "train-finished-run")
+
+    page.get_by_role("link", name="Results").click()
+    wait_idle(page)
+    page.get_by_text("Look closer at").wait_for()
+    assert exceptions(page) == []
+    # click the Trouser/Trouser cell of the confusion matrix: its test images appear
+    plot = page.locator('[data-testid="stPlotlyChart"]').nth(2)
+    plot.scroll_into_view_if_needed()
+    area = plot.locator(".nsewdrag").first.bounding_box()
+    page.mouse.click(area["x"] + 1.5 * area["width"] / 10, area["y"] + 1.5 * area["height"] / 10)
+    page.get_by_text("test images of Trouser correctly classified").wait_for(timeout=30_000)
+    wait_idle(page)
+    assert exceptions(page) == []
+    screenshot(page, "results-after-run")
