@@ -94,6 +94,7 @@ class BenchConfig:
     peak_repeats: int = 7
     numpy_peak: bool = True                      # numpy's own matmul rate, for the BLAS question
     fold_normalization: bool = True              # MLP inference: fold (x-m)/s into fc1, as the twin does
+    headline_rounds: int = 15                    # interleaved 10k-inference rounds (0 = none)
     seed: int = 0
 
     @classmethod
@@ -102,7 +103,7 @@ class BenchConfig:
         base = cls(inference_batches=(10000,), train_batches=(256,), epoch_batches=(),
                    threads=(1, 0), epochs=False, dataloader_full=False, warmup=1, min_repeats=3,
                    max_repeats=10, row_budget_s=0.1, max_run_s=0.5, peak_size=1024,
-                   peak_repeats=3, numpy_peak=False)
+                   peak_repeats=3, numpy_peak=False, headline_rounds=5)
         return replace(base, **kw)
 
 
@@ -375,8 +376,9 @@ def fold_normalization(model: torch.nn.Module) -> torch.nn.Module:
     ((x - m) / s) @ W.T + b  ==  x @ (W / s).T + (b - (m / s) * W.sum(1)): the same function,
     one pass over the 10,000 x 784 input fewer (two, counting the temporary), which on a
     2-core CPU is a third of the whole forward. manual.ManualNet and TorchOpsNet fold it the
-    same way, so all implementations do the same arithmetic. CNNs are returned as they are:
-    zero padding must pad the normalized image, so there the layer cannot be folded.
+    same way, so all implementations do the same arithmetic (ReLUs also work in place, as
+    theirs do). CNNs are returned as they are: zero padding must pad the normalized image,
+    so there the layer cannot be folded.
     """
     import copy
     if getattr(model, "config", None) is None or model.config.kind != "mlp":
@@ -388,6 +390,9 @@ def fold_normalization(model: torch.nn.Module) -> torch.nn.Module:
         folded.fc1.bias.copy_(folded.fc1.bias.double() - (m / s) * w.sum(1))
         folded.fc1.weight.copy_(w / s)
     folded.norm = torch.nn.Identity()
+    for mod in folded.modules():
+        if isinstance(mod, torch.nn.ReLU):
+            mod.inplace = True  # inference only: no temporary per layer, as TorchOpsNet's clamp_min_
     return folded.eval()
 
 
@@ -681,6 +686,29 @@ def _dataloader_times(ctx: _Ctx, impl: Impl, work: str, batch: int) -> tuple[lis
     return time_runs(epoch, sync, 0, 1, 1, None), note + "; one epoch, not repeated"
 
 
+def interleaved_inference(ctx: _Ctx, impls: list[str], rounds: int) -> dict:
+    """The issue's headline figure, robust to a shared machine: inference over all 10,000 test
+    images in one batch on the CPU, the implementations taking turns round by round, so a
+    neighbour's job that starts or stops mid-run slows all of them alike. Medians per impl."""
+    runners = {}
+    for name in impls:
+        cls = IMPL_CLASSES[name]
+        if cls.unavailable("cpu") is None:
+            impl = _make_impl(cls, ctx.bm, torch.device("cpu"), ctx.cfg)
+            x = impl.to_input(ctx.x_test)
+            runners[name] = (lambda impl=impl, x=x: impl.forward(x))
+    times: dict[str, list[float]] = {n: [] for n in runners}
+    for r in range(rounds + 1):  # round 0 is the warm-up
+        for name, fn in runners.items():
+            t0 = time.perf_counter()
+            fn()
+            if r:
+                times[name].append(time.perf_counter() - t0)
+    return {"work": "inference", "device": "cpu", "batch_size": len(ctx.x_test), "rounds": rounds,
+            "median_s": {n: statistics.median(t) for n, t in times.items()},
+            "min_s": {n: min(t) for n, t in times.items()}}
+
+
 def run_benchmark(bm: BenchModel, data: FashionMNIST, cfg: BenchConfig | None = None,
                   progress: Callable[[str], None] | None = None, label: str | None = None) -> dict:
     """Every implementation x device x work x batch (x threads on the CPU) -> a results dict.
@@ -739,6 +767,20 @@ def run_benchmark(bm: BenchModel, data: FashionMNIST, cfg: BenchConfig | None = 
                             f": {w}, batch {b}")
                         rows.append(measure_row(ctx, impl, w, b, t))
 
+    headline = None
+    if cfg.headline_rounds and "cpu" in cfg.devices:
+        say("the headline: inference over the 10,000 test images, implementations interleaved")
+        with cpu_threads(all_threads):
+            headline = interleaved_inference(ctx, [n for n in cfg.impls if n != "dataloader"],
+                                             cfg.headline_rounds)
+        headline["threads"] = all_threads
+        dl = [r for r in rows if r["impl"] == "dataloader" and r["device"] == "cpu"
+              and r["work"] == "inference" and r["median_s"] is not None]
+        if dl:  # ~100x slower: its own row's median is as good as an interleaved one
+            headline["median_s"]["dataloader"] = dl[0]["median_s"]
+        base = headline["median_s"].get("pytorch")
+        headline["ratio_to_pytorch"] = {k: v / base for k, v in headline["median_s"].items()} if base else {}
+
     machine = machine_info()
     machine.update(numpy=np.__version__, date=_now(), threads_all=all_threads, blas=blas_info(),
                    host=platform.node(), devices=avail)
@@ -755,6 +797,7 @@ def run_benchmark(bm: BenchModel, data: FashionMNIST, cfg: BenchConfig | None = 
         "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
         "peak": peaks,
         "rows": rows,
+        "headline": headline,
         "seconds": time.perf_counter() - started,
     }
 
@@ -815,6 +858,10 @@ def validate_results(obj: Any, origin: str = "results") -> dict:
     for i, p in enumerate(obj["peak"]):
         if not isinstance(p, dict) or p.get("device") not in DEVICES or not _is_num(p.get("gflops")):
             bad(f"peak entry {i} needs a device ({', '.join(DEVICES)}) and a number 'gflops'")
+    h = obj.get("headline")
+    if h is not None and not (isinstance(h, dict) and isinstance(h.get("median_s"), dict)
+                              and all(_is_num(v) for v in h["median_s"].values())):
+        bad("'headline' must be null or hold a 'median_s' object of numbers")
     if not obj["rows"]:
         bad("has no rows")
     for i, r in enumerate(obj["rows"]):

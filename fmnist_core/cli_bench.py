@@ -78,6 +78,12 @@ def cmd_bench(args) -> int:
     for p in results["peak"]:
         _say(f"fp32 matmul peak on {p['device']}" + (f" ({p['threads']} threads)" if p["threads"] else "")
              + f": {p['gflops']:.0f} GFLOP/s ({p['size']}x{p['size']}, median of {p['repeats']})")
+    h = results.get("headline")
+    if h:
+        parts = [f"{k} {bench._fmt_s(v)} ({h['ratio_to_pytorch'].get(k, 0):.2g}x pytorch)"
+                 for k, v in h["median_s"].items()]
+        _say(f"headline, 10,000 test images on the CPU ({h['threads']} threads, {h['rounds']} "
+             f"interleaved rounds): " + ", ".join(parts))
     blas, m = results["machine"]["blas"], results["machine"]
     nb = blas.get("numpy") or {}
     _say(f"numpy BLAS: {nb.get('internal_api', '?')} {nb.get('version', '')} "

@@ -45,6 +45,9 @@ def test_quick_runs_and_follows_the_schema(quick):
     assert {p["device"] for p in res["peak"]} >= {"cpu"}
     for r in res["rows"]:
         assert set(bench.ROW_KEYS) <= set(r)
+    h = res["headline"]  # the interleaved 10k-inference comparison
+    assert set(h["median_s"]) >= {"pytorch", "manual-numpy", "manual-torch"}
+    assert h["ratio_to_pytorch"]["pytorch"] == 1.0 and "headline" in quick["stderr"]
     # the readable table on stderr, the saved copies
     assert "median" in quick["stderr"] and "GFLOP/s" in quick["stderr"]
     assert len(res["saved"]) == 2
@@ -200,6 +203,8 @@ def _broken(res, how):
         r["rows"][0]["impl"] = "tensorflow"
     elif how == "batch":
         r["rows"][0]["batch_size"] = 0
+    elif how == "headline":
+        r["headline"] = {"median_s": {"pytorch": "8 ms"}}
     return r
 
 
@@ -211,6 +216,7 @@ def _broken(res, how):
     ("reason", "unavailable but gives no reason"),
     ("impl", "unknown impl 'tensorflow'"),
     ("batch", "batch_size must be a positive integer"),
+    ("headline", "'headline' must be null or hold a 'median_s' object of numbers"),
 ])
 def test_a_malformed_file_is_rejected_with_a_clear_message(quick, how, msg):
     with pytest.raises(bench.ResultsFileError, match=msg) as err:
