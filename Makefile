@@ -27,8 +27,8 @@ test-fast: setup
 
 # the shipped default models (artifacts/models/*.pt), reproducibly: see README
 models: setup
-	$(PY) -m fmnist_core train --preset mlp-ship --save artifacts/models/mlp.pt
-	$(PY) -m fmnist_core train --preset cnn-ship --save artifacts/models/cnn.pt
+	$(PY) -m fmnist_core train --preset mlp-best --save artifacts/models/mlp.pt
+	$(PY) -m fmnist_core train --preset cnn-fast --save artifacts/models/cnn.pt
 
 bench: setup
 	$(PY) -m fmnist_core bench --out artifacts/benchmarks/latest.json

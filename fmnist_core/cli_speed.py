@@ -1,0 +1,37 @@
+"""CLI: `python -m fmnist_core bench-train [--quick] [--skip-cnn] [--out FILE]` (see speed.py)."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from .cli import command, emit_json
+
+
+def _args(p):
+    p.add_argument("--quick", action="store_true", help="one MLP epoch, a fifth of the DataLoader epoch")
+    p.add_argument("--skip-cnn", action="store_true", help="only the MLP figures")
+    p.add_argument("--out", help="also write the JSON here")
+
+
+@command("bench-train", "training speed: MLP in-memory vs DataLoader, CNN time-to-93%")
+def cmd_bench_train(args) -> int:
+    from .data import load
+    from .speed import bench_train
+    res = bench_train(load(), quick=args.quick, skip_cnn=args.skip_cnn,
+                      progress=lambda s: print(s, file=sys.stderr, flush=True))
+    m = res["mlp_seed001"]
+    lines = ["", "MLP seed-001 (784-128-64-10, Adam, batch 32), seconds per epoch:"]
+    lines += [f"  {k:28s} {v}" for k, v in m.items() if not k.endswith("_all_s")]
+    if "cnn" in res:
+        c = res["cnn"]
+        lines += [f"CNN {c['preset']} ({c['precision']}): {c['epochs']} epochs in {c['train_seconds']} s, "
+                  f"final test accuracy {c['final_test_accuracy']}, "
+                  f"93% reached after {c['time_to_target_s']} s (epoch {c['epoch_reached']})"]
+    print("\n".join(lines), file=sys.stderr)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=1))
+    emit_json(res)
+    return 0
+cmd_bench_train.add_arguments = _args
