@@ -159,11 +159,12 @@ def form_defaults(start: str) -> dict[str, Any]:
         "arch": mcfg.kind,
         "hidden": ", ".join(str(w) for w in mlp.hidden),
         "channels": ", ".join(str(w) for w in cnn.channels), "kernel": cnn.kernel, "pool": cnn.pool,
-        "pool_every": cnn.pool_every, "fc": ", ".join(str(w) for w in cnn.fc),
+        "pool_every": cnn.pool_every, "max_pools": cnn.max_pools, "fc": ", ".join(str(w) for w in cnn.fc),
         "activation": mcfg.activation, "dropout": float(mcfg.dropout), "batchnorm": bool(mcfg.batchnorm),
         "epochs": t.epochs, "batch_size": t.batch_size, "optimizer": t.optimizer, "lr": float(t.lr),
         "momentum": float(t.momentum), "l2": float(t.weight_decay), "l1": float(t.l1),
         "schedule": t.schedule, "val_fraction": float(t.val_fraction), "augment_flip": t.augment_flip,
+        "label_smoothing": float(t.label_smoothing),
         "augment_shift": t.augment_shift, "patience": t.patience, "seed": t.seed,
         "device": t.device, "precision": t.precision, "engine": "torch", "train_limit": 0,
     }
@@ -190,7 +191,7 @@ def model_config_from_form(v: dict[str, Any]):
         cfg = MLPConfig(hidden=parse_widths(v["hidden"], "hidden layers", allow_empty=True), **common)
     elif v["arch"] == "cnn":
         cfg = CNNConfig(channels=parse_widths(v["channels"], "conv channels"), kernel=int(v["kernel"]),
-                        pool=v["pool"], pool_every=int(v["pool_every"]),
+                        pool=v["pool"], pool_every=int(v["pool_every"]), max_pools=int(v.get("max_pools", 2)),
                         fc=parse_widths(v["fc"], "fully connected layers", allow_empty=True), **common)
     else:
         raise ConfigError(f"architecture must be mlp or cnn, got {v['arch']!r}")
@@ -213,6 +214,7 @@ def train_config_from_form(v: dict[str, Any]):
                       weight_decay=float(v["l2"]), l1=float(v["l1"]), schedule=v["schedule"],
                       val_fraction=float(v["val_fraction"]), augment_flip=bool(v["augment_flip"]),
                       augment_shift=_int(v["augment_shift"], "shift"), patience=_int(v["patience"], "patience"),
+                      label_smoothing=float(v.get("label_smoothing", 0.0)),
                       seed=_int(v["seed"], "seed"), device=v["device"], precision=v["precision"])
     cfg.validate()
     return cfg

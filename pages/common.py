@@ -129,10 +129,12 @@ def style(fig: go.Figure, height: int = 420, top: int = 60, legend_below: bool =
     """Projector-friendly: large fonts, little margin, legend on top.
 
     Draw with st.plotly_chart(..., theme=None): Streamlit's chart theme would replace
-    these font sizes with its own small ones.
+    these font sizes with its own small ones. The font family stays Plotly's: Streamlit's
+    web font can arrive after Plotly has measured the legend, which then clips the text.
+    Plotly Express colours traces itself: pass color_discrete_sequence=COLORS there.
     """
     fig.update_layout(template="plotly_white", colorway=COLORS,
-                      font=dict(size=FONT, family="Source Sans Pro, Source Sans 3, sans-serif"),
+                      font=dict(size=FONT),
                       height=height, margin=dict(l=10, r=10, t=top, b=10),
                       legend=dict(orientation="h", x=0, title_text="", font=dict(size=FONT - 2),
                                   **(dict(yanchor="top", y=-0.22) if legend_below

@@ -45,7 +45,8 @@ def page() -> None:
     with bal:
         st.subheader("Class balance")
         df = views.class_balance(ds).melt(id_vars="class", var_name="split", value_name="images")
-        fig = px.bar(df, y="class", x="images", color="split", barmode="group", orientation="h")
+        fig = px.bar(df, y="class", x="images", color="split", barmode="group", orientation="h",
+                     color_discrete_sequence=common.COLORS)
         fig.update_yaxes(title="", autorange="reversed")
         fig.update_xaxes(title="images", tickformat=",")
         st.plotly_chart(common.style(fig, height=460), theme=None, key="home_balance")
@@ -57,9 +58,9 @@ def page() -> None:
         for start in (0, 5):
             for col, k in zip(st.columns(5), range(start, start + 5)):
                 col.image(views.upscale(means[k], 4), caption=CLASSES[k], width="stretch")
-        st.caption("The average of all 6,000 training images of each class: what a "
-                   "linear model can see at most. Shirt, T-shirt/top, Pullover and Coat look alike; "
-                   "that is where models make most mistakes.")
+        st.caption("The average of all 6,000 training images of each class. Shirt, T-shirt/top, "
+                   "Pullover and Coat have near-identical averages: that is where models make most "
+                   "of their mistakes.")
 
     st.subheader("Shipped models")
     shipped = common.shipped_models()

@@ -100,8 +100,13 @@ def _detail(key: str, src: dict) -> None:
     metrics = _test_metrics(src)
     tabs = st.tabs(["Confusion matrix", "Per class", "Mistakes", "Downloads & delete"])
     if metrics is None:
-        msg = (f"Test-set metrics appear when the run has finished (status: {src['status']}). "
-               "Watch it on the Train page.")
+        if src["status"] in runs.ACTIVE:
+            msg = (f"Test-set metrics appear when the run has finished (now {src['status']}); "
+                   "watch it on the Train page.")
+        else:
+            why = src["info"].get("message", "")
+            msg = (f"This run ended **{src['status']}** before its test-set evaluation, so there are "
+                   f"no test metrics. {why[:1].upper()}{why[1:]}")
         for t in tabs[:3]:
             t.info(msg)
     else:
@@ -151,8 +156,8 @@ def _confusion(src: dict, metrics: dict) -> None:
     fig.update_xaxes(range=[-0.5, len(names) - 0.5], title="predicted class", tickangle=-45)
     left, right = st.columns([3, 2], gap="medium")
     with left:
-        st.plotly_chart(common.style(fig, height=580, top=10), theme=None, key="res_cm_chart", on_select=_cm_clicked,
-                        selection_mode="points", config={"displayModeBar": False})
+        st.plotly_chart(common.style(fig, height=580, top=10), theme=None, key="res_cm_chart",
+                        on_select=_cm_clicked, selection_mode="points", config={"displayModeBar": False})
         st.caption("Click a cell to see its test images. Diagonal: correct; off the diagonal: "
                    "true class (row) mistaken for the predicted class (column).")
     with right:
@@ -184,11 +189,12 @@ def _image_grid(items: list[tuple[int, str]], cols: int = 8) -> None:
 
 def _per_class(metrics: dict) -> None:
     df = views.per_class_frame(metrics)
-    left, right = st.columns([2, 3], gap="large")
+    left, right = st.columns([1, 1], gap="large")
     left.dataframe(df, hide_index=True, width="stretch", height=420, column_config={
         "precision": PCT, "recall": PCT, "f1": PCT})
     long = df.melt(id_vars="class", value_vars=["precision", "recall", "f1"], var_name="measure")
-    fig = px.bar(long, x="class", y="value", color="measure", barmode="group")
+    fig = px.bar(long, x="class", y="value", color="measure", barmode="group",
+                 color_discrete_sequence=common.COLORS)
     fig.update_yaxes(tickformat=".0%", range=[0, 1.05], title="")
     fig.update_xaxes(title="", tickangle=-35)
     right.plotly_chart(common.style(fig, height=440), theme=None, key="res_per_class")

@@ -114,11 +114,15 @@ def _training_widgets() -> None:
                    disabled=st.session_state.tr_optimizer != "sgd")
     c.number_input("L2 / weight decay", step=1e-4, format="%g", key="tr_l2")
     d.number_input("L1 penalty", step=1e-5, format="%g", key="tr_l1")
-    a, b = st.columns(2)
+    a, b, c = st.columns(3)
     a.slider("Validation split", 0.0, 0.5, step=0.05, key="tr_val_fraction",
              help="Held out from the 60,000 training images; the test set is never used for choices.")
-    b.number_input("Early stopping patience (epochs, 0 = off)", step=1, key="tr_patience",
-                   help="Stop after N epochs without a better validation accuracy; the best weights are kept")
+    b.number_input("Early stopping patience", step=1, key="tr_patience",
+                   help="Stop after N epochs without a better validation accuracy (0 = off); "
+                        "the best weights are kept")
+    c.number_input("Label smoothing", step=0.05, format="%.2f", key="tr_label_smoothing",
+                   help="Soft targets: the true class gets 1 − ε + ε/10, every other class ε/10 "
+                        "(PyTorch's definition); the model becomes less overconfident")
     a, b = st.columns(2)
     a.slider("Augmentation: random shift (px)", 0, 4, key="tr_augment_shift",
              help="Move each training image by up to N pixels, a new draw every epoch")

@@ -10,6 +10,9 @@ Runs against an isolated artifacts folder (FMNIST_ARTIFACTS), on 127.0.0.1 only.
 """
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from browser_util import CHROMIUM, exceptions, launch_browser, screenshot, streamlit_server, wait_idle
@@ -25,8 +28,24 @@ PAGES = {"home": "", "train": "train", "results": "results"}
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with streamlit_server(tmp_path_factory.mktemp("artifacts")) as url:
+def artifacts(tmp_path_factory):
+    """An isolated artifacts folder holding one orphan: a run 'running' in a dead process."""
+    from fmnist_core import runs
+    from fmnist_core.jobs import run_spec
+    from fmnist_core.models import MLPConfig
+    from fmnist_core.train import TrainConfig
+    root = tmp_path_factory.mktemp("artifacts")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    orphan = runs.create_run(run_spec(MLPConfig(hidden=(8,)), TrainConfig(epochs=1)),
+                             root=root / "runs", label="orphan")
+    runs.set_status(orphan, "running", pid=dead.pid, message="epoch 1/1")
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(artifacts):
+    with streamlit_server(artifacts) as url:
         yield url
 
 
@@ -61,7 +80,7 @@ def commit(page, label: str, value: str) -> None:
     wait_idle(page)
 
 
-def test_every_page_loads_without_an_exception(server, page):
+def test_every_page_loads_without_an_exception(server, page, artifacts):
     # a deep link first, on a server nobody has visited yet: the case where Streamlit's
     # legacy pages/ discovery would run pages/results.py instead of app.py
     for name in ("results", "train", "home"):
@@ -71,6 +90,9 @@ def test_every_page_loads_without_an_exception(server, page):
         assert page.get_by_text("Page not found").count() == 0, name
         screenshot(page, f"page-{name}")
     assert page.locator("h1").first.inner_text().startswith("Fashion-MNIST Workbench")
+    # the server marked the run its dead process left behind, once, at start-up
+    from fmnist_core import runs
+    assert [r["status"] for r in runs.list_runs(artifacts / "runs")] == ["interrupted"]
 
 
 def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page):
@@ -82,6 +104,10 @@ def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page)
     assert page.get_by_text("Trainable parameters").is_visible()
     assert exceptions(page) == []
     page.get_by_role("button", name="Launch training").click()
+    # while it is queued or running the live panel offers Stop and a progress bar
+    page.get_by_role("button", name="Stop").wait_for(timeout=30_000)
+    page.locator('[data-testid="stMain"] [data-testid="stProgress"]').first.wait_for(timeout=10_000)
+    screenshot(page, "train-live-run")
 
     # the live fragment polls the run folder until the run ends, then the page settles
     page.get_by_text("Compare it with others on the Results page").wait_for(timeout=150_000)
@@ -107,3 +133,9 @@ def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page)
     wait_idle(page)
     assert exceptions(page) == []
     screenshot(page, "results-after-run")
+    for tab in ("Per class", "Mistakes", "Downloads & delete"):
+        page.get_by_role("tab", name=tab).click()
+        page.wait_for_timeout(500)
+        assert exceptions(page) == [], tab
+        screenshot(page, f"results-tab-{tab.split()[0].lower()}")
+    assert page.get_by_role("button", name="Confusion matrix (PNG)").is_visible()

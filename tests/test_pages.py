@@ -198,3 +198,29 @@ def test_results_page_without_runs_says_what_to_do(runs_dir, monkeypatch):
     at = page_app("results").run()
     assert not at.exception
     assert "Launch a run on the Train page" in texts(at)
+
+
+@pytest.mark.slow
+def test_shipped_models_show_on_home_and_results(finished_run, tmp_path, monkeypatch):
+    import shutil
+    import torch
+    from fmnist_core import views
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copyfile(finished_run / "best.pt", models / "mlp.pt")  # stands in for a shipped model
+    monkeypatch.setattr(views, "SHIPPED_DIR", models)
+    acc = torch.load(models / "mlp.pt", weights_only=True)["metrics"]["test_accuracy"]
+
+    at = page_app("home").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table["model"].tolist() == ["mlp"] and table["test accuracy"].tolist() == [acc]
+    assert "**cnn**: not yet trained" in texts(at)
+
+    at = page_app("results").run()
+    at.multiselect(key="res_sel").select("shipped:mlp").run()
+    at.selectbox(key="res_detail").select("shipped:mlp").run()
+    assert not at.exception
+    # the shipped checkpoint carries no metrics.json: it is evaluated on the test set here
+    assert "test images of **Shirt** predicted **T-shirt/top**" in texts(at)
+    assert "cannot be deleted here" in texts(at)
