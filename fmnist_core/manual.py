@@ -32,6 +32,7 @@ implemented), bf16, and any GPU for the NumPy path (`TorchOpsNet` is the GPU twi
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 from typing import Any
@@ -409,11 +410,19 @@ class TorchOpsNet:
         return cls(config_from_dict(ckpt["model_config"]), ckpt["state_dict"], device=device)
 
     def _input(self, x):
+        import warnings
+
         import torch
         if not isinstance(x, torch.Tensor):
-            x = torch.from_numpy(as_images(x))
-        x = x.to(self.device)
-        x = x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
+            x = np.asarray(x)
+            x = as_images(x) if x.dtype != np.uint8 else x.reshape(-1, IMAGE_SIZE * IMAGE_SIZE)
+            with warnings.catch_warnings():
+                # the dataset's arrays are read-only; nothing here writes to the input
+                warnings.simplefilter("ignore", UserWarning)
+                x = torch.from_numpy(x)
+        x = x.to(self.device)  # uint8 travels as uint8: a quarter of the bytes to a GPU
+        # multiply by 1/255 (not divide by 255): bit-identical to evaluate.images_to_tensor
+        x = x.float().mul_(1 / 255.0) if x.dtype == torch.uint8 else x.float()
         n = x.shape[0]
         side = IMAGE_SIZE
         if x.numel() != n * side * side:
@@ -939,7 +948,8 @@ def _augment(xb: np.ndarray, cfg, rng: np.random.Generator) -> np.ndarray:
     return xb
 
 
-def _check_supported(model_config: ModelConfig, cfg) -> None:
+def check_trainable(model_config: ModelConfig, cfg) -> None:
+    """Raise ConfigError, saying why, when train_numpy cannot train this model/config pair."""
     if model_config.kind != "mlp":
         raise ConfigError("the NumPy engine trains MLPs only; train CNNs with the torch engine "
                           "(the manual twin still runs trained CNNs for inference and compare)")
@@ -953,6 +963,18 @@ def _check_supported(model_config: ModelConfig, cfg) -> None:
         raise ConfigError("the NumPy engine trains in fp32 only; choose precision auto or fp32")
 
 
+@contextlib.contextmanager
+def _blas_threads(n: int):
+    """Limit the BLAS thread pool to n inside the block (a no-op without threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits  # comes with scikit-learn
+    except ImportError:
+        yield
+        return
+    with threadpool_limits(n, user_api="blas"):
+        yield
+
+
 def train_numpy(model_config: ModelConfig, cfg, data, callback=None, should_stop=None, on_best=None,
                 train_limit: int | None = None):
     """Train an MLP from scratch with NumPy; the same contract as `train.train`.
@@ -960,6 +982,17 @@ def train_numpy(model_config: ModelConfig, cfg, data, callback=None, should_stop
     Events, statuses, messages, history rows, early stopping and `on_best` behave as
     there; `result.model` is a torch FashionNet holding the learned weights (CPU, eval).
     """
+    cfg.validate()
+    check_trainable(model_config, cfg)
+    # one BLAS thread unless told otherwise: mini-batch GEMMs are too small to split, and
+    # on a busy 2-core machine two spinning threads made (64, 784) @ (784, 128) take
+    # 12.8 ms instead of 1.0 ms. Overflow in a diverging run is reported as status
+    # "diverged", not as a screen of RuntimeWarnings.
+    with _blas_threads(cfg.threads or 1), np.errstate(over="ignore", invalid="ignore"):
+        return _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_limit)
+
+
+def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_limit):
     import time
 
     import torch
@@ -968,18 +1001,7 @@ def train_numpy(model_config: ModelConfig, cfg, data, callback=None, should_stop
     from .models import build_model
     from .train import TrainResult
 
-    cfg.validate()
-    _check_supported(model_config, cfg)
     emit = callback or (lambda event: None)
-    limiter = None
-    try:
-        from threadpoolctl import threadpool_limits  # comes with scikit-learn
-        # one BLAS thread unless told otherwise: mini-batch GEMMs are too small to split,
-        # and on a busy 2-core machine two spinning threads made (64, 784) @ (784, 128)
-        # take 12.8 ms instead of 1.0 ms
-        limiter = threadpool_limits(cfg.threads or 1, user_api="blas")
-    except ImportError:
-        pass
     rng = np.random.default_rng(cfg.seed)  # init, shuffling, dropout and augmentation
 
     tr_idx, val_idx = train_val_split(len(data.y_train), cfg.val_fraction, cfg.seed)
@@ -1013,77 +1035,72 @@ def train_numpy(model_config: ModelConfig, cfg, data, callback=None, should_stop
     emit({"event": "start", "epochs": cfg.epochs, "steps_per_epoch": steps, "train_size": n,
           "val_size": len(y_val), "device": "cpu", "precision": "fp32"})
     t = 0
-    try:
-        for epoch in range(1, cfg.epochs + 1):
-            t_epoch = time.perf_counter()
-            perm = rng.permutation(n)
-            xs, ys = x_tr[perm], y_tr[perm]  # one gather per epoch; batches are then views
-            loss_sum, correct, seen = 0.0, 0, 0
-            for b in range(steps):
-                xb = xs[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                yb = ys[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                if cfg.augment_flip or cfg.augment_shift:
-                    xb = _augment(xb, cfg, rng)
-                logits = net.forward(xb, train=True)            # (B, 28, 28) -> (B, 10)
-                loss = loss_fn.forward(logits, yb)
-                if cfg.l1:
-                    loss += cfg.l1 * sum(float(np.abs(layer.params[k]).sum()) for layer, k in l1_params)
-                net.backward(loss_fn.backward())
-                if cfg.l1:
-                    for layer, k in l1_params:
-                        layer.grads[k] = layer.grads[k] + cfg.l1 * np.sign(layer.params[k])
-                opt.lr = lr_at(t)
-                opt.step([layer.params[k] for _, layer, k in plist], [layer.grads[k] for _, layer, k in plist])
-                t += 1
-                loss_sum += loss * len(yb)
-                correct += int((logits.argmax(1) == yb).sum())
-                seen += len(yb)
-                if not math.isfinite(loss_sum):
-                    status = "diverged"
-                    message = (f"the loss became NaN/inf in epoch {epoch}, batch {b + 1}: the run "
-                               f"diverged; try a smaller learning rate (now {cfg.lr:g})")
-                    break
-                if (b + 1) % cfg.progress_every == 0:
-                    emit({"event": "batch", "epoch": epoch, "batch": b + 1, "steps": steps,
-                          "loss": loss_sum / seen, "elapsed": time.perf_counter() - t_start})
-                if should_stop is not None and (b + 1) % 10 == 0 and should_stop():
-                    status, message = "cancelled", f"cancelled in epoch {epoch}, batch {b + 1}"
-                    break
-                if cfg.max_seconds and time.perf_counter() - t_start > cfg.max_seconds:
-                    message = f"time limit of {cfg.max_seconds:g} s reached in epoch {epoch}"
-                    break
-            if status != "finished":
+    for epoch in range(1, cfg.epochs + 1):
+        t_epoch = time.perf_counter()
+        perm = rng.permutation(n)
+        xs, ys = x_tr[perm], y_tr[perm]  # one gather per epoch; batches are then views
+        loss_sum, correct, seen = 0.0, 0, 0
+        for b in range(steps):
+            xb = xs[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            yb = ys[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            if cfg.augment_flip or cfg.augment_shift:
+                xb = _augment(xb, cfg, rng)
+            logits = net.forward(xb, train=True)            # (B, 28, 28) -> (B, 10)
+            loss = loss_fn.forward(logits, yb)
+            if cfg.l1:
+                loss += cfg.l1 * sum(float(np.abs(layer.params[k]).sum()) for layer, k in l1_params)
+            net.backward(loss_fn.backward())
+            if cfg.l1:
+                for layer, k in l1_params:
+                    layer.grads[k] = layer.grads[k] + cfg.l1 * np.sign(layer.params[k])
+            opt.lr = lr_at(t)
+            opt.step([layer.params[k] for _, layer, k in plist], [layer.grads[k] for _, layer, k in plist])
+            t += 1
+            loss_sum += loss * len(yb)
+            correct += int((logits.argmax(1) == yb).sum())
+            seen += len(yb)
+            if not math.isfinite(loss_sum):
+                status = "diverged"
+                message = (f"the loss became NaN/inf in epoch {epoch}, batch {b + 1}: the run "
+                           f"diverged; try a smaller learning rate (now {cfg.lr:g})")
                 break
-            row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                   "lr": lr_at(t), "epoch_seconds": time.perf_counter() - t_epoch}
-            if len(y_val):
-                with np.errstate(all="ignore"):  # a diverging net may overflow here; reported below
-                    vlogits = np.concatenate([net.forward(x_val[i:i + 4000]) for i in range(0, len(y_val), 4000)])
-                row["val_loss"] = SoftmaxCrossEntropy().forward(vlogits, y_val)
-                row["val_accuracy"] = float((vlogits.argmax(1) == y_val).mean())
-                improved = row["val_accuracy"] > best_acc
-            else:
-                improved = True  # no validation: the last epoch is the best we know
-            row["elapsed"] = time.perf_counter() - t_start
-            history.append(row)
-            if improved:
-                best_acc = row.get("val_accuracy", -1.0)
-                best_epoch, since_best = epoch, 0
-                best_state = net.state_dict()
-                if on_best is not None:
-                    on_best(to_torch(best_state), row)
-            else:
-                since_best += 1
-            emit({"event": "epoch", **row, "epochs": cfg.epochs, "best_epoch": best_epoch})
-            if cfg.patience and since_best >= cfg.patience:
-                message = (f"early stop after epoch {epoch}: no better validation accuracy for "
-                           f"{cfg.patience} epochs; best was epoch {best_epoch}")
+            if (b + 1) % cfg.progress_every == 0:
+                emit({"event": "batch", "epoch": epoch, "batch": b + 1, "steps": steps,
+                      "loss": loss_sum / seen, "elapsed": time.perf_counter() - t_start})
+            if should_stop is not None and (b + 1) % 10 == 0 and should_stop():
+                status, message = "cancelled", f"cancelled in epoch {epoch}, batch {b + 1}"
                 break
-            if message:  # time limit reached exactly at an epoch end
+            if cfg.max_seconds and time.perf_counter() - t_start > cfg.max_seconds:
+                message = f"time limit of {cfg.max_seconds:g} s reached in epoch {epoch}"
                 break
-    finally:
-        if limiter is not None:
-            limiter.restore_original_limits()
+        if status != "finished":
+            break
+        row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+               "lr": lr_at(t), "epoch_seconds": time.perf_counter() - t_epoch}
+        if len(y_val):
+            vlogits = np.concatenate([net.forward(x_val[i:i + 4000]) for i in range(0, len(y_val), 4000)])
+            row["val_loss"] = SoftmaxCrossEntropy().forward(vlogits, y_val)
+            row["val_accuracy"] = float((vlogits.argmax(1) == y_val).mean())
+            improved = row["val_accuracy"] > best_acc
+        else:
+            improved = True  # no validation: the last epoch is the best we know
+        row["elapsed"] = time.perf_counter() - t_start
+        history.append(row)
+        if improved:
+            best_acc = row.get("val_accuracy", -1.0)
+            best_epoch, since_best = epoch, 0
+            best_state = net.state_dict()
+            if on_best is not None:
+                on_best(to_torch(best_state), row)
+        else:
+            since_best += 1
+        emit({"event": "epoch", **row, "epochs": cfg.epochs, "best_epoch": best_epoch})
+        if cfg.patience and since_best >= cfg.patience:
+            message = (f"early stop after epoch {epoch}: no better validation accuracy for "
+                       f"{cfg.patience} epochs; best was epoch {best_epoch}")
+            break
+        if message:  # time limit reached exactly at an epoch end
+            break
     seconds = time.perf_counter() - t_start
     model = build_model(model_config)
     model.load_state_dict(to_torch(best_state if best_state is not None else net.state_dict()))

@@ -314,6 +314,23 @@ def test_numpy_training_learns_and_keeps_the_trainer_contract(ds):
     assert set(res.history[0]) == set(t_res.history[0])
 
 
+def test_numpy_training_with_every_option(ds):
+    """batchnorm + dropout + GELU, AdamW + cosine, L1 + L2, label smoothing, flips and shifts."""
+    mcfg = models.MLPConfig(hidden=(64, 32), activation="gelu", batchnorm=True, dropout=0.2)
+    cfg = TrainConfig(epochs=2, batch_size=100, optimizer="adamw", lr=3e-3, weight_decay=1e-3, l1=1e-6,
+                      schedule="cosine", label_smoothing=0.05, augment_flip=True, augment_shift=1,
+                      val_fraction=0.05)
+    res = train_numpy(mcfg, cfg, ds, train_limit=3000)
+    assert res.status == "finished" and res.history[-1]["lr"] == pytest.approx(0.0, abs=1e-12)
+    assert res.history[0]["lr"] == pytest.approx(3e-3 * 0.5 * (1 + math.cos(math.pi / 2)))
+    logits = predict_logits(res.model, ds.x_test[:2000]).numpy()
+    assert (logits.argmax(1) == ds.y_test[:2000]).mean() > 0.6
+    # the trained batchnorm statistics made it into the torch model, which the twin reproduces
+    assert res.model.bn1.num_batches_tracked.item() == 2 * 30
+    mine = ManualNet(mcfg, state_dict_to_numpy(res.model.state_dict())).forward(ds.x_test[:2000])
+    assert float(np.abs(mine - logits).max()) <= LOGIT_TOL
+
+
 def test_numpy_training_cancel_diverge_and_early_stop(ds):
     mlp = models.preset("mlp-seed000")["model"]
     calls = []
