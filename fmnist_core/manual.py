@@ -12,8 +12,8 @@ Two halves:
   agreement of either with the nn.Module on a whole test set.
 * Training. `train_numpy` trains MLPs from scratch with NumPy: layers with
   `forward` and `backward` side by side, softmax cross-entropy, SGD with momentum,
-  Adam and AdamW with torch's update formulas, L2 and L1, mini-batches, early
-  stopping. It honours the same contract as `train.train` (events, statuses,
+  Adam and AdamW with torch's update formulas, L2 and L1, the cosine and OneCycle
+  schedules, batchnorm, dropout, flips and shifts, mini-batches, early stopping. It honours the same contract as `train.train` (events, statuses,
   history rows) and hands back a torch `FashionNet` with the learned weights, so a
   NumPy run is saved, evaluated and shown like any other.
 
@@ -27,8 +27,7 @@ Numerical Recipes (2nd ed., section 6.2) for the erfc approximation.
 
 Left out on purpose: training CNNs by hand (inference only: a readable conv
 backward is a lesson of its own, and far too slow in NumPy for 48,000 images),
-the OneCycle schedule (it also cycles Adam's beta1; `none` and `cosine` are
-implemented), bf16, and any GPU for the NumPy path (`TorchOpsNet` is the GPU twin).
+bf16, and any GPU for the NumPy path (`TorchOpsNet` is the GPU twin).
 """
 from __future__ import annotations
 
@@ -873,6 +872,9 @@ class SGD:
         self.lr, self.momentum, self.wd = lr, momentum, weight_decay
         self.buf: dict[int, np.ndarray] = {}
 
+    def set_momentum(self, m: float) -> None:  # the OneCycle schedule moves it
+        self.momentum = m
+
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         for i, (p, g) in enumerate(zip(params, grads)):
             if self.wd:
@@ -901,6 +903,9 @@ class Adam:
         self.t = 0
         self.m: dict[int, np.ndarray] = {}
         self.v: dict[int, np.ndarray] = {}
+
+    def set_momentum(self, m: float) -> None:  # the OneCycle schedule moves beta1
+        self.b1 = m
 
     def step(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         self.t += 1
@@ -931,6 +936,35 @@ def _optimizer(cfg) -> SGD | Adam:
     return Adam(cfg.lr, cfg.weight_decay, decoupled=cfg.optimizer == "adamw")
 
 
+def lr_schedule(cfg, total_steps: int):
+    """t -> (learning rate, momentum or None) for optimizer step t = 0, 1, ..., as torch's schedulers.
+
+    cosine:   CosineAnnealingLR(T_max=total_steps, eta_min=0), in closed form.
+    onecycle: OneCycleLR(max_lr=lr, total_steps) with its defaults: warm up from lr/25 to lr
+              over the first 30% of steps, anneal to lr/25/1e4, both along a cosine; the
+              momentum (SGD's momentum, Adam's beta1) moves 0.95 -> 0.85 -> 0.95 against it.
+    """
+    if cfg.schedule == "cosine":
+        return lambda t: (0.5 * cfg.lr * (1 + math.cos(math.pi * t / total_steps)), None)
+    if cfg.schedule != "onecycle":
+        return lambda t: (cfg.lr, None)
+    initial = cfg.lr / 25.0
+    phases = [(float(0.3 * total_steps) - 1, initial, cfg.lr, 0.95, 0.85),
+              (total_steps - 1, cfg.lr, initial / 1e4, 0.85, 0.95)]
+
+    def cos(start, end, pct):
+        return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+
+    def at(t):
+        start_step = 0.0
+        for i, (end_step, lr0, lr1, m0, m1) in enumerate(phases):
+            if t <= end_step or i == len(phases) - 1:
+                pct = (t - start_step) / (end_step - start_step)
+                return cos(lr0, lr1, pct), cos(m0, m1, pct)
+            start_step = end_step
+    return at
+
+
 def _augment(xb: np.ndarray, cfg, rng: np.random.Generator) -> np.ndarray:
     """Random horizontal flips and shifts of a (N, 28, 28) batch, as train._augment does."""
     n, side = len(xb), IMAGE_SIZE
@@ -953,9 +987,6 @@ def check_trainable(model_config: ModelConfig, cfg) -> None:
     if model_config.kind != "mlp":
         raise ConfigError("the NumPy engine trains MLPs only; train CNNs with the torch engine "
                           "(the manual twin still runs trained CNNs for inference and compare)")
-    if cfg.schedule == "onecycle":
-        raise ConfigError("the NumPy engine supports the schedules none and cosine, not onecycle "
-                          "(it also cycles Adam's momentum); use the torch engine for onecycle")
     if cfg.device not in ("auto", "cpu"):
         raise ConfigError(f"the NumPy engine runs on the CPU only; choose device auto or cpu, "
                           f"not {cfg.device!r} (the torch engine uses {cfg.device})")
@@ -1021,9 +1052,7 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
     steps = math.ceil(n / cfg.batch_size)
     total_steps = cfg.epochs * steps
 
-    def lr_at(t: int) -> float:
-        # CosineAnnealingLR(T_max=total steps, eta_min=0) in closed form, stepped per batch
-        return 0.5 * cfg.lr * (1 + math.cos(math.pi * t / total_steps)) if cfg.schedule == "cosine" else cfg.lr
+    schedule = lr_schedule(cfg, total_steps)  # stepped per batch, as train.py steps its scheduler
 
     def to_torch(sd):
         return {k: torch.from_numpy(np.array(v)) for k, v in sd.items()}
@@ -1053,7 +1082,9 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
             if cfg.l1:
                 for layer, k in l1_params:
                     layer.grads[k] = layer.grads[k] + cfg.l1 * np.sign(layer.params[k])
-            opt.lr = lr_at(t)
+            opt.lr, momentum = schedule(t)
+            if momentum is not None:
+                opt.set_momentum(momentum)
             opt.step([layer.params[k] for _, layer, k in plist], [layer.grads[k] for _, layer, k in plist])
             t += 1
             loss_sum += loss * len(yb)
@@ -1076,7 +1107,7 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
         if status != "finished":
             break
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-               "lr": lr_at(t), "epoch_seconds": time.perf_counter() - t_epoch}
+               "lr": schedule(t)[0], "epoch_seconds": time.perf_counter() - t_epoch}
         if len(y_val):
             vlogits = np.concatenate([net.forward(x_val[i:i + 4000]) for i in range(0, len(y_val), 4000)])
             row["val_loss"] = SoftmaxCrossEntropy().forward(vlogits, y_val)
