@@ -170,6 +170,12 @@ def form_defaults(start: str) -> dict[str, Any]:
     }
 
 
+def changed_fields(values: dict[str, Any]) -> list[str]:
+    """Form fields that differ from what values['start'] (a preset or a blank model) set."""
+    base = form_defaults(values["start"])
+    return [k for k, v in base.items() if k in values and values[k] != v]
+
+
 def parse_widths(text: str, what: str, allow_empty: bool = False) -> tuple[int, ...]:
     """'256, 128' -> (256, 128), with a plain message for anything else."""
     parts = [p.strip() for p in str(text).replace(";", ",").split(",") if p.strip()]

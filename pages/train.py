@@ -23,6 +23,10 @@ from pages import common
 
 DEFAULT_START = "mlp-seed000"
 ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP only)"}
+# form field -> how the page names it, where the code name would not read well
+FIELD_NAMES = {"arch": "architecture", "hidden": "hidden layers", "fc": "fully connected layers",
+               "lr": "learning rate", "l2": "L2", "l1": "L1", "val_fraction": "validation split",
+               "augment_flip": "flips", "augment_shift": "shifts", "train_limit": "training images"}
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
@@ -79,8 +83,13 @@ def _model_widgets() -> None:
     starts = _starts()
     st.selectbox("Start from", starts, key="tr_start", on_change=_apply_start,
                  help="A course-project preset, or a blank MLP/CNN; every value below stays editable.")
-    if st.session_state.tr_start not in views.CUSTOM.values():
-        st.caption(preset(st.session_state.tr_start)["about"])
+    changed = views.changed_fields(_form_values())
+    about = ("" if st.session_state.tr_start in views.CUSTOM.values()
+             else preset(st.session_state.tr_start)["about"])
+    names = [FIELD_NAMES.get(k, k.replace("_", " ")) for k in changed]
+    note = f"changed below: {', '.join(names)}" if changed else ""
+    if about or note:
+        st.caption(" · ".join(x for x in (about, note) if x))
     st.subheader("Model")
     st.radio("Architecture", ["mlp", "cnn"], key="tr_arch", horizontal=True,
              format_func=lambda a: {"mlp": "MLP (fully connected)", "cnn": "CNN (convolutional)"}[a])
@@ -193,10 +202,11 @@ def _watch_section() -> None:
     st.selectbox("Watch run", ids, key="tr_watch", format_func=labels.get)
     run = next(r for r in all_runs if r["run_id"] == st.session_state.tr_watch)
     active = run["status"] in runs.ACTIVE
-    st.fragment(_watch_panel, run_every=common.POLL_SECONDS if active else None)(run["run_dir"], active)
+    st.fragment(_watch_panel, run_every=common.POLL_SECONDS if active else None)(run["run_dir"], run["status"])
 
 
-def _watch_panel(run_dir: str, was_active: bool) -> None:
+def _watch_panel(run_dir: str, drawn_status: str) -> None:
+    """The live view of one run; `drawn_status` is its status when the page was last drawn."""
     try:
         run = runs.load_run(run_dir)
     except WorkbenchError:
@@ -244,8 +254,10 @@ def _watch_panel(run_dir: str, was_active: bool) -> None:
         st.caption(views.run_title(cfg))
         options = [{"option": k, "value": str(v)} for k, v in cfg.get("train_config", {}).items()]
         st.dataframe(pd.DataFrame(options), hide_index=True)
-    if was_active and not info["active"]:
-        st.rerun()  # the run ended: a full rerun redraws this panel without run_every
+    if info["status"] != drawn_status:
+        # queued -> running -> finished: a full rerun refreshes the run picker's label and,
+        # once the run has ended, redraws this panel without run_every (polling stops)
+        st.rerun()
 
 
 if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py

@@ -105,7 +105,7 @@ def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page)
     assert exceptions(page) == []
     page.get_by_role("button", name="Launch training").click()
     # while it is queued or running the live panel offers Stop and a progress bar
-    page.get_by_role("button", name="Stop").wait_for(timeout=30_000)
+    page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=30_000)
     page.locator('[data-testid="stMain"] [data-testid="stProgress"]').first.wait_for(timeout=10_000)
     screenshot(page, "train-live-run")
 

@@ -224,3 +224,19 @@ def test_shipped_models_show_on_home_and_results(finished_run, tmp_path, monkeyp
     # the shipped checkpoint carries no metrics.json: it is evaluated on the test set here
     assert "test images of **Shirt** predicted **T-shirt/top**" in texts(at)
     assert "cannot be deleted here" in texts(at)
+
+
+@pytest.mark.slow
+def test_stop_button_cancels_a_launched_run(runs_dir):
+    at = page_app("train").run()
+    at.number_input(key="tr_epochs").set_value(20).run()
+    at.button(key="launch_btn").click().run()
+    run_id = at.session_state["tr_watch"]
+    run_dir = runs_dir / run_id
+    at.button(key=f"stop_{run_id}").click().run()
+    assert not at.exception
+    assert runs.cancel_requested(run_dir)
+    assert any("Stop requested" in w.value for w in at.warning)
+    wait_for_status(run_dir, statuses=("cancelled",), timeout=120)
+    at.run()
+    assert any("cancelled" in w.value for w in at.warning)

@@ -127,3 +127,10 @@ def test_describe_model_names_classes_of_models():
     assert views.describe_model(config_to_dict(preset("cnn-seed003")["model"])).startswith(
         "CNN conv 6-16 (k5, avg pool), fc 120-84")
     assert len(CLASSES) == 10
+
+
+def test_changed_fields_name_what_differs_from_the_preset():
+    values = {"start": "mlp-seed001", **views.form_defaults("mlp-seed001")}
+    assert views.changed_fields(values) == []
+    values.update(lr=0.01, hidden="64")
+    assert views.changed_fields(values) == ["hidden", "lr"]
