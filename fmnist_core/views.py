@@ -267,8 +267,8 @@ def check_form(v: dict[str, Any], devices: dict[str, str | None]) -> tuple[dict 
         elif why:
             problems.append(f"NumPy engine unavailable: {why}.")
         elif mcfg is not None and tcfg is not None:
-            # the twin's own rules (schedules, device, precision), so the two never disagree
-            check = getattr(importlib.import_module(f"{__package__}.manual"), "_check_supported", None)
+            # the twin's own rules (device, precision...), so the form and the trainer agree
+            check = getattr(importlib.import_module(f"{__package__}.manual"), "check_trainable", None)
             try:
                 if check is not None:
                     check(mcfg, tcfg)
