@@ -124,9 +124,11 @@ def test_numpy_engine_trains_mlps_only(runs_dir):
 
 
 @pytest.mark.slow
-def test_tiny_launch_creates_a_run_that_finishes_and_is_watched(runs_dir):
+@pytest.mark.parametrize("engine", ["torch", "numpy"])
+def test_tiny_launch_creates_a_run_that_finishes_and_is_watched(runs_dir, engine):
     at = page_app("train").run()
     at.selectbox(key="tr_start").select("custom MLP").run()
+    at.radio(key="tr_engine").set_value(engine).run()
     at.text_input(key="tr_hidden").input("16").run()
     at.number_input(key="tr_epochs").set_value(1).run()
     at.number_input(key="tr_train_limit").set_value(2000).run()
@@ -138,6 +140,7 @@ def test_tiny_launch_creates_a_run_that_finishes_and_is_watched(runs_dir):
     run = runs.load_run(made[0])
     assert run["config"]["model_config"]["hidden"] == [16]
     assert run["config"]["train_limit"] == 2000 and run["config"]["train_config"]["epochs"] == 1
+    assert run["config"]["engine"] == engine
     assert at.session_state["tr_watch"] == made[0].name
     wait_for_status(made[0])
     at.run()
