@@ -1,0 +1,454 @@
+"""What the Timings page shows, computed: the benchmark as a background job, and its results
+as tables, chart rows, machine blocks and one-line explanations.
+
+The benchmark itself is bench.py; this module only drives and reads it:
+
+  * the job      `python -m fmnist_core bench [--quick] --out FILE` as its own process (its
+                 own session), never inside the Streamlit server: timing code sets torch's
+                 process-wide thread count, which would slow down or disturb everyone's
+                 predictions, and a server thread would be timed against the server's own work.
+                 One benchmark at a time per results folder (two at once would time each
+                 other); its progress is the CLI's stderr lines counted against the number of
+                 steps run_benchmark will announce (`expected_steps`).
+  * the results  saved files under bench.BENCH_DIR (reference-*.json first, the committed
+                 figures from another machine), uploads parsed with bench.parse_results,
+                 merged with bench.merge_results so every figure says where it came from.
+
+Left out: anything that measures (bench.py does) and any chart styling (the page's).
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .data import PROJECT_ROOT
+
+IMPL_NAMES = {"pytorch": "PyTorch nn.Module", "manual-numpy": "manual NumPy twin",
+              "manual-torch": "manual, torch ops", "dataloader": "DataLoader + PIL"}
+WORK_NAMES = {"inference": "inference", "latency": "one image (latency)",
+              "train_step": "training step", "epoch": "one epoch"}
+DEFAULT_PRESET = "mlp-seed000"  # the course project's MLP, the one the issue's questions are about
+
+
+# --- the benchmark as a background job ------------------------------------------------------
+
+def job_dir(bench_dir: str | Path | None = None) -> Path:
+    """The one job slot of a results folder: in the temp dir (git never sees the log), named
+    after the folder, so two servers with different artifacts folders do not share it."""
+    from . import bench
+    base = Path(bench_dir or bench.BENCH_DIR).resolve()
+    digest = hashlib.sha1(str(base).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"fmnist-bench-job-{digest}"
+
+
+def expected_steps(quick: bool, impls: tuple[str, ...] = (), devices: tuple[str, ...] = ()) -> int:
+    """How many progress lines run_benchmark will print (what the CLI would run with these
+    --impl/--device choices; empty = all): one per peak measurement and per timed row, the
+    headline, numpy's matmul rate."""
+    from dataclasses import replace
+
+    import torch
+
+    from . import bench
+    from .device import available_devices
+    cfg = bench.BenchConfig.quick() if quick else bench.BenchConfig()
+    if impls:
+        cfg = replace(cfg, impls=tuple(impls))
+    if devices:
+        cfg = replace(cfg, devices=tuple(devices))
+    avail = available_devices()
+    all_threads = torch.get_num_threads()
+    cpu_counts = {all_threads if t == 0 else min(t, all_threads) for t in cfg.threads} | {all_threads}
+    steps = 0
+    for d in cfg.devices:
+        if avail.get(d) is not None:
+            continue
+        steps += len(cpu_counts) if d == "cpu" else 1
+        for name in cfg.impls:
+            if bench.IMPL_CLASSES[name].unavailable(d):
+                continue
+            steps += sum(len(bench.thread_sweep(cfg, name, d, w, all_threads))
+                         for w, _ in bench.planned(cfg, name))
+    if "cpu" in cfg.devices:
+        steps += bool(cfg.headline_rounds) + bool(cfg.numpy_peak)
+    return max(steps, 1)
+
+
+def _read_state(jd: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((jd / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _write_state(jd: Path, state: dict[str, Any]) -> None:
+    tmp = jd / f".state.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, jd / "state.json")
+
+
+def _alive(pid: int | None) -> bool:
+    from .runs import pid_alive
+    return bool(pid) and pid_alive(pid)
+
+
+def start_job(quick: bool = True, preset: str = DEFAULT_PRESET, bench_dir: str | Path | None = None,
+              label: str | None = None, impls: tuple[str, ...] = (),
+              devices: tuple[str, ...] = ()) -> dict[str, Any]:
+    """Launch the benchmark unless one is already running for this results folder; returns
+    the job's status either way (see `job_status`). impls/devices: only these (empty = all)."""
+    from . import bench
+    bench_dir = Path(bench_dir or bench.BENCH_DIR)
+    jd = job_dir(bench_dir)
+    jd.mkdir(parents=True, exist_ok=True)
+    with open(jd / "launch.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions clicking at once start one job
+        state = _read_state(jd)
+        if state and _alive(state.get("pid")):
+            return job_status(bench_dir)
+        for name in ("log.txt", "out.json"):
+            with contextlib.suppress(FileNotFoundError):
+                (jd / name).unlink()
+        cmd = [sys.executable, "-m", "fmnist_core", "bench", "--preset", preset,
+               "--out", str(jd / "out.json"), "--save-dir", str(bench_dir)]
+        if quick:
+            cmd.append("--quick")
+        if label:
+            cmd += ["--label", label]
+        for name in impls:
+            cmd += ["--impl", name]
+        for name in devices:
+            cmd += ["--device", name]
+        log = open(jd / "log.txt", "wb")
+        proc = subprocess.Popen(cmd, cwd=str(PROJECT_ROOT), stdout=subprocess.DEVNULL, stderr=log,
+                                stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        log.close()
+        # reap the child when it ends, so it does not linger as a zombie of the server
+        threading.Thread(target=proc.wait, daemon=True).start()
+        _write_state(jd, {"pid": proc.pid, "started": time.time(), "quick": quick, "preset": preset,
+                          "expected": expected_steps(quick, impls, devices), "cancelled": False})
+    return job_status(bench_dir)
+
+
+def stop_job(bench_dir: str | Path | None = None) -> None:
+    """Stop the running benchmark (its process group: the CLI and nothing else)."""
+    jd = job_dir(bench_dir)
+    state = _read_state(jd)
+    if not state or not _alive(state.get("pid")):
+        return
+    state["cancelled"] = True
+    _write_state(jd, state)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(int(state["pid"]), signal.SIGTERM)
+
+
+def job_status(bench_dir: str | Path | None = None) -> dict[str, Any]:
+    """{"state": none | running | finished | failed | cancelled, "progress" 0..1, "message",
+    "elapsed", "quick", "preset", "results_path" (finished), "error" (failed), "started"}."""
+    jd = job_dir(bench_dir)
+    state = _read_state(jd)
+    if not state:
+        return {"state": "none", "progress": 0.0, "message": "", "elapsed": None}
+    try:
+        lines = [ln for ln in (jd / "log.txt").read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        lines = []
+    # the first line names the model; the table printed at the end starts with "impl "
+    table_at = next((i for i, ln in enumerate(lines) if ln.startswith("impl ")), None)
+    steps = lines[1:table_at]
+    out = {"quick": state.get("quick"), "preset": state.get("preset"), "started": state.get("started"),
+           "elapsed": time.time() - state.get("started", time.time())}
+    if _alive(state.get("pid")):
+        done = len(steps)
+        frac = min(done / max(state.get("expected", 1), 1), 0.99)
+        return {**out, "state": "running", "progress": frac,
+                "message": steps[-1] if steps else (lines[0] if lines else "starting Python and PyTorch…")}
+    if state.get("cancelled"):
+        return {**out, "state": "cancelled", "progress": 0.0, "message": "stopped", "elapsed": None}
+    results = jd / "out.json"
+    if results.is_file():
+        saved = _saved_path(lines)
+        return {**out, "state": "finished", "progress": 1.0, "message": lines[-1] if lines else "",
+                "results_path": str(saved if saved and saved.is_file() else results), "elapsed": None}
+    tail = "\n".join(lines[-6:]) or "the benchmark process ended without output"
+    return {**out, "state": "failed", "progress": 0.0, "message": "failed", "error": tail, "elapsed": None}
+
+
+def _saved_path(lines: list[str]) -> Path | None:
+    """The timestamped file the CLI saved under the results folder ('...; saved to A, B')."""
+    for ln in reversed(lines):
+        if "saved to " in ln:
+            first = ln.split("saved to ", 1)[1].split(", ")[0].strip()
+            return Path(first)
+    return None
+
+
+# --- results files --------------------------------------------------------------------------
+
+def saved_results(bench_dir: str | Path | None = None) -> list[dict[str, Any]]:
+    """Results files in the folder: reference-*.json (committed) first, then newest first.
+    Each: {"path", "name", "reference", "results" (validated) or None, "error"}."""
+    from . import bench
+    folder = Path(bench_dir or bench.BENCH_DIR)
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.glob("*.json") if p.is_file() and not p.name.startswith(".")]
+    files.sort(key=lambda p: (not p.name.startswith("reference"), -p.stat().st_mtime))
+    out = []
+    for p in files:
+        entry = {"path": str(p), "name": p.name, "reference": p.name.startswith("reference"),
+                 "results": None, "error": None}
+        try:
+            entry["results"] = bench.load_results(p)
+        except (bench.ResultsFileError, OSError) as exc:
+            entry["error"] = str(exc)
+        out.append(entry)
+    return out
+
+
+def source_title(results: dict[str, Any]) -> str:
+    """'Intel Xeon, 2 cores · 2026-11-22 00:24 · quick' — a results file in one line."""
+    created = str(results.get("created") or "")[:16].replace("T", " ")
+    quick = (results.get("settings") or {}).get("epochs") is False
+    model = (results.get("model") or {}).get("name")
+    parts = [results.get("label") or "?", created, model, "quick" if quick else None]
+    return " · ".join(p for p in parts if p)
+
+
+def with_sources(results_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Give every results dict a distinct, readable `label` (two files from the same machine
+    would otherwise share one), on copies: the inputs stay as they are."""
+    out, seen = [], {}
+    for res in results_list:
+        title = source_title(res)
+        seen[title] = seen.get(title, 0) + 1
+        if seen[title] > 1:
+            title += f" ({seen[title]})"
+        out.append({**res, "label": title})
+    return out
+
+
+def machine_block(results: dict[str, Any]) -> dict[str, Any]:
+    """The machine a results file came from, in short lines for a card."""
+    m = results["machine"]
+    blas = m.get("blas") or {}
+    nb = blas.get("numpy") or {}
+    peaks = []
+    for p in results.get("peak") or []:
+        where = p["device"] + (f", {p['threads']} thread{'s' if p['threads'] != 1 else ''}"
+                               if p.get("threads") else "")
+        peaks.append(f"{where}: {p['gflops']:.0f} GFLOP/s")
+    model = results.get("model") or {}
+    return {"label": results.get("label"), "origin": results.get("origin", "this machine"),
+            "cpu": f"{m.get('cpu')} ({m.get('cores')} cores)", "gpu": m.get("gpu") or "none",
+            "software": f"PyTorch {m.get('torch')}, NumPy {m.get('numpy')}, Python {m.get('python', '?')}",
+            "blas": f"NumPy: {nb.get('internal_api', '?')} {nb.get('version', '')}".strip()
+                    + f" · PyTorch: {blas.get('torch', '?')}",
+            "date": str(m.get("date", ""))[:19].replace("T", " "),
+            "model": f"{model.get('name', '?')} ({model.get('parameters', 0):,} parameters)",
+            "peaks": peaks,
+            "devices": {d: why for d, why in (m.get("devices") or {}).items() if why}}
+
+
+def _ms(s: float | None) -> float | None:
+    return None if s is None else s * 1000.0
+
+
+def timing_table(rows: list[dict[str, Any]]):
+    """merge_results rows -> a table for people: timed rows only, times in milliseconds."""
+    import pandas as pd
+    recs = []
+    for r in rows:
+        if not r["available"] or r["median_s"] is None:
+            continue
+        recs.append({"source": r.get("source", ""), "implementation": IMPL_NAMES.get(r["impl"], r["impl"]),
+                     "device": r["device"], "work": WORK_NAMES.get(r["work"], r["work"]),
+                     "batch": r["batch_size"], "threads": r.get("threads"),
+                     "median (ms)": _ms(r["median_s"]), "min (ms)": _ms(r["min_s"]),
+                     "max (ms)": _ms(r["max_s"]), "GFLOP/s": r.get("gflops"),
+                     "share of peak": r.get("peak_share"), "transfer (ms)": _ms(r.get("transfer_s")),
+                     "note": r.get("note") or ""})
+    return pd.DataFrame(recs, columns=["source", "implementation", "device", "work", "batch", "threads",
+                                       "median (ms)", "min (ms)", "max (ms)", "GFLOP/s", "share of peak",
+                                       "transfer (ms)", "note"])
+
+
+def skipped(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """What could not run, once per source x device x reason (implementations joined)."""
+    groups: dict[tuple, list[str]] = {}
+    for r in rows:
+        if r["available"] and r["median_s"] is not None:
+            continue
+        reason = r.get("reason") or "not measured"
+        key = (r.get("source", ""), r["device"], reason)
+        name = IMPL_NAMES.get(r["impl"], r["impl"])
+        if r["available"]:  # a row skipped for time: name its work too
+            name += f" ({WORK_NAMES.get(r['work'], r['work'])}, batch {r['batch_size']})"
+        groups.setdefault(key, [])
+        if name not in groups[key]:
+            groups[key].append(name)
+    return [{"source": s, "device": d, "reason": why, "what": ", ".join(names)}
+            for (s, d, why), names in groups.items()]
+
+
+def work_options(rows: list[dict[str, Any]]) -> dict[str, list[int]]:
+    """work -> the batch sizes that have at least one timed row, in bench order."""
+    out: dict[str, list[int]] = {}
+    for w in WORK_NAMES:
+        sizes = sorted({r["batch_size"] for r in rows if r["work"] == w and r["median_s"] is not None})
+        if sizes:
+            out[w] = sizes
+    return out
+
+
+def _max_threads(rows: list[dict[str, Any]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for r in rows:
+        if r["device"] == "cpu" and r.get("threads"):
+            out[r["source"]] = max(out.get(r["source"], 0), r["threads"])
+    return out
+
+
+def chart_rows(rows: list[dict[str, Any]], work: str, batch: int, one_thread: bool = False):
+    """The timed rows of one work x batch size, one per source x device x implementation;
+    CPU rows with all of that machine's threads (or one thread). Columns for a grouped bar
+    chart with min..max error bars: implementation, series ('cpu · source'), median_ms,
+    plus, minus, gflops, peak_share, device, source, threads."""
+    import pandas as pd
+    top = _max_threads(rows)
+    recs = []
+    for r in rows:
+        if r["work"] != work or r["batch_size"] != batch or r["median_s"] is None:
+            continue
+        if r["device"] == "cpu" and r.get("threads") != (1 if one_thread else top.get(r["source"])):
+            continue
+        med = r["median_s"] * 1000
+        dev = r["device"] + (f", {r['threads']} thr" if r["device"] == "cpu" else "")
+        recs.append({"implementation": IMPL_NAMES.get(r["impl"], r["impl"]),
+                     "series": f"{dev} · {r['source']}", "median_ms": med,
+                     "plus": r["max_s"] * 1000 - med, "minus": med - r["min_s"] * 1000,
+                     "gflops": r.get("gflops"), "peak_share": r.get("peak_share"),
+                     "device": r["device"], "source": r["source"], "threads": r.get("threads")})
+    return pd.DataFrame(recs, columns=["implementation", "series", "median_ms", "plus", "minus", "gflops",
+                                       "peak_share", "device", "source", "threads"])
+
+
+def headline_rows(results_list: list[dict[str, Any]]):
+    """The interleaved 10,000-image CPU inference of each source: source, implementation, ms."""
+    import pandas as pd
+    recs = []
+    for res in results_list:
+        h = res.get("headline") or {}
+        for impl, s in (h.get("median_s") or {}).items():
+            recs.append({"source": res.get("label"), "implementation": IMPL_NAMES.get(impl, impl),
+                         "median_ms": s * 1000, "threads": h.get("threads")})
+    return pd.DataFrame(recs, columns=["source", "implementation", "median_ms", "threads"])
+
+
+# --- why the numbers differ ------------------------------------------------------------------
+
+def _find(rows, impl, device, work, batch=None, threads=None, source=None):
+    for r in rows:
+        if (r["impl"] == impl and r["device"] == device and r["work"] == work and r["median_s"] is not None
+                and (batch is None or r["batch_size"] == batch) and (threads is None or r.get("threads") == threads)
+                and (source is None or r.get("source") == source)):
+            return r
+    return None
+
+
+def _t(s: float) -> str:
+    if s < 1e-3:
+        return f"{s * 1e6:.0f} µs"
+    if s < 1:
+        return f"{s * 1e3:.1f} ms"
+    return f"{s:.2f} s"
+
+
+def _times(ratio: float) -> str:
+    return f"{ratio:.0f}× as long" if ratio >= 10 else f"{ratio:.1f}× as long"
+
+
+def explanations(rows: list[dict[str, Any]], model: dict[str, Any] | None = None) -> list[tuple[str, str]]:
+    """(topic, one line) for each reason the figures differ, with this data's numbers where
+    the rows hold them (the first source's CPU rows with all threads), general words otherwise."""
+    src = rows[0].get("source") if rows else None
+    mine = [r for r in rows if r.get("source") == src]
+    top = _max_threads(mine).get(src)
+    out = []
+
+    dl = next((r for r in mine if r["impl"] == "dataloader" and r["device"] == "cpu"
+               and r["work"] == "train_step" and r["median_s"] is not None), None)
+    # against PyTorch's fastest thread count: the DataLoader row itself has no choice of threads
+    pts = [r for r in mine if r["impl"] == "pytorch" and r["device"] == "cpu" and r["work"] == "train_step"
+           and dl and r["batch_size"] == dl["batch_size"] and r["median_s"] is not None]
+    pt = min(pts, key=lambda r: r["median_s"]) if pts else None
+    line = ("The usual DataLoader turns every image into a PIL image and back into a tensor, one at a "
+            "time in Python; the other rows slice one tensor prepared once")
+    if dl and pt:
+        line += (f" — here a training step on {dl['batch_size']} images took {_t(dl['median_s'])} "
+                 f"that way against {_t(pt['median_s'])} ({_times(dl['median_s'] / pt['median_s'])}).")
+    out.append(("DataLoader vs one tensor", line + ("" if line.endswith(".") else ".")))
+
+    lat = _find(mine, "pytorch", "cpu", "latency", 1, top)
+    inf = next((r for r in mine if r["impl"] == "pytorch" and r["device"] == "cpu" and r["work"] == "inference"
+                and r.get("threads") == top and r["median_s"] is not None), None)
+    line = ("Every call has a fixed cost (Python, dispatch, allocating outputs) that a big batch shares "
+            "among all its images")
+    if lat and inf:
+        per = inf["median_s"] / inf["batch_size"]
+        line += (f": one image alone took {_t(lat['median_s'])}, in a batch of {inf['batch_size']:,} it "
+                 f"was {_t(per)} per image ({lat['median_s'] / per:.0f}× less).")
+    out.append(("Batch size", line + ("" if line.endswith(".") else ".")))
+
+    one = _find(mine, "pytorch", "cpu", "inference", threads=1)
+    many = _find(mine, "pytorch", "cpu", "inference", one["batch_size"] if one else None, top) if top and top > 1 else None
+    line = ("More CPU threads only help when each matrix product is big enough to split, and when "
+            "no other work (a training run, another user) wants the same cores")
+    if one and many:
+        ratio = one["median_s"] / many["median_s"]
+        line += (f": {top} threads made inference {ratio:.1f}× as fast as 1 thread here"
+                 + (" — slower, because the cores were busy" if ratio < 1 else "") + ".")
+    out.append(("Threads", line + ("" if line.endswith(".") else ".")))
+
+    gpu = next((r for r in rows if r["device"] == "cuda" and r["impl"] == "pytorch" and r["work"] == "inference"
+                and r["median_s"] is not None), None)
+    line = ("On a GPU the inputs must first be copied to its memory; for a small model that copy "
+            "can take longer than the arithmetic itself")
+    if gpu and gpu.get("transfer_s"):
+        line += (f" — on {gpu.get('hardware') or 'the GPU'}: copying {gpu['batch_size']:,} images took "
+                 f"{_t(gpu['transfer_s'])}, computing on them {_t(gpu['median_s'])}.")
+    out.append(("GPU transfer vs compute", line + ("" if line.endswith(".") else ".")))
+
+    flops = (model or {}).get("forward_flops_per_image")
+    name = (model or {}).get("name", "the MLP")
+    line = (f"{name} needs only {flops / 1e6:.1f} MFLOP per image" if flops else
+            "A tiny MLP needs well under a MFLOP per image")
+    line += (": a GPU launches a few kernels per layer (microseconds each, whatever their size), so "
+             "one image or a small batch is launch-bound and a CPU is as fast or faster; the GPU "
+             "wins only with big batches or big models")
+    gl = next((r for r in rows if r["device"] == "cuda" and r["impl"] == "pytorch" and r["work"] == "latency"
+               and r["median_s"] is not None), None)
+    if gl and lat:
+        line += f" (one image: {_t(gl['median_s'])} on the GPU vs {_t(lat['median_s'])} on this CPU)"
+    out.append(("A tiny MLP on a GPU", line + "."))
+
+    np_inf = _find(mine, "manual-numpy", "cpu", "inference", inf["batch_size"] if inf else None, top)
+    line = ("For inference both sides hand the heavy part to a BLAS matrix product (NumPy and "
+            "PyTorch may use different BLAS libraries), so the hand-written twin is close to PyTorch")
+    if np_inf and inf:
+        line += (f": {_t(np_inf['median_s'])} vs {_t(inf['median_s'])} for "
+                 f"{inf['batch_size']:,} images")
+    out.append(("NumPy twin vs PyTorch", line + "."))
+    return out

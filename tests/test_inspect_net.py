@@ -1,0 +1,226 @@
+"""fmnist_core.inspect_net and fmnist_core.bench_views: what the Predict, Inside and Timings
+pages show, tested without a browser.
+
+Layer by layer, PyTorch and the NumPy twin agree within 1e-4 for every layer kind (batchnorm,
+dropout, every pooling, odd activations) on a real test image; the shared models are left
+exactly as they were; the pictures have the right shapes and colours; the model picker lists
+only finished runs; the benchmark job announces as many steps as run_benchmark takes, and its
+status file is read back as running / finished / failed / cancelled.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from fmnist_core import bench, bench_views, inspect_net as ins
+from fmnist_core.models import CNNConfig, MLPConfig, build_model, save_checkpoint
+
+CONFIGS = {
+    "mlp-bn-gelu": MLPConfig(hidden=(64, 32), activation="gelu", batchnorm=True, dropout=0.2),
+    "mlp-linear": MLPConfig(hidden=()),
+    "cnn-bn-avg-leaky": CNNConfig(channels=(4, 8), kernel=5, pool="avg", fc=(16,), activation="leaky_relu",
+                                  batchnorm=True, dropout=0.3),
+    "cnn-max-tanh": CNNConfig(channels=(3, 5, 6), kernel=3, pool="max", pool_every=2, fc=(),
+                              activation="tanh"),
+}
+
+
+def checkpoint(tmp_path, cfg, seed=0):
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    for m in model.modules():  # batchnorm with real-looking statistics, not the 0/1 defaults
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    return save_checkpoint(tmp_path / "m.pt", model, metrics={"test_accuracy": 0.5})
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_layers_agree_within_1e_4_for_every_kind(tmp_path, ds, name):
+    model, net = ins.load_pair(checkpoint(tmp_path, CONFIGS[name]))
+    layers = ins.layer_outputs(model, net, ds.x_test[0])
+    assert [d["name"] for d in layers] == [s.name for s in model.plan]
+    for d in layers:
+        assert d["torch"].shape == d["manual"].shape == d["shape"], d["name"]
+        assert d["max_abs_diff"] <= 1e-4 and d["agree"], (d["name"], d["max_abs_diff"])
+    table = ins.layer_diff_table(layers)
+    assert list(table["same"].unique()) == ["yes"]
+    r = ins.predict_both(model, net, ds.x_test[0])
+    assert r["agree"] and r["max_prob_diff"] < 1e-5
+    assert r["torch"].sum() == pytest.approx(1.0, abs=1e-5) and r["manual"].sum() == pytest.approx(1.0, abs=1e-5)
+    assert r["label"] == r["manual_label"]
+    # the last layer's output is the logits the prediction came from
+    np.testing.assert_allclose(ins.softmax(layers[-1]["torch"]), r["torch"], atol=1e-6)
+
+
+def test_the_shared_model_is_left_as_it_was(tmp_path, ds):
+    model, net = ins.load_pair(checkpoint(tmp_path, CONFIGS["cnn-bn-avg-leaky"]))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    ins.predict_both(model, net, ds.x_test[1])
+    ins.layer_outputs(model, net, ds.x_test[1])
+    ins.first_layer(model)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert not model.training
+    assert not any(m._forward_hooks or m._forward_pre_hooks for m in model.modules())
+
+
+def test_inputs_are_checked_and_copied(ds):
+    x = ds.x_test[0]
+    f = ins.as_input(x)
+    assert f.dtype == np.float32 and f.max() <= 1.0 and f is not x
+    with pytest.raises(ValueError, match="28x28"):
+        ins.as_input(np.zeros((3, 28, 28)))
+
+
+def test_colours_and_grids():
+    rgb = ins.colorize(np.array([[-2.0, 0.0, 2.0]]))
+    assert rgb.shape == (1, 3, 3) and rgb.dtype == np.uint8
+    assert tuple(rgb[0, 0]) == tuple(ins.NEGATIVE.astype(int))
+    assert tuple(rgb[0, 1]) == (255, 255, 255)
+    assert tuple(rgb[0, 2]) == tuple(ins.POSITIVE.astype(int))
+    gray = ins.colorize(np.array([[0.0, 1.0]]))
+    assert tuple(gray[0, 0]) == (0, 0, 0) and tuple(gray[0, 1]) == (255, 255, 255)
+    grid = ins.tile_grid(np.zeros((10, 4, 4, 3), np.uint8), cols=4, factor=3, gap=2)
+    assert grid.shape == (3 * 12 + 2 * 2, 4 * 12 + 3 * 2, 3)
+    maps = ins.map_grid(np.random.default_rng(0).random((6, 14, 14)), target=84)
+    assert maps.shape == (84, 6 * 84 + 5 * 2, 3)
+
+
+def test_first_layer_pictures(tmp_path):
+    model, _ = ins.load_pair(checkpoint(tmp_path, MLPConfig(hidden=(40,))))
+    first = ins.first_layer(model, units=32)
+    assert first["kind"] == "linear" and first["weights"].shape == (32, 28, 28) and first["total"] == 40
+    assert ins.weight_grid(first["weights"], cols=8, target=112).shape == (4 * 112 + 3 * 2, 8 * 112 + 7 * 2, 3)
+    model, _ = ins.load_pair(checkpoint(tmp_path, CONFIGS["cnn-bn-avg-leaky"]))
+    first = ins.first_layer(model)
+    assert first["kind"] == "conv" and first["weights"].shape == (4, 5, 5)
+    model, _ = ins.load_pair(checkpoint(tmp_path, CONFIGS["mlp-linear"]))
+    assert ins.first_layer(model)["layer"] == "out"  # no hidden layer: the output weights
+
+
+def test_model_choices_list_shipped_models_and_finished_runs_only():
+    cfg = {"kind": "mlp", "hidden": [8]}
+    shipped = [{"name": "mlp", "path": "/m/mlp.pt", "available": True, "metrics": {"test_accuracy": 0.9},
+                "model_config": cfg},
+               {"name": "cnn", "path": "/m/cnn.pt", "available": False, "metrics": {}, "model_config": None}]
+    runs = [{"run_id": r, "status": st, "checkpoint": ck, "config": {"model_config": cfg, "created": 0},
+             "status_info": {}} for r, st, ck in (("a", "finished", "/r/a/best.pt"),
+                                                  ("b", "running", "/r/b/best.pt"),
+                                                  ("c", "finished", None), ("d", "cancelled", "/r/d/best.pt"))]
+    choices = ins.model_choices(shipped, runs)
+    assert list(choices) == ["shipped:mlp", "run:a"]
+    assert "test 90.0%" in choices["shipped:mlp"]["label"]
+    assert ins.default_choice(choices) == "shipped:mlp"
+    assert ins.default_choice({}) is None
+
+
+# --- bench_views ----------------------------------------------------------------------------
+
+def test_expected_steps_match_what_the_benchmark_announces(ds):
+    said = []
+    cfg = bench.BenchConfig.quick(impls=("pytorch",), devices=("cpu", "cuda"), headline_rounds=1,
+                                  min_repeats=1, max_repeats=1, row_budget_s=0.001, peak_repeats=1)
+    bench.run_benchmark(bench.resolve_model(preset_name="mlp-seed000"), ds, cfg, progress=said.append)
+    # the same plan as the page's quick run restricted to these choices (repeats do not matter)
+    assert bench_views.expected_steps(True, ("pytorch",), ("cpu", "cuda")) == len(said)
+
+
+def _dead_pid() -> int:
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_job_status_reads_every_state(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "BENCH_DIR", tmp_path / "benchmarks")
+    assert bench_views.job_status()["state"] == "none"
+    jd = bench_views.job_dir()
+    jd.mkdir(parents=True, exist_ok=True)
+    try:
+        state = {"pid": _dead_pid(), "started": 1.0, "quick": True, "preset": "mlp-seed000", "expected": 4,
+                 "cancelled": False}
+        (jd / "state.json").write_text(json.dumps(state))
+        (jd / "log.txt").write_text("benchmarking x\nstep 1\nTraceback...\nValueError: boom\n")
+        s = bench_views.job_status()
+        assert s["state"] == "failed" and "ValueError: boom" in s["error"]
+        (jd / "out.json").write_text("{}")
+        (jd / "log.txt").write_text("benchmarking x\nstep 1\nimpl  device\n---\n3 rows in 1 s; saved to "
+                                    f"{tmp_path / 'a.json'}, {jd / 'out.json'}\n")
+        (tmp_path / "a.json").write_text("{}")
+        s = bench_views.job_status()
+        assert s["state"] == "finished" and s["results_path"] == str(tmp_path / "a.json")
+        state.update(pid=__import__("os").getpid())  # alive: this very process
+        (jd / "state.json").write_text(json.dumps(state))
+        (jd / "log.txt").write_text("benchmarking x\nstep 1\nstep 2\n")
+        s = bench_views.job_status()
+        assert s["state"] == "running" and s["progress"] == 0.5 and s["message"] == "step 2"
+        state.update(pid=_dead_pid(), cancelled=True)
+        (jd / "state.json").write_text(json.dumps(state))
+        assert bench_views.job_status()["state"] == "cancelled"
+    finally:
+        for f in jd.iterdir():
+            f.unlink()
+        jd.rmdir()
+
+
+def _row(impl, device, work, batch, threads, median, **kw):
+    return {"impl": impl, "device": device, "work": work, "batch_size": batch, "threads": threads,
+            "median_s": median, "min_s": median * 0.9 if median else None,
+            "max_s": median * 1.2 if median else None, "gflops": 1.0 if median else None,
+            "peak_share": 0.1 if median else None, "available": median is not None or "reason" not in kw,
+            "source": kw.pop("source", "here"), **kw}
+
+
+def test_tables_charts_and_explanations_from_rows():
+    rows = [_row("pytorch", "cpu", "inference", 10000, 2, 0.1),
+            _row("pytorch", "cpu", "inference", 10000, 1, 0.15),
+            _row("pytorch", "cpu", "latency", 1, 2, 50e-6),
+            _row("pytorch", "cpu", "train_step", 256, 1, 0.01),
+            _row("pytorch", "cpu", "train_step", 256, 2, 0.02),
+            _row("dataloader", "cpu", "train_step", 256, 2, 0.4),
+            _row("manual-numpy", "cpu", "inference", 10000, 2, 0.09),
+            _row("pytorch", "cuda", "inference", 10000, None, None, reason="no CUDA device on this machine"),
+            # another machine's GPU (made-up figures: only the wording is tested here)
+            _row("pytorch", "cuda", "inference", 10000, 16, 0.002, transfer_s=0.004, hardware="NVIDIA H100",
+                 source="gpu box"),
+            _row("pytorch", "cuda", "latency", 1, 16, 80e-6, source="gpu box")]
+    table = bench_views.timing_table(rows)
+    assert len(table) == 9 and table["median (ms)"].iloc[0] == pytest.approx(100.0)
+    assert bench_views.skipped(rows) == [{"source": "here", "device": "cuda", "reason": "no CUDA device on this machine",
+                                          "what": "PyTorch nn.Module"}]
+    assert bench_views.work_options(rows) == {"inference": [10000], "latency": [1], "train_step": [256]}
+    chart = bench_views.chart_rows(rows, "inference", 10000)
+    assert sorted(chart["series"]) == ["cpu, 2 thr · here", "cpu, 2 thr · here", "cuda · gpu box"]
+    one = bench_views.chart_rows(rows, "inference", 10000, one_thread=True)
+    assert one["series"].tolist() == ["cpu, 1 thr · here", "cuda · gpu box"]  # GPU rows keep theirs
+    lines = dict(bench_views.explanations(rows, {"name": "mlp-seed000", "forward_flops_per_image": 203264}))
+    assert "400.0 ms that way against 10.0 ms (40× as long)" in lines["DataLoader vs one tensor"]
+    assert "one image alone took 50 µs" in lines["Batch size"]
+    assert "1.5× as fast as 1 thread" in lines["Threads"]
+    assert "on NVIDIA H100: copying 10,000 images took 4.0 ms, computing on them 2.0 ms" in lines[
+        "GPU transfer vs compute"]
+    assert "0.2 MFLOP per image" in lines["A tiny MLP on a GPU"] and "80 µs on the GPU" in lines["A tiny MLP on a GPU"]
+    assert "90.0 ms vs 100.0 ms" in lines["NumPy twin vs PyTorch"]
+
+
+def test_saved_results_put_references_first_and_report_bad_files(tmp_path):
+    good = {"schema": bench.SCHEMA, "label": "x", "created": "2026-01-01T00:00:00",
+            "machine": {"cpu": "c", "cores": 2, "torch": "t", "numpy": "n", "date": "d"},
+            "peak": [], "rows": [_row("pytorch", "cpu", "latency", 1, 1, 1e-4)]}
+    del good["rows"][0]["source"]  # a file's rows carry no source: merge_results adds it
+    (tmp_path / "bench-1.json").write_text(json.dumps(good))
+    (tmp_path / "reference-gpu.json").write_text(json.dumps(good))
+    (tmp_path / "bench-bad.json").write_text("{")
+    saved = bench_views.saved_results(tmp_path)
+    assert saved[0]["name"] == "reference-gpu.json" and saved[0]["reference"]
+    bad = next(s for s in saved if s["name"] == "bench-bad.json")
+    assert bad["results"] is None and "not valid JSON" in bad["error"]
+    two = bench_views.with_sources([saved[0]["results"], saved[0]["results"]])
+    assert two[0]["label"] != two[1]["label"]  # two files from one machine stay apart
