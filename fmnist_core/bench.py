@@ -527,6 +527,7 @@ class _Ctx:
     x_test: torch.Tensor          # (10000, 1, 28, 28) float32 in [0, 1], converted once
     peaks: dict[tuple[str, int | None], float] = field(default_factory=dict)
     _train: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    step_s: dict[tuple, float] = field(default_factory=dict)  # train_step medians, for epoch estimates
 
     def train_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first n training images as float32 and their labels, converted once."""
@@ -567,6 +568,29 @@ def _images(ctx: _Ctx, work: str, batch: int) -> int:
             "epoch": len(ctx.data.y_train)}[work]
 
 
+class _Skip(Exception):
+    """A row whose one run would outlast the row limit: reported with the estimate, not timed."""
+
+
+def _probe(ctx: _Ctx, steps, total: int, sync, sample: int) -> None:
+    """Run the first `sample` of a run's `total` equal steps and extrapolate; _Skip when one
+    run would outlast the row limit.
+
+    A FLOP bound cannot see Python overhead or slow small convolutions (a LeNet reaches a few
+    % of peak), so rows are sized by doing a little of them. The probe doubles as burn-in.
+    """
+    import itertools
+    sample = max(1, min(sample, total))
+    sync()
+    t0 = time.perf_counter()
+    for step in itertools.islice(steps, sample):
+        step()
+    sync()
+    est = (time.perf_counter() - t0) * total / sample
+    if est > ctx.cfg.max_run_s:
+        raise _Skip(f"skipped: one run would take about {est:.1f} s (row limit {ctx.cfg.max_run_s:g} s)")
+
+
 def measure_row(ctx: _Ctx, impl: Impl, work: str, batch: int, threads: int) -> dict:
     """Time one implementation x work x batch size on impl's device; one result row."""
     images = _images(ctx, work, batch)
@@ -580,16 +604,22 @@ def measure_row(ctx: _Ctx, impl: Impl, work: str, batch: int, threads: int) -> d
     extra: dict[str, Any] = {}
     if impl.name == "manual-numpy" and work in ("train_step", "epoch") and ctx.bm.config.kind != "mlp":
         return _row(**base, available=False, reason="the NumPy twin trains MLPs only (CNN inference only)")
-    if impl.name == "dataloader":
-        times, extra["note"] = _dataloader_times(ctx, impl, work, batch)
-    elif work == "epoch":
-        times = _epoch_times(ctx, impl, batch, threads)
-        extra["note"] = "the trainer's own epoch_seconds; its first epoch was the warm-up"
-        if impl.device.type != "cpu":  # the trainer moves the training set once, before the loop
-            extra["transfer_s"] = _transfer_s(ctx, impl, *ctx.train_batch(images))
-    else:
-        times, extra["transfer_s"] = _direct_times(ctx, impl, work, batch)
+    try:
+        if impl.name == "dataloader":
+            times, extra["note"] = _dataloader_times(ctx, impl, work, batch)
+        elif work == "epoch":
+            _epoch_estimate(ctx, impl, batch, threads, images)
+            times = _epoch_times(ctx, impl, batch, threads)
+            extra["note"] = "the trainer's own epoch_seconds; its first epoch was the warm-up"
+            if impl.device.type != "cpu":  # the trainer moves the training set once, before the loop
+                extra["transfer_s"] = _transfer_s(ctx, impl, *ctx.train_batch(images))
+        else:
+            times, extra["transfer_s"] = _direct_times(ctx, impl, work, batch)
+    except _Skip as skip:
+        return _row(**base, images=images, reason=str(skip))
     med = statistics.median(times)
+    if work == "train_step":
+        ctx.step_s[(impl.name, impl.device.type, threads, batch)] = med
     gflops = flops / med / 1e9
     return _row(**base, median_s=med, min_s=min(times), max_s=max(times), repeats=len(times),
                 images=images, gflops=gflops, peak_share=gflops / peak if peak else None, **extra)
@@ -614,6 +644,12 @@ def _direct_times(ctx: _Ctx, impl: Impl, work: str, batch: int) -> tuple[list[fl
                           cfg.max_repeats * 10, cfg.row_budget_s / 2)
         return times, _transfer_s(ctx, impl, ctx.x_test[:1])
     batches = [x[i:i + batch] for i in range(0, len(x), batch)]  # views: no copies in the loop
+    if batch <= 500:
+        _probe(ctx, [lambda xb=xb: impl.forward(xb) for xb in batches], len(batches), sync,
+               sample=math.ceil(500 / batch))
+    else:  # a big batch: probe with 500 images of it (per image no cheaper than the full batch)
+        _probe(ctx, [lambda: impl.forward(x[:500])] * math.ceil(len(x) / 500), math.ceil(len(x) / 500),
+               sync, sample=1)
 
     def run():
         for xb in batches:
@@ -628,6 +664,19 @@ def _train_config(ctx: _Ctx, device: torch.device, epochs: int, batch: int, thre
     # threads given explicitly: train_numpy would otherwise pick one BLAS thread by itself
     return TrainConfig(epochs=epochs, batch_size=batch, val_fraction=0.0, device=device.type,
                        precision="fp32", seed=ctx.cfg.seed, progress_every=10 ** 9, threads=threads)
+
+
+def _epoch_estimate(ctx: _Ctx, impl: Impl, batch: int, threads: int, images: int) -> None:
+    """_Skip an epoch that the training-step rows say would outlast the row limit; the step
+    row with the nearest batch size at or above this one gives the (optimistic) estimate."""
+    known = sorted((b, t) for (name, dev, th, b), t in ctx.step_s.items()
+                   if name == impl.name and dev == impl.device.type and th == threads and b >= batch)
+    if known:
+        b, t = known[0]
+        est = t / b * images
+        if est > ctx.cfg.max_run_s:
+            raise _Skip(f"skipped: one epoch would take about {est:.0f} s (from the batch-{b} "
+                        f"training step; row limit {ctx.cfg.max_run_s:g} s)")
 
 
 def _epoch_times(ctx: _Ctx, impl: Impl, batch: int, threads: int) -> list[float]:
@@ -662,6 +711,12 @@ def _dataloader_times(ctx: _Ctx, impl: Impl, work: str, batch: int) -> tuple[lis
             with torch.no_grad():  # pytorch/examples mnist test(): eval mode, no_grad
                 for data, _target in loader:
                     model(data.to(dev))
+
+        def infer(data):
+            with torch.no_grad():
+                model(data.to(dev))
+        _probe(ctx, ((lambda d=data: infer(d)) for data, _ in loader), len(loader), sync,
+               sample=math.ceil(1000 / batch))
         # ~a second a run: one warm-up, three timed
         return time_runs(run, sync, 1, 3, 3, None), note
     if work == "latency":
@@ -682,8 +737,36 @@ def _dataloader_times(ctx: _Ctx, impl: Impl, work: str, batch: int) -> tuple[lis
     def epoch():
         for data, target in loader:
             impl.train_step(data.to(dev), target.to(dev))
+
+    _probe(ctx, ((lambda d=data, t=target: impl.train_step(d.to(dev), t.to(dev)))
+                 for data, target in loader), len(loader), sync, sample=math.ceil(2000 / batch))
     # one epoch, no warm-up: it takes seconds, and per-image Python work barely warms up
     return time_runs(epoch, sync, 0, 1, 1, None), note + "; one epoch, not repeated"
+
+
+def _headline(ctx: _Ctx, rows: list[dict], all_threads: int, say) -> dict | None:
+    """The interleaved 10k-inference comparison, for the implementations whose own row shows
+    it fits the time budget (10 rows' worth); None when none does or the CPU was not timed."""
+    n, cfg = len(ctx.x_test), ctx.cfg
+    own = {r["impl"]: r["median_s"] for r in rows
+           if r["device"] == "cpu" and r["work"] == "inference" and r["batch_size"] == n
+           and r["threads"] == all_threads and r["median_s"] is not None and r["impl"] != "dataloader"}
+    if not cfg.headline_rounds or not own:
+        return None
+    rounds = min(cfg.headline_rounds, int(10 * cfg.row_budget_s / sum(own.values())) - 1)
+    if rounds < 3:
+        return None
+    say("the headline: inference over the 10,000 test images, implementations interleaved")
+    with cpu_threads(all_threads):
+        headline = interleaved_inference(ctx, list(own), rounds)
+    headline["threads"] = all_threads
+    dl = [r["median_s"] for r in rows if r["impl"] == "dataloader" and r["device"] == "cpu"
+          and r["work"] == "inference" and r["median_s"] is not None]
+    if dl:  # ~100x slower: its own row's median is as good as an interleaved one
+        headline["median_s"]["dataloader"] = dl[0]
+    base = headline["median_s"].get("pytorch")
+    headline["ratio_to_pytorch"] = {k: v / base for k, v in headline["median_s"].items()} if base else {}
+    return headline
 
 
 def interleaved_inference(ctx: _Ctx, impls: list[str], rounds: int) -> dict:
@@ -767,19 +850,7 @@ def run_benchmark(bm: BenchModel, data: FashionMNIST, cfg: BenchConfig | None = 
                             f": {w}, batch {b}")
                         rows.append(measure_row(ctx, impl, w, b, t))
 
-    headline = None
-    if cfg.headline_rounds and "cpu" in cfg.devices:
-        say("the headline: inference over the 10,000 test images, implementations interleaved")
-        with cpu_threads(all_threads):
-            headline = interleaved_inference(ctx, [n for n in cfg.impls if n != "dataloader"],
-                                             cfg.headline_rounds)
-        headline["threads"] = all_threads
-        dl = [r for r in rows if r["impl"] == "dataloader" and r["device"] == "cpu"
-              and r["work"] == "inference" and r["median_s"] is not None]
-        if dl:  # ~100x slower: its own row's median is as good as an interleaved one
-            headline["median_s"]["dataloader"] = dl[0]["median_s"]
-        base = headline["median_s"].get("pytorch")
-        headline["ratio_to_pytorch"] = {k: v / base for k, v in headline["median_s"].items()} if base else {}
+    headline = _headline(ctx, rows, all_threads, say)
 
     machine = machine_info()
     machine.update(numpy=np.__version__, date=_now(), threads_all=all_threads, blas=blas_info(),
