@@ -45,9 +45,16 @@ def test_quick_runs_and_follows_the_schema(quick):
     assert {p["device"] for p in res["peak"]} >= {"cpu"}
     for r in res["rows"]:
         assert set(bench.ROW_KEYS) <= set(r)
-    h = res["headline"]  # the interleaved 10k-inference comparison
-    assert set(h["median_s"]) >= {"pytorch", "manual-numpy", "manual-torch"}
-    assert h["ratio_to_pytorch"]["pytorch"] == 1.0 and "headline" in quick["stderr"]
+    # the interleaved 10k-inference comparison covers the implementations whose own row fit
+    # the time limit (all of them unless the machine is very busy)
+    timed = {r["impl"] for r in res["rows"] if r["device"] == "cpu" and r["work"] == "inference"
+             and r["batch_size"] == 10000 and r["threads"] == m["threads_all"]
+             and r["median_s"] is not None}
+    h = res["headline"]
+    if h is not None:
+        assert set(h["median_s"]) == timed and "headline" in quick["stderr"]
+        if "pytorch" in timed:
+            assert h["ratio_to_pytorch"]["pytorch"] == 1.0
     # the readable table on stderr, the saved copies
     assert "median" in quick["stderr"] and "GFLOP/s" in quick["stderr"]
     assert len(res["saved"]) == 2
