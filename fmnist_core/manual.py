@@ -130,11 +130,11 @@ def _param(params: dict, key: str, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(v, dtype=np.float32)
 
 
-def _prepare(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list[_Step], np.ndarray | None,
-                                                                       np.ndarray | None, int]:
+def _prepare(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list[_Step], list[_Step], int]:
     """Check the weights against the plan and lay them out for the ops below.
 
-    Returns (steps, folded first-layer weight, folded first-layer bias, floats per image).
+    Returns (steps, fused steps, floats per image): `steps` is the plan one to one
+    (forward_layers), `fused` the same function in fewer passes (forward, see _fuse).
     Internally activations of conv layers are kept channels-last (N, H, W, C): then
     im2col rows are contiguous per pixel and a conv's matmul output needs no transpose.
     forward_layers converts back to torch's (N, C, H, W) for display and comparison.
@@ -203,17 +203,44 @@ def _prepare(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list[_Ste
     if extra:
         raise CheckpointError(f"the weights hold entries this config does not use: {', '.join(sorted(extra))}")
 
-    # MLP: fold the input normalization into the first linear layer, which saves a full
-    # pass over the input: ((x - m) / s) @ W.T + b  ==  x @ (W / s).T + (b - (m / s) * W.sum(1)).
-    # (A CNN cannot fold it: zero padding must pad the *normalized* image.)
-    w_fold = b_fold = None
-    if cfg.kind == "mlp":
-        norm, first = steps[0], steps[2]
-        m, s_ = np.float64(norm.c["mean"]), np.float64(norm.c["std"])
-        wt = first.c["wt"].astype(np.float64)
-        w_fold = np.ascontiguousarray((wt / s_).astype(np.float32))
-        b_fold = (first.c["b"] - (m / s_) * wt.sum(0)).astype(np.float32)
-    return steps, w_fold, b_fold, per_image
+    return steps, _fuse(cfg, steps), per_image
+
+
+def _fuse(cfg: ModelConfig, steps: list[_Step]) -> list[_Step]:
+    """The same network in fewer passes over memory, for `forward`.
+
+    * MLP: the input normalization goes into fc1, saving a full pass over the input:
+      ((x - m) / s) @ W.T + b  ==  x @ (W / s).T + (b - (m / s) * W.sum(1)).
+      (A CNN cannot fold it: zero padding must pad the *normalized* image.)
+    * batchnorm (eval) is a per-channel scale and shift: it goes into the linear or conv
+      layer before it, W' = W * g / sqrt(v + eps), b' = (b - mean) * g / sqrt(v + eps) + beta.
+    * dropout is the identity in evaluation: dropped.
+    The arithmetic is done in float64 and rounded once; the results differ from the
+    layer-by-layer path by float32 rounding only (see the tests).
+    """
+    fused: list[_Step] = []
+    norm = None
+    for s in steps:
+        if s.kind == "dropout":
+            continue
+        if s.kind == "normalize" and cfg.kind == "mlp":
+            norm = s  # folded into the first linear layer below
+            continue
+        if s.kind == "linear" and norm is not None:
+            m, sd = np.float64(norm.c["mean"]), np.float64(norm.c["std"])
+            wt = s.c["wt"].astype(np.float64)
+            s = _Step(LayerSpec(s.name, s.kind, s.args), wt=(wt / sd).astype(np.float32),
+                      b=(s.c["b"] - (m / sd) * wt.sum(0)).astype(np.float32))
+            norm = None
+        elif s.kind in ("batchnorm1d", "batchnorm2d") and fused and fused[-1].kind in ("linear", "conv"):
+            prev, c = fused[-1], s.c
+            scale = c["inv_std"].astype(np.float64) * c["gamma"]
+            fused[-1] = _Step(LayerSpec(prev.name, prev.kind, prev.args),
+                              wt=(prev.c["wt"] * scale).astype(np.float32),
+                              b=((prev.c["b"] - c["mean"].astype(np.float64)) * scale + c["beta"]).astype(np.float32))
+            continue
+        fused.append(s)
+    return fused
 
 
 def _chunk_size(per_image: int, n: int) -> int:
@@ -233,7 +260,7 @@ class ManualNet:
         self.config = config_from_dict(config) if isinstance(config, dict) else config
         params = state_dict_to_numpy(params)
         self.plan = layer_plan(self.config)
-        self.steps, self._w_fold, self._b_fold, self._per_image = _prepare(self.config, params)
+        self.steps, self.fused, self._per_image = _prepare(self.config, params)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> "ManualNet":
@@ -242,9 +269,12 @@ class ManualNet:
         net.metrics = ckpt.get("metrics", {})
         return net
 
-    # the fast path: in-place where the array is ours, normalization folded into fc1
     def forward(self, x) -> np.ndarray:
-        """Logits (N, 10) float32 for images (N, 1, 28, 28) / (N, 28, 28) / (N, 784), float or uint8."""
+        """Logits (N, 10) float32 for images (N, 1, 28, 28) / (N, 28, 28) / (N, 784), float or uint8.
+
+        The fast path: the fused steps (normalization and batchnorm folded into the
+        matmuls, no dropout), in place wherever the array is ours, in chunks for CNNs.
+        """
         x = as_images(x)
         n = len(x)
         step = _chunk_size(self._per_image, n)
@@ -259,7 +289,8 @@ class ManualNet:
         """[(layer name, output)] for every layer of the plan, in torch's layout.
 
         Each output is its own array (no in-place tricks, no folding): what you see
-        for `norm` is what went into the next layer. Mind the memory for large N on CNNs.
+        for `norm` is what went into the next layer. Mind the memory for large N on CNNs
+        (`compare` goes through a test set in chunks).
         """
         record: list[tuple[str, np.ndarray]] = []
         self._run(as_images(x), record=record)
@@ -275,16 +306,8 @@ class ManualNet:
         # the input belongs to the caller (maybe the read-only dataset): in-place ops
         # are only allowed once an op has produced an array of our own
         owned = False
-        steps = self.steps
-        if fast and self._w_fold is not None:
-            # norm and flatten are folded into fc1: start at fc1 with the folded weights
-            h = x.reshape(n, -1) @ self._w_fold   # (N, 784) @ (784, H1) -> (N, H1)
-            h += self._b_fold
-            owned = True
-            steps = steps[3:]
-        else:
-            h = x.reshape(n, IMAGE_SIZE, IMAGE_SIZE, 1)  # channels-last; one channel: a view
-        for s in steps:
+        h = x.reshape(n, IMAGE_SIZE, IMAGE_SIZE, 1)  # channels-last; one channel: a view
+        for s in (self.fused if fast else self.steps):
             if record is not None and s.kind == "flatten" and h.ndim == 4:
                 # shown as torch has it: (C, H, W) order, and fc1 then uses its original columns
                 h, made = _to_torch_layout(h).reshape(n, -1), True
@@ -332,12 +355,21 @@ def _np_op(s: _Step, h: np.ndarray, inplace: bool, chw: bool = False) -> tuple[n
         case "act":
             return _np_act(s.args["fn"], h, inplace), True
         case "pool":
-            n, hh, ww, ch = h.shape
-            h2, w2 = hh // 2, ww // 2  # odd sizes drop the last row/column, like torch
-            win = h[:, :2 * h2, :2 * w2, :].reshape(n, h2, 2, w2, 2, ch)
+            # the four corners of every 2x2 window as strided views (odd sizes drop the last
+            # row/column, like torch); elementwise max/sum over them is 2x faster than
+            # reshaping to (N, H/2, 2, W/2, 2, C) and reducing two axes
+            hh, ww = h.shape[1] // 2 * 2, h.shape[2] // 2 * 2
+            a, b = h[:, 0:hh:2, 0:ww:2], h[:, 0:hh:2, 1:ww:2]
+            c, d = h[:, 1:hh:2, 0:ww:2], h[:, 1:hh:2, 1:ww:2]
             if s.args["type"] == "max":
-                return win.max(axis=(2, 4)), True
-            return win.mean(axis=(2, 4), dtype=np.float32), True
+                out = np.maximum(a, b)
+                np.maximum(out, c, out=out)
+                return np.maximum(out, d, out=out), True
+            out = a + b                 # summed in torch's order, then / 4 (exact: a power of 2)
+            out += c
+            out += d
+            out *= np.float32(0.25)
+            return out, True
         case "dropout":
             return h, False  # eval mode: dropout is the identity
     raise ConfigError(f"the manual twin has no layer kind {s.kind!r}")
@@ -393,15 +425,10 @@ class TorchOpsNet:
         self.config = config_from_dict(config) if isinstance(config, dict) else config
         self.device = torch.device(device)
         self.plan = layer_plan(self.config)
-        steps, w_fold, b_fold, self._per_image = _prepare(self.config, state_dict_to_numpy(state_dict))
-
-        def t(a):
-            return torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
-        for s in steps:
-            s.c = {k: t(np.asarray(v, dtype=np.float32)) for k, v in s.c.items()}
-        self.steps = steps
-        self._w_fold = t(w_fold) if w_fold is not None else None
-        self._b_fold = t(b_fold) if b_fold is not None else None
+        steps, fused, self._per_image = _prepare(self.config, state_dict_to_numpy(state_dict))
+        for s in {id(s): s for s in steps + fused}.values():  # the lists share unchanged steps
+            s.c = {k: torch.from_numpy(np.array(v, dtype=np.float32)).to(self.device) for k, v in s.c.items()}
+        self.steps, self.fused = steps, fused
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> "TorchOpsNet":
@@ -457,13 +484,8 @@ class TorchOpsNet:
         import torch
         fast = record is None
         owned = False
-        steps = self.steps
         n = h.shape[0]
-        if fast and self._w_fold is not None:
-            h = torch.addmm(self._b_fold, h.reshape(n, -1), self._w_fold)  # norm folded into fc1
-            owned = True
-            steps = steps[3:]
-        for s in steps:
+        for s in (self.fused if fast else self.steps):
             if record is not None and s.kind == "flatten" and h.dim() == 4:
                 h, made = h.permute(0, 3, 1, 2).reshape(n, -1), True  # torch's (C, H, W) order
             else:
@@ -524,9 +546,10 @@ def compare(checkpoint_path: str | Path, x, y, impl: str = "numpy", device: str 
 
     impl: "numpy" (ManualNet) or "torch-ops" (TorchOpsNet on `device`). Both sides run
     layer by layer in chunks, so even cnn-seed002's 10,000 x 32 x 28 x 28 feature maps
-    never sit in memory at once. The logits compared are the twin's fast `forward` for
-    MLPs (normalization folded into fc1); for CNNs `forward` does exactly the arithmetic
-    of `forward_layers`, whose last output is then used rather than computing it twice.
+    never sit in memory at once. The logits compared are the twin's fast `forward`
+    (normalization and batchnorm folded into the matmuls); where nothing was folded it
+    does exactly the arithmetic of `forward_layers`, whose last output is then used
+    rather than computing everything twice.
     """
     import torch
 
@@ -551,7 +574,9 @@ def compare(checkpoint_path: str | Path, x, y, impl: str = "numpy", device: str 
     def to_np(a):
         return a.detach().float().cpu().numpy() if hasattr(a, "detach") else a
 
-    folded = model.config.kind == "mlp"
+    # forward's fused steps do other arithmetic than the plan's when something was folded
+    # into a matmul (MLP normalization, batchnorm); else forward_layers' logits are forward's
+    folded = {id(s) for s in net.fused} != {id(s) for s in net.steps if s.kind != "dropout"}
     mine = to_np(net.forward(x)) if folded else np.empty((len(y), NUM_CLASSES), np.float32)
     ref = np.empty((len(y), NUM_CLASSES), np.float32)
     # size chunks by what one image's layer outputs take, both twins together
