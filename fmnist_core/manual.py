@@ -658,9 +658,11 @@ class Linear:
         self.x = x
         return x @ self.params["weight"].T + self.params["bias"]
 
-    def backward(self, grad):           # (N, out) -> (N, in)
+    def backward(self, grad, input_grad=True):  # (N, out) -> (N, in)
         self.grads["weight"] = grad.T @ self.x    # (out, N) @ (N, in) -> (out, in)
         self.grads["bias"] = grad.sum(0)          # (out,)
+        if not input_grad:                        # the first layer: nothing below learns
+            return None
         return grad @ self.params["weight"]       # (N, out) @ (out, in) -> (N, in)
 
 
@@ -847,15 +849,13 @@ class NumpyMLP:
 
         Below the first Linear nothing learns: stop there unless the input gradient is wanted.
         """
-        first = next(i for i, layer in enumerate(self.layers) if layer.params)
-        stop = 0 if input_grad else first
-        for layer in reversed(self.layers[stop:]):
+        first = next(i for i, layer in enumerate(self.layers) if layer.params)  # fc1
+        for i in range(len(self.layers) - 1, -1, -1):
+            layer = self.layers[i]
             self.out_grads[layer.name] = grad
-            if layer is self.layers[first] and not input_grad and isinstance(layer, Linear):
-                # skip the (N, 784) input gradient: one matmul saved per step
-                layer.grads["weight"] = grad.T @ layer.x
-                layer.grads["bias"] = grad.sum(0)
-                return None
+            if i == first and not input_grad:
+                # skip fc1's (N, 784) input gradient: as many flops as fc1's forward matmul
+                return layer.backward(grad, input_grad=False)
             grad = layer.backward(grad)
         return grad
 
