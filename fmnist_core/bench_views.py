@@ -36,6 +36,9 @@ from .data import PROJECT_ROOT
 
 IMPL_NAMES = {"pytorch": "PyTorch nn.Module", "manual-numpy": "manual NumPy twin",
               "manual-torch": "manual, torch ops", "dataloader": "DataLoader + PIL"}
+# for chart axes: two short lines each, so a narrow chart needs no slanted, cut-off labels
+IMPL_CHART = {"pytorch": "PyTorch<br>nn.Module", "manual-numpy": "manual<br>NumPy twin",
+              "manual-torch": "manual<br>torch ops", "dataloader": "DataLoader<br>+ PIL"}
 WORK_NAMES = {"inference": "inference", "latency": "one image (latency)",
               "train_step": "training step", "epoch": "one epoch"}
 DEFAULT_PRESET = "mlp-seed000"  # the course project's MLP, the one the issue's questions are about
@@ -55,7 +58,8 @@ def job_dir(bench_dir: str | Path | None = None) -> Path:
 def expected_steps(quick: bool, impls: tuple[str, ...] = (), devices: tuple[str, ...] = ()) -> int:
     """How many progress lines run_benchmark will print (what the CLI would run with these
     --impl/--device choices; empty = all): one per peak measurement and per timed row, the
-    headline, numpy's matmul rate."""
+    headline (which bench skips when it would not fit its time budget: then the bar stops
+    one step short, and the job's end fills it), numpy's matmul rate."""
     from dataclasses import replace
 
     import torch
@@ -219,12 +223,19 @@ def saved_results(bench_dir: str | Path | None = None) -> list[dict[str, Any]]:
 
 
 def source_title(results: dict[str, Any]) -> str:
-    """'Intel Xeon, 2 cores · 2026-11-22 00:24 · quick' — a results file in one line."""
-    created = str(results.get("created") or "")[:16].replace("T", " ")
+    """'Intel Xeon Processor, 2 cores · 11-22 00:24' — a results file, short enough for a legend."""
+    label = str(results.get("label") or "?")
+    for mark in ("(R)", "(TM)", "(tm)", " CPU @", " CPU"):
+        label = label.replace(mark, "")
+    created = str(results.get("created") or "")[5:16].replace("T", " ")
+    return " · ".join(p for p in (" ".join(label.split()), created) if p)
+
+
+def file_title(results: dict[str, Any]) -> str:
+    """source_title plus what was timed: '... · mlp-seed000, quick' (for pickers)."""
     quick = (results.get("settings") or {}).get("epochs") is False
     model = (results.get("model") or {}).get("name")
-    parts = [results.get("label") or "?", created, model, "quick" if quick else None]
-    return " · ".join(p for p in parts if p)
+    return source_title(results) + f" · {model or '?'}" + (", quick" if quick else "")
 
 
 def with_sources(results_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -257,7 +268,8 @@ def machine_block(results: dict[str, Any]) -> dict[str, Any]:
             "blas": f"NumPy: {nb.get('internal_api', '?')} {nb.get('version', '')}".strip()
                     + f" · PyTorch: {blas.get('torch', '?')}",
             "date": str(m.get("date", ""))[:19].replace("T", " "),
-            "model": f"{model.get('name', '?')} ({model.get('parameters', 0):,} parameters)",
+            "model": f"{model.get('name', '?')} ({model.get('parameters', 0):,} parameters), "
+                     + ("quick run" if (results.get("settings") or {}).get("epochs") is False else "full run"),
             "peaks": peaks,
             "devices": {d: why for d, why in (m.get("devices") or {}).items() if why}}
 
@@ -336,7 +348,7 @@ def chart_rows(rows: list[dict[str, Any]], work: str, batch: int, one_thread: bo
             continue
         med = r["median_s"] * 1000
         dev = r["device"] + (f", {r['threads']} thr" if r["device"] == "cpu" else "")
-        recs.append({"implementation": IMPL_NAMES.get(r["impl"], r["impl"]),
+        recs.append({"implementation": IMPL_CHART.get(r["impl"], r["impl"]),
                      "series": f"{dev} · {r['source']}", "median_ms": med,
                      "plus": r["max_s"] * 1000 - med, "minus": med - r["min_s"] * 1000,
                      "gflops": r.get("gflops"), "peak_share": r.get("peak_share"),
@@ -352,7 +364,7 @@ def headline_rows(results_list: list[dict[str, Any]]):
     for res in results_list:
         h = res.get("headline") or {}
         for impl, s in (h.get("median_s") or {}).items():
-            recs.append({"source": res.get("label"), "implementation": IMPL_NAMES.get(impl, impl),
+            recs.append({"source": res.get("label"), "implementation": IMPL_CHART.get(impl, impl),
                          "median_ms": s * 1000, "threads": h.get("threads")})
     return pd.DataFrame(recs, columns=["source", "implementation", "median_ms", "threads"])
 

@@ -38,7 +38,7 @@ AGREE_TOLERANCE = 1e-4
 NEGATIVE = np.array([33, 102, 172], np.float32)   # blue: below zero
 ZERO = np.array([255, 255, 255], np.float32)       # white: zero
 POSITIVE = np.array([178, 24, 43], np.float32)     # red: above zero
-GAP_COLOUR = (200, 200, 200)                       # light gray between tiles
+GAP_COLOUR = (70, 70, 70)                          # dark gray between tiles: visible next to white
 
 
 # --- which models there are -------------------------------------------------------------
@@ -212,7 +212,7 @@ def colorize(a: np.ndarray, scale: float | None = None, signed: bool | None = No
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
-def tile_grid(tiles: np.ndarray, cols: int, factor: int, gap: int = 2) -> np.ndarray:
+def tile_grid(tiles: np.ndarray, cols: int, factor: int, gap: int = 4) -> np.ndarray:
     """(N, h, w, 3) uint8 tiles -> one RGB image, `cols` per row, each upscaled by `factor`
     (nearest neighbour: one value = one visible square on a projector)."""
     tiles = np.asarray(tiles)

@@ -90,14 +90,14 @@ def test_colours_and_grids():
     grid = ins.tile_grid(np.zeros((10, 4, 4, 3), np.uint8), cols=4, factor=3, gap=2)
     assert grid.shape == (3 * 12 + 2 * 2, 4 * 12 + 3 * 2, 3)
     maps = ins.map_grid(np.random.default_rng(0).random((6, 14, 14)), target=84)
-    assert maps.shape == (84, 6 * 84 + 5 * 2, 3)
+    assert maps.shape == (84, 6 * 84 + 5 * 4, 3)
 
 
 def test_first_layer_pictures(tmp_path):
     model, _ = ins.load_pair(checkpoint(tmp_path, MLPConfig(hidden=(40,))))
     first = ins.first_layer(model, units=32)
     assert first["kind"] == "linear" and first["weights"].shape == (32, 28, 28) and first["total"] == 40
-    assert ins.weight_grid(first["weights"], cols=8, target=112).shape == (4 * 112 + 3 * 2, 8 * 112 + 7 * 2, 3)
+    assert ins.weight_grid(first["weights"], cols=8, target=112).shape == (4 * 112 + 3 * 4, 8 * 112 + 7 * 4, 3)
     model, _ = ins.load_pair(checkpoint(tmp_path, CONFIGS["cnn-bn-avg-leaky"]))
     first = ins.first_layer(model)
     assert first["kind"] == "conv" and first["weights"].shape == (4, 5, 5)
@@ -128,8 +128,10 @@ def test_expected_steps_match_what_the_benchmark_announces(ds):
     cfg = bench.BenchConfig.quick(impls=("pytorch",), devices=("cpu", "cuda"), headline_rounds=1,
                                   min_repeats=1, max_repeats=1, row_budget_s=0.001, peak_repeats=1)
     bench.run_benchmark(bench.resolve_model(preset_name="mlp-seed000"), ds, cfg, progress=said.append)
-    # the same plan as the page's quick run restricted to these choices (repeats do not matter)
-    assert bench_views.expected_steps(True, ("pytorch",), ("cpu", "cuda")) == len(said)
+    # the same plan as the page's quick run restricted to these choices (repeats do not matter);
+    # the headline is counted but runs only when it fits its time budget (not with this one)
+    headline = any(s.startswith("the headline") for s in said)
+    assert bench_views.expected_steps(True, ("pytorch",), ("cpu", "cuda")) == len(said) + (not headline)
 
 
 def _dead_pid() -> int:
