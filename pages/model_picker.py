@@ -1,0 +1,86 @@
+"""Shared by the Predict and "Inside the network" pages: the model picker and the cached models.
+
+Not a page itself (no `page()`): app.py does not route to it. A model is loaded once per
+server process and checkpoint version — st.cache_resource keyed by the file's path and
+mtime, so a retrained file is picked up — and the same objects are handed to every
+session: treat them as read-only (fmnist_core.inspect_net never changes them).
+
+The chosen model is kept in plain session state (`nv_model`), not only in the widget:
+Streamlit forgets a widget's value when another page is shown, and both pages share
+the choice.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from fmnist_core import inspect_net, runs, views
+from fmnist_core.errors import WorkbenchError
+from pages import common
+
+CHOICE = "nv_model"  # the chosen model's key, shared by Predict and Inside
+
+
+def mtime(path: str | Path) -> float:
+    try:
+        return Path(path).stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+@st.cache_resource(show_spinner="Loading the model…", max_entries=8)
+def _pair(path: str, mtime: float):
+    return inspect_net.load_pair(path)
+
+
+def pair(path: str | Path):
+    """(PyTorch model, NumPy twin) of a checkpoint, loaded once per version. Read-only."""
+    return _pair(str(path), mtime(path))
+
+
+def choices() -> dict[str, dict[str, Any]]:
+    return inspect_net.model_choices(common.shipped_models(), runs.list_runs())
+
+
+def _remember(widget_key: str) -> None:
+    st.session_state[CHOICE] = st.session_state[widget_key]
+
+
+def pick(widget_key: str, container=None) -> dict[str, Any] | None:
+    """The model selectbox (keyed `widget_key`); returns the chosen entry with its loaded
+    "model" and "net", or None after saying why there is nothing to choose or load."""
+    where = container or st
+    options = choices()
+    if not options:
+        where.info("No trained model yet: the shipped models (artifacts/models/mlp.pt and cnn.pt) "
+                   "are not there — `make models` trains them — and no run has finished. "
+                   "Train one on the Train page; it appears here when it finishes.")
+        return None
+    if st.session_state.get(CHOICE) not in options:
+        st.session_state[CHOICE] = inspect_net.default_choice(options)
+    st.session_state[widget_key] = st.session_state[CHOICE]
+    where.selectbox("Model", list(options), key=widget_key, format_func=lambda k: options[k]["label"],
+                    on_change=_remember, args=(widget_key,),
+                    help="The shipped models, or any finished run from the Train page.")
+    entry = {**options[st.session_state[widget_key]], "key": st.session_state[widget_key]}
+    try:
+        entry["model"], entry["net"] = pair(entry["path"])
+    except (WorkbenchError, OSError) as exc:
+        where.error(f"Cannot load this model: {exc}")
+        return None
+    return entry
+
+
+def describe(entry: dict[str, Any]) -> str:
+    """One caption line: architecture, parameters, test accuracy when the checkpoint has it."""
+    model = entry["model"]
+    acc = (getattr(model, "metrics", None) or {}).get("test_accuracy")
+    n = sum(p.numel() for p in model.parameters())
+    return (f"{views.describe_model(entry['model_config'])} · {n:,} parameters"
+            + (f" · test accuracy {acc:.1%}" if isinstance(acc, (int, float)) else ""))
+
+
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+    common.run_app()

@@ -1,0 +1,203 @@
+"""Predict page: draw, upload, photograph or pick a garment, watch it become the 28×28 input
+the model sees, and read the prediction — from PyTorch and from the hand-written NumPy twin,
+side by side.
+
+The preprocessing is fmnist_core.preprocess (every step is shown); an unusable file gets its
+one-sentence ImageError in an st.error box and the page carries on. Models come from
+pages/model_picker (cached per checkpoint version, shared, read-only), so a prediction is a
+few milliseconds even while a training process is busy. The last input is kept in session
+state (`pr_last`) for the "Inside the network" page.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from fmnist_core import inspect_net, views
+from fmnist_core.data import CLASSES
+from fmnist_core.errors import ImageError
+from fmnist_core.preprocess import FORMATS, preprocess
+from pages import common, model_picker
+
+SOURCES = {"draw": ":material/draw: Draw", "upload": ":material/upload_file: Upload",
+           "camera": ":material/photo_camera: Camera", "test": ":material/image: Test image"}
+ANY_CLASS = "any class"
+CANVAS_SIDE = 308  # 11 px per model pixel: room to draw, fits beside the results on a laptop
+IMPL_COLOURS = {"PyTorch": common.COLORS[0], "NumPy twin": common.COLORS[1]}
+
+
+def _init_state() -> None:
+    common.init_state({"pr_source": "draw", "pr_stroke": 24, "pr_paper": False, "pr_canvas_n": 0,
+                       "pr_cam_on": False, "pr_test_class": ANY_CLASS, "pr_test_idx": 0, "pr_last": None})
+
+
+def page() -> None:
+    _init_state()
+    st.title("Predict")
+    st.caption("Give the model a garment: draw one, upload a photo or scan, take a picture, or pick "
+               "one of the 10,000 test images. You see every preprocessing step, the 28×28 image the "
+               "model really gets, and what PyTorch and the hand-written NumPy twin make of it.")
+    top = st.columns([3, 2], vertical_alignment="bottom")
+    entry = model_picker.pick("pr_model", top[0])
+    if entry is not None:
+        top[1].caption(model_picker.describe(entry))
+
+    left, right = st.columns([2, 3], gap="large")
+    with left:
+        st.radio("Input", list(SOURCES), key="pr_source", horizontal=True, format_func=SOURCES.get,
+                 label_visibility="collapsed")
+        source = st.session_state.pr_source
+        got = {"draw": _draw, "upload": _upload, "camera": _camera, "test": _test_image}[source]()
+    with right:
+        if got is None:
+            return
+        _show(entry, *got)
+
+
+# --- the four inputs: each returns (image for preprocess or None, prepared 28x28 or None,
+#     description, true class or None), or None when there is nothing to predict yet --------
+
+def _clear_canvas() -> None:
+    st.session_state.pr_canvas_n += 1  # a new key: a fresh, empty canvas
+
+
+def _draw():
+    from streamlit_drawable_canvas import st_canvas  # a components-v2 widget: needs the runtime
+
+    a, b = st.columns(2, vertical_alignment="center")
+    a.slider("Stroke width", 4, 48, step=2, key="pr_stroke")
+    b.toggle("Black on white", key="pr_paper", on_change=_clear_canvas,
+             help="Fashion-MNIST garments are light on black; preprocessing turns a light "
+                  "background around, so both work.")
+    paper = st.session_state.pr_paper
+    canvas = st_canvas(stroke_width=st.session_state.pr_stroke,
+                       stroke_color="#000000" if paper else "#FFFFFF",
+                       background_color="#FFFFFF" if paper else "#000000",
+                       width=CANVAS_SIDE, height=CANVAS_SIDE, drawing_mode="freedraw",
+                       return_image_data=True, key=f"pr_canvas_{st.session_state.pr_canvas_n}")
+    st.button("Clear the drawing", icon=":material/ink_eraser:", key="pr_clear", on_click=_clear_canvas)
+    drawn = bool((canvas.json_data or {}).get("objects"))
+    image = canvas.image_data if drawn else None
+    if image is None:
+        st.info("Draw a garment in the square — a T-shirt, trousers, a bag, a shoe — big and "
+                "filling the frame, as the dataset's photos do.")
+        return None
+    return image, None, "your drawing", None
+
+
+def _upload():
+    limit = st.get_option("server.maxUploadSize")
+    f = st.file_uploader("An image of a garment", key="pr_upload",
+                         help=f"{', '.join(FORMATS)}; up to {limit} MB. Works best with one item on a "
+                              "plain background, filling most of the picture.")
+    if f is None:
+        st.info("Upload a photo or scan of one garment on a plain background.")
+        return None
+    return f.getvalue(), None, f"upload “{f.name}”", None
+
+
+def _camera():
+    st.toggle("Use the camera", key="pr_cam_on",
+              help="Off until you ask: the browser asks for permission only then.")
+    if not st.session_state.pr_cam_on:
+        st.info("Turn the camera on, hold one garment against a plain wall or sheet, fill the frame.")
+        return None
+    photo = st.camera_input("Take a photo", key="pr_camera")
+    if photo is None:
+        return None
+    return photo.getvalue(), None, "camera photo", None
+
+
+def _random_test_image() -> None:
+    ds = common.dataset()
+    k = st.session_state.pr_test_class
+    pool = np.arange(len(ds.y_test)) if k == ANY_CLASS else np.flatnonzero(ds.y_test == CLASSES.index(k))
+    st.session_state.pr_test_idx = int(np.random.default_rng().choice(pool))
+
+
+def _test_image():
+    ds = common.dataset()
+    a, b = st.columns([3, 2], vertical_alignment="bottom")
+    a.selectbox("Class for “Random”", [ANY_CLASS, *CLASSES], key="pr_test_class")
+    b.button("Random", icon=":material/shuffle:", key="pr_test_random", on_click=_random_test_image,
+             width="stretch")
+    st.number_input(f"Test image number (0–{len(ds.y_test) - 1:,})", min_value=0,
+                    max_value=len(ds.y_test) - 1, step=1, key="pr_test_idx")
+    i = int(st.session_state.pr_test_idx)
+    x, y = ds.x_test[i], int(ds.y_test[i])
+    st.image(views.upscale(x, 8), caption=f"test image #{i}: {CLASSES[y]}")
+    return None, x, f"test image #{i}", CLASSES[y]
+
+
+# --- preprocessing and the prediction -------------------------------------------------------
+
+def _show(entry, image, prepared, what: str, truth: str | None) -> None:
+    if prepared is not None:
+        x = inspect_net.as_input(prepared)  # a test image is already a model input: used as is
+        steps = None
+    else:
+        try:
+            x, steps = preprocess(image, return_steps=True)
+        except ImageError as exc:
+            st.error(f"Cannot use {what}: {exc}", icon=":material/broken_image:")
+            return
+    st.session_state.pr_last = {"x": x, "what": what, "truth": truth}
+    if steps:
+        _steps(steps)
+    if entry is None:
+        st.info("Choose a model above to see a prediction.")
+        return
+    result = inspect_net.predict_both(entry["model"], entry["net"], x)
+    _prediction(result, truth)
+
+
+def _steps(steps) -> None:
+    st.markdown("**From your image to the model's input**")
+    per_row = 4
+    for start in range(0, len(steps), per_row):
+        for col, (name, img) in zip(st.columns(per_row), steps[start:start + per_row]):
+            col.image(inspect_net.for_display(img), caption=name, width="stretch")
+    st.caption("The last picture is exactly what the network gets: 28×28 gray levels, garment light "
+               "on black, filling the frame on its long side — like the dataset's own images.")
+
+
+def _prediction(r: dict, truth: str | None) -> None:
+    a, b, c = st.columns(3)
+    a.metric("PyTorch says", r["label"], f"{r['probability']:.1%} sure", delta_color="off", delta_arrow="off")
+    b.metric("NumPy twin says", r["manual_label"], f"{r['manual'][r['index']]:.1%} sure", delta_color="off",
+             delta_arrow="off")
+    c.metric("Largest difference", f"{r['max_prob_diff']:.1e}", "in any probability", delta_color="off",
+             delta_arrow="off")
+    if truth is not None:
+        (st.success if truth == r["label"] else st.warning)(
+            f"The true class is **{truth}**: the model is {'right' if truth == r['label'] else 'wrong'}.")
+    if r["agree"]:
+        st.caption("Both implementations compute the same numbers (to float32 rounding) from the same "
+                   "weights, so they always pick the same class.")
+    else:
+        st.error("PyTorch and the NumPy twin disagree — that would be a bug in the twin.")
+    st.markdown("**Probability of each class**")
+    df = inspect_net.probability_table(r)
+    fig = go.Figure()
+    for impl, g in df.groupby("implementation", sort=False):
+        fig.add_trace(go.Bar(y=g["class"], x=g["probability"], name=impl, orientation="h",
+                             marker_color=IMPL_COLOURS[impl], text=[f"{p:.1%}" for p in g["probability"]],
+                             textposition="outside", cliponaxis=False,
+                             hovertemplate="%{y}: %{x:.4%}<extra>" + impl + "</extra>"))
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(range=[0, 1.12], tickformat=".0%", title="probability")
+    fig.update_yaxes(autorange="reversed", title="")
+    st.plotly_chart(common.style(fig, height=540, top=40), theme=None, key="pr_probs")
+    with st.expander("The numbers"):
+        wide = df.pivot(index="class", columns="implementation", values="probability").loc[list(CLASSES)]
+        wide["|difference|"] = (wide["PyTorch"] - wide["NumPy twin"]).abs()
+        st.dataframe(pd.DataFrame(wide).reset_index(), hide_index=True, width="stretch",
+                     column_config={k: st.column_config.NumberColumn(format="%.6f")
+                                    for k in ("PyTorch", "NumPy twin")}
+                     | {"|difference|": st.column_config.NumberColumn(format="%.1e")})
+
+
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+    common.run_app()

@@ -1,0 +1,239 @@
+"""Timings page: run the benchmark (quick or full) without blocking anyone, then compare
+PyTorch, the hand-written NumPy twin, the twin written with torch ops and the usual
+DataLoader — on this machine and on others (results files uploaded or saved) — as charts,
+a table, the machines' details and one line on each reason the figures differ.
+
+The benchmark runs as its own process (fmnist_core.bench_views.start_job: the CLI's
+`bench`), one at a time per server; a fragment polls its progress every second while it
+runs and stops polling when it ends. Results are files under artifacts/benchmarks/
+(reference-*.json: committed figures, shown first).
+"""
+from __future__ import annotations
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from fmnist_core import bench, bench_views, views
+from fmnist_core.models import preset_names
+from pages import common
+
+POLL_SECONDS = 1.0
+MODES = {"quick": "Quick (about half a minute)", "full": "Full (several minutes: epochs, every batch size)"}
+MS = st.column_config.NumberColumn(format="%.3f")
+
+
+def _init_state() -> None:
+    common.init_state({"tm_mode": "quick", "tm_preset": bench_views.DEFAULT_PRESET, "tm_one_thread": False,
+                       "tm_files": None, "tm_work": None, "tm_batch": None, "tm_seen_job": None})
+
+
+def page() -> None:
+    _init_state()
+    st.title("Timings")
+    st.caption("The same network four ways — PyTorch's nn.Module, the hand-written NumPy twin, the twin "
+               "written with torch tensor ops, and the usual DataLoader pipeline — timed on this "
+               "machine's CPU (and GPU, if it has one). Load a results file from another machine to "
+               "put its figures beside these.")
+    _run_section()
+    st.divider()
+    results = _choose_results()
+    if not results:
+        st.info("No results to show yet: run the quick benchmark above (about half a minute), or "
+                "upload a results file made with `python -m fmnist_core bench --out FILE`.")
+        return
+    results = bench_views.with_sources(results)
+    rows = bench.merge_results(results)
+    _machines(results)
+    _headline(results)
+    _detail_charts(rows)
+    _skipped(rows)
+    _table(rows)
+    _why(rows, results[0].get("model"))
+
+
+# --- running the benchmark ------------------------------------------------------------------
+
+def _start() -> None:
+    status = bench_views.start_job(quick=st.session_state.tm_mode == "quick", preset=st.session_state.tm_preset)
+    st.session_state.tm_started = status.get("started")
+
+
+def _run_section() -> None:
+    st.subheader("Run the benchmark")
+    status = bench_views.job_status()
+    running = status["state"] == "running"
+    a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
+    a.radio("How much", list(MODES), key="tm_mode", format_func=MODES.get, disabled=running)
+    b.selectbox("Model to time", preset_names(), key="tm_preset", disabled=running,
+                help="Timing needs no trained weights: the preset's architecture with random weights. "
+                     "mlp-seed000 (784-128-10) is the course project's MLP.")
+    c.button("Run", icon=":material/timer:", key="tm_run", type="primary", on_click=_start,
+             disabled=running, width="stretch")
+    st.fragment(_job_panel, run_every=POLL_SECONDS if running else None)(running)
+
+
+def _job_panel(was_running: bool) -> None:
+    status = bench_views.job_status()
+    state = status["state"]
+    if state == "running":
+        mode = "quick" if status.get("quick") else "full"
+        st.progress(status["progress"], text=f"**{mode} benchmark of {status.get('preset')}**, "
+                                             f"{views.format_seconds(status['elapsed'])}: {status['message']}")
+        st.caption("It runs as its own process, so everyone can go on using the workbench; while it "
+                   "runs the CPU is busy, and other work is slower (and slows it down).")
+        st.button("Stop the benchmark", icon=":material/stop_circle:", key="tm_stop", on_click=bench_views.stop_job)
+    elif state == "failed":
+        st.error(f"The benchmark failed:\n\n```\n{status.get('error', '')}\n```")
+    elif state == "cancelled":
+        st.caption("The last benchmark was stopped before it finished.")
+    if was_running and state != "running":
+        st.rerun()  # a full rerun: the new results appear and this panel stops polling
+
+
+# --- choosing results -------------------------------------------------------------------------
+
+def _choose_results() -> list[dict]:
+    st.subheader("Results")
+    saved = bench_views.saved_results()
+    good = {s["path"]: s for s in saved if s["results"] is not None}
+    if st.session_state.tm_files is None:  # first visit: the committed reference + the newest run
+        refs = [p for p, s in good.items() if s["reference"]]
+        local = [p for p, s in good.items() if not s["reference"]][:1]
+        st.session_state.tm_files = refs + local
+    status = bench_views.job_status()
+    if status["state"] == "finished" and st.session_state.tm_seen_job != status.get("started"):
+        # a benchmark finished since this session last looked: put its results first
+        st.session_state.tm_seen_job = status.get("started")
+        path = status["results_path"]
+        st.session_state.tm_files = [path] + [p for p in st.session_state.tm_files if p != path]
+    st.session_state.tm_files = [p for p in st.session_state.tm_files if p in good]
+    left, right = st.columns(2, gap="large")
+    left.multiselect("Saved results", list(good), key="tm_files", placeholder="Choose results files",
+                     format_func=lambda p: ("★ reference: " if good[p]["reference"] else "")
+                     + bench_views.file_title(good[p]["results"]) + f" ({good[p]['name']})",
+                     help="Files under artifacts/benchmarks/; ★ marks the committed reference figures.")
+    for s in saved:
+        if s["error"]:
+            left.caption(f":material/warning: skipped {s['name']}: {s['error']}")
+    uploads = right.file_uploader("Results file from another machine", type=["json"], key="tm_upload",
+                                  accept_multiple_files=True,
+                                  help="The JSON that `python -m fmnist_core bench --out FILE` writes, "
+                                       "e.g. on a GPU box. Nothing is saved on the server.")
+    chosen = [good[p]["results"] for p in st.session_state.tm_files]
+    for f in uploads or []:
+        try:
+            chosen.append(bench.parse_results(f.getvalue(), origin=f"uploaded {f.name}"))
+        except bench.ResultsFileError as exc:
+            right.error(f"Cannot use this file: {exc}", icon=":material/error:")
+    return chosen
+
+
+# --- showing results ----------------------------------------------------------------------------
+
+def _machines(results: list[dict]) -> None:
+    st.markdown("#### Where the figures come from")
+    for start in range(0, len(results), 3):
+        cols = st.columns(3)
+        for col, res in zip(cols, results[start:start + 3]):
+            m = bench_views.machine_block(res)
+            box = col.container(border=True)
+            box.markdown(f"**{m['label']}**")
+            box.caption(f"from {m['origin']} · measured {m['date']}")
+            box.markdown(f"- CPU: {m['cpu']}\n- GPU: {m['gpu']}\n- {m['software']}\n- BLAS: {m['blas']}\n"
+                         f"- model timed: {m['model']}\n- fp32 matmul peak: {'; '.join(m['peaks']) or '—'}")
+
+
+def _log_axis(values) -> bool:
+    v = [x for x in values if x and x > 0]
+    return bool(v) and max(v) / min(v) > 20
+
+
+def _headline(results: list[dict]) -> None:
+    df = bench_views.headline_rows(results)
+    if df.empty:
+        return
+    st.markdown("#### Inference over the 10,000 test images on the CPU")
+    fig = go.Figure()
+    for i, (src, g) in enumerate(df.groupby("source", sort=False)):
+        fig.add_trace(go.Bar(x=g["implementation"], y=g["median_ms"], name=src,
+                             marker_color=common.COLORS[i % len(common.COLORS)],
+                             text=[f"{v:.0f} ms" if v >= 10 else f"{v:.1f} ms" for v in g["median_ms"]],
+                             textposition="outside", cliponaxis=False,
+                             hovertemplate="%{x}: %{y:.1f} ms<extra>" + src + "</extra>"))
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title="milliseconds (median)", type="log" if _log_axis(df["median_ms"]) else "linear")
+    st.plotly_chart(common.style(fig, height=440, legend_below=True), theme=None, key="tm_headline")
+    st.caption("One batch of 10,000 images, all CPU threads; the implementations take turns round by round, "
+               "so a neighbour's job slows all of them alike. Lower is faster.")
+
+
+def _detail_charts(rows: list[dict]) -> None:
+    options = bench_views.work_options(rows)
+    if not options:
+        return
+    st.markdown("#### Side by side: implementation × device")
+    if st.session_state.tm_work not in options:
+        st.session_state.tm_work = next(iter(options))
+    a, b, c = st.columns([3, 1, 1], vertical_alignment="bottom")
+    a.segmented_control("Work", list(options), key="tm_work", format_func=bench_views.WORK_NAMES.get,
+                        required=True)
+    sizes = options[st.session_state.tm_work]
+    if st.session_state.tm_batch not in sizes:
+        st.session_state.tm_batch = sizes[-1]
+    b.selectbox("Batch size", sizes, key="tm_batch", format_func=lambda n: f"{n:,}")
+    c.toggle("CPU: 1 thread", key="tm_one_thread", help="Off: all of each machine's CPU threads.")
+    df = bench_views.chart_rows(rows, st.session_state.tm_work, st.session_state.tm_batch,
+                                st.session_state.tm_one_thread)
+    if df.empty:
+        st.caption("No timed rows for this choice.")
+        return
+    left, right = st.columns(2, gap="large")
+    time_fig, rate_fig = go.Figure(), go.Figure()
+    for i, (series, g) in enumerate(df.groupby("series", sort=False)):
+        colour = common.COLORS[i % len(common.COLORS)]
+        time_fig.add_trace(go.Bar(
+            x=g["implementation"], y=g["median_ms"], name=series, marker_color=colour,
+            error_y=dict(type="data", symmetric=False, array=g["plus"], arrayminus=g["minus"], thickness=2),
+            hovertemplate="%{x}: median %{y:.3f} ms<extra>" + series + "</extra>"))
+        rate_fig.add_trace(go.Bar(
+            x=g["implementation"], y=g["gflops"], name=series, marker_color=colour, showlegend=False,
+            customdata=g["peak_share"],
+            hovertemplate="%{x}: %{y:.1f} GFLOP/s (%{customdata:.0%} of peak)<extra>" + series + "</extra>"))
+    time_fig.update_layout(barmode="group", title="Time (median; bars: fastest – slowest run)",
+                           showlegend=True)
+    time_fig.update_yaxes(title="milliseconds", type="log" if _log_axis(df["median_ms"]) else "linear")
+    rate_fig.update_layout(barmode="group", title="Arithmetic rate")
+    rate_fig.update_yaxes(title="GFLOP/s (higher is better)")
+    left.plotly_chart(common.style(time_fig, height=500, legend_below=True), theme=None, key="tm_time")
+    right.plotly_chart(common.style(rate_fig, height=500, legend_below=True), theme=None, key="tm_rate")
+
+
+def _skipped(rows: list[dict]) -> None:
+    lines = [f"- **{s['device']}** ({s['source']}): {s['reason']} — {s['what']}"
+             for s in bench_views.skipped(rows)]
+    if lines:
+        st.markdown("#### Not measured")
+        st.markdown("\n".join(lines))
+
+
+def _table(rows: list[dict]) -> None:
+    with st.expander("Every figure (table)"):
+        st.dataframe(bench_views.timing_table(rows), hide_index=True, width="stretch", column_config={
+            "median (ms)": MS, "min (ms)": MS, "max (ms)": MS, "transfer (ms)": MS,
+            "GFLOP/s": st.column_config.NumberColumn(format="%.1f"),
+            "share of peak": st.column_config.NumberColumn(format="percent")})
+        st.caption("median of the timed runs after a warm-up; min–max is the spread; GFLOP/s counts the "
+                   "matrix products (2 × inputs × outputs per layer and image); share of peak compares "
+                   "it with a large fp32 matrix product on the same device; transfer is the copy of the "
+                   "inputs to the GPU, timed on its own.")
+
+
+def _why(rows: list[dict], model: dict | None) -> None:
+    st.markdown("#### Why the numbers differ")
+    st.markdown("\n".join(f"- **{topic}.** {line}" for topic, line in bench_views.explanations(rows, model)))
+    st.caption(f"Figures quoted from {rows[0]['source']}" + (" (and the GPU rows of any source)."
+                                                              if len({r['source'] for r in rows}) > 1 else "."))
+
+
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+    common.run_app()

@@ -1,0 +1,198 @@
+"""Predict, Inside the network and Timings in a real Chromium (Playwright) against `streamlit run`.
+
+What AppTest cannot do: draw on the canvas (a components-v2 widget AppTest shows as an
+unknown element) — a stroke drawn with the mouse produces a prediction; upload through the
+browser's file input — a real test image, saved upscaled with Pillow, is classified
+correctly, and a corrupt file shows the preprocessing message while the page keeps working;
+the Inside page picks up the last Predict input across pages; the Timings page's live
+fragment shows a running benchmark's progress and stops it. Every page loads (a deep link
+as a fresh server's first request included) with no exception box. Screenshots go to
+test-output/screenshots/ for a person to look at.
+
+The server runs on 127.0.0.1 with its own artifacts folder (FMNIST_ARTIFACTS), prepared
+with one finished run (a small MLP trained here on real images, the model to use when the
+shipped CNN is not there yet) and one real results file of this machine.
+"""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from browser_util import CHROMIUM, ROOT, exceptions, launch_browser, screenshot, streamlit_server, wait_idle
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found: install Debian's chromium "
+                                                     "(make test does) to run the browser tests"),
+]
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+REAL_CNN = ROOT / "artifacts" / "models" / "cnn.pt"
+TROUSER = 1  # class index
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory, ds):
+    """An artifacts folder with one finished run and one results file, made here."""
+    from fmnist_core import bench, runs
+    from fmnist_core.jobs import execute_run, run_spec
+    from fmnist_core.models import MLPConfig
+    from fmnist_core.train import TrainConfig
+    base = tmp_path_factory.mktemp("artifacts_more")
+    spec = run_spec(MLPConfig(hidden=(64,)), TrainConfig(epochs=2, batch_size=64, device="cpu"), train_limit=6000)
+    run = runs.create_run(spec, root=base / "runs", label="browser-mlp")
+    assert execute_run(run)["status"] == "finished"
+    cfg = bench.BenchConfig.quick(impls=("pytorch", "manual-numpy", "dataloader"), max_run_s=30.0,
+                                  headline_rounds=2, min_repeats=2, max_repeats=3, row_budget_s=0.02)
+    res = bench.run_benchmark(bench.resolve_model(preset_name="mlp-seed000"), ds, cfg)
+    bench.save_results(res, bench_dir=base / "benchmarks")
+    return base, run / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def server(artifacts):
+    with streamlit_server(artifacts[0]) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = launch_browser(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    ctx.close()
+
+
+def open_page(page, server, path: str) -> None:
+    page.goto(f"{server}/{path}")
+    wait_idle(page, timeout=90)
+
+
+def metric(page, label: str) -> str:
+    """The value of the st.metric with this label ('' when there is none)."""
+    box = page.locator('[data-testid="stMetric"]').filter(has_text=label)
+    if box.count() == 0:
+        return ""
+    return box.first.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def choose(page, radio_option: str) -> None:
+    page.locator('[data-testid="stRadio"] label').filter(has_text=radio_option).first.click()
+    page.wait_for_timeout(300)
+    wait_idle(page)
+
+
+def upscaled_png(x: np.ndarray, side: int = 280) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(x).resize((side, side), Image.Resampling.BICUBIC).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def trouser_png(artifacts, ds):
+    """A real test trouser as an upscaled PNG that the model the page uses gets right: the
+    shipped CNN's first trouser, or the first one the stand-in MLP classifies correctly
+    after the very same preprocessing."""
+    from fmnist_core.models import load_model
+    from fmnist_core.predict import predict_one
+    path = REAL_CNN if REAL_CNN.is_file() else artifacts[1]
+    model = load_model(path)
+    for i in np.flatnonzero(ds.y_test == TROUSER)[:50]:
+        data = upscaled_png(ds.x_test[i])
+        if predict_one(model, data)["index"] == TROUSER:
+            if REAL_CNN.is_file():
+                assert i == np.flatnonzero(ds.y_test == TROUSER)[0], "the shipped CNN misses an easy trouser"
+            return data
+    pytest.fail(f"{path.name} gets none of 50 trousers right")
+
+
+def test_every_new_page_loads_without_an_exception(server, page):
+    # a deep link first, on a server nobody has visited yet (Streamlit's legacy pages/ mode)
+    for path in ("inside", "predict", "timings"):
+        open_page(page, server, path)
+        assert page.locator("h1").first.is_visible()
+        assert exceptions(page) == [], path
+        assert page.get_by_text("Page not found").count() == 0, path
+        screenshot(page, f"page-{path}")
+
+
+def test_a_stroke_on_the_canvas_gives_a_prediction_then_inside_shows_it(server, page):
+    open_page(page, server, "predict")
+    canvas = page.locator('[data-testid="stMain"] canvas.upper-canvas')
+    canvas.wait_for()
+    assert metric(page, "PyTorch says") == ""
+    box = canvas.bounding_box()
+    x0, y0, w = box["x"], box["y"], box["width"]
+    # a pair of trousers: two legs from a waistband
+    for start, end in (((0.3, 0.1), (0.7, 0.1)), ((0.32, 0.1), (0.25, 0.9)), ((0.68, 0.1), (0.75, 0.9))):
+        page.mouse.move(x0 + start[0] * w, y0 + start[1] * w)
+        page.mouse.down()
+        for k in range(1, 16):
+            t = k / 15
+            page.mouse.move(x0 + (start[0] + t * (end[0] - start[0])) * w,
+                            y0 + (start[1] + t * (end[1] - start[1])) * w)
+        page.mouse.up()
+    page.get_by_text("PyTorch says").wait_for(timeout=30_000)
+    wait_idle(page)
+    assert exceptions(page) == []
+    said = metric(page, "PyTorch says")
+    assert said and said == metric(page, "NumPy twin says")
+    assert page.get_by_text("model input", exact=True).is_visible()
+    screenshot(page, "predict-drawing")
+
+    # the same session on the Inside page: the drawing is offered as its input
+    page.get_by_role("link", name="Inside the network").click()
+    wait_idle(page)
+    choose(page, "the last Predict input")
+    assert page.get_by_text("the same numbers, up to float32 rounding").is_visible()
+    assert exceptions(page) == []
+    screenshot(page, "inside-drawing")
+
+
+def test_upload_corrupt_then_real_image(server, page, trouser_png):
+    open_page(page, server, "predict")
+    choose(page, "Upload")
+    upload = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+    upload.set_input_files(files=[{"name": "broken.png", "mimeType": "image/png",
+                                   "buffer": b"\x89PNG\r\n\x1a\n" + b"\x00not really a picture" * 20}])
+    page.get_by_text("Cannot use upload").wait_for(timeout=30_000)
+    wait_idle(page)
+    assert exceptions(page) == []
+    assert "damaged" in page.locator('[data-testid="stAlert"]').filter(has_text="Cannot use").inner_text()
+    screenshot(page, "predict-corrupt-upload")
+    # the page goes on working: a real test image, upscaled, is classified correctly
+    upload.set_input_files(files=[{"name": "trouser.png", "mimeType": "image/png", "buffer": trouser_png}])
+    page.get_by_text("PyTorch says").wait_for(timeout=30_000)
+    wait_idle(page)
+    assert exceptions(page) == []
+    assert page.get_by_text("Cannot use upload").count() == 0
+    assert metric(page, "PyTorch says") == "Trouser" == metric(page, "NumPy twin says")
+    screenshot(page, "predict-upload")
+
+
+def test_timings_shows_results_and_a_running_benchmark(server, page):
+    open_page(page, server, "timings")
+    assert page.get_by_text("Why the numbers differ").is_visible()
+    page.locator('[data-testid="stPlotlyChart"]').nth(1).wait_for()  # time and GFLOP/s at least
+    page.get_by_role("button", name="Run").click()
+    # the live fragment: a progress bar while the benchmark process runs
+    page.locator('[data-testid="stMain"] [data-testid="stProgress"]').first.wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="Run").is_disabled()
+    screenshot(page, "timings-running")
+    page.get_by_role("button", name="Stop the benchmark").click()
+    page.get_by_text("stopped before it finished").wait_for(timeout=30_000)
+    wait_idle(page)
+    assert exceptions(page) == []
+    assert page.get_by_role("button", name="Run").is_enabled()
