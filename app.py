@@ -11,6 +11,7 @@ from __future__ import annotations
 import streamlit as st
 
 from pages import common, home, results, train
+from pages import inside, predict, timings
 
 st.set_page_config(page_title="Fashion-MNIST Workbench", page_icon=":material/checkroom:", layout="wide")
 
@@ -20,6 +21,9 @@ PAGES = [
     st.Page(home.page, title="Home / Data", icon=":material/home:", url_path="home", default=True),
     st.Page(train.page, title="Train", icon=":material/model_training:", url_path="train"),
     st.Page(results.page, title="Results", icon=":material/analytics:", url_path="results"),
+    st.Page(predict.page, title="Predict", icon=":material/online_prediction:", url_path="predict"),
+    st.Page(inside.page, title="Inside the network", icon=":material/hub:", url_path="inside"),
+    st.Page(timings.page, title="Timings", icon=":material/timer:", url_path="timings"),
 ]
 
 common.startup()            # once per server process: orphaned runs -> interrupted
