@@ -33,6 +33,9 @@ def run_spec(model_config: ModelConfig, train_config: TrainConfig, preset: str |
              engine: str = "torch", train_limit: int | None = None) -> dict[str, Any]:
     if engine not in ENGINES:
         raise WorkbenchError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine == "numpy":
+        from .manual import check_trainable
+        check_trainable(model_config, train_config)  # refuse before any run folder exists
     return {"model_config": config_to_dict(model_config), "train_config": train_config_to_dict(train_config),
             "preset": preset, "engine": engine, "train_limit": train_limit}
 
