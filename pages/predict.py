@@ -51,13 +51,14 @@ def page() -> None:
         source = st.session_state.pr_source
         got = {"draw": _draw, "upload": _upload, "camera": _camera, "test": _test_image}[source]()
     with right:
-        if got is None:
-            return
-        _show(entry, *got)
+        if isinstance(got, str):
+            st.info(got)  # what to do first, where the result will appear
+        elif got is not None:
+            _show(entry, *got)
 
 
 # --- the four inputs: each returns (image for preprocess or None, prepared 28x28 or None,
-#     description, true class or None), or None when there is nothing to predict yet --------
+#     description, true class or None), or a hint (str) when there is nothing to predict yet --
 
 def _clear_canvas() -> None:
     st.session_state.pr_canvas_n += 1  # a new key: a fresh, empty canvas
@@ -81,9 +82,8 @@ def _draw():
     drawn = bool((canvas.json_data or {}).get("objects"))
     image = canvas.image_data if drawn else None
     if image is None:
-        st.info("Draw a garment in the square — a T-shirt, trousers, a bag, a shoe — big and "
-                "filling the frame, as the dataset's photos do.")
-        return None
+        return ("Draw a garment in the black square — a T-shirt, trousers, a bag, a shoe — big and "
+                "filling the frame, as the dataset's photos do. The prediction appears here.")
     return image, None, "your drawing", None
 
 
@@ -93,8 +93,7 @@ def _upload():
                          help=f"{', '.join(FORMATS)}; up to {limit} MB. Works best with one item on a "
                               "plain background, filling most of the picture.")
     if f is None:
-        st.info("Upload a photo or scan of one garment on a plain background.")
-        return None
+        return "Upload a photo or scan of one garment on a plain background; the prediction appears here."
     return f.getvalue(), None, f"upload “{f.name}”", None
 
 
@@ -102,11 +101,10 @@ def _camera():
     st.toggle("Use the camera", key="pr_cam_on",
               help="Off until you ask: the browser asks for permission only then.")
     if not st.session_state.pr_cam_on:
-        st.info("Turn the camera on, hold one garment against a plain wall or sheet, fill the frame.")
-        return None
+        return "Turn the camera on, then hold one garment against a plain wall or sheet, filling the frame."
     photo = st.camera_input("Take a photo", key="pr_camera")
     if photo is None:
-        return None
+        return "Take a photo: the prediction appears here."
     return photo.getvalue(), None, "camera photo", None
 
 
