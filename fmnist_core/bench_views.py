@@ -369,6 +369,13 @@ def headline_rows(results_list: list[dict[str, Any]]):
     return pd.DataFrame(recs, columns=["source", "implementation", "median_ms", "threads"])
 
 
+def wants_log_axis(values) -> bool:
+    """A log scale when the positive values span more than 20x (a DataLoader row next to a
+    matrix product would flatten everything else)."""
+    v = [float(x) for x in values if x is not None and x > 0]
+    return bool(v) and max(v) / min(v) > 20
+
+
 # --- why the numbers differ ------------------------------------------------------------------
 
 def _find(rows, impl, device, work, batch=None, threads=None, source=None):

@@ -137,12 +137,35 @@ def predict_both(model, net, x: np.ndarray) -> dict[str, Any]:
 
 
 def probability_table(result: dict[str, Any]):
-    """The two probability vectors as a long table: class, implementation, probability."""
+    """The two probability vectors side by side: class, PyTorch, NumPy twin, |difference|."""
     import pandas as pd
-    rows = [{"class": c, "implementation": impl, "probability": float(result[key][i])}
-            for key, impl in (("torch", "PyTorch"), ("manual", "NumPy twin"))
-            for i, c in enumerate(CLASSES)]
-    return pd.DataFrame(rows)
+    t, m = np.asarray(result["torch"], np.float64), np.asarray(result["manual"], np.float64)
+    return pd.DataFrame({"class": list(CLASSES), "PyTorch": t, "NumPy twin": m, "|difference|": np.abs(t - m)})
+
+
+def random_test_index(y: np.ndarray, class_index: int | None = None, rng=None) -> int:
+    """A random test-set index, of one class if given."""
+    rng = rng or np.random.default_rng()
+    pool = np.arange(len(y)) if class_index is None else np.flatnonzero(np.asarray(y) == class_index)
+    return int(rng.choice(pool))
+
+
+def parameter_summary(table) -> dict[str, Any]:
+    """views.layer_summary's table -> total parameters and the largest layer with its share."""
+    total = int(table["parameters"].sum())
+    if not total:
+        return {"total": 0, "largest": None, "share": None}
+    row = table.loc[table["parameters"].idxmax()]
+    return {"total": total, "largest": str(row["layer"]), "share": float(row["parameters"]) / total}
+
+
+def strip_range(values: np.ndarray) -> dict[str, Any]:
+    """Colour range for a heat strip: symmetric around 0 when any value is negative."""
+    v = np.asarray(values, dtype=np.float32)
+    top = float(np.abs(v).max()) if v.size else 0.0
+    top = top or 1.0
+    signed = bool(v.size and v.min() < 0)
+    return {"zmin": -top if signed else 0.0, "zmax": top, "signed": signed}
 
 
 def layer_outputs(model, net, x: np.ndarray) -> list[dict[str, Any]]:

@@ -57,12 +57,10 @@ def _parameters(entry) -> None:
     left, right = st.columns([3, 1], gap="large")
     left.dataframe(table, hide_index=True, width="stretch", height="content",
                    column_config={"parameters": st.column_config.NumberColumn(format="localized")})
-    total = int(table["parameters"].sum())
-    right.metric("Parameters in total", f"{total:,}")
-    weighted = table[table["parameters"] > 0]
-    biggest = weighted.loc[weighted["parameters"].idxmax()] if len(weighted) else None
-    if biggest is not None:
-        right.metric(f"In the largest layer ({biggest['layer']})", f"{biggest['parameters'] / total:.0%}")
+    s = inspect_net.parameter_summary(table)
+    right.metric("Parameters in total", f"{s['total']:,}")
+    if s["largest"]:
+        right.metric(f"In the largest layer ({s['largest']})", f"{s['share']:.0%}")
     right.caption("A fully connected layer has inputs × outputs weights plus one bias per output; "
                   "a conv layer only kernel × kernel × channels per filter, whatever the image size.")
 
@@ -93,7 +91,7 @@ def _first_layer(entry) -> None:
 # --- one input, layer by layer ------------------------------------------------------------
 
 def _random_test_image() -> None:
-    st.session_state.in_idx = int(np.random.default_rng().integers(len(common.dataset().y_test)))
+    st.session_state.in_idx = inspect_net.random_test_index(common.dataset().y_test)
 
 
 def _input():
@@ -165,10 +163,9 @@ def _layer_row(i: int, d: dict, out: np.ndarray) -> None:
         fig.update_yaxes(title="logit")
         pic.plotly_chart(common.style(fig, height=300, top=20), theme=None, key=f"in_out_{i}")
     else:
-        signed = bool(out.min() < 0)
-        top = float(np.abs(out).max()) or 1.0
-        fig = go.Figure(go.Heatmap(z=inspect_net.strip(out), zmin=-top if signed else 0, zmax=top,
-                                   colorscale="RdBu_r" if signed else "gray", showscale=False,
+        r = inspect_net.strip_range(out)
+        fig = go.Figure(go.Heatmap(z=inspect_net.strip(out), zmin=r["zmin"], zmax=r["zmax"],
+                                   colorscale="RdBu_r" if r["signed"] else "gray", showscale=False,
                                    hovertemplate="unit %{x}: %{z:.3f}<extra></extra>"))
         fig.update_yaxes(visible=False)
         fig.update_xaxes(title=f"{len(out):,} values")

@@ -10,8 +10,6 @@ state (`pr_last`) for the "Inside the network" page.
 """
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -109,10 +107,9 @@ def _camera():
 
 
 def _random_test_image() -> None:
-    ds = common.dataset()
     k = st.session_state.pr_test_class
-    pool = np.arange(len(ds.y_test)) if k == ANY_CLASS else np.flatnonzero(ds.y_test == CLASSES.index(k))
-    st.session_state.pr_test_idx = int(np.random.default_rng().choice(pool))
+    st.session_state.pr_test_idx = inspect_net.random_test_index(
+        common.dataset().y_test, None if k == ANY_CLASS else CLASSES.index(k))
 
 
 def _test_image():
@@ -179,9 +176,9 @@ def _prediction(r: dict, truth: str | None) -> None:
     st.markdown("**Probability of each class**")
     df = inspect_net.probability_table(r)
     fig = go.Figure()
-    for impl, g in df.groupby("implementation", sort=False):
-        fig.add_trace(go.Bar(y=g["class"], x=g["probability"], name=impl, orientation="h",
-                             marker_color=IMPL_COLOURS[impl], text=[f"{p:.1%}" for p in g["probability"]],
+    for impl in ("PyTorch", "NumPy twin"):
+        fig.add_trace(go.Bar(y=df["class"], x=df[impl], name=impl, orientation="h",
+                             marker_color=IMPL_COLOURS[impl], text=[f"{p:.1%}" for p in df[impl]],
                              textposition="outside", cliponaxis=False,
                              hovertemplate="%{y}: %{x:.4%}<extra>" + impl + "</extra>"))
     fig.update_layout(barmode="group")
@@ -189,9 +186,7 @@ def _prediction(r: dict, truth: str | None) -> None:
     fig.update_yaxes(autorange="reversed", title="")
     st.plotly_chart(common.style(fig, height=540, top=40), theme=None, key="pr_probs")
     with st.expander("The numbers"):
-        wide = df.pivot(index="class", columns="implementation", values="probability").loc[list(CLASSES)]
-        wide["|difference|"] = (wide["PyTorch"] - wide["NumPy twin"]).abs()
-        st.dataframe(pd.DataFrame(wide).reset_index(), hide_index=True, width="stretch",
+        st.dataframe(df, hide_index=True, width="stretch",
                      column_config={k: st.column_config.NumberColumn(format="%.6f")
                                     for k in ("PyTorch", "NumPy twin")}
                      | {"|difference|": st.column_config.NumberColumn(format="%.1e")})

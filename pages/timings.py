@@ -143,11 +143,6 @@ def _machines(results: list[dict]) -> None:
                          f"- model timed: {m['model']}\n- fp32 matmul peak: {'; '.join(m['peaks']) or '—'}")
 
 
-def _log_axis(values) -> bool:
-    v = [x for x in values if x and x > 0]
-    return bool(v) and max(v) / min(v) > 20
-
-
 def _headline(results: list[dict]) -> None:
     df = bench_views.headline_rows(results)
     if df.empty:
@@ -161,7 +156,7 @@ def _headline(results: list[dict]) -> None:
                              textposition="outside", cliponaxis=False,
                              hovertemplate="%{x}: %{y:.1f} ms<extra>" + src + "</extra>"))
     fig.update_layout(barmode="group")
-    fig.update_yaxes(title="milliseconds (median)", type="log" if _log_axis(df["median_ms"]) else "linear")
+    fig.update_yaxes(title="milliseconds (median)", type="log" if bench_views.wants_log_axis(df["median_ms"]) else "linear")
     st.plotly_chart(common.style(fig, height=440, legend_below=True), theme=None, key="tm_headline")
     st.caption("One batch of 10,000 images, all CPU threads; the implementations take turns round by round, "
                "so a neighbour's job slows all of them alike. Lower is faster.")
@@ -201,7 +196,7 @@ def _detail_charts(rows: list[dict]) -> None:
             hovertemplate="%{x}: %{y:.1f} GFLOP/s (%{customdata:.0%} of peak)<extra>" + series + "</extra>"))
     time_fig.update_layout(barmode="group", title="Time (median; bars: fastest – slowest run)",
                            showlegend=True)
-    time_fig.update_yaxes(title="milliseconds", type="log" if _log_axis(df["median_ms"]) else "linear")
+    time_fig.update_yaxes(title="milliseconds", type="log" if bench_views.wants_log_axis(df["median_ms"]) else "linear")
     rate_fig.update_layout(barmode="group", title="Arithmetic rate")
     rate_fig.update_yaxes(title="GFLOP/s (higher is better)")
     left.plotly_chart(common.style(time_fig, height=500, legend_below=True), theme=None, key="tm_time")

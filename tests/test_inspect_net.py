@@ -226,3 +226,19 @@ def test_saved_results_put_references_first_and_report_bad_files(tmp_path):
     assert bad["results"] is None and "not valid JSON" in bad["error"]
     two = bench_views.with_sources([saved[0]["results"], saved[0]["results"]])
     assert two[0]["label"] != two[1]["label"]  # two files from one machine stay apart
+
+
+def test_small_helpers_of_the_pages():
+    r = {"torch": np.array([0.7, 0.3] + [0.0] * 8, np.float32),
+         "manual": np.array([0.7, 0.3 + 1e-7] + [0.0] * 8, np.float32)}
+    t = ins.probability_table(r)
+    assert list(t.columns) == ["class", "PyTorch", "NumPy twin", "|difference|"] and len(t) == 10
+    assert t["|difference|"].max() == pytest.approx(1e-7, rel=0.2)
+    y = np.array([0, 1, 1, 2, 1])
+    assert {ins.random_test_index(y, 1, np.random.default_rng(s)) for s in range(20)} == {1, 2, 4}
+    import pandas as pd
+    s = ins.parameter_summary(pd.DataFrame({"layer": ["a", "b", "c"], "parameters": [0, 300, 100]}))
+    assert s == {"total": 400, "largest": "b", "share": 0.75}
+    assert ins.strip_range(np.array([-1.0, 3.0])) == {"zmin": -3.0, "zmax": 3.0, "signed": True}
+    assert ins.strip_range(np.zeros(4)) == {"zmin": 0.0, "zmax": 1.0, "signed": False}
+    assert bench_views.wants_log_axis([1.0, 100.0]) and not bench_views.wants_log_axis([1.0, 10.0, None])
