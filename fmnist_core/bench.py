@@ -88,7 +88,8 @@ class BenchConfig:
     min_repeats: int = 5
     max_repeats: int = 50
     row_budget_s: float = 0.5                    # timed runs per row: about this much time
-    max_run_s: float = 5.0                       # skip a row whose one run needs longer (FLOP bound)
+    max_run_s: float = 5.0                       # skip a row whose one run would take longer
+    max_epoch_s: float = 30.0                    # the same for one epoch: those take seconds anyway
     epoch_repeats: int = 2                       # timed epochs after one warm-up epoch
     peak_size: int = 2048                        # the matmul that measures the fp32 peak
     peak_repeats: int = 7
@@ -572,7 +573,7 @@ class _Skip(Exception):
     """A row whose one run would outlast the row limit: reported with the estimate, not timed."""
 
 
-def _probe(ctx: _Ctx, steps, total: int, sync, sample: int) -> None:
+def _probe(ctx: _Ctx, steps, total: int, sync, sample: int, limit: float | None = None) -> None:
     """Run the first `sample` of a run's `total` equal steps and extrapolate; _Skip when one
     run would outlast the row limit.
 
@@ -587,8 +588,9 @@ def _probe(ctx: _Ctx, steps, total: int, sync, sample: int) -> None:
         step()
     sync()
     est = (time.perf_counter() - t0) * total / sample
-    if est > ctx.cfg.max_run_s:
-        raise _Skip(f"skipped: one run would take about {est:.1f} s (row limit {ctx.cfg.max_run_s:g} s)")
+    limit = limit or ctx.cfg.max_run_s
+    if est > limit:
+        raise _Skip(f"skipped: one run would take about {est:.1f} s (row limit {limit:g} s)")
 
 
 def measure_row(ctx: _Ctx, impl: Impl, work: str, batch: int, threads: int) -> dict:
@@ -597,10 +599,11 @@ def measure_row(ctx: _Ctx, impl: Impl, work: str, batch: int, threads: int) -> d
     flops = ctx.flops * images * (1 if work in ("inference", "latency") else 3)
     peak = ctx.peak(impl.device.type, threads)
     base = dict(impl=impl.name, device=impl.device.type, work=work, batch=batch, threads=threads)
-    if peak and flops / (peak * 1e9) > ctx.cfg.max_run_s:
+    limit = ctx.cfg.max_epoch_s if work == "epoch" else ctx.cfg.max_run_s
+    if peak and flops / (peak * 1e9) > limit:
         return _row(**base, images=images,
                     reason=f"skipped: one run needs at least {flops / (peak * 1e9):.1f} s at this "
-                           f"machine's matmul peak (row limit {ctx.cfg.max_run_s:g} s)")
+                           f"machine's matmul peak (row limit {limit:g} s)")
     extra: dict[str, Any] = {}
     if impl.name == "manual-numpy" and work in ("train_step", "epoch") and ctx.bm.config.kind != "mlp":
         return _row(**base, available=False, reason="the NumPy twin trains MLPs only (CNN inference only)")
@@ -674,9 +677,9 @@ def _epoch_estimate(ctx: _Ctx, impl: Impl, batch: int, threads: int, images: int
     if known:
         b, t = known[0]
         est = t / b * images
-        if est > ctx.cfg.max_run_s:
+        if est > ctx.cfg.max_epoch_s:
             raise _Skip(f"skipped: one epoch would take about {est:.0f} s (from the batch-{b} "
-                        f"training step; row limit {ctx.cfg.max_run_s:g} s)")
+                        f"training step; row limit {ctx.cfg.max_epoch_s:g} s)")
 
 
 def _epoch_times(ctx: _Ctx, impl: Impl, batch: int, threads: int) -> list[float]:
@@ -739,7 +742,8 @@ def _dataloader_times(ctx: _Ctx, impl: Impl, work: str, batch: int) -> tuple[lis
             impl.train_step(data.to(dev), target.to(dev))
 
     _probe(ctx, ((lambda d=data, t=target: impl.train_step(d.to(dev), t.to(dev)))
-                 for data, target in loader), len(loader), sync, sample=math.ceil(2000 / batch))
+                 for data, target in loader), len(loader), sync, sample=math.ceil(2000 / batch),
+           limit=cfg.max_epoch_s)
     # one epoch, no warm-up: it takes seconds, and per-image Python work barely warms up
     return time_runs(epoch, sync, 0, 1, 1, None), note + "; one epoch, not repeated"
 
@@ -811,6 +815,7 @@ def run_benchmark(bm: BenchModel, data: FashionMNIST, cfg: BenchConfig | None = 
     all_threads = torch.get_num_threads()
     avail = available_devices()
     started = time.perf_counter()
+    load_before = _loadavg()
     ctx = _Ctx(bm=bm, data=data, cfg=cfg, flops=forward_flops(bm.config),
                x_test=images_to_tensor(data.x_test).contiguous())
 
@@ -854,7 +859,9 @@ def run_benchmark(bm: BenchModel, data: FashionMNIST, cfg: BenchConfig | None = 
 
     machine = machine_info()
     machine.update(numpy=np.__version__, date=_now(), threads_all=all_threads, blas=blas_info(),
-                   host=platform.node(), devices=avail)
+                   host=platform.node(), devices=avail,
+                   # other jobs on the machine during the run: what to read the spread against
+                   load_average={"before": load_before, "after": _loadavg()})
     if cfg.numpy_peak and "cpu" in cfg.devices:
         say("measuring numpy's matmul rate")
         with cpu_threads(all_threads):
@@ -871,6 +878,13 @@ def run_benchmark(bm: BenchModel, data: FashionMNIST, cfg: BenchConfig | None = 
         "headline": headline,
         "seconds": time.perf_counter() - started,
     }
+
+
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # not on every platform
+        return None
 
 
 def _now() -> str:

@@ -91,6 +91,10 @@ def cmd_bench(args) -> int:
          + (f", {m['numpy_matmul_gflops']:.0f} GFLOP/s on the same matmul" if m.get("numpy_matmul_gflops") else "")
          + f"; torch BLAS: {blas.get('torch')} ({blas.get('torch_cpu_capability')})"
          + (f"; env {blas['env']}" if blas.get("env") else ""))
+    la = m.get("load_average") or {}
+    if la.get("before"):
+        _say(f"load average before / after: {la['before'][0]:.1f} / {la['after'][0]:.1f} "
+             f"on {m['cores']} cores (other jobs make timings noisy; compare figures within one run)")
     _say(f"{len(results['rows'])} rows in {results['seconds']:.1f} s" +
          (f"; saved to {', '.join(map(str, saved))}" if saved else ""))
     emit_json({**results, "saved": [str(p) for p in saved]})
