@@ -25,10 +25,11 @@ test: setup-test
 test-fast: setup
 	$(PY) -m pytest -q -m "not browser"
 
-# the shipped default models (artifacts/models/*.pt), reproducibly: see README
+# the shipped default models (artifacts/models/*.pt), reproducibly: see README.
+# One thread: on a busy 2-core machine a second intra-op thread mostly waits for its core.
 models: setup
-	$(PY) -m fmnist_core train --preset mlp-best --save artifacts/models/mlp.pt
-	$(PY) -m fmnist_core train --preset cnn-fast --save artifacts/models/cnn.pt
+	$(PY) -m fmnist_core train --preset mlp-best --threads 1 --save artifacts/models/mlp.pt
+	$(PY) -m fmnist_core train --preset cnn-fast --threads 1 --save artifacts/models/cnn.pt
 
 bench: setup
 	$(PY) -m fmnist_core bench --out artifacts/benchmarks/latest.json

@@ -1,0 +1,29 @@
+"""The shipped default models: present, small, self-describing, and as accurate as promised
+on the real 10,000 test images."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from fmnist_core.evaluate import evaluate
+from fmnist_core.models import load_model
+
+from conftest import ROOT
+
+FLOORS = {"mlp.pt": 0.895, "cnn.pt": 0.930}
+
+
+@pytest.mark.parametrize("name,floor", sorted(FLOORS.items()))
+def test_shipped_model_meets_its_floor(ds, name, floor):
+    path = ROOT / "artifacts" / "models" / name
+    assert path.is_file(), f"{path} missing: run `make models`"
+    assert path.stat().st_size < 5 * 2 ** 20  # a few MB at most, it lives in git
+    model = load_model(path)
+    m = evaluate(model, ds.x_test, ds.y_test, top_misclassified=0)
+    assert m["n"] == 10000
+    assert m["accuracy"] >= floor, f"{name}: {m['accuracy']:.4f} < {floor}"
+    meta = torch.load(path, weights_only=True)["metrics"]
+    # how it was trained travels with it, and the stored figure is the real one
+    assert meta["preset"] and meta["epochs_run"] >= 1 and meta["train_seconds"] > 0
+    assert meta["machine"]["cpu"] and meta["train_config"]["seed"] == 0
+    assert abs(meta["test_accuracy"] - m["accuracy"]) < 1e-6
