@@ -189,7 +189,8 @@ def _whole_test_set(entry) -> None:
         st.session_state.in_compare = {**st.session_state.in_compare, entry["key"]: result}
     result = st.session_state.in_compare.get(entry["key"])
     if result is None:
-        st.caption("Every test image through both implementations (seconds for an MLP, longer for a CNN).")
+        st.caption("Every test image through both implementations: seconds for an MLP, up to a minute "
+                   "for a CNN on a busy 2-core machine.")
         return
     s = inspect_net.compare_summary(result)
     c = st.columns(4)
