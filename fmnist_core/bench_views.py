@@ -262,7 +262,13 @@ def machine_block(results: dict[str, Any]) -> dict[str, Any]:
                                if p.get("threads") else "")
         peaks.append(f"{where}: {p['gflops']:.0f} GFLOP/s")
     model = results.get("model") or {}
+    la = m.get("load_average") or {}
+    load = None
+    if la.get("before") and la.get("after"):
+        # the 1-minute load average: above the core count, other work competed for the CPU
+        load = f"{la['before'][0]:.1f} before, {la['after'][0]:.1f} after ({m.get('cores')} cores)"
     return {"label": results.get("label"), "origin": results.get("origin", "this machine"),
+            "load": load,
             "cpu": f"{m.get('cpu')} ({m.get('cores')} cores)", "gpu": m.get("gpu") or "none",
             "software": f"PyTorch {m.get('torch')}, NumPy {m.get('numpy')}, Python {m.get('python', '?')}",
             "blas": f"NumPy: {nb.get('internal_api', '?')} {nb.get('version', '')}".strip()

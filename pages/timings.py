@@ -140,7 +140,8 @@ def _machines(results: list[dict]) -> None:
             box.markdown(f"**{m['label']}**")
             box.caption(f"from {m['origin']} · measured {m['date']}")
             box.markdown(f"- CPU: {m['cpu']}\n- GPU: {m['gpu']}\n- {m['software']}\n- BLAS: {m['blas']}\n"
-                         f"- model timed: {m['model']}\n- fp32 matmul peak: {'; '.join(m['peaks']) or '—'}")
+                         f"- model timed: {m['model']}\n- fp32 matmul peak: {'; '.join(m['peaks']) or '—'}"
+                         + (f"\n- load average: {m['load']}" if m["load"] else ""))
 
 
 def _headline(results: list[dict]) -> None:

@@ -54,8 +54,12 @@ def artifacts(tmp_path_factory, ds):
 
 @pytest.fixture(scope="module")
 def server(artifacts):
+    import shutil
+
+    from fmnist_core.bench_views import job_dir
     with streamlit_server(artifacts[0]) as url:
         yield url
+    shutil.rmtree(job_dir(artifacts[0] / "benchmarks"), ignore_errors=True)  # the benchmark's job slot
 
 
 @pytest.fixture(scope="module")

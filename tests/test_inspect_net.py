@@ -242,3 +242,17 @@ def test_small_helpers_of_the_pages():
     assert ins.strip_range(np.array([-1.0, 3.0])) == {"zmin": -3.0, "zmax": 3.0, "signed": True}
     assert ins.strip_range(np.zeros(4)) == {"zmin": 0.0, "zmax": 1.0, "signed": False}
     assert bench_views.wants_log_axis([1.0, 100.0]) and not bench_views.wants_log_axis([1.0, 10.0, None])
+
+
+def test_machine_block_says_where_and_how_busy():
+    res = {"label": "box", "machine": {"cpu": "Some CPU", "cores": 2, "torch": "2", "numpy": "2", "date": "2026-01-01T10:00:00",
+                                       "gpu": None, "load_average": {"before": [3.5, 3, 2], "after": [4.25, 3, 2]},
+                                       "devices": {"cuda": "no CUDA device on this machine", "cpu": None}},
+           "peak": [{"device": "cpu", "threads": 2, "gflops": 67.0}],
+           "model": {"name": "mlp-seed000", "parameters": 101770}, "settings": {"epochs": False}}
+    m = bench_views.machine_block(res)
+    assert m["cpu"] == "Some CPU (2 cores)" and m["gpu"] == "none"
+    assert m["load"] == "3.5 before, 4.2 after (2 cores)"
+    assert m["peaks"] == ["cpu, 2 threads: 67 GFLOP/s"]
+    assert m["model"] == "mlp-seed000 (101,770 parameters), quick run"
+    assert m["devices"] == {"cuda": "no CUDA device on this machine"}

@@ -256,7 +256,8 @@ def bench_dir(tmp_path, monkeypatch, runs_dir):
     d = tmp_path / "benchmarks"
     d.mkdir()
     monkeypatch.setattr(bench, "BENCH_DIR", d)
-    return d
+    yield d
+    shutil.rmtree(bench_views.job_dir(d), ignore_errors=True)  # the job slot lives in the temp dir
 
 
 def test_timings_without_results(bench_dir):
