@@ -251,17 +251,29 @@ def resolve_model(checkpoint: str | Path | None = None, preset_name: str | None 
         cfg = config_from_dict(ckpt["model_config"])
         return BenchModel(cfg, _cpu_sd(ckpt["state_dict"]), Path(checkpoint).stem,
                           f"checkpoint {checkpoint}")
-    if preset_name is None and DEFAULT_MODEL.is_file():
-        ckpt = read_checkpoint(DEFAULT_MODEL)
-        cfg = config_from_dict(ckpt["model_config"])
-        return BenchModel(cfg, _cpu_sd(ckpt["state_dict"]), DEFAULT_MODEL.stem,
-                          f"checkpoint {_rel(DEFAULT_MODEL)}")
     name = preset_name or DEFAULT_PRESET
     cfg = preset(name)["model"]
+    why = ""
+    if preset_name is None and DEFAULT_MODEL.is_file():
+        ckpt = read_checkpoint(DEFAULT_MODEL)
+        shipped = config_from_dict(ckpt["model_config"])
+        # the figures everyone compares are for the 784-128-10 net: only its weights will do
+        if shipped == cfg:
+            return BenchModel(cfg, _cpu_sd(ckpt["state_dict"]), DEFAULT_MODEL.stem,
+                              f"checkpoint {_rel(DEFAULT_MODEL)}")
+        why = (f"; {_rel(DEFAULT_MODEL)} is another architecture "
+               f"({_describe_arch(shipped)}): --model times it")
     torch.manual_seed(seed)
     model = build_model(cfg)
     return BenchModel(cfg, _cpu_sd(model.state_dict()), name,
-                      f"random weights (seed {seed}): timing does not need trained weights")
+                      f"random weights (seed {seed}): timing does not need trained weights{why}")
+
+
+def _describe_arch(cfg: ModelConfig) -> str:
+    if cfg.kind == "mlp":
+        return "-".join(map(str, (IMAGE_SIZE * IMAGE_SIZE, *cfg.hidden, 10))) + (
+            " with batchnorm" if cfg.batchnorm else "")
+    return f"CNN {list(cfg.channels)} kernel {cfg.kernel}"
 
 
 def _cpu_sd(sd: dict) -> dict:
@@ -607,6 +619,9 @@ def measure_row(ctx: _Ctx, impl: Impl, work: str, batch: int, threads: int) -> d
     extra: dict[str, Any] = {}
     if impl.name == "manual-numpy" and work in ("train_step", "epoch") and ctx.bm.config.kind != "mlp":
         return _row(**base, available=False, reason="the NumPy twin trains MLPs only (CNN inference only)")
+    if batch == 1 and work in ("train_step", "epoch") and getattr(ctx.bm.config, "batchnorm", False):
+        return _row(**base, available=False,
+                    reason="batchnorm cannot train on a batch of one image (no batch statistics)")
     try:
         if impl.name == "dataloader":
             times, extra["note"] = _dataloader_times(ctx, impl, work, batch)
@@ -853,7 +868,13 @@ def run_benchmark(bm: BenchModel, data: FashionMNIST, cfg: BenchConfig | None = 
                     for w, b in todo:
                         say(f"{name} on {d}" + (f" ({t} threads)" if d == "cpu" else "") +
                             f": {w}, batch {b}")
-                        rows.append(measure_row(ctx, impl, w, b, t))
+                        try:
+                            rows.append(measure_row(ctx, impl, w, b, t))
+                        except (RuntimeError, ValueError) as exc:
+                            # one row that breaks (a GPU out of memory, say) must not cost the
+                            # rest of the run: it is reported as such
+                            rows.append(_row(name, d, w, b, t, available=False,
+                                             reason=f"failed: {type(exc).__name__}: {str(exc)[:200]}"))
 
     headline = _headline(ctx, rows, all_threads, say)
 
