@@ -59,6 +59,9 @@ class CNNConfig:
     activation: str = "relu"
     dropout: float = 0.0                   # applied after each hidden fc layer
     batchnorm: bool = False                # after each conv, before the activation
+    pool_first: bool = False               # conv -> pool -> batchnorm -> act: the elementwise
+                                           # layers then touch a quarter of the pixels (max
+                                           # pooling commutes with ReLU); ~1.4x faster on a CPU
     mean: float = DATA_MEAN
     std: float = DATA_STD
 
@@ -116,14 +119,15 @@ def layer_plan(cfg: ModelConfig) -> list[LayerSpec]:
     for i, c in enumerate(cfg.channels, 1):
         plan.append(LayerSpec(f"conv{i}", "conv", {"in": ch, "out": int(c), "kernel": cfg.kernel,
                                                    "padding": cfg.kernel // 2}))
-        if cfg.batchnorm:
-            plan.append(LayerSpec(f"bn{i}", "batchnorm2d", {"features": int(c)}))
-        plan.append(LayerSpec(f"act{i}", "act", act))
         ch = int(c)
+        block = ([LayerSpec(f"bn{i}", "batchnorm2d", {"features": ch})] if cfg.batchnorm else [])
+        block.append(LayerSpec(f"act{i}", "act", act))
         if i % cfg.pool_every == 0 and pools < cfg.max_pools and size >= 2:
             pools += 1
             size //= 2
-            plan.append(LayerSpec(f"pool{pools}", "pool", {"type": cfg.pool, "size": 2}))
+            pool = LayerSpec(f"pool{pools}", "pool", {"type": cfg.pool, "size": 2})
+            block = [pool] + block if cfg.pool_first else block + [pool]
+        plan.extend(block)
     plan.append(LayerSpec("flatten", "flatten"))
     width = ch * size * size
     for j, h in enumerate(cfg.fc, 1):
@@ -223,12 +227,13 @@ PRESETS: dict[str, dict[str, Any]] = {
                            "augment_shift": 1, "val_fraction": 0.0},
                  "about": "784-512-256-10 MLP, batchnorm + dropout, augmented (shipped mlp.pt)"},
     # the dashboard's fast CNN: >= 93% in about two minutes on a 2-core CPU (bf16 autocast,
-    # channels_last, OneCycle at batch 256; every training image, no validation pass)
+    # channels_last, pooling before batchnorm/ReLU, OneCycle at batch 256; every training
+    # image, no validation pass). Measured: `python -m fmnist_core bench-train`
     "cnn-fast": {"model": CNNConfig(channels=(32, 64), kernel=3, pool="max", fc=(128,), batchnorm=True,
-                                    dropout=0.2),
+                                    dropout=0.2, pool_first=True),
                  "train": {"epochs": 10, "batch_size": 256, "lr": 4e-3, "optimizer": "adamw",
                            "weight_decay": 5e-4, "schedule": "onecycle", "augment_flip": True,
-                           "val_fraction": 0.0},
+                           "label_smoothing": 0.05, "val_fraction": 0.0},
                  "about": "2 conv + batchnorm + max pooling, trained fast (shipped cnn.pt)"},
 }
 

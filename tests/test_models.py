@@ -82,3 +82,19 @@ def test_config_dict_round_trip():
     assert models.config_from_dict(models.config_to_dict(cfg)) == cfg
     with pytest.raises(ConfigError, match="unknown kind"):
         models.config_from_dict({"kind": "rnn"})
+
+
+def test_pool_first_moves_pooling_before_batchnorm_and_activation():
+    base = models.CNNConfig(channels=(8, 16), batchnorm=True)
+    fast = models.CNNConfig(channels=(8, 16), batchnorm=True, pool_first=True)
+    assert [s.kind for s in models.layer_plan(base)][1:5] == ["conv", "batchnorm2d", "act", "pool"]
+    assert [s.kind for s in models.layer_plan(fast)][1:5] == ["conv", "pool", "batchnorm2d", "act"]
+    # the same parameters, in the same names: only the order of the parameter-free layers moves
+    assert [r["shape"] for r in models.parameter_table(models.build_model(base))] == \
+        [r["shape"] for r in models.parameter_table(models.build_model(fast))]
+    # without batchnorm, max pooling commutes with ReLU: identical outputs for identical weights
+    a = models.build_model(models.CNNConfig(channels=(8, 16))).eval()
+    b = models.build_model(models.CNNConfig(channels=(8, 16), pool_first=True)).eval()
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(a(x), b(x), atol=1e-6)
