@@ -243,3 +243,19 @@ def test_not_json_and_missing_files(tmp_path):
     p = run_cli("bench", "--show", bad)
     assert p.returncode == 2
     assert "bad.json: expected a JSON object" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_default_model_is_the_784_128_10_net(monkeypatch, tmp_path):
+    from fmnist_core.models import MLPConfig, save_checkpoint
+    same = tmp_path / "same.pt"
+    save_checkpoint(same, build_model(preset("mlp-seed000")["model"]))
+    monkeypatch.setattr(bench, "DEFAULT_MODEL", same)
+    bm = bench.resolve_model()
+    assert bm.source.startswith("checkpoint") and bm.describe()["parameters"] == 101770
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, build_model(MLPConfig(hidden=(512, 256), batchnorm=True)))
+    monkeypatch.setattr(bench, "DEFAULT_MODEL", other)
+    bm = bench.resolve_model()  # the figures everyone compares are for 784-128-10
+    assert bm.name == "mlp-seed000" and "random weights" in bm.source
+    assert "784-512-256-10 with batchnorm" in bm.source
+    assert bench.resolve_model(other).config.hidden == (512, 256)  # --model times it
