@@ -159,7 +159,8 @@ def form_defaults(start: str) -> dict[str, Any]:
         "arch": mcfg.kind,
         "hidden": ", ".join(str(w) for w in mlp.hidden),
         "channels": ", ".join(str(w) for w in cnn.channels), "kernel": cnn.kernel, "pool": cnn.pool,
-        "pool_every": cnn.pool_every, "max_pools": cnn.max_pools, "fc": ", ".join(str(w) for w in cnn.fc),
+        "pool_every": cnn.pool_every, "max_pools": cnn.max_pools, "pool_first": bool(cnn.pool_first),
+        "fc": ", ".join(str(w) for w in cnn.fc),
         "activation": mcfg.activation, "dropout": float(mcfg.dropout), "batchnorm": bool(mcfg.batchnorm),
         "epochs": t.epochs, "batch_size": t.batch_size, "optimizer": t.optimizer, "lr": float(t.lr),
         "momentum": float(t.momentum), "l2": float(t.weight_decay), "l1": float(t.l1),
@@ -198,6 +199,7 @@ def model_config_from_form(v: dict[str, Any]):
     elif v["arch"] == "cnn":
         cfg = CNNConfig(channels=parse_widths(v["channels"], "conv channels"), kernel=int(v["kernel"]),
                         pool=v["pool"], pool_every=int(v["pool_every"]), max_pools=int(v.get("max_pools", 2)),
+                        pool_first=bool(v.get("pool_first", False)),
                         fc=parse_widths(v["fc"], "fully connected layers", allow_empty=True), **common)
     else:
         raise ConfigError(f"architecture must be mlp or cnn, got {v['arch']!r}")
