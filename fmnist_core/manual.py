@@ -1055,7 +1055,7 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
 
     from .data import train_val_split
     from .models import build_model
-    from .train import TrainResult
+    from .train import BestEpoch, TrainResult
 
     emit = callback or (lambda event: None)
     rng = np.random.default_rng(cfg.seed)  # init, shuffling, dropout and augmentation
@@ -1083,7 +1083,7 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
         return {k: torch.from_numpy(np.array(v)) for k, v in sd.items()}
 
     history: list[dict[str, Any]] = []
-    best_acc, best_epoch, best_state, since_best = -1.0, 0, None, 0
+    best, best_state = BestEpoch(cfg.patience), None
     status, message = "finished", ""
     t_start = time.perf_counter()
     emit({"event": "start", "epochs": cfg.epochs, "steps_per_epoch": steps, "train_size": n,
@@ -1137,23 +1137,15 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
             vlogits = np.concatenate([net.forward(x_val[i:i + 4000]) for i in range(0, len(y_val), 4000)])
             row["val_loss"] = SoftmaxCrossEntropy().forward(vlogits, y_val)
             row["val_accuracy"] = float((vlogits.argmax(1) == y_val).mean())
-            improved = row["val_accuracy"] > best_acc
-        else:
-            improved = True  # no validation: the last epoch is the best we know
         row["elapsed"] = time.perf_counter() - t_start
         history.append(row)
-        if improved:
-            best_acc = row.get("val_accuracy", -1.0)
-            best_epoch, since_best = epoch, 0
+        if best.update(row):
             best_state = net.state_dict()
             if on_best is not None:
                 on_best(to_torch(best_state), row)
-        else:
-            since_best += 1
-        emit({"event": "epoch", **row, "epochs": cfg.epochs, "best_epoch": best_epoch})
-        if cfg.patience and since_best >= cfg.patience:
-            message = (f"early stop after epoch {epoch}: no better validation accuracy for "
-                       f"{cfg.patience} epochs; best was epoch {best_epoch}")
+        emit({"event": "epoch", **row, "epochs": cfg.epochs, "best_epoch": best.best_epoch})
+        if best.stop_message(epoch):
+            message = best.stop_message(epoch)
             break
         if message:  # time limit reached exactly at an epoch end
             break
@@ -1163,8 +1155,8 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
     model = model.eval()
     if status == "finished" and not message:
         message = f"finished {len(history)} epochs in {seconds:.1f} s"
-    result = TrainResult(status=status, message=message, history=history, best_epoch=best_epoch,
-                         best_val_accuracy=best_acc if best_acc >= 0 else None,
+    result = TrainResult(status=status, message=message, history=history, best_epoch=best.best_epoch,
+                         best_val_accuracy=best.best_val_accuracy,
                          epochs_run=len(history), train_seconds=seconds, device="cpu",
                          precision="fp32", model=model)
     emit({"event": "end", "status": status, "message": message})

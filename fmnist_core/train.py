@@ -92,6 +92,38 @@ class TrainResult:
     model: FashionNet = field(repr=False)  # best weights loaded, eval mode, on the CPU
 
 
+class BestEpoch:
+    """Which epoch is best so far, and when patience runs out: the bookkeeping both
+    trainers share (train() here and manual.train_numpy)."""
+
+    def __init__(self, patience: int):
+        self.patience = patience
+        self.best_acc, self.best_epoch, self.since_best = -1.0, 0, 0
+
+    def update(self, row: dict[str, Any]) -> bool:
+        """Record a finished epoch; True when it is the best so far. Without a validation
+        split every epoch is: the last one is the best we know."""
+        acc = row.get("val_accuracy")
+        improved = acc is None or acc > self.best_acc
+        if improved:
+            self.best_acc = -1.0 if acc is None else acc
+            self.best_epoch, self.since_best = row["epoch"], 0
+        else:
+            self.since_best += 1
+        return improved
+
+    def stop_message(self, epoch: int) -> str:
+        """Non-empty when early stopping ends the run after `epoch`."""
+        if self.patience and self.since_best >= self.patience:
+            return (f"early stop after epoch {epoch}: no better validation accuracy for "
+                    f"{self.patience} epochs; best was epoch {self.best_epoch}")
+        return ""
+
+    @property
+    def best_val_accuracy(self) -> float | None:
+        return self.best_acc if self.best_acc >= 0 else None
+
+
 def _augment(xb: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     """Per-sample random flips and shifts, vectorised over the batch."""
     n = xb.shape[0]
@@ -175,7 +207,7 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
     check_every = 25
 
     history: list[dict[str, Any]] = []
-    best_acc, best_epoch, best_state, since_best = -1.0, 0, None, 0
+    best, best_state = BestEpoch(cfg.patience), None
     status, message = "finished", ""
     t_start = time.perf_counter()
     emit({"event": "start", "epochs": cfg.epochs, "steps_per_epoch": steps, "train_size": n,
@@ -236,23 +268,15 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
             yv = torch.as_tensor(y_val, dtype=torch.long)
             row["val_loss"] = F.cross_entropy(logits, yv).item()
             row["val_accuracy"] = (logits.argmax(1) == yv).float().mean().item()
-            improved = row["val_accuracy"] > best_acc
-        else:
-            improved = True  # no validation: the last epoch is the best we know
         row["elapsed"] = time.perf_counter() - t_start
         history.append(row)
-        if improved:
-            best_acc = row.get("val_accuracy", -1.0)
-            best_epoch, since_best = epoch, 0
+        if best.update(row):
             best_state = copy.deepcopy(model.state_dict())
             if on_best is not None:
                 on_best(best_state, row)
-        else:
-            since_best += 1
-        emit({"event": "epoch", **row, "epochs": cfg.epochs, "best_epoch": best_epoch})
-        if cfg.patience and since_best >= cfg.patience:
-            message = (f"early stop after epoch {epoch}: no better validation accuracy for "
-                       f"{cfg.patience} epochs; best was epoch {best_epoch}")
+        emit({"event": "epoch", **row, "epochs": cfg.epochs, "best_epoch": best.best_epoch})
+        if best.stop_message(epoch):
+            message = best.stop_message(epoch)
             break
         if message:  # time limit reached exactly at an epoch end
             break
@@ -262,8 +286,8 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
     model = model.to("cpu", memory_format=torch.contiguous_format).eval()
     if status == "finished" and not message:
         message = f"finished {len(history)} epochs in {seconds:.1f} s"
-    result = TrainResult(status=status, message=message, history=history, best_epoch=best_epoch,
-                         best_val_accuracy=best_acc if best_acc >= 0 else None,
+    result = TrainResult(status=status, message=message, history=history, best_epoch=best.best_epoch,
+                         best_val_accuracy=best.best_val_accuracy,
                          epochs_run=len(history), train_seconds=seconds, device=str(device),
                          precision=precision, model=model)
     emit({"event": "end", "status": status, "message": message})
