@@ -113,3 +113,32 @@ def screenshot(page, name: str) -> Path:
     page.screenshot(path=str(path))
     page.set_viewport_size(size)
     return path
+
+
+# --- fixtures shared by the browser test modules (imported there by name) -------------------
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright import sync_api
+    with sync_api.sync_playwright() as p:
+        b = launch_browser(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    pg = ctx.new_page()
+    pg.set_default_timeout(60_000)
+    yield pg
+    ctx.close()
+
+
+def open_page(page, server, path: str) -> None:
+    page.goto(f"{server}/{path}")
+    wait_idle(page, timeout=90)
+

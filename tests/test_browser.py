@@ -15,7 +15,8 @@ import sys
 
 import pytest
 
-from browser_util import CHROMIUM, exceptions, launch_browser, screenshot, streamlit_server, wait_idle
+from browser_util import (CHROMIUM, browser, exceptions, open_page, page, screenshot,  # noqa: F401 (fixtures)
+                          streamlit_server, wait_idle)
 
 pytestmark = [
     pytest.mark.browser,
@@ -48,27 +49,6 @@ def server(artifacts):
     with streamlit_server(artifacts) as url:
         yield url
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = launch_browser(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
-    yield pg
-    ctx.close()
-
-
-def open_page(page, server, path: str) -> None:
-    page.goto(f"{server}/{path}")
-    wait_idle(page, timeout=90)
 
 
 def commit(page, label: str, value: str) -> None:

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser_util import CHROMIUM, ROOT, exceptions, launch_browser, screenshot, streamlit_server, wait_idle
+from browser_util import (CHROMIUM, ROOT, browser, exceptions, open_page, page,  # noqa: F401 (fixtures)
+                          screenshot, streamlit_server, wait_idle)
 
 pytestmark = [
     pytest.mark.browser,
@@ -61,27 +62,6 @@ def server(artifacts):
         yield url
     shutil.rmtree(job_dir(artifacts[0] / "benchmarks"), ignore_errors=True)  # the benchmark's job slot
 
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = launch_browser(p)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
-    yield pg
-    ctx.close()
-
-
-def open_page(page, server, path: str) -> None:
-    page.goto(f"{server}/{path}")
-    wait_idle(page, timeout=90)
 
 
 def metric(page, label: str) -> str:
