@@ -1144,10 +1144,8 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
             if on_best is not None:
                 on_best(to_torch(best_state), row)
         emit({"event": "epoch", **row, "epochs": cfg.epochs, "best_epoch": best.best_epoch})
-        if best.stop_message(epoch):
-            message = best.stop_message(epoch)
-            break
-        if message:  # time limit reached exactly at an epoch end
+        message = best.stop_message(epoch) or message
+        if message:  # early stop, or the time limit reached exactly at an epoch end
             break
     seconds = time.perf_counter() - t_start
     model = build_model(model_config)

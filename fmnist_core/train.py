@@ -275,10 +275,8 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
             if on_best is not None:
                 on_best(best_state, row)
         emit({"event": "epoch", **row, "epochs": cfg.epochs, "best_epoch": best.best_epoch})
-        if best.stop_message(epoch):
-            message = best.stop_message(epoch)
-            break
-        if message:  # time limit reached exactly at an epoch end
+        message = best.stop_message(epoch) or message
+        if message:  # early stop, or the time limit reached exactly at an epoch end
             break
     seconds = time.perf_counter() - t_start
     if best_state is not None:
