@@ -1055,7 +1055,7 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
 
     from .data import train_val_split
     from .models import build_model
-    from .train import BestEpoch, TrainResult
+    from .train import BestEpoch, TrainResult, diverged_message
 
     emit = callback or (lambda event: None)
     rng = np.random.default_rng(cfg.seed)  # init, shuffling, dropout and augmentation
@@ -1117,8 +1117,7 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
             seen += len(yb)
             if not math.isfinite(loss_sum):
                 status = "diverged"
-                message = (f"the loss became NaN/inf in epoch {epoch}, batch {b + 1}: the run "
-                           f"diverged; try a smaller learning rate (now {cfg.lr:g})")
+                message = diverged_message(epoch, b + 1, cfg.lr)
                 break
             if (b + 1) % cfg.progress_every == 0:
                 emit({"event": "batch", "epoch": epoch, "batch": b + 1, "steps": steps,

@@ -92,6 +92,12 @@ class TrainResult:
     model: FashionNet = field(repr=False)  # best weights loaded, eval mode, on the CPU
 
 
+def diverged_message(epoch: int, batch: int, lr: float) -> str:
+    """What both trainers say when the loss stops being a finite number."""
+    return (f"the loss became NaN/inf in epoch {epoch}, batch {batch}: the run "
+            f"diverged; try a smaller learning rate (now {lr:g})")
+
+
 class BestEpoch:
     """Which epoch is best so far, and when patience runs out: the bookkeeping both
     trainers share (train() here and manual.train_numpy)."""
@@ -244,8 +250,7 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
             if (b + 1) % check_every == 0 or b + 1 == steps:
                 if not math.isfinite(loss_sum.item()):
                     status = "diverged"
-                    message = (f"the loss became NaN/inf in epoch {epoch}, batch {b + 1}: the run "
-                               f"diverged; try a smaller learning rate (now {cfg.lr:g})")
+                    message = diverged_message(epoch, b + 1, cfg.lr)
                     break
             if (b + 1) % cfg.progress_every == 0:
                 emit({"event": "batch", "epoch": epoch, "batch": b + 1, "steps": steps,

@@ -28,3 +28,13 @@ def run_cli(*args, timeout=300, env=None):
     return subprocess.run([sys.executable, "-m", "fmnist_core", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, **(env or {})})
+
+
+@pytest.fixture
+def runs_dir(tmp_path, monkeypatch):
+    """An empty run registry that the pages and jobs use instead of artifacts/runs."""
+    from fmnist_core import runs
+    d = tmp_path / "runs"
+    d.mkdir()
+    monkeypatch.setattr(runs, "RUNS_DIR", d)
+    return d

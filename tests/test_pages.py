@@ -25,13 +25,6 @@ from conftest import ROOT
 TIMEOUT = 120  # the first run imports torch and loads the dataset on a busy 2-core machine
 
 
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    d = tmp_path / "runs"
-    d.mkdir()
-    monkeypatch.setattr(runs, "RUNS_DIR", d)
-    return d
-
 
 def page_app(name: str) -> AppTest:
     """One page with the app's sidebar, as app.py would draw it."""

@@ -63,13 +63,6 @@ def png(x: np.ndarray, side: int = 280, invert: bool = False, fmt: str = "PNG") 
     return buf.getvalue()
 
 
-@pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    d = tmp_path / "runs"
-    d.mkdir()
-    monkeypatch.setattr(runs, "RUNS_DIR", d)
-    return d
-
 
 @pytest.fixture(scope="module")
 def stand_in(tmp_path_factory):
