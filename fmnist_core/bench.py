@@ -54,6 +54,7 @@ import torch.nn.functional as F
 from .data import ARTIFACTS, FashionMNIST, IMAGE_SIZE
 from .device import available_devices, machine_info
 from .errors import WorkbenchError
+from .files import write_bytes_atomic
 from .models import (ModelConfig, build_model, config_from_dict, config_to_dict, count_parameters,
                      layer_plan, preset, read_checkpoint)
 
@@ -934,10 +935,7 @@ def save_results(results: dict, out: str | Path | None = None, bench_dir: str | 
         paths.append(Path(out))
     text = json.dumps(results, indent=1)
     for p in paths:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
-        tmp.write_text(text)
-        os.replace(tmp, p)
+        write_bytes_atomic(p, text)
     return paths
 
 

@@ -169,19 +169,20 @@ def spec_from_args(args) -> tuple[dict, str]:
 def cmd_train(args) -> int:
     from . import runs
     from .jobs import execute_run
+    from .files import check_new_folder, check_output_file, copy_atomic
     given = any(getattr(args, k) is not None for k in MODEL_FLAGS + TRAIN_FLAGS + ("preset", "arch", "engine"))
+    if args.save:
+        check_output_file(args.save, ".pt", "--save")  # before training, not after
     if args.run_dir and (Path(args.run_dir) / "config.json").is_file() and not given:
         run_dir = Path(args.run_dir)  # a prepared run (the dashboard's launch)
     else:
+        if args.run_dir:
+            check_new_folder(args.run_dir, "--run-dir")
         spec, label = spec_from_args(args)
         run_dir = runs.create_run(spec, run_dir=args.run_dir, label=label)
     summary = execute_run(run_dir, callback=Progress(), max_concurrent=args.max_concurrent)
     if args.save and summary.get("checkpoint"):
-        import shutil
-        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(args.save).with_suffix(".tmp")
-        shutil.copyfile(summary["checkpoint"], tmp)
-        os.replace(tmp, args.save)
+        copy_atomic(summary["checkpoint"], args.save)
         summary["saved"] = args.save
     emit_json(summary)
     return 0 if summary["status"] in ("finished", "cancelled") else 1
@@ -228,12 +229,12 @@ def cmd_runs(args) -> int:
                     "train": p["train"], "parameters": count_parameters(build_model(p["model"]))}
                    for n, p in sorted(PRESETS.items())])
         return 0
-    if args.delete:
+    if args.delete is not None:
         runs.delete_run(args.delete, args.root)
         emit_json({"deleted": args.delete})
         return 0
-    if args.cancel:
-        runs.request_cancel(runs.resolve_run(args.cancel, args.root))
+    if args.cancel is not None:
+        runs.request_cancel(args.cancel, args.root)
         emit_json({"cancel_requested": args.cancel})
         return 0
     runs.mark_orphans(args.root)

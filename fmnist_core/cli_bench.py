@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 
 from .cli import command, emit_json
+from .files import check_output_file
 
 
 def _bench_args(p):
@@ -60,6 +61,8 @@ def cmd_bench(args) -> int:
     if args.model and args.preset:
         raise WorkbenchError("give --model CHECKPOINT or --preset NAME, not both")
     from .data import load
+    if args.out:
+        check_output_file(args.out, ".json", "--out")
     cfg = bench.BenchConfig.quick() if args.quick else bench.BenchConfig()
     if args.device:
         cfg = replace(cfg, devices=tuple(dict.fromkeys(args.device)))

@@ -1,9 +1,7 @@
 """CLI: `python -m fmnist_core bench-train [--quick] [--skip-cnn] [--out FILE]` (see speed.py)."""
 from __future__ import annotations
 
-import json
 import sys
-from pathlib import Path
 
 from .cli import command, emit_json
 
@@ -17,7 +15,10 @@ def _args(p):
 @command("bench-train", "training speed: MLP in-memory vs DataLoader, CNN time-to-93%")
 def cmd_bench_train(args) -> int:
     from .data import load
+    from .files import check_output_file, write_json_atomic
     from .speed import bench_train
+    if args.out:
+        check_output_file(args.out, ".json", "--out")
     res = bench_train(load(), quick=args.quick, skip_cnn=args.skip_cnn,
                       progress=lambda s: print(s, file=sys.stderr, flush=True))
     m = res["mlp_seed001"]
@@ -30,8 +31,7 @@ def cmd_bench_train(args) -> int:
                   f"93% reached after {c['time_to_target_s']} s (epoch {c['epoch_reached']})"]
     print("\n".join(lines), file=sys.stderr)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(res, indent=1))
+        write_json_atomic(args.out, res)
     emit_json(res)
     return 0
 cmd_bench_train.add_arguments = _args

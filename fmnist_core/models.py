@@ -18,7 +18,6 @@ for cnn-seed003, the Zalando Fashion-MNIST benchmark for the conv presets.
 from __future__ import annotations
 
 import json
-import os
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -29,6 +28,7 @@ from torch import nn
 
 from .data import CLASSES, IMAGE_SIZE, NUM_CLASSES
 from .errors import CheckpointError, ConfigError
+from .files import write_atomic
 
 # dataset statistics of the training images scaled to [0, 1]
 DATA_MEAN = 0.2860
@@ -283,18 +283,13 @@ def count_parameters(model: nn.Module) -> int:
 def save_checkpoint(path: str | Path, model: FashionNet, metrics: dict | None = None,
                     state_dict: dict | None = None) -> Path:
     """Write atomically (temp file + rename): a kill leaves the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sd = state_dict if state_dict is not None else model.state_dict()
     ckpt = {"model_config": config_to_dict(model.config),
             "state_dict": {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype)
                            .contiguous() for k, v in sd.items()},
             # plain JSON types only, so weights_only loading accepts the file
             "metrics": json.loads(json.dumps(metrics or {}, default=str)), "classes": list(CLASSES)}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(ckpt, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda tmp: torch.save(ckpt, tmp))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -47,7 +48,10 @@ from .data import IMAGE_SIZE
 from .errors import ImageError
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024  # = maxUploadSize = 10 (MB) in .streamlit/config.toml
-MAX_PIXELS = 40_000_000              # 40 MP: any phone photo; a 40 MP RGBA decode is 160 MB
+MAX_PIXELS = 40_000_000              # 40 MP: any phone photo. Measured peak memory of one
+                                     # 36 MP PNG (6000x6000) above the imports: RGBA 274 MB (304 MB
+                                     # with the steps), RGB 142 MB, gray 31 MB; the decode is 4, 3
+                                     # or 1 bytes a pixel, and shrinking RGBA premultiplies a copy
 MIN_SIDE = 8                         # below this there is nothing to resize, only to guess
 # decoders we trust with user bytes: common raster formats, nothing that shells out
 # (multi-picture JPEGs from phones, "MPO", come through the JPEG opener)
@@ -148,7 +152,10 @@ def _check_size(size: tuple[int, int]) -> None:
 def decode(data: bytes) -> Image.Image:
     """Bytes -> a loaded PIL image (first frame), the size checked before the pixels are decoded."""
     try:
-        im = Image.open(io.BytesIO(data), formats=FORMATS)
+        with warnings.catch_warnings():
+            # pillow warns on stderr above ~89 MP; _check_size refuses those in our own words
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=FORMATS)
     except Image.DecompressionBombError:
         # pillow refuses over ~179 MP at open time; ours is lower, say it the same way
         raise ImageError(f"the image is too large (over {MAX_PIXELS // 1_000_000} megapixels; "
@@ -457,6 +464,9 @@ def _display(im: Image.Image) -> Image.Image:
     im = _to_basic_mode(im)
     if im.mode == "F":
         im = _as_image(np.asarray(im, dtype=np.float32))
-    im = im.copy()
-    im.thumbnail((DISPLAY_SIDE, DISPLAY_SIDE), Image.Resampling.LANCZOS)
-    return im
+    w, h = im.size
+    if max(w, h) <= DISPLAY_SIDE:
+        return im.copy()
+    # resized straight to the small size: a full-size copy first would double a big photo's memory
+    k = DISPLAY_SIDE / max(w, h)
+    return im.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.LANCZOS, reducing_gap=3.0)

@@ -15,8 +15,8 @@ A run whose process died while queued/running is marked `interrupted` by
 """
 from __future__ import annotations
 
-import json
 import os
+import re
 import secrets
 import shutil
 import time
@@ -25,32 +25,14 @@ from typing import Any
 
 from .data import ARTIFACTS
 from .errors import WorkbenchError
+from .files import read_json, write_json_atomic  # noqa: F401 (the run store's writers)
 
 RUNS_DIR = ARTIFACTS / "runs"
 STATUSES = ("queued", "running", "finished", "failed", "diverged", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(3)}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def read_json(path: Path, default: Any = None) -> Any:
-    try:
-        with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
-        return default
+# what new_run_id makes: letters, digits, '-' and '_' only, so an id can never name a path
+# outside the run folder ('.', '..', '/' and absolute paths all fail this)
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 
 
 def runs_dir(root: str | Path | None = None) -> Path:
@@ -88,10 +70,6 @@ def append_history(run_dir: Path, row: dict) -> None:
     hist = read_json(Path(run_dir) / "history.json", []) or []
     hist.append(row)
     write_json_atomic(Path(run_dir) / "history.json", hist)
-
-
-def request_cancel(run_dir: Path) -> None:
-    (Path(run_dir) / "cancel").touch()
 
 
 def cancel_requested(run_dir: Path) -> bool:
@@ -144,18 +122,31 @@ def list_runs(root: str | Path | None = None) -> list[dict[str, Any]]:
     return out
 
 
-def resolve_run(run_id_or_dir: str, root: str | Path | None = None) -> Path:
-    p = Path(run_id_or_dir)
-    if p.is_dir():
-        return p
-    cand = runs_dir(root) / run_id_or_dir
-    if "/" in run_id_or_dir or ".." in run_id_or_dir or not cand.is_dir():
-        raise WorkbenchError(f"no run named {run_id_or_dir!r}")
+def resolve_run(run_id: str, root: str | Path | None = None) -> Path:
+    """The folder of the run with this id in the run store; anything else is refused.
+
+    Only an id is accepted, never a path: '.', '..', 'a/b' and absolute paths fail the id
+    pattern, and the folder must be a run (it has config.json) directly inside the store.
+    """
+    run_id = str(run_id)
+    if not RUN_ID.fullmatch(run_id):
+        raise WorkbenchError(f"{run_id!r} is not a run id (ids are letters, digits, '-' and '_'; "
+                             "see `python -m fmnist_core runs`)")
+    base = runs_dir(root)
+    cand = base / run_id
+    if not (cand.is_dir() and not cand.is_symlink() and (cand / "config.json").is_file()
+            and cand.resolve().parent == base.resolve()):
+        raise WorkbenchError(f"no run named {run_id!r} in {base}")
     return cand
 
 
-def delete_run(run_id_or_dir: str, root: str | Path | None = None) -> None:
-    d = resolve_run(run_id_or_dir, root)
+def request_cancel(run_id: str, root: str | Path | None = None) -> None:
+    """Ask the run with this id to stop (its trainer polls the flag)."""
+    (resolve_run(run_id, root) / "cancel").touch()
+
+
+def delete_run(run_id: str, root: str | Path | None = None) -> None:
+    d = resolve_run(run_id, root)
     st = read_json(d / "status.json", {}) or {}
     if st.get("status") in ACTIVE and pid_alive(st.get("pid")):
         raise WorkbenchError(f"run {d.name} is still {st['status']}; stop it before deleting")

@@ -215,9 +215,9 @@ def _mistakes(metrics: dict) -> None:
                  for m in wrong[:n]], cols=8)
 
 
-def _delete(key: str, run_dir: str) -> None:
+def _delete(key: str, run_id: str) -> None:
     try:
-        runs.delete_run(run_dir)
+        runs.delete_run(run_id)
     except WorkbenchError as exc:
         st.session_state.res_delete_error = str(exc)
         return
@@ -257,7 +257,7 @@ def _downloads(key: str, src: dict, metrics: dict | None) -> None:
                  "This cannot be undone.")
         ok = st.checkbox("Yes, delete this run", key=f"res_del_ok_{src['run_id']}")
         st.button("Delete run", key="res_del_btn", type="primary", disabled=not ok,
-                  on_click=_delete, args=(key, src["run_dir"]))
+                  on_click=_delete, args=(key, src["run_id"]))
         if st.session_state.get("res_delete_error"):
             st.error(st.session_state.res_delete_error)
 

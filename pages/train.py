@@ -236,7 +236,7 @@ def _watch_panel(run_dir: str, drawn_status: str) -> None:
             st.warning("Stop requested: the run stops within a few batches and keeps its best checkpoint.")
         else:
             st.button("Stop", icon=":material/stop_circle:", key=f"stop_{run['run_id']}",
-                      on_click=runs.request_cancel, args=(Path(run_dir),),
+                      on_click=runs.request_cancel, args=(run["run_id"],),
                       help="Ask the run to stop; its best checkpoint is kept")
     elif info["status"] == "finished":
         st.success(f"{info['text']}. Compare it with others on the Results page.")

@@ -26,6 +26,27 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 SCREENSHOTS = ROOT / "test-output" / "screenshots"
 
 
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here, or None when they can."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} not found: install Debian's chromium (make test does)"
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        return "the playwright package is not installed"
+    return None
+
+
+def browser_marks() -> list:
+    """`pytestmark` of a browser module: skipped where no browser can run, except under CI=true,
+    where a browser test that cannot run fails the suite (a green CI must mean they ran)."""
+    import pytest
+    why = browser_missing()
+    if why and os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI=true but the browser tests cannot run: {why}", pytrace=False)
+    return [pytest.mark.browser, pytest.mark.skipif(why is not None, reason=f"{why}: browser tests skipped")]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -15,14 +15,10 @@ import sys
 
 import pytest
 
-from browser_util import (CHROMIUM, browser, exceptions, open_page, page, screenshot,  # noqa: F401 (fixtures)
+from browser_util import (browser, browser_marks, exceptions, open_page, page, screenshot,  # noqa: F401 (fixtures)
                           streamlit_server, wait_idle)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found: install Debian's chromium "
-                                                     "(make test does) to run the browser tests"),
-]
+pytestmark = browser_marks()
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 PAGES = {"home": "", "train": "train", "results": "results"}

@@ -21,14 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser_util import (CHROMIUM, ROOT, browser, exceptions, open_page, page,  # noqa: F401 (fixtures)
+from browser_util import (ROOT, browser, browser_marks, exceptions, open_page, page,  # noqa: F401 (fixtures)
                           screenshot, streamlit_server, wait_idle)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not found: install Debian's chromium "
-                                                     "(make test does) to run the browser tests"),
-]
+pytestmark = browser_marks()
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 REAL_CNN = ROOT / "artifacts" / "models" / "cnn.pt"

@@ -67,7 +67,7 @@ def test_killed_run_stays_readable_and_is_marked_interrupted(runs_root):
 def test_cancel_flag_stops_a_run(runs_root):
     spec = run_spec(MLPConfig(), TrainConfig(epochs=30, device="cpu"))
     d = runs.create_run(spec, root=runs_root)
-    runs.request_cancel(d)
+    runs.request_cancel(d.name, runs_root)
     summary = execute_run(d)
     assert summary["status"] == "cancelled"
     assert runs.load_run(d)["status"] == "cancelled"
@@ -78,5 +78,98 @@ def test_active_run_cannot_be_deleted(runs_root):
     runs.set_status(d, "running", pid=os.getpid())
     with pytest.raises(Exception, match="still running"):
         runs.delete_run(d.name, runs_root)
-    with pytest.raises(Exception, match="no run named"):
-        runs.delete_run("../etc", runs_root)
+
+
+# --- only a run id in the store is ever deleted or cancelled (issue 15) ---------------------
+
+@pytest.fixture
+def sandbox(tmp_path, monkeypatch):
+    """A run store beside folders that are not runs: victim/keep.txt, etc/keep.txt, and a run."""
+    from fmnist_core import cli  # noqa: F401 (the commands below run in this process)
+    store = tmp_path / "artifacts" / "runs"
+    store.mkdir(parents=True)
+    monkeypatch.setattr(runs, "RUNS_DIR", store)
+    victims = []
+    for d in (tmp_path / "victim", tmp_path / "etc", tmp_path / "artifacts" / "victim", store / "notarun"):
+        d.mkdir()
+        (d / "keep.txt").write_text("precious")
+        victims.append(d)
+    (tmp_path / "victim" / "sub").mkdir()
+    real = runs.create_run({"x": 1}, root=store, label="real")
+    return tmp_path, store, victims, real
+
+
+def _cli(*argv) -> int:
+    from fmnist_core.cli import main
+    return main([str(a) for a in argv])
+
+
+def test_runs_delete_and_cancel_refuse_paths_from_every_working_directory(sandbox, monkeypatch, capsys):
+    tmp, store, victims, real = sandbox
+    victim = tmp / "victim"
+    cwds = [tmp, store, tmp / "artifacts", victim, victim / "sub", ROOT]
+    tried = 0
+    for cwd in cwds:
+        monkeypatch.chdir(cwd)
+        targets = {".", "..", "../..", str(victim), os.path.relpath(victim, cwd), "../etc",
+                   os.path.relpath(tmp / "etc", cwd), "../victim", "notarun", str(store / "notarun"),
+                   str(store / real.name), f"{real.name}/..", f"../runs/{real.name}", "", "~"}
+        for target in sorted(targets):
+            for flag in ("--delete", "--cancel"):
+                assert _cli("runs", flag, target) == 2, (cwd, flag, target)
+                assert _cli("runs", "--root", store, flag, target) == 2, (cwd, flag, target)
+                tried += 2
+    err = capsys.readouterr().err
+    assert "is not a run id" in err and "no run named 'notarun'" in err
+    for d in victims:
+        assert (d / "keep.txt").read_text() == "precious", d
+        assert not (d / "cancel").exists(), d
+    assert (store / real.name / "config.json").is_file() and not (store / real.name / "cancel").exists()
+    assert tried > 300
+    # the one accepted form: the id of a run in the store
+    assert _cli("runs", "--cancel", real.name) == 0 and (real / "cancel").exists()
+    assert _cli("runs", "--delete", real.name) == 0 and not real.exists()
+    assert all((d / "keep.txt").is_file() for d in victims)
+
+
+def test_runs_delete_refuses_a_path_in_a_real_process(sandbox):
+    """The same through `python -m fmnist_core`, run from beside the victim: exit 2, one line."""
+    tmp, store, victims, real = sandbox
+    for target in ("../victim", str(tmp / "victim"), "."):
+        p = subprocess.run([sys.executable, "-m", "fmnist_core", "runs", "--delete", target],
+                           cwd=tmp / "victim" / "sub" if target == "../victim" else tmp / "victim",
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT),
+                                                                "FMNIST_ARTIFACTS": str(tmp / "artifacts")})
+        assert p.returncode == 2 and p.stderr.count("\n") == 1 and "Traceback" not in p.stderr, p.stderr
+    assert (tmp / "victim" / "keep.txt").read_text() == "precious"
+
+
+def test_a_symlinked_run_folder_is_not_followed(sandbox):
+    tmp, store, victims, real = sandbox
+    (tmp / "victim" / "config.json").write_text("{}")
+    (store / "link").symlink_to(tmp / "victim", target_is_directory=True)
+    with pytest.raises(Exception, match="no run named 'link'"):
+        runs.delete_run("link")
+    assert (tmp / "victim" / "keep.txt").is_file()
+
+
+@pytest.mark.parametrize("argv", [
+    ("train", "--preset", "mlp-seed000", "--save", "{victim}/keep.txt"),
+    ("train", "--preset", "mlp-seed000", "--save", "{victim}"),
+    ("train", "--preset", "mlp-seed000", "--save", "."),
+    ("train", "--preset", "mlp-seed000", "--run-dir", "{victim}"),
+    ("train", "--preset", "mlp-seed000", "--run-dir", "."),
+    ("train", "--preset", "mlp-seed000", "--run-dir", "{victim}/keep.txt"),
+    ("bench", "--quick", "--out", "{victim}/keep.txt"),
+    ("bench", "--quick", "--out", "{victim}"),
+    ("bench-train", "--quick", "--out", "{victim}/keep.txt"),
+])
+def test_output_paths_never_overwrite_what_is_not_ours(sandbox, monkeypatch, argv):
+    """--save / --out / --run-dir name a new file or folder of their kind; refused before any work."""
+    tmp, store, victims, real = sandbox
+    monkeypatch.chdir(tmp / "victim")
+    t0 = time.time()
+    assert _cli(*[a.format(victim=tmp / "victim") for a in argv]) == 2
+    assert time.time() - t0 < 20  # refused up front, not after a training or a benchmark
+    assert (tmp / "victim" / "keep.txt").read_text() == "precious"
+    assert sorted(p.name for p in (tmp / "victim").iterdir()) == ["keep.txt", "sub"]
