@@ -24,15 +24,14 @@ import hashlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from .data import PROJECT_ROOT
+from .files import write_json_atomic
+from .jobs import spawn_detached
 
 IMPL_NAMES = {"pytorch": "PyTorch nn.Module", "manual-numpy": "manual NumPy twin",
               "manual-torch": "manual, torch ops", "dataloader": "DataLoader + PIL"}
@@ -97,9 +96,7 @@ def _read_state(jd: Path) -> dict[str, Any] | None:
 
 
 def _write_state(jd: Path, state: dict[str, Any]) -> None:
-    tmp = jd / f".state.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(state))
-    os.replace(tmp, jd / "state.json")
+    write_json_atomic(jd / "state.json", state)
 
 
 def _alive(pid: int | None) -> bool:
@@ -134,14 +131,8 @@ def start_job(quick: bool = True, preset: str = DEFAULT_PRESET, bench_dir: str |
             cmd += ["--impl", name]
         for name in devices:
             cmd += ["--device", name]
-        log = open(jd / "log.txt", "wb")
-        proc = subprocess.Popen(cmd, cwd=str(PROJECT_ROOT), stdout=subprocess.DEVNULL, stderr=log,
-                                stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        log.close()
-        # reap the child when it ends, so it does not linger as a zombie of the server
-        threading.Thread(target=proc.wait, daemon=True).start()
-        _write_state(jd, {"pid": proc.pid, "started": time.time(), "quick": quick, "preset": preset,
+        pid = spawn_detached(cmd, jd / "log.txt", stdout_to_log=False)
+        _write_state(jd, {"pid": pid, "started": time.time(), "quick": quick, "preset": preset,
                           "expected": expected_steps(quick, impls, devices), "cancelled": False})
     return job_status(bench_dir)
 

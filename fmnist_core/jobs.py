@@ -190,12 +190,21 @@ def launch(spec: dict[str, Any], root: str | Path | None = None, label: str = "r
     run_dir = runs.create_run(spec, root=root, label=label)
     cmd = [sys.executable, "-m", "fmnist_core", "train", "--run-dir", str(run_dir),
            "--max-concurrent", str(max(1, int(max_concurrent)))]
-    log = open(run_dir / "log.txt", "ab")
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=str(PROJECT_ROOT), stdout=log, stderr=log, stdin=subprocess.DEVNULL,
-                            start_new_session=True, env=env)
-    log.close()
-    # reap the child when it ends, so it does not linger as a zombie of the server
-    threading.Thread(target=proc.wait, daemon=True).start()
-    runs.set_status(run_dir, "queued", pid=proc.pid, message="starting")
+    pid = spawn_detached(cmd, run_dir / "log.txt")
+    runs.set_status(run_dir, "queued", pid=pid, message="starting")
     return run_dir
+
+
+def spawn_detached(cmd: list[str], log_path: str | Path, stdout_to_log: bool = True) -> int:
+    """Start `cmd` in the project root as its own process and session, outliving the caller;
+    stderr (and stdout unless stdout_to_log=False) go to log_path. Returns its pid.
+
+    The one launcher for background jobs (trainings, the benchmark): the server's own
+    signals never reach the job, and the child is reaped when it ends so it never lingers
+    as a zombie of the server."""
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen(cmd, cwd=str(PROJECT_ROOT), stdout=log if stdout_to_log else subprocess.DEVNULL,
+                                stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
+                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    threading.Thread(target=proc.wait, daemon=True).start()
+    return proc.pid
