@@ -120,11 +120,13 @@ def _train_args(p):
     p.add_argument("--max-seconds", type=float, help="stop training after this many seconds")
     p.add_argument("--train-limit", type=int, help="use only the first N training images")
     p.add_argument("--engine", choices=("torch", "numpy"), default=None)
-    p.add_argument("--run-dir", help="write the run here (default: artifacts/runs/<new id>); "
-                   "an existing run folder with config.json is trained as configured")
+    p.add_argument("--run", metavar="RUN_ID", help="train a run already in the run store as configured "
+                   "there (what the dashboard's Launch starts)")
+    p.add_argument("--queue", action="store_true", help="wait in the job queue for a free slot (the class "
+                   "setting 'concurrent trainings'; first come, first served)")
+    p.add_argument("--executor", choices=("local", "ray"), help="local: train in this process (default, "
+                   "or FMNIST_EXECUTOR); ray: submit to the Ray cluster at RAY_ADDRESS and follow it")
     p.add_argument("--save", help="also copy the best checkpoint to this path")
-    p.add_argument("--max-concurrent", type=int, default=0,
-                   help="wait in the job queue until fewer than N trainings run (0 = start now)")
 
 
 MODEL_FLAGS = ("hidden", "channels", "kernel", "pool", "pool_every", "fc", "activation", "dropout", "batchnorm")
@@ -165,22 +167,32 @@ def spec_from_args(args) -> tuple[dict, str]:
                     train_limit=args.train_limit), label
 
 
-@command("train", "train a model into a run folder; prints one JSON line at the end")
+@command("train", "train a model as a run in the run store; prints one JSON line at the end")
 def cmd_train(args) -> int:
     from . import runs
-    from .jobs import execute_run
-    from .files import check_new_folder, check_output_file, copy_atomic
+    from .files import check_output_file
+    from .jobs import execute_run, executor_name, follow_run, submit
     given = any(getattr(args, k) is not None for k in MODEL_FLAGS + TRAIN_FLAGS + ("preset", "arch", "engine"))
     if args.save:
         check_output_file(args.save, ".pt", "--save")  # before training, not after
-    if args.run_dir and (Path(args.run_dir) / "config.json").is_file() and not given:
-        run_dir = Path(args.run_dir)  # a prepared run (the dashboard's launch)
+    if args.run and given:
+        raise WorkbenchError("--run trains a run as it is in the store; give no model or training flags with it")
+    if args.run:
+        run_id = args.run
     else:
-        if args.run_dir:
-            check_new_folder(args.run_dir, "--run-dir")
         spec, label = spec_from_args(args)
-        run_dir = runs.create_run(spec, run_dir=args.run_dir, label=label)
-    summary = execute_run(run_dir, callback=Progress(), max_concurrent=args.max_concurrent)
+        if executor_name(args.executor) == "ray":
+            run_id = submit(spec, label=label, executor="ray")
+            summary = follow_run(run_id, Progress())
+            return _train_done(args, summary)
+        run_id = runs.create_run(spec, label=label, owner=os.environ.get("USER") or "cli")
+    summary = execute_run(run_id, callback=Progress(), queue=args.queue)
+    return _train_done(args, summary)
+cmd_train.add_arguments = _train_args
+
+
+def _train_done(args, summary: dict) -> int:
+    from .files import copy_atomic
     if args.save and summary.get("checkpoint"):
         copy_atomic(summary["checkpoint"], args.save)
         summary["saved"] = args.save
@@ -217,10 +229,9 @@ def _runs_args(p):
     p.add_argument("--delete", metavar="RUN_ID", help="delete this run")
     p.add_argument("--cancel", metavar="RUN_ID", help="ask this run to stop")
     p.add_argument("--presets", action="store_true", help="list the model presets instead")
-    p.add_argument("--root", help="registry folder (default artifacts/runs)")
 
 
-@command("runs", "list the run registry (or delete / cancel a run, or list presets)")
+@command("runs", "list the run store (or delete / cancel a run, or list presets)")
 def cmd_runs(args) -> int:
     from . import runs
     if args.presets:
@@ -229,23 +240,24 @@ def cmd_runs(args) -> int:
                     "train": p["train"], "parameters": count_parameters(build_model(p["model"]))}
                    for n, p in sorted(PRESETS.items())])
         return 0
+    # the command line is the server's operator: it acts as the teacher would
     if args.delete is not None:
-        runs.delete_run(args.delete, args.root)
+        runs.delete_run(args.delete)
         emit_json({"deleted": args.delete})
         return 0
     if args.cancel is not None:
-        runs.request_cancel(args.cancel, args.root)
+        runs.request_cancel(args.cancel)
         emit_json({"cancel_requested": args.cancel})
         return 0
-    runs.mark_orphans(args.root)
+    runs.mark_orphans()
     out = []
-    for r in runs.list_runs(args.root):
+    for r in runs.list_runs():
         st = r["status_info"]
-        out.append({"run_id": r["run_id"], "status": r["status"], "preset": r["config"].get("preset"),
-                    "engine": r["config"].get("engine"), "model_config": r["config"].get("model_config"),
-                    "epochs_run": len(r["history"]), "best_val_accuracy": st.get("best_val_accuracy"),
-                    "test_accuracy": st.get("test_accuracy"), "message": st.get("message"),
-                    "checkpoint": r["checkpoint"], "queue_position": r.get("queue_position")})
+        out.append({"run_id": r["run_id"], "label": r["label"], "owner": r["owner"], "status": r["status"],
+                    "preset": r["config"].get("preset"), "engine": r["config"].get("engine"),
+                    "model_config": r["config"].get("model_config"), "epochs_run": st.get("epochs_run") or 0,
+                    "best_val_accuracy": st.get("best_val_accuracy"), "test_accuracy": st.get("test_accuracy"),
+                    "message": st.get("message"), "queue_position": r.get("queue_position")})
     emit_json(out)
     return 0
 cmd_runs.add_arguments = _runs_args

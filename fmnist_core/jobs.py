@@ -1,17 +1,26 @@
-"""Training as a job: run it into a run folder (in this process, for the CLI), or
-launch it as its own process (for the dashboard), with a simple job queue.
+"""Training as a job: submit a run to an executor, and execute it (in whatever process the
+executor picked), logging everything into the run store (runs.py) as it goes.
 
-The queue needs no daemon: each launched process waits in status `queued`
-until it is the oldest waiting run and one of N slot locks
-(artifacts/runs/.slots/slot-K.lock, fcntl.flock) is free. A lock dies with
-its process, so a crash never leaves a slot taken. N comes from the launcher
-(default 1: on a 2-core machine two trainings only slow each other down).
+Executors (FMNIST_EXECUTOR, or `--executor` on the CLI):
+  local   the embedded default, no daemon: each run is `python -m fmnist_core train --run ID`
+          as its own process on this machine. It waits in status `queued` until it is the
+          oldest waiting run of the whole store and one of N slot locks
+          (artifacts/.slots/slot-K.lock, fcntl.flock) is free; a lock dies with its process,
+          so a crash never leaves a slot taken. N is the class setting "concurrent trainings"
+          (roles.py), read while waiting, so the teacher's change applies to the queue at once.
+  ray     each run is a Ray task on the cluster at RAY_ADDRESS, with num_cpus and, when the run
+          asks for CUDA, a fraction of a GPU (executors_ray.py). Ray is imported only there.
+
+The trainer never waits for the store: progress, epochs and checkpoints go through one
+background writer (RunReporter) in order, so a tracking server that restarts mid-run delays
+the curves, not the training; the writer retries and everything arrives. Cancel is a flag in
+the store that the writer polls once a second.
 """
 from __future__ import annotations
 
+import collections
 import fcntl
 import os
-import subprocess
 import sys
 import threading
 import time
@@ -19,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import runs
-from .data import PROJECT_ROOT, load
+from .data import ARTIFACTS, PROJECT_ROOT, load
 from .device import machine_info
 from .errors import WorkbenchError
 from .evaluate import evaluate
@@ -27,6 +36,8 @@ from .models import ModelConfig, build_model, config_from_dict, config_to_dict, 
 from .train import TrainConfig, TrainResult, train, train_config_from_dict, train_config_to_dict
 
 ENGINES = ("torch", "numpy")
+EXECUTORS = ("local", "ray")
+SLOTS_DIR = ARTIFACTS / ".slots"
 
 
 def run_spec(model_config: ModelConfig, train_config: TrainConfig, preset: str | None = None,
@@ -35,129 +46,280 @@ def run_spec(model_config: ModelConfig, train_config: TrainConfig, preset: str |
         raise WorkbenchError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "numpy":
         from .manual import check_trainable
-        check_trainable(model_config, train_config)  # refuse before any run folder exists
+        check_trainable(model_config, train_config)  # refuse before any run exists
     return {"model_config": config_to_dict(model_config), "train_config": train_config_to_dict(train_config),
             "preset": preset, "engine": engine, "train_limit": train_limit}
 
 
-def _acquire_slot(run_dir: Path, max_concurrent: int, poll: float = 0.5):
+# --- the writer between trainer and store ----------------------------------------------------
+
+class RunReporter:
+    """Everything a running trainer tells the store, sent by one background thread in order.
+
+    `progress(**fields)` keeps only the newest pending progress (a slow store sees fewer,
+    never stale, updates); `epoch`, `artifact` and `status` calls are all delivered. A failed
+    call is retried until it goes through (a tracking server restarting) or `close` gives up
+    after `give_up_s`. `cancelled` turns True once the store says someone asked to stop.
+    """
+
+    def __init__(self, run_id: str, poll_cancel_s: float = 1.0, give_up_s: float = 600.0):
+        self.run_id, self.poll_cancel_s, self.give_up_s = run_id, poll_cancel_s, give_up_s
+        self.cancelled = False
+        self.errors = 0
+        self._queue: collections.deque = collections.deque()
+        self._progress: dict | None = None
+        self._cond = threading.Condition()
+        self._closing = False
+        self._thread = threading.Thread(target=self._loop, name=f"reporter-{run_id[:8]}", daemon=True)
+        self._thread.start()
+
+    # the trainer's side: never blocks on the store
+    def progress(self, status: str = "running", **fields: Any) -> None:
+        with self._cond:
+            self._progress = {"status": status, **fields}
+            self._cond.notify()
+
+    def call(self, fn: Callable, *args, **kwargs) -> None:
+        with self._cond:
+            self._queue.append((fn, args, kwargs))
+            self._cond.notify()
+
+    def epoch(self, row: dict) -> None:
+        self.call(runs.log_epoch, self.run_id, row)
+
+    def status(self, status: str, **fields: Any) -> None:
+        with self._cond:
+            self._progress = None  # a final status supersedes any progress still pending
+        self.call(runs.set_status, self.run_id, status, **fields)
+
+    def close(self) -> None:
+        """Deliver everything still pending (waits for a store that is down, up to give_up_s)."""
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
+        self._thread.join(self.give_up_s)
+
+    # the writer's side
+    def _loop(self) -> None:
+        next_poll = 0.0
+        while True:
+            with self._cond:
+                while not (self._queue or self._progress or self._closing) and time.time() < next_poll:
+                    self._cond.wait(max(0.0, next_poll - time.time()))
+                if self._closing and not self._queue and not self._progress:
+                    return
+                if self._progress is not None and not any(q[0] is runs.set_status for q in self._queue):
+                    item = (runs.set_status, (self.run_id, self._progress.pop("status")), self._progress)
+                    self._progress = None
+                elif self._queue:
+                    item = self._queue.popleft()
+                else:
+                    item = None
+            if item is not None:
+                self._deliver(*item)
+            if time.time() >= next_poll and not self._closing:
+                next_poll = time.time() + self.poll_cancel_s
+                try:
+                    self.cancelled = self.cancelled or runs.cancel_requested(self.run_id)
+                except Exception:  # the store is down: ask again next time
+                    self.errors += 1
+
+    def _deliver(self, fn, args, kwargs) -> None:
+        deadline = time.time() + self.give_up_s
+        delay = 0.5
+        while True:
+            try:
+                fn(*args, **kwargs)
+                return
+            except WorkbenchError:
+                raise
+            except Exception as exc:  # a store that is unreachable for a while: wait, retry
+                self.errors += 1
+                if time.time() > deadline:
+                    print(f"warning: could not write to the run store for {self.give_up_s:.0f} s, "
+                          f"dropped {getattr(fn, '__name__', fn)}: {exc}", file=sys.stderr)
+                    return
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+
+# --- executing a run (in the process the executor chose) ----------------------------------------
+
+def execute_run(run_id: str, callback: Callable[[dict], None] | None = None, queue: bool = False,
+                poll: float = 1.0) -> dict[str, Any]:
+    """Train the run `run_id` as its spec says, writing everything to the store as it goes.
+
+    Returns the CLI's summary dict. queue=True waits for a local queue slot first.
+    """
+    r = runs.load_run(run_id, history=False)
+    if r["status"] not in runs.ACTIVE:
+        raise WorkbenchError(f"run {run_id} is already {r['status']}; launch a new one")
+    spec = r["config"]
+    reporter = RunReporter(run_id)
+    here = {"pid": os.getpid(), "host": runs.HOST}
+    reporter.progress("queued", **here, message="waiting to start")
+    slot = None
+    try:
+        if queue or runs.cancel_requested(run_id):
+            slot = _acquire_slot(run_id, reporter, poll) if not runs.cancel_requested(run_id) else None
+            if slot is None:
+                reporter.status("cancelled", message="cancelled while queued", queue_position=None)
+                return _summary(run_id, "cancelled", None)
+        return _execute(run_id, spec, callback, reporter, here)
+    except BaseException as exc:
+        msg = str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, KeyboardInterrupt):
+            reporter.status("interrupted", message="interrupted (Ctrl-C)")
+        else:
+            reporter.status("failed", message=msg)
+        raise
+    finally:
+        reporter.close()
+        if slot is not None:
+            slot.close()
+
+
+def _acquire_slot(run_id: str, reporter: RunReporter, poll: float):
     """Block until this run is first in line and a slot is free; return the open lock file."""
-    slots = run_dir.parent / ".slots"
-    slots.mkdir(exist_ok=True)
+    from .roles import class_settings
+    SLOTS_DIR.mkdir(parents=True, exist_ok=True)
+    last_pos = None
     while True:
-        if runs.cancel_requested(run_dir):
+        if reporter.cancelled:
             return None
-        waiting = [r for r in runs.list_runs(run_dir.parent)
-                   if r["status"] == "queued" and runs.pid_alive(r["status_info"].get("pid"))]
-        mine = run_dir.name
-        ahead = [r for r in waiting if r["config"].get("created", 0) < _created(run_dir)
-                 and r["run_id"] != mine]
+        queued = [r for r in runs.list_runs() if r["status"] == "queued" and runs._alive(r)]
+        mine = next((r for r in queued if r["run_id"] == run_id), None)
+        created = mine["config"]["created"] if mine else time.time()
+        ahead = [r for r in queued if r["config"]["created"] < created and r["run_id"] != run_id]
         if not ahead:
-            for k in range(max_concurrent):
-                f = open(slots / f"slot-{k}.lock", "w")
+            for k in range(class_settings().max_concurrent):
+                f = open(SLOTS_DIR / f"slot-{k}.lock", "w")
                 try:
                     fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     return f
                 except BlockingIOError:
                     f.close()
-        runs.set_status(run_dir, "queued", pid=os.getpid(), queue_position=len(ahead) + 1,
-                        message=f"waiting in the queue: position {len(ahead) + 1}")
+        pos = len(ahead) + 1
+        if pos != last_pos:
+            last_pos = pos
+            reporter.progress("queued", queue_position=pos, message=f"waiting in the queue: position {pos}")
+        elif time.time() - float(mine["status_info"].get("heartbeat", 0) if mine else 0) > runs.HEARTBEAT_SECONDS:
+            reporter.progress("queued", queue_position=pos, message=f"waiting in the queue: position {pos}")
         time.sleep(poll)
 
 
-def _created(run_dir: Path) -> float:
-    return (runs.read_json(run_dir / "config.json", {}) or {}).get("created", 0)
-
-
-def execute_run(run_dir: str | Path, callback: Callable[[dict], None] | None = None,
-                max_concurrent: int = 0) -> dict[str, Any]:
-    """Train the run described by run_dir/config.json, writing everything as it goes.
-
-    Returns the CLI's summary dict. max_concurrent > 0 waits for a queue slot first.
-    """
-    run_dir = Path(run_dir)
-    spec = runs.read_json(run_dir / "config.json")
-    if not spec:
-        raise WorkbenchError(f"{run_dir}: no config.json, not a run folder")
-    runs.set_status(run_dir, "queued", pid=os.getpid(), message="waiting to start")
-    slot = None
-    if max_concurrent > 0:
-        slot = _acquire_slot(run_dir, max_concurrent)
-        if slot is None:
-            runs.set_status(run_dir, "cancelled", message="cancelled while queued")
-            return _summary(run_dir, "cancelled", None)
-    try:
-        return _execute(run_dir, spec, callback)
-    except BaseException as exc:
-        msg = str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
-        if isinstance(exc, KeyboardInterrupt):
-            runs.set_status(run_dir, "interrupted", message="interrupted (Ctrl-C)")
-        else:
-            runs.set_status(run_dir, "failed", message=msg)
-        raise
-    finally:
-        if slot is not None:
-            slot.close()
-
-
-def _execute(run_dir: Path, spec: dict, callback) -> dict[str, Any]:
+def _execute(run_id: str, spec: dict, callback, reporter: RunReporter, here: dict) -> dict[str, Any]:
     mcfg = config_from_dict(spec["model_config"])
     tcfg = train_config_from_dict(spec["train_config"])
     started = time.time()
-    runs.set_status(run_dir, "running", pid=os.getpid(), started=started, message="loading data",
-                    queue_position=None)
+    reporter.progress("running", **here, started=started, message="loading data", queue_position=None)
     data = load()
+    work = runs.work_dir(run_id)
     last_write = [0.0]
 
     def on_event(ev: dict) -> None:
+        now = time.time()
         if ev["event"] == "epoch":
-            runs.append_history(run_dir, {k: v for k, v in ev.items() if k not in ("event", "epochs", "best_epoch")})
-            runs.set_status(run_dir, "running", epoch=ev["epoch"], epochs=ev["epochs"], batch=None,
-                            progress=ev["epoch"] / ev["epochs"], best_epoch=ev["best_epoch"],
-                            message=f"epoch {ev['epoch']}/{ev['epochs']} done")
-        elif ev["event"] == "batch" and time.time() - last_write[0] > 0.5:
-            last_write[0] = time.time()
+            reporter.epoch({k: v for k, v in ev.items() if k not in ("event", "epochs", "best_epoch")})
+            reporter.progress("running", epoch=ev["epoch"], epochs=ev["epochs"], batch=None,
+                              progress=ev["epoch"] / ev["epochs"], best_epoch=ev["best_epoch"],
+                              epoch_seconds=ev.get("epoch_seconds"),
+                              val_accuracy=ev.get("val_accuracy"), train_accuracy=ev.get("train_accuracy"),
+                              message=f"epoch {ev['epoch']}/{ev['epochs']} done")
+        elif ev["event"] == "batch" and now - last_write[0] > 1.0:
+            last_write[0] = now
             epochs = tcfg.epochs
-            runs.set_status(run_dir, "running", epoch=ev["epoch"], epochs=epochs, batch=ev["batch"],
-                            steps=ev["steps"], batch_loss=ev["loss"],
-                            progress=((ev["epoch"] - 1) + ev["batch"] / ev["steps"]) / epochs,
-                            message=f"epoch {ev['epoch']}/{epochs}, batch {ev['batch']}/{ev['steps']}")
+            reporter.progress("running", epoch=ev["epoch"], epochs=epochs, batch=ev["batch"],
+                              steps=ev["steps"], batch_loss=ev["loss"],
+                              progress=((ev["epoch"] - 1) + ev["batch"] / ev["steps"]) / epochs,
+                              message=f"epoch {ev['epoch']}/{epochs}, batch {ev['batch']}/{ev['steps']}")
         elif ev["event"] == "start":
-            runs.set_status(run_dir, "running", device=ev["device"], precision=ev["precision"],
-                            message="training")
+            reporter.progress("running", device=ev["device"], precision=ev["precision"], message="training")
         if callback is not None:
             callback(ev)
 
     model_for_ckpt = build_model(mcfg)
 
     def on_best(state: dict, row: dict) -> None:
-        save_checkpoint(run_dir / "best.pt", model_for_ckpt, state_dict=state,
+        # a new name per epoch: the upload of an older best may still be under way
+        path = work / f"best-epoch{row['epoch']}.pt"
+        save_checkpoint(path, model_for_ckpt, state_dict=state,
                         metrics={"best_val_accuracy": row.get("val_accuracy"), "epoch": row["epoch"],
                                  "partial": True})
+        reporter.call(_upload_best, run_id, path)
 
     trainer = _trainer(spec.get("engine", "torch"))
-    result: TrainResult = trainer(mcfg, tcfg, data, callback=on_event,
-                                  should_stop=lambda: runs.cancel_requested(run_dir),
+    result: TrainResult = trainer(mcfg, tcfg, data, callback=on_event, should_stop=lambda: reporter.cancelled,
                                   on_best=on_best, train_limit=spec.get("train_limit"))
     test_acc = None
     if result.epochs_run > 0 and result.status in ("finished", "cancelled"):
-        runs.set_status(run_dir, "running", message="evaluating on the test set")
+        reporter.progress("running", message="evaluating on the test set")
         m = evaluate(result.model, data.x_test, data.y_test)
         test_acc = m["accuracy"]
-        runs.write_json_atomic(run_dir / "metrics.json", m)
-        save_checkpoint(run_dir / "best.pt", result.model, metrics={
+        final = work / "best.pt"
+        save_checkpoint(final, result.model, metrics={
             "test_accuracy": m["accuracy"], "test_loss": m["loss"],
             "best_val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run, "train_seconds": round(result.train_seconds, 2),
             "preset": spec.get("preset"), "engine": spec.get("engine", "torch"),
             "train_config": spec["train_config"], "device": result.device, "precision": result.precision,
-            "machine": machine_info(), "trained": time.strftime("%Y-%m-%d %H:%M:%S"),
-            "run_id": run_dir.name})
-    runs.set_status(run_dir, result.status, message=result.message, finished=time.time(),
+            "machine": machine_info(), "trained": time.strftime("%Y-%m-%d %H:%M:%S"), "run_id": run_id,
+            "history": result.history})
+        for name, path in _report_files(work, m, result.history).items():
+            reporter.call(runs.log_artifact, run_id, path)
+        reporter.call(_upload_best, run_id, final)
+        reporter.call(runs.log_final, run_id, {"test_accuracy": m["accuracy"], "test_loss": m["loss"],
+                                               "train_seconds": result.train_seconds})
+    reporter.status(result.status, message=result.message, finished=time.time(),
                     progress=1.0 if result.status == "finished" else None, test_accuracy=test_acc,
                     best_val_accuracy=result.best_val_accuracy, epochs_run=result.epochs_run,
-                    train_seconds=result.train_seconds)
-    return _summary(run_dir, result.status, result, test_acc)
+                    train_seconds=round(result.train_seconds, 2), device=result.device,
+                    precision=result.precision, queue_position=None)
+    summary = _summary(run_id, result.status, result, test_acc)
+    summary["checkpoint"] = str(final) if test_acc is not None else _newest_best(work)
+    return summary
+
+
+def _upload_best(run_id: str, path: Path) -> None:
+    """Store a checkpoint as the run's best.pt (the writer thread runs these one at a time)."""
+    staged = path.parent / "stage" / "best.pt"
+    runs.copy_atomic(path, staged)
+    runs.log_artifact(run_id, staged)
+    if path.name != "best.pt":
+        path.unlink(missing_ok=True)
+
+
+def _newest_best(work: Path) -> str | None:
+    p = work / "stage" / "best.pt"
+    return str(p) if p.is_file() else None
+
+
+def _report_files(work: Path, m: dict, history: list[dict]) -> dict[str, Path]:
+    """metrics.json, confusion.csv, per_class.csv, history.csv in the work folder."""
+    import csv
+    from .data import CLASSES
+    out = {"metrics.json": runs.write_json_atomic(work / "metrics.json", m)}
+    with open(work / "confusion.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["true \\ predicted", *CLASSES])
+        for name, row in zip(CLASSES, m["confusion_matrix"]):
+            w.writerow([name, *[int(v) for v in row]])
+    out["confusion.csv"] = work / "confusion.csv"
+    with open(work / "per_class.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        keys = list(m["per_class"][0].keys()) if m.get("per_class") else []
+        w.writerow(keys)
+        for row in m.get("per_class", []):
+            w.writerow([row[k] for k in keys])
+    out["per_class.csv"] = work / "per_class.csv"
+    keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
+    with open(work / "history.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(keys)
+        for row in history:
+            w.writerow([row.get(k, "") for k in keys])
+    out["history.csv"] = work / "history.csv"
+    return out
 
 
 def _trainer(engine: str):
@@ -169,30 +331,43 @@ def _trainer(engine: str):
     raise WorkbenchError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
 
 
-def _summary(run_dir: Path, status: str, result: TrainResult | None, test_acc: float | None = None) -> dict:
-    ckpt = run_dir / "best.pt"
-    return {"run_id": run_dir.name, "run_dir": str(run_dir), "status": status,
+def _summary(run_id: str, status: str, result: TrainResult | None, test_acc: float | None = None) -> dict:
+    return {"run_id": run_id, "status": status,
             "message": result.message if result else "",
             "test_accuracy": test_acc,
             "best_val_accuracy": result.best_val_accuracy if result else None,
             "epochs_run": result.epochs_run if result else 0,
             "train_seconds": round(result.train_seconds, 2) if result else 0.0,
-            "checkpoint": str(ckpt) if ckpt.is_file() else None}
+            "checkpoint": None}
 
 
-def launch(spec: dict[str, Any], root: str | Path | None = None, label: str = "run",
-           max_concurrent: int = 1) -> Path:
-    """Start `python -m fmnist_core train --run-dir D` as its own process and return D.
+# --- submitting --------------------------------------------------------------------------------
 
-    The process outlives the caller (own session, output to D/log.txt); it waits
-    in the queue when `max_concurrent` trainings are already running.
-    """
-    run_dir = runs.create_run(spec, root=root, label=label)
-    cmd = [sys.executable, "-m", "fmnist_core", "train", "--run-dir", str(run_dir),
-           "--max-concurrent", str(max(1, int(max_concurrent)))]
-    pid = spawn_detached(cmd, run_dir / "log.txt")
-    runs.set_status(run_dir, "queued", pid=pid, message="starting")
-    return run_dir
+def executor_name(name: str | None = None) -> str:
+    name = name or os.environ.get("FMNIST_EXECUTOR") or "local"
+    if name not in EXECUTORS:
+        raise WorkbenchError(f"executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
+    return name
+
+
+def submit(spec: dict[str, Any], label: str = "run", user=None, executor: str | None = None) -> str:
+    """Check the class limits for `user` (roles.py), create the run, hand it to the executor;
+    returns the run id. The one entry point of the dashboard's Launch button and of tests."""
+    from .roles import check_submit, single_user
+    user = user or single_user()
+    spec = check_submit(user, spec)
+    name = executor_name(executor)
+    run_id = runs.create_run(spec, label=label, owner=user.name, owner_id=user.id,
+                             extra_tags={"fmnist.executor": name})
+    if name == "ray":
+        from .executors_ray import submit_ray
+        submit_ray(run_id, spec)
+    else:
+        cmd = [sys.executable, "-m", "fmnist_core", "train", "--run", run_id, "--queue"]
+        log = runs.work_dir(run_id) / "log.txt"
+        pid = spawn_detached(cmd, log)
+        runs.set_status(run_id, "queued", pid=pid, host=runs.HOST, message="starting")
+    return run_id
 
 
 def spawn_detached(cmd: list[str], log_path: str | Path, stdout_to_log: bool = True) -> int:
@@ -202,9 +377,32 @@ def spawn_detached(cmd: list[str], log_path: str | Path, stdout_to_log: bool = T
     The one launcher for background jobs (trainings, the benchmark): the server's own
     signals never reach the job, and the child is reaped when it ends so it never lingers
     as a zombie of the server."""
+    import subprocess
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(cmd, cwd=str(PROJECT_ROOT), stdout=log if stdout_to_log else subprocess.DEVNULL,
                                 stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
                                 env={**os.environ, "PYTHONUNBUFFERED": "1"})
     threading.Thread(target=proc.wait, daemon=True).start()
     return proc.pid
+
+
+def follow_run(run_id: str, callback: Callable[[dict], None] | None = None, poll: float = 2.0,
+               timeout: float | None = None) -> dict[str, Any]:
+    """Wait for a run that trains elsewhere (a Ray worker) to end, reporting each new epoch
+    to `callback` as an "epoch" event; returns the same summary as execute_run."""
+    seen, deadline = 0, (time.time() + timeout) if timeout else None
+    while True:
+        r = runs.load_run(run_id)
+        for row in r["history"][seen:]:
+            if callback is not None:
+                callback({"event": "epoch", **row, "epochs": r["status_info"].get("epochs") or row["epoch"]})
+        seen = len(r["history"])
+        if r["status"] not in runs.ACTIVE:
+            info = r["status_info"]
+            return {"run_id": run_id, "status": r["status"], "message": info.get("message", ""),
+                    "test_accuracy": info.get("test_accuracy"), "best_val_accuracy": info.get("best_val_accuracy"),
+                    "epochs_run": info.get("epochs_run") or 0, "train_seconds": info.get("train_seconds") or 0.0,
+                    "checkpoint": r["checkpoint"]}
+        if deadline and time.time() > deadline:
+            raise WorkbenchError(f"run {run_id} still {r['status']} after {timeout:.0f} s")
+        time.sleep(poll)

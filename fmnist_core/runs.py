@@ -1,79 +1,366 @@
-"""The run registry on disk: artifacts/runs/<run_id>/ holds one training run.
+"""The run store: every training run is an MLflow run, wherever it trained.
 
-Files of a run (every one written atomically: temp file + os.replace, so a kill
-at any moment leaves the old version or the new one, never half a file):
-  config.json    model config, training config, preset, engine, created time
-  status.json    status, message, pid, progress, timestamps
-  history.json   one row per finished epoch (losses, accuracies, lr, seconds)
-  best.pt        best checkpoint so far (torch.save; load with weights_only=True)
-  metrics.json   final test metrics (accuracy, loss, confusion matrix, per class...)
-  cancel         present = the user asked to stop
+One store for everything that shows runs (Train's live view, Results, the queue, the
+leaderboard, `python -m fmnist_core runs`):
 
-Statuses: queued, running, finished, failed, diverged, cancelled, interrupted.
-A run whose process died while queued/running is marked `interrupted` by
-`mark_orphans` (the dashboard calls it at start-up).
+  embedded default   nothing configured: SQLite at artifacts/mlflow.db, artifacts under
+                     artifacts/mlartifacts/ (git-ignored); `make mlflow-ui` shows the same runs
+  a tracking server  FMNIST_TRACKING_URI (or MLflow's own MLFLOW_TRACKING_URI) = http://host:5000,
+                     e.g. `mlflow server` on PostgreSQL with --serve-artifacts: a class server
+                     and Ray workers on other machines log into the same runs
+
+What a run holds, in MLflow's terms:
+  params     the whole model and training config flattened (model.hidden, train.lr...),
+             preset, engine; `fmnist.spec` (tag) keeps the exact JSON that rebuilds it
+  metrics    per epoch with step = epoch: train/val loss and accuracy, lr, epoch seconds;
+             at the end test_accuracy, test_loss
+  tags       fmnist.status (queued, running, finished, failed, diverged, cancelled,
+             interrupted: finer than MLflow's own RUNNING/FINISHED/FAILED/KILLED, which is
+             kept in step), fmnist.owner / fmnist.owner_id, fmnist.label, progress fields
+             (fmnist.epoch, fmnist.progress, ...), fmnist.heartbeat, fmnist.cancel, fmnist.hidden
+  artifacts  best.pt (the best checkpoint so far, uploaded at every new best, so a killed run
+             keeps it), and at the end metrics.json, confusion.csv, per_class.csv,
+             history.csv, log.txt
+
+Guarantees kept from the folder registry this replaces: a kill -9 leaves a readable run that
+`mark_orphans` marks `interrupted` (its process is gone, or its heartbeat stopped when it ran
+on another machine) with its best checkpoint loadable; cancel is a flag the trainer polls;
+delete and cancel take a run id of this store and nothing else (never a path).
+
+Left out: nested runs, MLflow's model registry, autologging (the trainer logs exactly what
+the dashboard reads).
 """
 from __future__ import annotations
 
+import json
 import os
 import re
-import secrets
-import shutil
+import socket
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from .data import ARTIFACTS
 from .errors import WorkbenchError
-from .files import read_json, write_json_atomic  # noqa: F401 (the run store's writers)
+from .files import copy_atomic, read_json, write_json_atomic  # noqa: F401 (read_json: callers' reader)
 
-RUNS_DIR = ARTIFACTS / "runs"
+EXPERIMENT = "fmnist-workbench"
 STATUSES = ("queued", "running", "finished", "failed", "diverged", "cancelled", "interrupted")
 ACTIVE = ("queued", "running")
-# what new_run_id makes: letters, digits, '-' and '_' only, so an id can never name a path
-# outside the run folder ('.', '..', '/' and absolute paths all fail this)
+MLFLOW_STATUS = {"finished": "FINISHED", "failed": "FAILED", "diverged": "FAILED",
+                 "cancelled": "KILLED", "interrupted": "KILLED"}
+# a run on another machine whose heartbeat is older than this is taken for dead (the trainer
+# beats at least every HEARTBEAT_SECONDS, also while it waits in the queue)
+HEARTBEAT_SECONDS = 10.0
+STALE_SECONDS = 90.0
+# ids are what MLflow makes (32 hex digits) or at least letters, digits, '-' and '_': an id
+# can never name a path ('.', '..', '/' and absolute paths all fail this)
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
+HISTORY_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds")
+HOST = socket.gethostname()
+T = "fmnist."  # our tag prefix
 
 
-def runs_dir(root: str | Path | None = None) -> Path:
-    return Path(root) if root else RUNS_DIR
+# --- where the store is -------------------------------------------------------------------
+
+def tracking_uri() -> str:
+    uri = os.environ.get("FMNIST_TRACKING_URI") or os.environ.get("MLFLOW_TRACKING_URI")
+    return uri or f"sqlite:///{ARTIFACTS / 'mlflow.db'}"
 
 
-def new_run_id(label: str) -> str:
-    safe = "".join(c if c.isalnum() or c in "-_" else "-" for c in label)[:40] or "run"
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{safe}-{secrets.token_hex(2)}"
+def is_embedded(uri: str | None = None) -> bool:
+    return (uri or tracking_uri()).startswith("sqlite:")
 
 
-def create_run(spec: dict[str, Any], root: str | Path | None = None, run_dir: str | Path | None = None,
-               label: str = "run") -> Path:
-    """Make the run folder with config.json and status `queued`."""
-    if run_dir is None:
-        run_dir = runs_dir(root) / new_run_id(label)
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(run_dir / "config.json", {**spec, "run_id": run_dir.name, "created": time.time()})
-    write_json_atomic(run_dir / "history.json", [])
-    set_status(run_dir, "queued", message="waiting to start")
-    return run_dir
+_stores: dict[str, "Store"] = {}
+_stores_lock = threading.Lock()
 
 
-def set_status(run_dir: Path, status: str, **fields: Any) -> dict:
+def store() -> "Store":
+    """The store for the configured URI (one per process and URI: its client keeps a pool)."""
+    uri = tracking_uri()
+    with _stores_lock:
+        if uri not in _stores:
+            _stores[uri] = Store(uri)
+        return _stores[uri]
+
+
+class Store:
+    def __init__(self, uri: str):
+        import logging
+        import mlflow  # noqa: F401 (imported here: the CLI's other commands never pay for it)
+        from mlflow.tracking import MlflowClient
+        # "Creating initial MLflow database tables..." and the like are not for our users
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+        self.uri = uri
+        if is_embedded(uri):
+            _prepare_sqlite(uri)
+        self.client = MlflowClient(tracking_uri=uri)
+        self.experiment_id = self._experiment()
+
+    def _experiment(self) -> str:
+        from mlflow.exceptions import MlflowException
+        exp = self.client.get_experiment_by_name(EXPERIMENT)
+        if exp is not None:
+            if exp.lifecycle_stage == "deleted":
+                self.client.restore_experiment(exp.experiment_id)
+            return exp.experiment_id
+        # the embedded store keeps its artifacts beside its database file
+        location = (_sqlite_path(self.uri).parent / "mlartifacts").resolve().as_uri() if is_embedded(self.uri) else None
+        try:
+            return self.client.create_experiment(EXPERIMENT, artifact_location=location)
+        except MlflowException:  # created meanwhile by another process
+            return self.client.get_experiment_by_name(EXPERIMENT).experiment_id
+
+
+def _prepare_sqlite(uri: str) -> None:
+    """The embedded database in WAL mode: trainers write while the dashboard reads, and
+    readers no longer wait for a writer (MLflow leaves SQLite in its default rollback mode)."""
+    import sqlite3
+    path = _sqlite_path(uri)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path, timeout=30) as con:
+        con.execute("PRAGMA journal_mode=WAL")
+
+
+def _sqlite_path(uri: str) -> Path:
+    return Path(uri.removeprefix("sqlite:///"))
+
+
+# --- writing a run ----------------------------------------------------------------------------
+
+def _flat(prefix: str, d: dict) -> dict[str, str]:
+    out = {}
+    for k, v in (d or {}).items():
+        out[f"{prefix}.{k}"] = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+    return out
+
+
+def create_run(spec: dict[str, Any], label: str = "run", owner: str | None = None,
+               owner_id: str | None = None, extra_tags: dict[str, str] | None = None) -> str:
+    """A new run in status `queued`; returns its id."""
+    from mlflow.entities import Param, RunTag
+    s = store()
+    now = time.time()
+    tags = {f"{T}spec": json.dumps(spec), f"{T}label": label, f"{T}owner": owner or "",
+            f"{T}owner_id": owner_id or "", f"{T}status": "queued", f"{T}created": repr(now),
+            f"{T}message": "waiting to start", f"{T}heartbeat": repr(now), **(extra_tags or {})}
+    run = s.client.create_run(s.experiment_id, run_name=label, start_time=int(now * 1000), tags=tags)
+    params = {**_flat("model", spec.get("model_config") or {}), **_flat("train", spec.get("train_config") or {}),
+              "preset": str(spec.get("preset")), "engine": str(spec.get("engine", "torch")),
+              "train_limit": str(spec.get("train_limit"))}
+    s.client.log_batch(run.info.run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
+    return run.info.run_id
+
+
+def _tag_value(v: Any) -> str:
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def set_status(run_id: str, status: str, **fields: Any) -> None:
+    """Status plus any progress fields (as fmnist.<name> tags), and a heartbeat, in one call."""
+    from mlflow.entities import RunTag
     if status not in STATUSES:
         raise ValueError(f"unknown status {status}")
-    old = read_json(Path(run_dir) / "status.json", {}) or {}
-    new = {**old, **fields, "status": status, "updated": time.time()}
-    write_json_atomic(Path(run_dir) / "status.json", new)
-    return new
+    tags = [RunTag(f"{T}status", status), RunTag(f"{T}heartbeat", repr(time.time()))]
+    tags += [RunTag(f"{T}{k}", _tag_value(v)) for k, v in fields.items()]
+    s = store()
+    s.client.log_batch(run_id, tags=tags)
+    if status in MLFLOW_STATUS:
+        s.client.set_terminated(run_id, MLFLOW_STATUS[status])
 
 
-def append_history(run_dir: Path, row: dict) -> None:
-    hist = read_json(Path(run_dir) / "history.json", []) or []
-    hist.append(row)
-    write_json_atomic(Path(run_dir) / "history.json", hist)
+def log_epoch(run_id: str, row: dict[str, Any]) -> None:
+    """One finished epoch: its figures as metrics with step = epoch."""
+    from mlflow.entities import Metric
+    ts, step = int(time.time() * 1000), int(row["epoch"])
+    metrics = [Metric(k, float(row[k]), ts, step) for k in HISTORY_KEYS if row.get(k) is not None]
+    store().client.log_batch(run_id, metrics=metrics)
 
 
-def cancel_requested(run_dir: Path) -> bool:
-    return (Path(run_dir) / "cancel").exists()
+def log_artifact(run_id: str, path: str | Path) -> None:
+    """Add a file to the run's artifacts. On this machine's disk (the embedded store) it is
+    copied atomically, so a kill mid-copy never leaves a half checkpoint for readers."""
+    local = _local_artifacts(get_run(run_id).info.artifact_uri)
+    if local is not None:
+        copy_atomic(path, local / Path(path).name)
+    else:
+        store().client.log_artifact(run_id, str(path))
+
+
+def log_final(run_id: str, metrics: dict[str, float]) -> None:
+    from mlflow.entities import Metric
+    ts = int(time.time() * 1000)
+    store().client.log_batch(run_id, metrics=[Metric(k, float(v), ts, 0) for k, v in metrics.items()
+                                              if v is not None])
+
+
+def work_dir(run_id: str) -> Path:
+    """This machine's scratch folder for a run it trains (checkpoint before upload, log)."""
+    d = ARTIFACTS / "work" / run_id
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+# --- reading runs ---------------------------------------------------------------------------
+
+def _tags(run) -> dict[str, str]:
+    return {k[len(T):]: v for k, v in run.data.tags.items() if k.startswith(T)}
+
+
+def _decode(v: str) -> Any:
+    try:
+        return json.loads(v)
+    except ValueError:
+        return v
+
+
+def _summary(run) -> dict[str, Any]:
+    """A run as the pages and the CLI read it (no history: `load_run` adds that)."""
+    tags = _tags(run)
+    info = {k: _decode(v) for k, v in tags.items() if k not in ("spec", "label", "owner", "owner_id")}
+    spec = _decode(tags.get("spec", "{}")) or {}
+    created = float(tags.get("created") or run.info.start_time / 1000)
+    status = tags.get("status", "interrupted")
+    for k in ("test_accuracy", "test_loss"):
+        if k in run.data.metrics and info.get(k) is None:
+            info[k] = run.data.metrics[k]
+    return {"run_id": run.info.run_id, "label": tags.get("label", run.info.run_name),
+            "owner": tags.get("owner") or "", "owner_id": tags.get("owner_id") or "",
+            "config": {**spec, "run_id": run.info.run_id, "created": created},
+            "status": status if status in STATUSES else "interrupted", "status_info": info,
+            "hidden": tags.get("hidden") == "1", "artifact_uri": run.info.artifact_uri,
+            "metrics_latest": dict(run.data.metrics)}
+
+
+def get_run(run_id: str):
+    """The MLflow run with this id in our experiment, or a one-line refusal (never a path)."""
+    from mlflow.exceptions import MlflowException
+    run_id = str(run_id)
+    if not RUN_ID.fullmatch(run_id):
+        raise WorkbenchError(f"{run_id!r} is not a run id (ids are letters, digits, '-' and '_'; "
+                             "see `python -m fmnist_core runs`)")
+    s = store()
+    try:
+        run = s.client.get_run(run_id)
+    except MlflowException:
+        run = None
+    if run is None or run.info.experiment_id != s.experiment_id or run.info.lifecycle_stage != "active":
+        raise WorkbenchError(f"no run named {run_id!r} in the run store ({s.uri})")
+    return run
+
+
+def load_run(run_id: str, history: bool = True) -> dict[str, Any]:
+    run = get_run(run_id)
+    r = _summary(run)
+    r["history"] = read_history(run_id, run) if history else []
+    r["metrics"] = _final_metrics(r) if r["status"] not in ACTIVE else None
+    r["checkpoint"] = checkpoint_path(r)
+    return r
+
+
+def read_history(run_id: str, run=None) -> list[dict[str, Any]]:
+    """Per-epoch rows from the metric histories (one request per metric the run has)."""
+    run = run or get_run(run_id)
+    rows: dict[int, dict] = {}
+    for key in HISTORY_KEYS:
+        if key not in run.data.metrics:
+            continue
+        for m in store().client.get_metric_history(run_id, key):
+            rows.setdefault(m.step, {"epoch": m.step})[key] = m.value
+    return [rows[k] for k in sorted(rows)]
+
+
+def list_runs(include_hidden: bool = True) -> list[dict[str, Any]]:
+    """Every run, newest first (one search, no histories); queued runs get their place in
+    the queue: first come, first served over the whole class."""
+    s = store()
+    out, token = [], None
+    while True:
+        page = s.client.search_runs([s.experiment_id], max_results=1000, page_token=token,
+                                    order_by=["attributes.start_time DESC"])
+        out += [_summary(r) for r in page]
+        token = page.token
+        if not token:
+            break
+    if not include_hidden:
+        out = [r for r in out if not r["hidden"]]
+    _queue_positions(out)
+    return out
+
+
+def _queue_positions(rs: list[dict]) -> None:
+    queued = sorted((r for r in rs if r["status"] == "queued"), key=lambda r: r["config"]["created"])
+    for pos, r in enumerate(queued, 1):
+        r["queue_position"] = pos
+
+
+def _local_artifacts(uri: str) -> Path | None:
+    """The folder of a run's artifacts when they are on this machine's disk, else None."""
+    if uri.startswith("file://"):
+        from urllib.parse import unquote, urlparse
+        return Path(unquote(urlparse(uri).path))
+    if uri.startswith("/"):
+        return Path(uri)
+    return None
+
+
+def artifact_file(r: dict[str, Any], name: str, refresh: bool = False) -> Path | None:
+    """A run's artifact as a local file (downloaded once into artifacts/cache/ when the store
+    is remote; `refresh` fetches again, for files that change while a run is active)."""
+    local = _local_artifacts(r["artifact_uri"])
+    if local is not None:
+        p = local / name
+        return p if p.is_file() else None
+    cached = ARTIFACTS / "cache" / "runs" / r["run_id"] / name
+    if cached.is_file() and not refresh:
+        return cached
+    try:
+        import mlflow
+        got = mlflow.artifacts.download_artifacts(run_id=r["run_id"], artifact_path=name,
+                                                  tracking_uri=store().uri)
+    except Exception:  # not there (yet): a run without a best epoch, a server that is down
+        return cached if cached.is_file() else None
+    copy_atomic(got, cached)
+    return cached
+
+
+def checkpoint_path(r: dict[str, Any]) -> str | None:
+    p = artifact_file(r, "best.pt", refresh=r["status"] in ACTIVE)
+    return str(p) if p else None
+
+
+def _final_metrics(r: dict[str, Any]) -> dict | None:
+    p = artifact_file(r, "metrics.json")
+    return read_json(p) if p else None
+
+
+# --- cancel, delete, orphans ------------------------------------------------------------------
+
+def request_cancel(run_id: str) -> None:
+    """Ask the run with this id to stop (its trainer polls the flag)."""
+    from mlflow.entities import RunTag
+    get_run(run_id)
+    store().client.log_batch(run_id, tags=[RunTag(f"{T}cancel", "1")])
+
+
+def cancel_requested(run_id: str) -> bool:
+    return get_run(run_id).data.tags.get(f"{T}cancel") == "1"
+
+
+def set_hidden(run_id: str, hidden: bool) -> None:
+    from mlflow.entities import RunTag
+    get_run(run_id)
+    store().client.log_batch(run_id, tags=[RunTag(f"{T}hidden", "1" if hidden else "0")])
+
+
+def delete_run(run_id: str) -> None:
+    r = _summary(get_run(run_id))
+    if r["status"] in ACTIVE and _alive(r):
+        raise WorkbenchError(f"run {run_id} is still {r['status']}; stop it before deleting")
+    store().client.delete_run(run_id)
 
 
 def pid_alive(pid: int | None) -> bool:
@@ -93,76 +380,24 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def load_run(run_dir: str | Path) -> dict[str, Any]:
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise WorkbenchError(f"no run at {run_dir}")
-    status = read_json(run_dir / "status.json", {}) or {}
-    return {"run_id": run_dir.name, "run_dir": str(run_dir),
-            "config": read_json(run_dir / "config.json", {}) or {},
-            "status": status.get("status", "interrupted"), "status_info": status,
-            "history": read_json(run_dir / "history.json", []) or [],
-            "metrics": read_json(run_dir / "metrics.json"),
-            "checkpoint": str(run_dir / "best.pt") if (run_dir / "best.pt").is_file() else None}
+def _alive(r: dict[str, Any], now: float | None = None) -> bool:
+    """Is the process of an active run still there? On this machine: its pid; elsewhere
+    (a Ray worker, another server): its heartbeat."""
+    info = r["status_info"]
+    if info.get("executor") == "ray" and r["status"] == "queued":
+        return True  # waiting for a Ray worker: nothing beats until the task starts
+    if info.get("host") == HOST and info.get("pid"):
+        return pid_alive(info.get("pid"))
+    beat = float(info.get("heartbeat") or r["config"]["created"])
+    return (now or time.time()) - beat < STALE_SECONDS
 
 
-def list_runs(root: str | Path | None = None) -> list[dict[str, Any]]:
-    """Every run, newest first; queued runs get their position in the queue."""
-    base = runs_dir(root)
-    if not base.is_dir():
-        return []
-    out = []
-    for d in base.iterdir():
-        if d.is_dir() and (d / "config.json").is_file():
-            out.append(load_run(d))
-    out.sort(key=lambda r: r["config"].get("created", 0), reverse=True)
-    queued = sorted((r for r in out if r["status"] == "queued"), key=lambda r: r["config"].get("created", 0))
-    for pos, r in enumerate(queued, 1):
-        r["queue_position"] = pos
-    return out
-
-
-def resolve_run(run_id: str, root: str | Path | None = None) -> Path:
-    """The folder of the run with this id in the run store; anything else is refused.
-
-    Only an id is accepted, never a path: '.', '..', 'a/b' and absolute paths fail the id
-    pattern, and the folder must be a run (it has config.json) directly inside the store.
-    """
-    run_id = str(run_id)
-    if not RUN_ID.fullmatch(run_id):
-        raise WorkbenchError(f"{run_id!r} is not a run id (ids are letters, digits, '-' and '_'; "
-                             "see `python -m fmnist_core runs`)")
-    base = runs_dir(root)
-    cand = base / run_id
-    if not (cand.is_dir() and not cand.is_symlink() and (cand / "config.json").is_file()
-            and cand.resolve().parent == base.resolve()):
-        raise WorkbenchError(f"no run named {run_id!r} in {base}")
-    return cand
-
-
-def request_cancel(run_id: str, root: str | Path | None = None) -> None:
-    """Ask the run with this id to stop (its trainer polls the flag)."""
-    (resolve_run(run_id, root) / "cancel").touch()
-
-
-def delete_run(run_id: str, root: str | Path | None = None) -> None:
-    d = resolve_run(run_id, root)
-    st = read_json(d / "status.json", {}) or {}
-    if st.get("status") in ACTIVE and pid_alive(st.get("pid")):
-        raise WorkbenchError(f"run {d.name} is still {st['status']}; stop it before deleting")
-    shutil.rmtree(d)
-
-
-def mark_orphans(root: str | Path | None = None) -> list[str]:
+def mark_orphans() -> list[str]:
     """Runs left queued/running by a process that no longer exists -> interrupted."""
     marked = []
-    base = runs_dir(root)
-    if not base.is_dir():
-        return marked
-    for d in base.iterdir():
-        st = read_json(d / "status.json")
-        if st and st.get("status") in ACTIVE and not pid_alive(st.get("pid")):
-            set_status(d, "interrupted", message="the training process ended without finishing "
+    for r in list_runs():
+        if r["status"] in ACTIVE and not _alive(r):
+            set_status(r["run_id"], "interrupted", message="the training process ended without finishing "
                        "(server restart or crash); the best checkpoint so far is kept")
-            marked.append(d.name)
+            marked.append(r["run_id"])
     return marked

@@ -38,3 +38,19 @@ def runs_dir(tmp_path, monkeypatch):
     d.mkdir()
     monkeypatch.setattr(runs, "RUNS_DIR", d)
     return d
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """An empty embedded run store (SQLite + artifact folder in tmp_path) for this test, and
+    the environment that makes subprocesses (`python -m fmnist_core ...`) use it too."""
+    from fmnist_core import jobs, runs
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    monkeypatch.setenv("FMNIST_TRACKING_URI", uri)
+    monkeypatch.setenv("FMNIST_ARTIFACTS", str(tmp_path))
+    monkeypatch.setattr(runs, "ARTIFACTS", tmp_path)
+    monkeypatch.setattr(jobs, "SLOTS_DIR", tmp_path / ".slots")
+    real_data = ROOT / "artifacts" / "data"
+    if real_data.is_dir():
+        (tmp_path / "data").symlink_to(real_data, target_is_directory=True)
+    return runs.store()

@@ -1,0 +1,72 @@
+"""The Ray executor: each training run is a Ray task on the cluster at RAY_ADDRESS.
+
+Selected with FMNIST_EXECUTOR=ray (or `train --executor ray`); nothing here is imported on
+the default path. A teacher adds a machine with `ray start --address=HEAD:6379` on a box
+that has the project's packages and the dataset; the task ships this package to the worker
+(runtime_env py_modules), so the worker needs no checkout, and it logs into the same
+tracking server (FMNIST_TRACKING_URI), so its curves appear on the class's dashboard.
+
+Resources: `num_cpus` per run (FMNIST_RAY_CPUS, default 1) and, when the run asks for CUDA,
+a fraction of a GPU (FMNIST_RAY_GPU_FRACTION, default 0.25: four small runs share one GPU).
+Cancel: the trainer polls the store's cancel flag as it does locally (works wherever the
+task runs); a run still waiting for resources is also cancelled with `ray.cancel`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from . import runs
+from .errors import WorkbenchError
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise WorkbenchError("FMNIST_EXECUTOR=ray needs the ray package (pip install ray)") from None
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS")
+        if not address:
+            raise WorkbenchError("FMNIST_EXECUTOR=ray needs RAY_ADDRESS (the head node, host:port), "
+                                 "from `ray start --head` on the head machine")
+        if runs.is_embedded():
+            raise WorkbenchError("Ray workers on other machines cannot write to this machine's SQLite "
+                                 "store: start `mlflow server` and set FMNIST_TRACKING_URI=http://host:port")
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False,
+                 runtime_env={"py_modules": [str(PACKAGE_DIR)],
+                              "env_vars": {"FMNIST_TRACKING_URI": runs.tracking_uri(),
+                                           "RAY_DEDUP_LOGS": "0"}})
+    return ray
+
+
+def _train_task(run_id: str) -> dict[str, Any]:
+    from fmnist_core.jobs import execute_run  # on the worker: the shipped package
+    return execute_run(run_id, queue=False)
+
+
+def submit_ray(run_id: str, spec: dict[str, Any]) -> None:
+    ray = _ray()
+    wants_cuda = spec["train_config"].get("device") == "cuda"
+    options = {"num_cpus": float(os.environ.get("FMNIST_RAY_CPUS", "1")), "max_retries": 0,
+               "name": f"fmnist-train-{run_id[:8]}"}
+    if wants_cuda:
+        options["num_gpus"] = float(os.environ.get("FMNIST_RAY_GPU_FRACTION", "0.25"))
+    ref = ray.remote(_train_task).options(**options).remote(run_id)
+    runs.set_status(run_id, "queued", message="waiting for a Ray worker", ray_task=ref.task_id().hex())
+    _REFS[run_id] = ref
+
+
+_REFS: dict[str, Any] = {}  # this process's submitted tasks, for ray.cancel
+
+
+def cancel_ray(run_id: str) -> bool:
+    """ray.cancel for a task this process submitted (a queued task never polls the flag)."""
+    ref = _REFS.get(run_id)
+    if ref is None:
+        return False
+    _ray().cancel(ref, force=False)
+    return True

@@ -1,0 +1,201 @@
+"""Who may do what: owners, the teacher, and the class limits, checked here in the core.
+
+  a user      a display name the student picks plus a secret token the browser keeps; runs
+              record the name and `owner_id`, a hash of the token (the token itself is never
+              stored, so reading the store does not let anyone act as someone else)
+  the teacher unlocked with the password from FMNIST_TEACHER_PASSWORD or
+              .streamlit/secrets.toml (`teacher_password = "..."`), compared in constant time
+              and never logged. With no password configured there is no class: the single
+              user of a laptop is the teacher and needs no login.
+  limits      set by the teacher for everyone, kept in the run store (so every server and
+              worker of a class sees the same): concurrent trainings, and per student the
+              runs waiting or running at once, parameters per model, epochs and seconds per run
+
+Pages hide buttons a user may not press, but that is for comfort: every action that changes
+a run (stop, delete, hide) and every launch goes through `authorize` / `check_submit` here.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from .data import PROJECT_ROOT
+from .errors import WorkbenchError
+
+SECRETS_FILE = PROJECT_ROOT / ".streamlit" / "secrets.toml"
+NAME = re.compile(r"[\w .'-]{1,40}")
+
+
+class PermissionDenied(WorkbenchError):
+    """An action this user may not take (someone else's run, a teacher-only control)."""
+
+
+@dataclass(frozen=True)
+class User:
+    name: str          # what the class sees on runs and the leaderboard
+    id: str            # sha256 of the browser's secret token: what runs record as owner_id
+    teacher: bool = False
+
+    def owns(self, run: dict[str, Any]) -> bool:
+        return bool(run.get("owner_id")) and hmac.compare_digest(run["owner_id"], self.id)
+
+
+def new_token() -> str:
+    return secrets.token_hex(16)
+
+
+def user_id(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()[:32]
+
+
+def clean_name(name: str) -> str:
+    name = " ".join(str(name).split())
+    if not NAME.fullmatch(name):
+        raise WorkbenchError("a name is 1 to 40 letters, digits, spaces, dots, apostrophes or dashes")
+    return name
+
+
+def make_user(name: str, token: str, teacher: bool = False) -> User:
+    return User(clean_name(name), user_id(token), teacher or not class_mode())
+
+
+def single_user() -> User:
+    """The laptop's one user (the CLI's too): the teacher when no class is configured."""
+    return User(os.environ.get("USER") or "me", user_id("single-user"), teacher=not class_mode())
+
+
+# --- the teacher's password --------------------------------------------------------------------
+
+def teacher_password() -> str | None:
+    pw = os.environ.get("FMNIST_TEACHER_PASSWORD")
+    if pw:
+        return pw
+    try:
+        import tomllib
+        with open(SECRETS_FILE, "rb") as f:
+            return tomllib.load(f).get("teacher_password") or None
+    except (OSError, ValueError):
+        return None
+
+
+def class_mode() -> bool:
+    """A class server: a teacher password is configured, so users are students by default."""
+    return teacher_password() is not None
+
+
+def check_teacher_password(given: str) -> bool:
+    pw = teacher_password()
+    return pw is not None and hmac.compare_digest(given.encode(), pw.encode())
+
+
+# --- who may touch a run ------------------------------------------------------------------------
+
+def authorize(user: User, action: str, run: dict[str, Any]) -> None:
+    """Owner or teacher may stop, delete or hide a run; everyone may look at every run."""
+    if user.teacher or user.owns(run):
+        return
+    owner = run.get("owner") or "someone else"
+    raise PermissionDenied(f"only {owner} (who launched it) or the teacher can {action} this run")
+
+
+def require_teacher(user: User, what: str) -> None:
+    if not user.teacher:
+        raise PermissionDenied(f"only the teacher can {what}")
+
+
+def stop_run(user: User, run_id: str) -> None:
+    from . import runs
+    r = runs.load_run(run_id, history=False)
+    authorize(user, "stop", r)
+    runs.request_cancel(run_id)
+    if r["status_info"].get("executor") == "ray":
+        from .executors_ray import cancel_ray
+        cancel_ray(run_id)  # a task still waiting for a worker never polls the flag
+
+
+def delete_run(user: User, run_id: str) -> None:
+    from . import runs
+    authorize(user, "delete", runs.load_run(run_id, history=False))
+    runs.delete_run(run_id)
+
+
+def hide_run(user: User, run_id: str, hidden: bool = True) -> None:
+    from . import runs
+    require_teacher(user, "hide runs from the leaderboard")
+    runs.set_hidden(run_id, hidden)
+
+
+# --- the class limits -----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ClassSettings:
+    max_concurrent: int = 1            # trainings at once on this server: on 2 cores a second one
+                                       # only slows both (each waits for the other's core)
+    max_active_per_student: int = 2    # runs waiting or running per student: one to watch, one queued
+    max_parameters: int = 5_000_000    # per model: the largest preset is ~1.7 M; 50 layers of 8192
+                                       # (3.3 G) would exhaust memory before training started
+    max_epochs: int = 30               # mlp-best, the longest preset, trains 30
+    max_seconds: float = 900.0         # per run: a 15-minute cap keeps the queue moving in a lesson
+
+    def validate(self) -> "ClassSettings":
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, (int, float)) or v < 1:
+                raise WorkbenchError(f"{f.name.replace('_', ' ')} must be a number >= 1, got {v!r}")
+        return self
+
+
+SETTINGS_TAG = "fmnist.class_settings"
+
+
+def class_settings() -> ClassSettings:
+    """The teacher's settings, from the run store (defaults until the teacher changes one)."""
+    from . import runs
+    s = runs.store()
+    raw = s.client.get_experiment(s.experiment_id).tags.get(SETTINGS_TAG)
+    try:
+        known = {f.name for f in fields(ClassSettings)}
+        return ClassSettings(**{k: v for k, v in json.loads(raw).items() if k in known}).validate()
+    except (TypeError, ValueError, WorkbenchError):
+        return ClassSettings()
+
+
+def set_class_settings(user: User, **changes: Any) -> ClassSettings:
+    from . import runs
+    require_teacher(user, "change the class settings")
+    new = ClassSettings(**{**asdict(class_settings()), **changes}).validate()
+    s = runs.store()
+    s.client.set_experiment_tag(s.experiment_id, SETTINGS_TAG, json.dumps(asdict(new)))
+    return new
+
+
+def check_submit(user: User, spec: dict[str, Any], settings: ClassSettings | None = None) -> dict[str, Any]:
+    """Refuse, with the reason, a launch over the class limits (the teacher has none but the
+    server's own); returns the spec to run, its training time capped at the class limit."""
+    from . import runs
+    from .models import build_model, config_from_dict, count_parameters
+    if user.teacher:
+        return spec
+    st = settings or class_settings()
+    n = count_parameters(build_model(config_from_dict(spec["model_config"])))
+    if n > st.max_parameters:
+        raise PermissionDenied(f"this model has {n:,} parameters; the class limit is {st.max_parameters:,} "
+                               "(make it narrower or shallower)")
+    tc = spec["train_config"]
+    if tc.get("epochs", 0) > st.max_epochs:
+        raise PermissionDenied(f"{tc['epochs']} epochs asked; the class limit is {st.max_epochs}")
+    mine = [r for r in runs.list_runs() if r["status"] in runs.ACTIVE and user.owns(r)]
+    if len(mine) >= st.max_active_per_student:
+        raise PermissionDenied(f"you already have {len(mine)} run(s) waiting or running; the class limit "
+                               f"is {st.max_active_per_student}: wait for one to finish or stop one")
+    # training time: capped rather than refused (the run stops early, keeping its best epoch)
+    if (tc.get("max_seconds") or float("inf")) > st.max_seconds:
+        spec = {**spec, "train_config": {**tc, "max_seconds": float(st.max_seconds)}}
+    return spec
