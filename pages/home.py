@@ -10,7 +10,7 @@ import streamlit as st
 
 from fmnist_core import views
 from fmnist_core.data import CLASSES, IMAGE_SIZE, summary
-from pages import common
+from ui import common
 
 
 def page() -> None:
@@ -91,5 +91,5 @@ def page() -> None:
     st.markdown("\n".join(lines))
 
 
-if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py
     common.run_app()

@@ -16,7 +16,7 @@ import streamlit as st
 
 from fmnist_core import inspect_net, manual, views
 from fmnist_core.data import CLASSES
-from pages import common, model_picker
+from ui import common, model_picker
 
 UNITS = (16, 32, 48, 64)  # first-layer units shown for an MLP
 PICTURE_FROM = {"torch": "PyTorch", "manual": "NumPy twin"}
@@ -175,7 +175,7 @@ def _layer_row(i: int, d: dict, out: np.ndarray) -> None:
 # --- the whole test set ---------------------------------------------------------------------
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _compare(path: str, mtime: float) -> dict:
+def _compare(path: str, version: float) -> dict:
     ds = common.dataset()
     return manual.compare(path, ds.x_test, ds.y_test, impl="numpy")
 
@@ -185,7 +185,7 @@ def _whole_test_set(entry) -> None:
     if st.button("Compare PyTorch and the NumPy twin on the whole test set", icon=":material/compare_arrows:",
                  key="in_compare_btn"):
         with st.spinner("Running all 10,000 test images through PyTorch and through the NumPy twin…"):
-            result = _compare(entry["path"], model_picker.mtime(entry["path"]))
+            result = _compare(entry["path"], common.mtime(entry["path"]))
         st.session_state.in_compare = {**st.session_state.in_compare, entry["key"]: result}
     result = st.session_state.in_compare.get(entry["key"])
     if result is None:
@@ -203,5 +203,5 @@ def _whole_test_set(entry) -> None:
         "max |PyTorch − NumPy| over all images": st.column_config.NumberColumn(format="%.1e")})
 
 
-if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py
     common.run_app()

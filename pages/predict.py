@@ -4,7 +4,7 @@ side by side.
 
 The preprocessing is fmnist_core.preprocess (every step is shown); an unusable file gets its
 one-sentence ImageError in an st.error box and the page carries on. Models come from
-pages/model_picker (cached per checkpoint version, shared, read-only), so a prediction is a
+ui/model_picker (cached per checkpoint version, shared, read-only), so a prediction is a
 few milliseconds even while a training process is busy. The last input is kept in session
 state (`pr_last`) for the "Inside the network" page.
 """
@@ -17,7 +17,7 @@ from fmnist_core import inspect_net, views
 from fmnist_core.data import CLASSES
 from fmnist_core.errors import ImageError
 from fmnist_core.preprocess import FORMATS, preprocess
-from pages import common, model_picker
+from ui import common, model_picker
 
 SOURCES = {"draw": ":material/draw: Draw", "upload": ":material/upload_file: Upload",
            "camera": ":material/photo_camera: Camera", "test": ":material/image: Test image"}
@@ -192,5 +192,5 @@ def _prediction(r: dict, truth: str | None) -> None:
                      | {"|difference|": st.column_config.NumberColumn(format="%.1e")})
 
 
-if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py
     common.run_app()

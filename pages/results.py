@@ -14,7 +14,7 @@ import streamlit as st
 from fmnist_core import runs, views
 from fmnist_core.data import CLASSES
 from fmnist_core.errors import WorkbenchError
-from pages import common
+from ui import common
 
 PCT = st.column_config.NumberColumn(format="percent")
 NUM = st.column_config.NumberColumn(format="%.4f")
@@ -262,5 +262,5 @@ def _downloads(key: str, src: dict, metrics: dict | None) -> None:
             st.error(st.session_state.res_delete_error)
 
 
-if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py
     common.run_app()

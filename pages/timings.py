@@ -15,7 +15,7 @@ import streamlit as st
 
 from fmnist_core import bench, bench_views, views
 from fmnist_core.models import preset_names
-from pages import common
+from ui import common
 
 POLL_SECONDS = 1.0
 MODES = {"quick": "Quick (about half a minute)", "full": "Full (several minutes: epochs, every batch size)"}
@@ -231,5 +231,5 @@ def _why(rows: list[dict], model: dict | None) -> None:
                                                               if len({r['source'] for r in rows}) > 1 else "."))
 
 
-if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py
     common.run_app()

@@ -19,7 +19,7 @@ from fmnist_core import jobs, runs, views
 from fmnist_core.errors import ConfigError, WorkbenchError
 from fmnist_core.models import ACTIVATIONS, config_to_dict, preset, preset_names
 from fmnist_core.train import OPTIMIZERS, SCHEDULES
-from pages import common
+from ui import common
 
 DEFAULT_START = "mlp-seed000"
 ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP only)"}
@@ -263,5 +263,5 @@ def _watch_panel(run_dir: str, drawn_status: str) -> None:
         st.rerun()
 
 
-if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py
     common.run_app()

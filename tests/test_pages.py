@@ -28,7 +28,8 @@ TIMEOUT = 120  # the first run imports torch and loads the dataset on a busy 2-c
 
 def page_app(name: str) -> AppTest:
     """One page with the app's sidebar, as app.py would draw it."""
-    script = (f"from pages import common, {name}\n"
+    script = ("from ui import common\n"
+              f"from pages import {name}\n"
               "common.sidebar()\n"
               f"{name}.page()\n")
     return AppTest.from_string(script, default_timeout=TIMEOUT)

@@ -36,7 +36,7 @@ EASY = {2: "Trouser", 0: "Ankle boot"}  # clearly recognisable test images
 
 def page_app(name: str) -> AppTest:
     """One page with the app's sidebar, as app.py draws it."""
-    return AppTest.from_string(f"from pages import common, {name}\ncommon.sidebar()\n{name}.page()\n",
+    return AppTest.from_string(f"from ui import common\nfrom pages import {name}\ncommon.sidebar()\n{name}.page()\n",
                                default_timeout=TIMEOUT)
 
 

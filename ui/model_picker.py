@@ -1,9 +1,9 @@
 """Shared by the Predict and "Inside the network" pages: the model picker and the cached models.
 
-Not a page itself (no `page()`): app.py does not route to it. A model is loaded once per
-server process and checkpoint version — st.cache_resource keyed by the file's path and
-mtime, so a retrained file is picked up — and the same objects are handed to every
-session: treat them as read-only (fmnist_core.inspect_net never changes them).
+A model is loaded once per server process and checkpoint version — st.cache_resource keyed
+by the file's path and mtime (common.mtime), so a retrained file is picked up — and the same
+objects are handed to every session: treat them as read-only (fmnist_core.inspect_net never
+changes them).
 
 The chosen model is kept in plain session state (`nv_model`), not only in the widget:
 Streamlit forgets a widget's value when another page is shown, and both pages share
@@ -18,26 +18,19 @@ import streamlit as st
 
 from fmnist_core import inspect_net, runs, views
 from fmnist_core.errors import WorkbenchError
-from pages import common
+from ui import common
 
 CHOICE = "nv_model"  # the chosen model's key, shared by Predict and Inside
 
 
-def mtime(path: str | Path) -> float:
-    try:
-        return Path(path).stat().st_mtime
-    except OSError:
-        return 0.0
-
-
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
-def _pair(path: str, mtime: float):
+def _pair(path: str, version: float):
     return inspect_net.load_pair(path)
 
 
 def pair(path: str | Path):
     """(PyTorch model, NumPy twin) of a checkpoint, loaded once per version. Read-only."""
-    return _pair(str(path), mtime(path))
+    return _pair(str(path), common.mtime(path))
 
 
 def choices() -> dict[str, dict[str, Any]]:
@@ -80,7 +73,3 @@ def describe(entry: dict[str, Any]) -> str:
     n = sum(p.numel() for p in model.parameters())
     return (f"{views.describe_model(entry['model_config'])} · {n:,} parameters"
             + (f" · test accuracy {acc:.1%}" if isinstance(acc, (int, float)) else ""))
-
-
-if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
-    common.run_app()

@@ -29,7 +29,7 @@ PERSISTENT_PREFIXES = ("tr_", "res_sel", "res_detail", "res_cm_mode", "res_true"
 
 
 def run_app() -> None:
-    """Run app.py (the router) in place of a page file: see pages/__init__.py."""
+    """Run app.py (the router) in place of a page file: see ui/__init__.py."""
     runpy.run_path(str(APP_FILE), run_name="__main__")
 
 
@@ -78,7 +78,8 @@ def mean_images() -> object:
     return views.mean_images(ds.x_train, ds.y_train)
 
 
-def _mtime(path: str | Path) -> float:
+def mtime(path: str | Path) -> float:
+    """A checkpoint's modification time (0 when it is missing): the version key of the caches."""
     try:
         return Path(path).stat().st_mtime
     except OSError:
@@ -93,26 +94,26 @@ def _shipped(folder: str, mtimes: tuple) -> list[dict]:
 def shipped_models() -> list[dict]:
     """The shipped models' info, re-read when a file appears or changes."""
     folder = views.SHIPPED_DIR
-    return _shipped(str(folder), tuple(_mtime(folder / f) for f in views.SHIPPED.values()))
+    return _shipped(str(folder), tuple(mtime(folder / f) for f in views.SHIPPED.values()))
 
 
 @st.cache_resource(show_spinner="Classifying the 10,000 test images…", max_entries=16)
-def _predictions(path: str, mtime: float):
+def _predictions(path: str, version: float):
     return views.test_predictions(path, dataset())
 
 
 def predictions(path: str):
     """(predicted class, confidence) arrays for the test set, computed once per checkpoint."""
-    return _predictions(str(path), _mtime(path))
+    return _predictions(str(path), mtime(path))
 
 
 @st.cache_resource(show_spinner="Evaluating on the 10,000 test images…", max_entries=8)
-def _evaluation(path: str, mtime: float) -> dict:
+def _evaluation(path: str, version: float) -> dict:
     return views.evaluate_checkpoint(path, dataset())
 
 
 def evaluation(path: str) -> dict:
-    return _evaluation(str(path), _mtime(path))
+    return _evaluation(str(path), mtime(path))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
