@@ -13,7 +13,7 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmnist_core import inspect_net, views
+from fmnist_core.views import predict as view, shared
 from fmnist_core.data import CLASSES
 from fmnist_core.errors import ImageError
 from fmnist_core.preprocess import FORMATS, preprocess
@@ -108,7 +108,7 @@ def _camera():
 
 def _random_test_image() -> None:
     k = st.session_state.pr_test_class
-    st.session_state.pr_test_idx = inspect_net.random_test_index(
+    st.session_state.pr_test_idx = shared.random_test_index(
         common.dataset().y_test, None if k == ANY_CLASS else CLASSES.index(k))
 
 
@@ -122,7 +122,7 @@ def _test_image():
                     max_value=len(ds.y_test) - 1, step=1, key="pr_test_idx")
     i = int(st.session_state.pr_test_idx)
     x, y = ds.x_test[i], int(ds.y_test[i])
-    st.image(views.upscale(x, 8), caption=f"test image #{i}: {CLASSES[y]}")
+    st.image(shared.upscale(x, 8), caption=f"test image #{i}: {CLASSES[y]}")
     return None, x, f"test image #{i}", CLASSES[y]
 
 
@@ -130,7 +130,7 @@ def _test_image():
 
 def _show(entry, image, prepared, what: str, truth: str | None) -> None:
     if prepared is not None:
-        x = inspect_net.as_input(prepared)  # a test image is already a model input: used as is
+        x = shared.as_input(prepared)  # a test image is already a model input: used as is
         steps = None
     else:
         try:
@@ -144,7 +144,7 @@ def _show(entry, image, prepared, what: str, truth: str | None) -> None:
     if entry is None:
         st.info("Choose a model above to see a prediction.")
         return
-    result = inspect_net.predict_both(entry["model"], entry["net"], x)
+    result = view.predict_both(entry["model"], entry["net"], x)
     _prediction(result, truth)
 
 
@@ -153,7 +153,7 @@ def _steps(steps) -> None:
     per_row = 4
     for start in range(0, len(steps), per_row):
         for col, (name, img) in zip(st.columns(per_row), steps[start:start + per_row]):
-            col.image(inspect_net.for_display(img), caption=name, width="stretch")
+            col.image(view.for_display(img), caption=name, width="stretch")
     st.caption("The last picture is exactly what the network gets: 28×28 gray levels, garment light "
                "on black, filling the frame on its long side — like the dataset's own images.")
 
@@ -174,7 +174,7 @@ def _prediction(r: dict, truth: str | None) -> None:
     else:
         st.error("PyTorch and the NumPy twin disagree — that would be a bug in the twin.")
     st.markdown("**Probability of each class**")
-    df = inspect_net.probability_table(r)
+    df = view.probability_table(r)
     fig = go.Figure()
     for impl in ("PyTorch", "NumPy twin"):
         fig.add_trace(go.Bar(y=df["class"], x=df[impl], name=impl, orientation="h",

@@ -13,7 +13,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmnist_core import bench, bench_views, views
+from fmnist_core import bench, bench_views
+from fmnist_core.views.format import format_seconds
 from fmnist_core.models import preset_names
 from ui import common
 
@@ -78,7 +79,7 @@ def _job_panel(was_running: bool) -> None:
     if state == "running":
         mode = "quick" if status.get("quick") else "full"
         st.progress(status["progress"], text=f"**{mode} benchmark of {status.get('preset')}**, "
-                                             f"{views.format_seconds(status['elapsed'])}: {status['message']}")
+                                             f"{format_seconds(status['elapsed'])}: {status['message']}")
         st.caption("It runs as its own process, so everyone can go on using the workbench; while it "
                    "runs the CPU is busy, and other work is slower (and slows it down).")
         st.button("Stop the benchmark", icon=":material/stop_circle:", key="tm_stop", on_click=bench_views.stop_job)

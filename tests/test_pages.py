@@ -190,8 +190,8 @@ def test_results_page_shows_and_deletes_a_run(finished_run):
 
 
 def test_results_page_without_runs_says_what_to_do(runs_dir, monkeypatch):
-    from fmnist_core import views
-    monkeypatch.setattr(views, "SHIPPED_DIR", runs_dir / "no-models-here")
+    from fmnist_core.views import shared
+    monkeypatch.setattr(shared, "SHIPPED_DIR", runs_dir / "no-models-here")
     at = page_app("results").run()
     assert not at.exception
     assert "Launch a run on the Train page" in texts(at)
@@ -201,11 +201,11 @@ def test_results_page_without_runs_says_what_to_do(runs_dir, monkeypatch):
 def test_shipped_models_show_on_home_and_results(finished_run, tmp_path, monkeypatch):
     import shutil
     import torch
-    from fmnist_core import views
+    from fmnist_core.views import shared
     models = tmp_path / "models"
     models.mkdir()
     shutil.copyfile(finished_run / "best.pt", models / "mlp.pt")  # stands in for a shipped model
-    monkeypatch.setattr(views, "SHIPPED_DIR", models)
+    monkeypatch.setattr(shared, "SHIPPED_DIR", models)
     acc = torch.load(models / "mlp.pt", weights_only=True)["metrics"]["test_accuracy"]
 
     at = page_app("home").run()

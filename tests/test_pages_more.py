@@ -23,7 +23,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from fmnist_core import bench, bench_views, runs, views
+from fmnist_core import bench, bench_views, runs
+from fmnist_core.views import shared
 from fmnist_core.data import CLASSES
 from fmnist_core.device import available_devices
 
@@ -86,13 +87,13 @@ def model(runs_dir, stand_in, monkeypatch):
     """The model the pages choose by default: the shipped CNN, or the stand-in MLP."""
     if REAL_CNN.is_file():
         return {"key": "shipped:cnn", "path": REAL_CNN, "real_cnn": True}
-    monkeypatch.setattr(views, "SHIPPED_DIR", stand_in)
+    monkeypatch.setattr(shared, "SHIPPED_DIR", stand_in)
     return {"key": "shipped:mlp", "path": stand_in / "mlp.pt", "real_cnn": False}
 
 
 @pytest.fixture
 def no_models(runs_dir, tmp_path, monkeypatch):
-    monkeypatch.setattr(views, "SHIPPED_DIR", tmp_path / "no-models-here")
+    monkeypatch.setattr(shared, "SHIPPED_DIR", tmp_path / "no-models-here")
 
 
 # --- Predict ------------------------------------------------------------------------------
@@ -223,7 +224,7 @@ def test_inside_shows_the_last_predict_input(model):
 
 
 def test_inside_mlp_first_layer_units(model, stand_in, monkeypatch):
-    monkeypatch.setattr(views, "SHIPPED_DIR", stand_in)  # an MLP: fc1's units as images
+    monkeypatch.setattr(shared, "SHIPPED_DIR", stand_in)  # an MLP: fc1's units as images
     at = page_app("inside").run()
     at.selectbox(key="in_model").select("shipped:mlp").run()
     at.select_slider(key="in_units").set_value(64).run()

@@ -2,7 +2,7 @@
 
 A model is loaded once per server process and checkpoint version — st.cache_resource keyed
 by the file's path and mtime (common.mtime), so a retrained file is picked up — and the same
-objects are handed to every session: treat them as read-only (fmnist_core.inspect_net never
+objects are handed to every session: treat them as read-only (fmnist_core.views never
 changes them).
 
 The chosen model is kept in plain session state (`nv_model`), not only in the widget:
@@ -16,7 +16,8 @@ from typing import Any
 
 import streamlit as st
 
-from fmnist_core import inspect_net, runs, views
+from fmnist_core import runs
+from fmnist_core.views import shared
 from fmnist_core.errors import WorkbenchError
 from ui import common
 
@@ -25,7 +26,7 @@ CHOICE = "nv_model"  # the chosen model's key, shared by Predict and Inside
 
 @st.cache_resource(show_spinner="Loading the model…", max_entries=8)
 def _pair(path: str, version: float):
-    return inspect_net.load_pair(path)
+    return shared.load_pair(path)
 
 
 def pair(path: str | Path):
@@ -34,7 +35,7 @@ def pair(path: str | Path):
 
 
 def choices() -> dict[str, dict[str, Any]]:
-    return inspect_net.model_choices(common.shipped_models(), runs.list_runs())
+    return shared.model_choices(common.shipped_models(), runs.list_runs())
 
 
 def _remember(widget_key: str) -> None:
@@ -52,7 +53,7 @@ def pick(widget_key: str, container=None) -> dict[str, Any] | None:
                    "Train one on the Train page; it appears here when it finishes.")
         return None
     if st.session_state.get(CHOICE) not in options:
-        st.session_state[CHOICE] = inspect_net.default_choice(options)
+        st.session_state[CHOICE] = shared.default_choice(options)
     st.session_state[widget_key] = st.session_state[CHOICE]
     where.selectbox("Model", list(options), key=widget_key, format_func=lambda k: options[k]["label"],
                     on_change=_remember, args=(widget_key,),
@@ -71,5 +72,5 @@ def describe(entry: dict[str, Any]) -> str:
     model = entry["model"]
     acc = (getattr(model, "metrics", None) or {}).get("test_accuracy")
     n = sum(p.numel() for p in model.parameters())
-    return (f"{views.describe_model(entry['model_config'])} · {n:,} parameters"
+    return (f"{shared.describe_model(entry['model_config'])} · {n:,} parameters"
             + (f" · test accuracy {acc:.1%}" if isinstance(acc, (int, float)) else ""))

@@ -1,18 +1,14 @@
-"""Looking inside one trained network: what the Predict and "Inside the network" pages show.
+"""What the "Inside the network" page shows, for one checkpoint loaded twice — the PyTorch
+nn.Module and its NumPy twin (shared.load_pair):
 
-For a checkpoint loaded twice — the PyTorch nn.Module (models.load_model) and its NumPy
-twin (manual.ManualNet) — this module computes:
-
-  * model choices     the shipped models and every finished run's best.pt, as picker entries
-  * predict_both      one 28x28 input through both implementations: probabilities side by side,
-                      the top class, whether they agree and how far apart they are
-  * layer_outputs     every layer's output for one input, PyTorch next to NumPy, with the
-                      largest absolute difference per layer (the course project's "identical
-                      layer outputs")
-  * first_layer       the first layer's weights as pictures: an MLP's first units as 28x28
-                      images, a CNN's first conv filters
-  * pictures          feature maps and weights as one crisp RGB image (nearest-neighbour
-                      upscaling, a blue-white-red map for signed values, gray for >= 0)
+  * parameters    the largest layer and its share of all parameters
+  * layer_outputs every layer's output for one input, PyTorch next to NumPy, with the
+                  largest absolute difference per layer (the course project's "identical
+                  layer outputs"), and the same over the whole test set (manual.compare)
+  * first_layer   the first layer's weights as pictures: an MLP's first units as 28x28
+                  images, a CNN's first conv filters
+  * pictures      feature maps and weights as one crisp RGB image (nearest-neighbour
+                  upscaling, a blue-white-red map for signed values, gray for >= 0)
 
 The PyTorch side runs the model's children one after the other — exactly what
 nn.Sequential.forward does — instead of registering forward hooks: the model is shared
@@ -24,12 +20,12 @@ colours of the pictures (fonts and charts live in the pages).
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .data import CLASSES, IMAGE_SIZE
+from ..data import IMAGE_SIZE
+from .shared import as_input
 
 # a layer whose PyTorch and NumPy outputs differ by more than this is flagged: float32
 # arithmetic in a different order (im2col, folded constants) differs by ~1e-6, a wrong
@@ -41,114 +37,7 @@ POSITIVE = np.array([178, 24, 43], np.float32)     # red: above zero
 GAP_COLOUR = (70, 70, 70)                          # dark gray between tiles: visible next to white
 
 
-# --- which models there are -------------------------------------------------------------
-
-def model_choices(shipped: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Picker entries, key -> {"label", "path", "kind", "model_config"}; shipped models first,
-    then finished runs with a best.pt, newest first.
-
-    `shipped` is views.shipped_models(), `runs` is runs.list_runs(). Runs that are still
-    training, failed or were cancelled are left out: their checkpoint may change or be missing.
-    """
-    from .views import describe_model, run_label
-    out: dict[str, dict[str, Any]] = {}
-    for m in shipped:
-        if m.get("available"):
-            acc = (m.get("metrics") or {}).get("test_accuracy")
-            out[f"shipped:{m['name']}"] = {
-                "label": f"shipped {m['name'].upper()}: {describe_model(m['model_config'])}"
-                         + (f" — test {acc:.1%}" if isinstance(acc, (int, float)) else ""),
-                "path": m["path"], "kind": (m["model_config"] or {}).get("kind"),
-                "model_config": m["model_config"]}
-    for r in runs:
-        if r.get("status") == "finished" and r.get("checkpoint"):
-            cfg = (r.get("config") or {}).get("model_config")
-            out[f"run:{r['run_id']}"] = {"label": f"run {run_label(r)}", "path": r["checkpoint"],
-                                         "kind": (cfg or {}).get("kind"), "model_config": cfg}
-    return out
-
-
-def default_choice(choices: dict[str, dict[str, Any]]) -> str | None:
-    """The shipped CNN if there is one, else the shipped MLP, else the newest finished run."""
-    for key in ("shipped:cnn", "shipped:mlp"):
-        if key in choices:
-            return key
-    return next(iter(choices), None)
-
-
-def load_pair(path: str | Path):
-    """(PyTorch model in eval mode on the CPU, ManualNet) from one checkpoint, read once."""
-    from .manual import ManualNet, state_dict_to_numpy
-    from .models import build_model, config_from_dict, read_checkpoint
-    from .errors import CheckpointError
-    ckpt = read_checkpoint(path)
-    cfg = config_from_dict(ckpt["model_config"])
-    model = build_model(cfg)
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the saved config ({str(exc)[:200]})") from None
-    model.metrics = ckpt.get("metrics", {})
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)  # shared and read-only: no autograd bookkeeping either
-    net = ManualNet(cfg, state_dict_to_numpy(ckpt["state_dict"]))
-    return model, net
-
-
-# --- one input through both implementations ---------------------------------------------
-
-def as_input(x: np.ndarray) -> np.ndarray:
-    """A (28, 28) image, uint8 or float in [0, 1] -> float32 (28, 28) in [0, 1]; copies."""
-    x = np.asarray(x)
-    if x.shape != (IMAGE_SIZE, IMAGE_SIZE):
-        raise ValueError(f"expected one 28x28 image, got shape {x.shape}")
-    if x.dtype == np.uint8:
-        return np.multiply(x, 1 / 255.0, dtype=np.float32)
-    return np.array(x, dtype=np.float32)
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
-
-
-def predict_both(model, net, x: np.ndarray) -> dict[str, Any]:
-    """One prepared input through PyTorch and the NumPy twin.
-
-    Returns {"label", "index", "probability", "torch": (10,) probabilities, "manual": (10,),
-    "manual_label", "agree" (same top class), "max_prob_diff", "max_logit_diff"}.
-    """
-    import torch
-
-    from .predict import _one_thread
-    x = as_input(x)
-    with torch.inference_mode(), _one_thread(1):
-        logits_t = model(torch.from_numpy(x).reshape(1, 1, IMAGE_SIZE, IMAGE_SIZE)).float().numpy()[0]
-    logits_m = net.forward(x[None])[0]
-    p_t, p_m = softmax(logits_t), softmax(logits_m)
-    k, k_m = int(p_t.argmax()), int(p_m.argmax())
-    return {"label": CLASSES[k], "index": k, "probability": float(p_t[k]),
-            "torch": p_t, "manual": p_m, "manual_label": CLASSES[k_m], "agree": k == k_m,
-            "max_prob_diff": float(np.abs(p_t - p_m).max()),
-            "max_logit_diff": float(np.abs(logits_t - logits_m).max())}
-
-
-def probability_table(result: dict[str, Any]):
-    """The two probability vectors side by side: class, PyTorch, NumPy twin, |difference|."""
-    import pandas as pd
-    t, m = np.asarray(result["torch"], np.float64), np.asarray(result["manual"], np.float64)
-    return pd.DataFrame({"class": list(CLASSES), "PyTorch": t, "NumPy twin": m, "|difference|": np.abs(t - m)})
-
-
-def random_test_index(y: np.ndarray, class_index: int | None = None, rng=None) -> int:
-    """A random test-set index, of one class if given."""
-    rng = rng or np.random.default_rng()
-    pool = np.arange(len(y)) if class_index is None else np.flatnonzero(np.asarray(y) == class_index)
-    return int(rng.choice(pool))
-
+# --- numbers -------------------------------------------------------------------------------
 
 def parameter_summary(table) -> dict[str, Any]:
     """views.layer_summary's table -> total parameters and the largest layer with its share."""
@@ -176,7 +65,7 @@ def layer_outputs(model, net, x: np.ndarray) -> list[dict[str, Any]]:
     """
     import torch
 
-    from .predict import _one_thread
+    from ..predict import _one_thread
     x = as_input(x)
     theirs: list[np.ndarray] = []
     with torch.inference_mode(), _one_thread(1):
@@ -216,7 +105,7 @@ def compare_summary(result: dict[str, Any]) -> dict[str, Any]:
             "max_abs_diff": result["max_abs_diff"], "layers": layers}
 
 
-# --- pictures ----------------------------------------------------------------------------
+# --- pictures ------------------------------------------------------------------------------
 
 def colorize(a: np.ndarray, scale: float | None = None, signed: bool | None = None) -> np.ndarray:
     """Values -> RGB uint8. Signed: blue (negative) - white (0) - red (positive), symmetric
@@ -297,14 +186,3 @@ def strip(values: np.ndarray, height: int = 1) -> np.ndarray:
     """(D,) values of a dense layer -> a (height, D) array for a heat strip."""
     v = np.asarray(values, dtype=np.float32).reshape(1, -1)
     return np.repeat(v, height, axis=0)
-
-
-def for_display(img, min_side: int = 168):
-    """A preprocessing step (PIL image) big enough to see: small ones are enlarged by a whole
-    factor with nearest-neighbour, so each of the model's 28x28 pixels stays a sharp square."""
-    from PIL import Image
-    w, h = img.size
-    if max(w, h) >= min_side:
-        return img
-    k = max(1, min_side // max(w, h))
-    return img.resize((w * k, h * k), Image.Resampling.NEAREST)
