@@ -39,7 +39,7 @@ def page() -> None:
     for k, name in enumerate(CLASSES):
         left, right = st.columns([1, 6], vertical_alignment="center")
         left.markdown(f"**{name}**")
-        right.image(view.montage(ds.x_train[idx[k]], factor=3))
+        right.image(shared.tile_grid(ds.x_train[idx[k]], factor=3, gap=2))
 
     bal, mean = st.columns([1, 1], gap="large")
     with bal:

@@ -70,7 +70,7 @@ def _parameters(entry) -> None:
 
 def _first_layer(entry) -> None:
     st.subheader("What the first layer looks for")
-    if entry["kind"] == "mlp":
+    if entry["arch"] == "mlp":
         st.select_slider("Units shown", UNITS, key="in_units")
     first = view.first_layer(entry["model"], units=st.session_state.in_units)
     if first["kind"] == "conv":
@@ -186,7 +186,7 @@ def _whole_test_set(entry) -> None:
     if st.button("Compare PyTorch and the NumPy twin on the whole test set", icon=":material/compare_arrows:",
                  key="in_compare_btn"):
         with st.spinner("Running all 10,000 test images through PyTorch and through the NumPy twin…"):
-            result = _compare(entry["path"], common.mtime(entry["path"]))
+            result = _compare(entry["checkpoint"], common.mtime(entry["checkpoint"]))
         st.session_state.in_compare = {**st.session_state.in_compare, entry["key"]: result}
     result = st.session_state.in_compare.get(entry["key"])
     if result is None:

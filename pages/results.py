@@ -21,38 +21,17 @@ PCT = st.column_config.NumberColumn(format="percent")
 NUM = st.column_config.NumberColumn(format="%.4f")
 
 
-def _sources() -> dict[str, dict]:
-    """key -> what the page needs of a shipped model or a run (newest runs first)."""
-    out: dict[str, dict] = {}
-    for m in common.shipped_models():
-        if m["available"]:
-            acc = m["metrics"].get("test_accuracy")
-            out[f"shipped:{m['name']}"] = {
-                "kind": "shipped", "name": f"shipped {m['name']}",
-                "label": f"shipped {m['name']}: {shared.describe_model(m['model_config'])}"
-                         + (f" — test {acc:.1%}" if acc else ""),
-                "checkpoint": m["path"], "history": [], "status": "shipped", "metrics": None,
-                "model_config": m["model_config"], "info": m["metrics"]}
-    for r in runs.list_runs():
-        out[f"run:{r['run_id']}"] = {
-            "kind": "run", "name": view.run_short_name(r),
-            "label": shared.run_label(r), "checkpoint": r["checkpoint"], "history": r["history"],
-            "status": r["status"], "metrics": r["metrics"], "model_config": r["config"].get("model_config"),
-            "info": r["status_info"], "run_dir": r["run_dir"], "run_id": r["run_id"]}
-    return out
-
-
 def _test_metrics(src: dict) -> dict | None:
     if src["metrics"]:
         return src["metrics"]
-    if src["kind"] == "shipped":
+    if src["source"] == "shipped":
         return common.evaluation(src["checkpoint"])
     return None
 
 
 def page() -> None:
     st.title("Results")
-    sources = _sources()
+    sources = common.model_list()
     if not sources:
         st.info("Nothing to show yet: no run has been trained and the shipped models are not there. "
                 "Launch a run on the Train page.")
@@ -250,7 +229,7 @@ def _downloads(key: str, src: dict, metrics: dict | None) -> None:
                                 data=lambda: view.confusion_png(cm, title=src["name"]),
                                 file_name=f"{stem}-confusion.png", mime="image/png", key="res_dl_cm_png",
                                 on_click="ignore")
-    if src["kind"] != "run":
+    if src["source"] != "run":
         st.caption("Shipped models are part of the repository and cannot be deleted here.")
         return
     with st.expander("Delete this run", icon=":material/delete:"):

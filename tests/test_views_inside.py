@@ -65,8 +65,6 @@ def test_colours_and_grids():
     assert tuple(rgb[0, 2]) == tuple(view.POSITIVE.astype(int))
     gray = view.colorize(np.array([[0.0, 1.0]]))
     assert tuple(gray[0, 0]) == (0, 0, 0) and tuple(gray[0, 1]) == (255, 255, 255)
-    grid = view.tile_grid(np.zeros((10, 4, 4, 3), np.uint8), cols=4, factor=3, gap=2)
-    assert grid.shape == (3 * 12 + 2 * 2, 4 * 12 + 3 * 2, 3)
     maps = view.map_grid(np.random.default_rng(0).random((6, 14, 14)), target=84)
     assert maps.shape == (84, 6 * 84 + 5 * 4, 3)
 

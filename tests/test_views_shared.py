@@ -65,11 +65,22 @@ def test_model_choices_list_shipped_models_and_finished_runs_only():
                  "status_info": {}} for r, st, ck in (("a", "finished", "/r/a/best.pt"),
                                                       ("b", "running", "/r/b/best.pt"),
                                                       ("c", "finished", None), ("d", "cancelled", "/r/d/best.pt"))]
-    choices = shared.model_choices(shipped, run_list)
+    entries = shared.model_list(shipped, run_list)
+    assert list(entries) == ["shipped:mlp", "run:a", "run:b", "run:c", "run:d"]  # Results shows them all
+    choices = shared.model_choices(entries)
     assert list(choices) == ["shipped:mlp", "run:a"]
     assert "test 90.0%" in choices["shipped:mlp"]["label"]
+    assert choices["run:a"]["checkpoint"] == "/r/a/best.pt" and choices["run:a"]["arch"] == "mlp"
     assert shared.default_choice(choices) == "shipped:mlp"
     assert shared.default_choice({}) is None
+
+
+def test_tile_grids_gray_and_colour(ds):
+    m = shared.tile_grid(ds.x_test[:3], factor=2, gap=1)
+    assert m.shape == (56, 3 * 56 + 2) and m.dtype == np.uint8
+    assert (m[:, 56] == 128).all() and (m[:56, :56] == shared.upscale(ds.x_test[0], 2)).all()
+    grid = shared.tile_grid(np.zeros((10, 4, 4, 3), np.uint8), cols=4, factor=3, gap=2, gap_colour=(70, 70, 70))
+    assert grid.shape == (3 * 12 + 2 * 2, 4 * 12 + 3 * 2, 3) and tuple(grid[0, 12]) == (70, 70, 70)
 
 
 def test_inputs_are_checked_and_copied(ds):

@@ -98,6 +98,12 @@ def shipped_models() -> list[dict]:
     return _shipped(str(folder), tuple(mtime(folder / f) for f in shared.SHIPPED.values()))
 
 
+def model_list() -> dict[str, dict]:
+    """Every shipped model and run as entries for the pages (views.shared.model_list), read
+    afresh on each script run so a finished or deleted run shows at once."""
+    return shared.model_list(shipped_models(), runs.list_runs())
+
+
 @st.cache_resource(show_spinner="Classifying the 10,000 test images…", max_entries=16)
 def _predictions(path: str, version: float):
     return results_view.test_predictions(path, dataset())

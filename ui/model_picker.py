@@ -16,7 +16,6 @@ from typing import Any
 
 import streamlit as st
 
-from fmnist_core import runs
 from fmnist_core.views import shared
 from fmnist_core.errors import WorkbenchError
 from ui import common
@@ -35,7 +34,7 @@ def pair(path: str | Path):
 
 
 def choices() -> dict[str, dict[str, Any]]:
-    return shared.model_choices(common.shipped_models(), runs.list_runs())
+    return shared.model_choices(common.model_list())
 
 
 def _remember(widget_key: str) -> None:
@@ -60,7 +59,7 @@ def pick(widget_key: str, container=None) -> dict[str, Any] | None:
                     help="The shipped models, or any finished run from the Train page.")
     entry = {**options[st.session_state[widget_key]], "key": st.session_state[widget_key]}
     try:
-        entry["model"], entry["net"] = pair(entry["path"])
+        entry["model"], entry["net"] = pair(entry["checkpoint"])
     except (WorkbenchError, OSError) as exc:
         where.error(f"Cannot load this model: {exc}")
         return None

@@ -1,4 +1,5 @@
-"""Times written for people, for every page: how long something took or will take.
+"""Times written for people, for every page: how long something took or will take
+(format_seconds), and when something happened (clock).
 
 The one time formatter of the views: a page or a view module that shows a duration imports
 it from here rather than writing its own.
@@ -8,8 +9,11 @@ precision a timing table needs), which its module writes.
 """
 from __future__ import annotations
 
+import time
+
 
 def format_seconds(s: float | None) -> str:
+    """A duration: '4.2 s', '35 s', '2 min 05 s', '1 h 03 min'; '—' when unknown (None)."""
     if s is None:
         return "—"
     s = max(0.0, float(s))
@@ -20,3 +24,8 @@ def format_seconds(s: float | None) -> str:
         return f"{m} min {sec:02d} s"
     h, m = divmod(m, 60)
     return f"{h} h {m:02d} min"
+
+
+def clock(t: float, with_date: bool = False) -> str:
+    """A moment (seconds since the epoch) in local time: '14:03:12', or '05-01 14:03:12'."""
+    return time.strftime("%m-%d %H:%M:%S" if with_date else "%H:%M:%S", time.localtime(t))

@@ -1,16 +1,15 @@
 """What the Home / Data page shows: sample pictures of each class, the mean image of each
 class, and the class balance of the two splits.
 
-Left out: where the data came from and the shipped models' table (shared: the sidebar and
-other pages show them too).
+Left out: where the data came from, the shipped models, pictures as crisp tiles (shared:
+the sidebar and other pages show them too).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from ..data import CLASSES, IMAGE_SIZE, NUM_CLASSES, FashionMNIST, class_counts
-from .shared import upscale
+from ..data import CLASSES, NUM_CLASSES, FashionMNIST, class_counts
 
 
 def sample_indices(y: np.ndarray, per_class: int = 10, seed: int = 0) -> np.ndarray:
@@ -28,17 +27,3 @@ def mean_images(x: np.ndarray, y: np.ndarray) -> np.ndarray:
 def class_balance(ds: FashionMNIST) -> pd.DataFrame:
     return pd.DataFrame({"class": list(CLASSES), "train": class_counts(ds.y_train),
                          "test": class_counts(ds.y_test)})
-
-
-def montage(images: np.ndarray, cols: int | None = None, factor: int = 3, gap: int = 2) -> np.ndarray:
-    """(N, 28, 28) uint8 -> one uint8 image, images side by side (gap in grey)."""
-    images = np.asarray(images)
-    n = len(images)
-    cols = cols or n
-    rows = -(-n // cols)
-    s = IMAGE_SIZE * factor
-    out = np.full((rows * s + (rows - 1) * gap, cols * s + (cols - 1) * gap), 128, np.uint8)
-    for i, img in enumerate(images):
-        r, c = divmod(i, cols)
-        out[r * (s + gap):r * (s + gap) + s, c * (s + gap):c * (s + gap) + s] = upscale(img, factor)
-    return out

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..data import IMAGE_SIZE
-from .shared import as_input
+from .shared import as_input, tile_grid
 
 # a layer whose PyTorch and NumPy outputs differ by more than this is flagged: float32
 # arithmetic in a different order (im2col, folded constants) differs by ~1e-6, a wrong
@@ -65,10 +65,10 @@ def layer_outputs(model, net, x: np.ndarray) -> list[dict[str, Any]]:
     """
     import torch
 
-    from ..predict import _one_thread
+    from ..predict import one_thread_for_few
     x = as_input(x)
     theirs: list[np.ndarray] = []
-    with torch.inference_mode(), _one_thread(1):
+    with torch.inference_mode(), one_thread_for_few(1):
         h = torch.from_numpy(x).reshape(1, 1, IMAGE_SIZE, IMAGE_SIZE)
         for module in model.children():  # exactly nn.Sequential's forward, no hooks needed
             h = module(h)
@@ -124,23 +124,6 @@ def colorize(a: np.ndarray, scale: float | None = None, signed: bool | None = No
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
-def tile_grid(tiles: np.ndarray, cols: int, factor: int, gap: int = 4) -> np.ndarray:
-    """(N, h, w, 3) uint8 tiles -> one RGB image, `cols` per row, each upscaled by `factor`
-    (nearest neighbour: one value = one visible square on a projector)."""
-    tiles = np.asarray(tiles)
-    n, h, w = tiles.shape[:3]
-    cols = max(1, min(cols, n))
-    rows = -(-n // cols)
-    th, tw = h * factor, w * factor
-    out = np.empty((rows * th + (rows - 1) * gap, cols * tw + (cols - 1) * gap, 3), np.uint8)
-    out[:] = GAP_COLOUR
-    for i, t in enumerate(tiles):
-        r, c = divmod(i, cols)
-        big = np.repeat(np.repeat(t, factor, axis=0), factor, axis=1)
-        out[r * (th + gap):r * (th + gap) + th, c * (tw + gap):c * (tw + gap) + tw] = big
-    return out
-
-
 def map_grid(maps: np.ndarray, cols: int | None = None, target: int = 84, shared_scale: bool = True) -> np.ndarray:
     """(C, H, W) feature maps -> one RGB image: each map a tile, about `target` px wide.
 
@@ -152,7 +135,7 @@ def map_grid(maps: np.ndarray, cols: int | None = None, target: int = 84, shared
     scale = float(np.abs(maps).max()) if shared_scale else None
     tiles = np.stack([colorize(m, scale if shared_scale else None, signed) for m in maps])
     cols = cols or min(c, 16)
-    return tile_grid(tiles, cols, factor=max(1, round(target / max(h, w))))
+    return tile_grid(tiles, cols, factor=max(1, round(target / max(h, w))), gap_colour=GAP_COLOUR)
 
 
 def first_layer(model, units: int = 32) -> dict[str, Any]:
@@ -179,7 +162,7 @@ def weight_grid(weights: np.ndarray, cols: int = 8, target: int = 112) -> np.nda
     weights = np.asarray(weights, dtype=np.float32)
     tiles = np.stack([colorize(w, signed=True) for w in weights])
     h = weights.shape[1]
-    return tile_grid(tiles, cols, factor=max(1, round(target / h)))
+    return tile_grid(tiles, cols, factor=max(1, round(target / h)), gap_colour=GAP_COLOUR)
 
 
 def strip(values: np.ndarray, height: int = 1) -> np.ndarray:

@@ -9,29 +9,27 @@ from typing import Any
 
 import numpy as np
 
-from ..data import CLASSES, IMAGE_SIZE
+from ..data import CLASSES
 from .shared import as_input, softmax
 
 
 def predict_both(model, net, x: np.ndarray) -> dict[str, Any]:
     """One prepared input through PyTorch and the NumPy twin.
 
-    Returns {"label", "index", "probability", "torch": (10,) probabilities, "manual": (10,),
-    "manual_label", "agree" (same top class), "max_prob_diff", "max_logit_diff"}.
+    The PyTorch side is fmnist_core.predict's prediction, the one the CLI's `predict` makes:
+    {"label", "index", "probabilities", "top3"}. Added: "probability" (of the top class),
+    "torch" and "manual" (10,) probability arrays, "manual_label", "agree" (same top class),
+    "max_prob_diff".
     """
-    import torch
-
-    from ..predict import _one_thread
+    from ..predict import predict_array
     x = as_input(x)
-    with torch.inference_mode(), _one_thread(1):
-        logits_t = model(torch.from_numpy(x).reshape(1, 1, IMAGE_SIZE, IMAGE_SIZE)).float().numpy()[0]
-    logits_m = net.forward(x[None])[0]
-    p_t, p_m = softmax(logits_t), softmax(logits_m)
-    k, k_m = int(p_t.argmax()), int(p_m.argmax())
-    return {"label": CLASSES[k], "index": k, "probability": float(p_t[k]),
-            "torch": p_t, "manual": p_m, "manual_label": CLASSES[k_m], "agree": k == k_m,
-            "max_prob_diff": float(np.abs(p_t - p_m).max()),
-            "max_logit_diff": float(np.abs(logits_t - logits_m).max())}
+    result = predict_array(model, x)
+    p_t = np.fromiter(result["probabilities"].values(), np.float32, len(CLASSES))
+    p_m = softmax(net.forward(x[None])[0])
+    k_m = int(p_m.argmax())
+    return {**result, "probability": float(p_t[result["index"]]), "torch": p_t, "manual": p_m,
+            "manual_label": CLASSES[k_m], "agree": result["index"] == k_m,
+            "max_prob_diff": float(np.abs(p_t - p_m).max())}
 
 
 def probability_table(result: dict[str, Any]):

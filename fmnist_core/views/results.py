@@ -1,16 +1,16 @@
 """What the Results page shows: runs and shipped models compared, then one of them closely.
 
-  * comparison    a short name per run for legends, best and final numbers per run
+  * comparison    best and final numbers per run, its history as a table
   * one model     confusion matrix (counts, row-normalised) as CSV and as a PNG drawn with
                   Pillow, the per-class report, the test images behind one cell, and the
                   test-set predictions and metrics of a checkpoint
 
-Left out: the curves as a long table and the model list (shared: other pages use them too).
+Left out: the model list with each run's short name, and the curves as a long table
+(shared: other pages use them too).
 """
 from __future__ import annotations
 
 import io
-import time
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +18,10 @@ import numpy as np
 import pandas as pd
 
 from ..data import CLASSES, FashionMNIST
-from .shared import describe_model, run_title
+from .shared import describe_model
 
 
 # --- comparison ----------------------------------------------------------------------------
-
-def run_short_name(run: dict[str, Any]) -> str:
-    """For legends and tables: 'mlp-seed000 @ 14:03:12'."""
-    created = run["config"].get("created")
-    when = time.strftime("%H:%M:%S", time.localtime(created)) if created else run["run_id"]
-    return f"{run_title(run['config'])} @ {when}"
-
 
 def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(history)

@@ -23,6 +23,7 @@ import pandas as pd
 from .. import runs
 from ..data import IMAGE_SIZE, NUM_CLASSES, PROJECT_ROOT
 from ..errors import WorkbenchError
+from .format import clock
 
 # shipped in git next to the code (not under $FMNIST_ARTIFACTS, which moves the runs)
 SHIPPED_DIR = PROJECT_ROOT / "artifacts" / "models"
@@ -94,28 +95,45 @@ def layer_summary(model_config) -> pd.DataFrame:
 
 # --- which models there are ------------------------------------------------------------
 
-def model_choices(shipped: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """Picker entries, key -> {"label", "path", "kind", "model_config"}; shipped models first,
-    then finished runs with a best.pt, newest first.
+def model_list(shipped: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Every model a page can show, key -> entry: the shipped models whose file is there, then
+    every run in the order given (runs.list_runs: newest first).
 
-    `shipped` is views.shipped_models(), `runs` is runs.list_runs(). Runs that are still
-    training, failed or were cancelled are left out: their checkpoint may change or be missing.
+    `shipped` is shipped_models(), `runs` is runs.list_runs(). An entry holds "source"
+    ("shipped" | "run"), "name" (short, for legends), "label" (for pickers), "checkpoint"
+    (None for a run without one yet), "model_config", "arch" ("mlp" | "cnn"), "status"
+    ("shipped", or the run's), "history" (per-epoch rows; [] for a shipped model), "metrics"
+    (the run's test metrics; None for a shipped model, which is evaluated when shown), "info"
+    (what the checkpoint or the run's status says: test accuracy, epochs, message), and for
+    a run "run_id" and "run_dir".
     """
     out: dict[str, dict[str, Any]] = {}
     for m in shipped:
         if m.get("available"):
             acc = (m.get("metrics") or {}).get("test_accuracy")
             out[f"shipped:{m['name']}"] = {
+                "source": "shipped", "name": f"shipped {m['name']}",
                 "label": f"shipped {m['name'].upper()}: {describe_model(m['model_config'])}"
                          + (f" — test {acc:.1%}" if isinstance(acc, (int, float)) else ""),
-                "path": m["path"], "kind": (m["model_config"] or {}).get("kind"),
-                "model_config": m["model_config"]}
+                "checkpoint": m["path"], "model_config": m["model_config"],
+                "arch": (m["model_config"] or {}).get("kind"), "status": "shipped", "history": [],
+                "metrics": None, "info": m.get("metrics") or {}}
     for r in runs:
-        if r.get("status") == "finished" and r.get("checkpoint"):
-            cfg = (r.get("config") or {}).get("model_config")
-            out[f"run:{r['run_id']}"] = {"label": f"run {run_label(r)}", "path": r["checkpoint"],
-                                         "kind": (cfg or {}).get("kind"), "model_config": cfg}
+        cfg = (r.get("config") or {}).get("model_config")
+        out[f"run:{r['run_id']}"] = {
+            "source": "run", "name": run_short_name(r), "label": f"run {run_label(r)}",
+            "checkpoint": r.get("checkpoint"), "model_config": cfg, "arch": (cfg or {}).get("kind"),
+            "status": r["status"], "history": r.get("history") or [], "metrics": r.get("metrics"),
+            "info": r.get("status_info") or {}, "run_id": r["run_id"], "run_dir": r.get("run_dir")}
     return out
+
+
+def model_choices(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The entries of model_list a model can be loaded from: shipped models, and finished runs
+    with a checkpoint. Runs still training, failed or cancelled are left out: their checkpoint
+    may change or be missing."""
+    return {k: e for k, e in entries.items()
+            if e["source"] == "shipped" or (e["status"] == "finished" and e["checkpoint"])}
 
 
 def default_choice(choices: dict[str, dict[str, Any]]) -> str | None:
@@ -127,23 +145,15 @@ def default_choice(choices: dict[str, dict[str, Any]]) -> str | None:
 
 
 def load_pair(path: str | Path):
-    """(PyTorch model in eval mode on the CPU, ManualNet) from one checkpoint, read once."""
+    """(PyTorch model, its NumPy twin) of one checkpoint: models.load_model (eval mode, on the
+    CPU), then the twin built from that model's very weights. Both are shared by every
+    dashboard session: nothing here or in the pages changes them after this."""
     from ..manual import ManualNet, state_dict_to_numpy
-    from ..models import build_model, config_from_dict, read_checkpoint
-    from ..errors import CheckpointError
-    ckpt = read_checkpoint(path)
-    cfg = config_from_dict(ckpt["model_config"])
-    model = build_model(cfg)
-    try:
-        model.load_state_dict(ckpt["state_dict"])
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit the saved config ({str(exc)[:200]})") from None
-    model.metrics = ckpt.get("metrics", {})
-    model.eval()
+    from ..models import load_model
+    model = load_model(path)
     for p in model.parameters():
         p.requires_grad_(False)  # shared and read-only: no autograd bookkeeping either
-    net = ManualNet(cfg, state_dict_to_numpy(ckpt["state_dict"]))
-    return model, net
+    return model, ManualNet(model.config, state_dict_to_numpy(model.state_dict()))
 
 
 # --- the data and the inputs -----------------------------------------------------------
@@ -162,11 +172,29 @@ def data_origin(source: str) -> str:
 
 
 def upscale(img: np.ndarray, factor: int = 3) -> np.ndarray:
-    """Nearest-neighbour upscaling: crisp pixels on a projector instead of a blur."""
+    """Nearest-neighbour upscaling of a (h, w) gray or (h, w, 3) RGB image: crisp pixels on a
+    projector instead of a blur. Values outside 0..255 are clipped to uint8."""
     img = np.asarray(img)
     if img.dtype != np.uint8:
         img = np.clip(img, 0, 255).astype(np.uint8)
-    return np.repeat(np.repeat(img, factor, axis=-2), factor, axis=-1)
+    return np.repeat(np.repeat(img, factor, axis=0), factor, axis=1)
+
+
+def tile_grid(tiles: np.ndarray, cols: int | None = None, factor: int = 1, gap: int = 4,
+              gap_colour: int | tuple[int, int, int] = 128) -> np.ndarray:
+    """(N, h, w) gray or (N, h, w, 3) RGB tiles -> one uint8 image, `cols` per row (default: one
+    row), each upscaled by `factor` (upscale), `gap` pixels of `gap_colour` between them."""
+    tiles = np.asarray(tiles)
+    n, h, w = tiles.shape[:3]
+    cols = max(1, min(cols or n, n))
+    rows = -(-n // cols)
+    th, tw = h * factor, w * factor
+    out = np.empty((rows * th + (rows - 1) * gap, cols * tw + (cols - 1) * gap, *tiles.shape[3:]), np.uint8)
+    out[:] = gap_colour
+    for i, t in enumerate(tiles):
+        r, c = divmod(i, cols)
+        out[r * (th + gap):r * (th + gap) + th, c * (tw + gap):c * (tw + gap) + tw] = upscale(t, factor)
+    return out
 
 
 def as_input(x: np.ndarray) -> np.ndarray:
@@ -232,10 +260,16 @@ def run_title(config: dict[str, Any]) -> str:
 def run_label(run: dict[str, Any]) -> str:
     """For pickers: '14:03:12 mlp-seed000 — finished, test 88.1%'."""
     created = run["config"].get("created")
-    when = time.strftime("%m-%d %H:%M:%S", time.localtime(created)) if created else run["run_id"]
+    when = clock(created, with_date=True) if created else run["run_id"]
     acc = (run.get("status_info") or {}).get("test_accuracy")
     tail = f", test {acc:.1%}" if isinstance(acc, (int, float)) else ""
     return f"{when} {run_title(run['config'])} — {run['status']}{tail}"
+
+
+def run_short_name(run: dict[str, Any]) -> str:
+    """For legends and tables: 'mlp-seed000 @ 14:03:12'."""
+    created = run["config"].get("created")
+    return f"{run_title(run['config'])} @ {clock(created) if created else run['run_id']}"
 
 
 def curves_long(named_histories: list[tuple[str, list[dict[str, Any]]]]) -> pd.DataFrame:
