@@ -107,7 +107,7 @@ def predict_array(model: torch.nn.Module, x: np.ndarray) -> dict:
 
 def predict_images(model: torch.nn.Module, images: Iterable[ImageInput]) -> list[dict]:
     """Raw images -> one prediction dict each, in one batch. A bad image raises ImageError
-    naming its position; callers that want per-image errors preprocess themselves (cli_predict)."""
+    naming its position; callers that want per-image errors preprocess themselves (cli/predict.py)."""
     arrays = []
     for i, im in enumerate(images):
         try:
