@@ -35,11 +35,9 @@ def page() -> None:
     st.caption("Open a trained network up: its layers and their parameters, the patterns its first "
                "layer has learned, what each layer makes of one image — and the hand-written NumPy "
                "twin computing the very same numbers as PyTorch.")
-    top = st.columns([3, 2], vertical_alignment="bottom")
-    entry = model_picker.pick("in_model", top[0])
+    entry = model_picker.pick("in_model")
     if entry is None:
         return
-    top[1].caption(model_picker.describe(entry))
 
     _parameters(entry)
     st.divider()

@@ -37,10 +37,7 @@ def page() -> None:
     st.caption("Give the model a garment: draw one, upload a photo or scan, take a picture, or pick "
                "one of the 10,000 test images. You see every preprocessing step, the 28×28 image the "
                "model really gets, and what PyTorch and the hand-written NumPy twin make of it.")
-    top = st.columns([3, 2], vertical_alignment="bottom")
-    entry = model_picker.pick("pr_model", top[0])
-    if entry is not None:
-        top[1].caption(model_picker.describe(entry))
+    entry = model_picker.pick("pr_model")
 
     left, right = st.columns([2, 3], gap="large")
     with left:

@@ -41,10 +41,11 @@ def _remember(widget_key: str) -> None:
     st.session_state[CHOICE] = st.session_state[widget_key]
 
 
-def pick(widget_key: str, container=None) -> dict[str, Any] | None:
-    """The model selectbox (keyed `widget_key`); returns the chosen entry with its loaded
-    "model" and "net", or None after saying why there is nothing to choose or load."""
-    where = container or st
+def pick(widget_key: str) -> dict[str, Any] | None:
+    """The top row of Predict and Inside: the model selectbox (keyed `widget_key`) and, beside
+    it, one line on the chosen model. Returns the chosen entry with its loaded "model" and
+    "net", or None after saying why there is nothing to choose or load."""
+    where, beside = st.columns([3, 2], vertical_alignment="bottom")
     options = choices()
     if not options:
         where.info("No trained model yet: the shipped models (artifacts/models/mlp.pt and cnn.pt) "
@@ -63,10 +64,11 @@ def pick(widget_key: str, container=None) -> dict[str, Any] | None:
     except (WorkbenchError, OSError) as exc:
         where.error(f"Cannot load this model: {exc}")
         return None
+    beside.caption(_describe(entry))
     return entry
 
 
-def describe(entry: dict[str, Any]) -> str:
+def _describe(entry: dict[str, Any]) -> str:
     """One caption line: architecture, parameters, test accuracy when the checkpoint has it."""
     model = entry["model"]
     acc = (getattr(model, "metrics", None) or {}).get("test_accuracy")
