@@ -40,7 +40,7 @@ GAP_COLOUR = (70, 70, 70)                          # dark gray between tiles: vi
 # --- numbers -------------------------------------------------------------------------------
 
 def parameter_summary(table) -> dict[str, Any]:
-    """views.layer_summary's table -> total parameters and the largest layer with its share."""
+    """shared.layer_summary's table -> total parameters and the largest layer with its share."""
     total = int(table["parameters"].sum())
     if not total:
         return {"total": 0, "largest": None, "share": None}

@@ -1,12 +1,14 @@
 """What several pages show: the models there are, names of models and runs, the job queue,
-layer tables, and pictures upscaled so each pixel stays a crisp square on a projector.
+layer tables, and pictures upscaled (alone or as a grid of tiles) so each pixel stays a crisp
+square on a projector.
 
   * shipped models    artifacts/models/{mlp,cnn}.pt and what their checkpoints say
   * the model list    shipped models and runs as picker entries (Results, Predict, Inside),
                       the default choice, a checkpoint loaded as PyTorch model + NumPy twin
   * names             a model config or a run in a few words, for tables, legends and pickers
   * runs              the job queue the sidebar shows, curves of runs as one long table
-  * inputs            a 28x28 image as a model input, softmax, a random test image
+  * data and inputs   where the data came from, crisp pictures and tile grids, a 28x28
+                      image as a model input, softmax, a random test image
 
 Left out: what only one page shows (that page's module), and anything that trains.
 """
@@ -95,11 +97,11 @@ def layer_summary(model_config) -> pd.DataFrame:
 
 # --- which models there are ------------------------------------------------------------
 
-def model_list(shipped: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def model_list(shipped: list[dict[str, Any]], run_list: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Every model a page can show, key -> entry: the shipped models whose file is there, then
     every run in the order given (runs.list_runs: newest first).
 
-    `shipped` is shipped_models(), `runs` is runs.list_runs(). An entry holds "source"
+    `shipped` is shipped_models(), `run_list` is runs.list_runs(). An entry holds "source"
     ("shipped" | "run"), "name" (short, for legends), "label" (for pickers), "checkpoint"
     (None for a run without one yet), "model_config", "arch" ("mlp" | "cnn"), "status"
     ("shipped", or the run's), "history" (per-epoch rows; [] for a shipped model), "metrics"
@@ -118,7 +120,7 @@ def model_list(shipped: list[dict[str, Any]], runs: list[dict[str, Any]]) -> dic
                 "checkpoint": m["path"], "model_config": m["model_config"],
                 "arch": (m["model_config"] or {}).get("kind"), "status": "shipped", "history": [],
                 "metrics": None, "info": m.get("metrics") or {}}
-    for r in runs:
+    for r in run_list:
         cfg = (r.get("config") or {}).get("model_config")
         out[f"run:{r['run_id']}"] = {
             "source": "run", "name": run_short_name(r), "label": f"run {run_label(r)}",
@@ -208,6 +210,7 @@ def as_input(x: np.ndarray) -> np.ndarray:
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities along the last axis (float32), computed in float64 without overflow."""
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -258,7 +261,7 @@ def run_title(config: dict[str, Any]) -> str:
 
 
 def run_label(run: dict[str, Any]) -> str:
-    """For pickers: '14:03:12 mlp-seed000 — finished, test 88.1%'."""
+    """For pickers: '05-01 14:03:12 mlp-seed000 — finished, test 88.1%'."""
     created = run["config"].get("created")
     when = clock(created, with_date=True) if created else run["run_id"]
     acc = (run.get("status_info") or {}).get("test_accuracy")
