@@ -3,15 +3,15 @@
 Each page is a `def page() -> None` in pages/<name>.py; PAGES below is the one list to
 extend. Routing is `st.navigation` over `st.Page` objects built from those callables
 (not Streamlit's file-per-page discovery; why the folder may still be called pages/
-is explained in pages/__init__.py). Every page gets the same sidebar: data source,
-devices, the job queue and the "concurrent trainings" setting.
+is explained in ui/__init__.py). Every page gets the same sidebar (ui/common.py): data
+source, devices, the job queue and the "concurrent trainings" setting.
 """
 from __future__ import annotations
 
 import streamlit as st
 
-from pages import common, home, results, train
-from pages import inside, predict, timings
+from pages import home, inside, predict, results, timings, train
+from ui import common
 
 st.set_page_config(page_title="Fashion-MNIST Workbench", page_icon=":material/checkroom:", layout="wide")
 

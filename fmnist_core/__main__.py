@@ -1,4 +1,4 @@
-"""`python -m fmnist_core ...`: see fmnist_core/cli.py."""
+"""`python -m fmnist_core ...`: see fmnist_core/cli/."""
 import sys
 
 from .cli import main

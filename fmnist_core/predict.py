@@ -43,15 +43,18 @@ def load_default_model(device: str = "cpu"):
     return load_model(path, device=device)
 
 
-SMALL_BATCH = 64  # up to this many images run on one thread (see _one_thread)
+SMALL_BATCH = 64  # up to this many images run on one thread (see one_thread_for_few)
 _threads_lock = threading.Lock()
 
 
 @contextmanager
-def _one_thread(n: int):
-    """A few images run faster on one thread: on a busy CPU the intra-op thread pool waits for
+def one_thread_for_few(n: int):
+    """Run the block on one torch thread when it handles n <= SMALL_BATCH images.
+
+    A few images run faster on one thread: on a busy CPU the intra-op thread pool waits for
     its second core, and one 28x28 image took 50 ms instead of 1 ms. torch's thread count is
-    process-wide, so it is changed under a lock and put back at once."""
+    process-wide, so it is changed under a lock and put back at once. (Also used by
+    views.inside, which runs one image layer by layer.)"""
     if n > SMALL_BATCH or torch.get_num_threads() == 1:
         yield
         return
@@ -89,7 +92,7 @@ def predict_arrays(model: torch.nn.Module, arrays: np.ndarray | Iterable[np.ndar
     was_training = model.training
     model.eval()  # dropout off, batchnorm running stats: one image must not depend on the batch
     try:
-        with _one_thread(len(x) if device.type == "cpu" else SMALL_BATCH + 1):
+        with one_thread_for_few(len(x) if device.type == "cpu" else SMALL_BATCH + 1):
             logits = model(torch.from_numpy(x).reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE).to(device))
     finally:
         model.train(was_training)
@@ -104,7 +107,7 @@ def predict_array(model: torch.nn.Module, x: np.ndarray) -> dict:
 
 def predict_images(model: torch.nn.Module, images: Iterable[ImageInput]) -> list[dict]:
     """Raw images -> one prediction dict each, in one batch. A bad image raises ImageError
-    naming its position; callers that want per-image errors preprocess themselves (cli_predict)."""
+    naming its position; callers that want per-image errors preprocess themselves (cli/predict.py)."""
     arrays = []
     for i, im in enumerate(images):
         try:

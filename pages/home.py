@@ -8,9 +8,9 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from fmnist_core import views
+from fmnist_core.views import home as view, shared
 from fmnist_core.data import CLASSES, IMAGE_SIZE, summary
-from pages import common
+from ui import common
 
 
 def page() -> None:
@@ -27,7 +27,7 @@ def page() -> None:
     c[1].metric("Test images", f"{s['test']:,}")
     c[2].metric("Classes", len(CLASSES))
     c[3].metric("Image size", f"{IMAGE_SIZE}×{IMAGE_SIZE} px")
-    st.caption(f"Read {views.data_origin(s['source'])}; every file was checked (magic number, "
+    st.caption(f"Read {shared.data_origin(s['source'])}; every file was checked (magic number, "
                "shape, labels, length) before use.")
 
     st.subheader("The ten classes")
@@ -35,16 +35,16 @@ def page() -> None:
     head[0].caption("Ten random training images per class, shown at 3× with their real pixels.")
     if head[1].button("Other examples", icon=":material/shuffle:", key="home_shuffle"):
         st.session_state.home_seed += 1
-    idx = views.sample_indices(ds.y_train, per_class=10, seed=st.session_state.home_seed)
+    idx = view.sample_indices(ds.y_train, per_class=10, seed=st.session_state.home_seed)
     for k, name in enumerate(CLASSES):
         left, right = st.columns([1, 6], vertical_alignment="center")
         left.markdown(f"**{name}**")
-        right.image(views.montage(ds.x_train[idx[k]], factor=3))
+        right.image(shared.tile_grid(ds.x_train[idx[k]], factor=3, gap=2))
 
     bal, mean = st.columns([1, 1], gap="large")
     with bal:
         st.subheader("Class balance")
-        df = views.class_balance(ds).melt(id_vars="class", var_name="split", value_name="images")
+        df = view.class_balance(ds).melt(id_vars="class", var_name="split", value_name="images")
         fig = px.bar(df, y="class", x="images", color="split", barmode="group", orientation="h",
                      color_discrete_sequence=common.COLORS)
         fig.update_yaxes(title="", autorange="reversed")
@@ -57,14 +57,14 @@ def page() -> None:
         means = common.mean_images()
         for start in (0, 5):
             for col, k in zip(st.columns(5), range(start, start + 5)):
-                col.image(views.upscale(means[k], 4), caption=CLASSES[k], width="stretch")
+                col.image(shared.upscale(means[k], 4), caption=CLASSES[k], width="stretch")
         st.caption("The average of all 6,000 training images of each class. Shirt, T-shirt/top, "
                    "Pullover and Coat have near-identical averages: that is where models make most "
                    "of their mistakes.")
 
     st.subheader("Shipped models")
     shipped = common.shipped_models()
-    rows = [{"model": m["name"], "architecture": views.describe_model(m["model_config"]),
+    rows = [{"model": m["name"], "architecture": shared.describe_model(m["model_config"]),
              "parameters": m.get("parameters"), "test accuracy": m["metrics"].get("test_accuracy"),
              "epochs": m["metrics"].get("epochs_run"), "trained": m["metrics"].get("trained"),
              "on": m["metrics"].get("device")} for m in shipped if m["available"]]
@@ -91,5 +91,5 @@ def page() -> None:
     st.markdown("\n".join(lines))
 
 
-if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py
     common.run_app()

@@ -2,7 +2,7 @@
 what every layer makes of one input, and whether the hand-written NumPy twin computes the
 same numbers as PyTorch — for one image layer by layer, and for all 10,000 test images.
 
-The numbers come from fmnist_core.inspect_net (one input through both implementations,
+The numbers come from fmnist_core.views.inside (one input through both implementations,
 pictures of weights and feature maps) and fmnist_core.manual.compare (the whole test set,
 cached per checkpoint version so a class pressing the button at once computes it once).
 """
@@ -14,9 +14,10 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmnist_core import inspect_net, manual, views
+from fmnist_core import manual
+from fmnist_core.views import inside as view, shared
 from fmnist_core.data import CLASSES
-from pages import common, model_picker
+from ui import common, model_picker
 
 UNITS = (16, 32, 48, 64)  # first-layer units shown for an MLP
 PICTURE_FROM = {"torch": "PyTorch", "manual": "NumPy twin"}
@@ -34,11 +35,9 @@ def page() -> None:
     st.caption("Open a trained network up: its layers and their parameters, the patterns its first "
                "layer has learned, what each layer makes of one image — and the hand-written NumPy "
                "twin computing the very same numbers as PyTorch.")
-    top = st.columns([3, 2], vertical_alignment="bottom")
-    entry = model_picker.pick("in_model", top[0])
+    entry = model_picker.pick("in_model")
     if entry is None:
         return
-    top[1].caption(model_picker.describe(entry))
 
     _parameters(entry)
     st.divider()
@@ -57,7 +56,7 @@ def _parameters(entry) -> None:
     left, right = st.columns([3, 1], gap="large")
     left.dataframe(table, hide_index=True, width="stretch", height="content",
                    column_config={"parameters": st.column_config.NumberColumn(format="localized")})
-    s = inspect_net.parameter_summary(table)
+    s = view.parameter_summary(table)
     right.metric("Parameters in total", f"{s['total']:,}")
     if s["largest"]:
         right.metric(f"In the largest layer ({s['largest']})", f"{s['share']:.0%}")
@@ -69,18 +68,18 @@ def _parameters(entry) -> None:
 
 def _first_layer(entry) -> None:
     st.subheader("What the first layer looks for")
-    if entry["kind"] == "mlp":
+    if entry["arch"] == "mlp":
         st.select_slider("Units shown", UNITS, key="in_units")
-    first = inspect_net.first_layer(entry["model"], units=st.session_state.in_units)
+    first = view.first_layer(entry["model"], units=st.session_state.in_units)
     if first["kind"] == "conv":
         w = first["weights"]
-        st.image(inspect_net.weight_grid(w, cols=min(len(w), 16), target=112 if len(w) <= 8 else 64),
+        st.image(view.weight_grid(w, cols=min(len(w), 16), target=112 if len(w) <= 8 else 64),
                  caption=f"all {first['total']} filters of {first['layer']} ({w.shape[1]}×{w.shape[2]} each)")
         st.caption("Each square is one filter sliding over the image: red weights respond to light "
                    "pixels there, blue ones to dark — edge, stripe and blob detectors. Each filter "
                    "has its own colour scale.")
     else:
-        st.image(inspect_net.weight_grid(first["weights"], cols=8, target=112),
+        st.image(view.weight_grid(first["weights"], cols=8, target=112),
                  caption=f"the first {first['shown']} of {first['total']} units of {first['layer']}: "
                          "each unit's 784 input weights laid out as the 28×28 image")
         st.caption("Red pixels push a unit's output up when they are light, blue ones push it down: "
@@ -91,7 +90,7 @@ def _first_layer(entry) -> None:
 # --- one input, layer by layer ------------------------------------------------------------
 
 def _random_test_image() -> None:
-    st.session_state.in_idx = inspect_net.random_test_index(common.dataset().y_test)
+    st.session_state.in_idx = shared.random_test_index(common.dataset().y_test)
 
 
 def _input():
@@ -110,7 +109,7 @@ def _input():
                    step=1, key="in_idx")
     b.button("Random", icon=":material/shuffle:", key="in_random", on_click=_random_test_image, width="stretch")
     i = int(st.session_state.in_idx)
-    return inspect_net.as_input(ds.x_test[i]), f"test image #{i}", CLASSES[int(ds.y_test[i])]
+    return shared.as_input(ds.x_test[i]), f"test image #{i}", CLASSES[int(ds.y_test[i])]
 
 
 def _layers(entry) -> None:
@@ -118,10 +117,10 @@ def _layers(entry) -> None:
     pick, show = st.columns([1, 3], gap="large")
     with pick:
         x, what, truth = _input()
-        st.image(views.upscale(x * 255, 6), caption=what + (f" (true class: {truth})" if truth else ""))
+        st.image(shared.upscale(x * 255, 6), caption=what + (f" (true class: {truth})" if truth else ""))
         st.radio("Pictures from", list(PICTURE_FROM), key="in_from", format_func=PICTURE_FROM.get,
                  horizontal=True, help="Both implementations' outputs; they look the same because they are.")
-    layers = inspect_net.layer_outputs(entry["model"], entry["net"], x)
+    layers = view.layer_outputs(entry["model"], entry["net"], x)
     side = st.session_state.in_from
     with show:
         worst = max(d["max_abs_diff"] for d in layers)
@@ -129,13 +128,13 @@ def _layers(entry) -> None:
         (st.success if ok else st.error)(
             f"PyTorch and the NumPy twin: largest difference in any layer output **{worst:.1e}** "
             + ("— the same numbers, up to float32 rounding." if ok else
-               f"— above the tolerance of {inspect_net.AGREE_TOLERANCE:g}: a bug in the twin."))
-        st.dataframe(inspect_net.layer_diff_table(layers), hide_index=True, width="stretch", height="content",
+               f"— above the tolerance of {view.AGREE_TOLERANCE:g}: a bug in the twin."))
+        st.dataframe(view.layer_diff_table(layers), hide_index=True, width="stretch", height="content",
                      column_config={"max |PyTorch − NumPy|": st.column_config.NumberColumn(format="%.1e"),
                                     "values": st.column_config.NumberColumn(format="localized")})
         st.caption("Different code (im2col convolution, the input normalisation folded into the first "
                    "layer, another BLAS) adds and multiplies in a different order: float32 results then "
-                   f"differ in the last digits, around 1e-6. Above {inspect_net.AGREE_TOLERANCE:g} would be a bug.")
+                   f"differ in the last digits, around 1e-6. Above {view.AGREE_TOLERANCE:g} would be a bug.")
     st.caption(f"Below, every layer's output ({PICTURE_FROM[side]}'s): feature maps as images, one per "
                "channel, on one scale per layer — gray from 0 (black) to the layer's largest value "
                "(white), or blue–white–red where values can be negative; dense layers as a strip, one "
@@ -153,18 +152,18 @@ def _layer_row(i: int, d: dict, out: np.ndarray) -> None:
     if out.ndim == 3:
         shown = out[:MAX_MAPS]  # a 128-channel layer would fill screens: its first channels tell the story
         target = 168 if len(out) == 1 else 84 if len(shown) <= 8 else 56
-        pic.image(inspect_net.map_grid(shown, cols=min(len(shown), 16), target=target),
+        pic.image(view.map_grid(shown, cols=min(len(shown), 16), target=target),
                   caption=f"the first {len(shown)} of {len(out)} channels" if len(shown) < len(out) else None)
     elif d["name"] == "out":
-        probs = inspect_net.softmax(out)
+        probs = shared.softmax(out)
         fig = go.Figure(go.Bar(x=list(CLASSES), y=out, marker_color=common.COLORS[0],
                                customdata=probs, hovertemplate="%{x}: logit %{y:.3f}, p = %{customdata:.1%}"
                                                                "<extra></extra>"))
         fig.update_yaxes(title="logit")
         pic.plotly_chart(common.style(fig, height=300, top=20), theme=None, key=f"in_out_{i}")
     else:
-        r = inspect_net.strip_range(out)
-        fig = go.Figure(go.Heatmap(z=inspect_net.strip(out), zmin=r["zmin"], zmax=r["zmax"],
+        r = view.strip_range(out)
+        fig = go.Figure(go.Heatmap(z=view.strip(out), zmin=r["zmin"], zmax=r["zmax"],
                                    colorscale="RdBu_r" if r["signed"] else "gray", showscale=False,
                                    hovertemplate="unit %{x}: %{z:.3f}<extra></extra>"))
         fig.update_yaxes(visible=False)
@@ -175,7 +174,7 @@ def _layer_row(i: int, d: dict, out: np.ndarray) -> None:
 # --- the whole test set ---------------------------------------------------------------------
 
 @st.cache_data(show_spinner=False, max_entries=16)
-def _compare(path: str, mtime: float) -> dict:
+def _compare(path: str, version: float) -> dict:
     ds = common.dataset()
     return manual.compare(path, ds.x_test, ds.y_test, impl="numpy")
 
@@ -185,14 +184,14 @@ def _whole_test_set(entry) -> None:
     if st.button("Compare PyTorch and the NumPy twin on the whole test set", icon=":material/compare_arrows:",
                  key="in_compare_btn"):
         with st.spinner("Running all 10,000 test images through PyTorch and through the NumPy twin…"):
-            result = _compare(entry["path"], model_picker.mtime(entry["path"]))
+            result = _compare(entry["checkpoint"], common.mtime(entry["checkpoint"]))
         st.session_state.in_compare = {**st.session_state.in_compare, entry["key"]: result}
     result = st.session_state.in_compare.get(entry["key"])
     if result is None:
         st.caption("Every test image through both implementations: seconds for an MLP, up to a minute "
                    "for a CNN on a busy 2-core machine.")
         return
-    s = inspect_net.compare_summary(result)
+    s = view.compare_summary(result)
     c = st.columns(4)
     c[0].metric("Same predicted class", f"{s['agreement']:.2%}", f"{s['disagreements']} of {s['images']:,} differ",
                 delta_color="off")
@@ -203,5 +202,5 @@ def _whole_test_set(entry) -> None:
         "max |PyTorch − NumPy| over all images": st.column_config.NumberColumn(format="%.1e")})
 
 
-if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py
     common.run_app()

@@ -4,7 +4,7 @@ side by side.
 
 The preprocessing is fmnist_core.preprocess (every step is shown); an unusable file gets its
 one-sentence ImageError in an st.error box and the page carries on. Models come from
-pages/model_picker (cached per checkpoint version, shared, read-only), so a prediction is a
+ui/model_picker (cached per checkpoint version, shared, read-only), so a prediction is a
 few milliseconds even while a training process is busy. The last input is kept in session
 state (`pr_last`) for the "Inside the network" page.
 """
@@ -13,11 +13,11 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmnist_core import inspect_net, views
+from fmnist_core.views import predict as view, shared
 from fmnist_core.data import CLASSES
 from fmnist_core.errors import ImageError
 from fmnist_core.preprocess import FORMATS, preprocess
-from pages import common, model_picker
+from ui import common, model_picker
 
 SOURCES = {"draw": ":material/draw: Draw", "upload": ":material/upload_file: Upload",
            "camera": ":material/photo_camera: Camera", "test": ":material/image: Test image"}
@@ -37,10 +37,7 @@ def page() -> None:
     st.caption("Give the model a garment: draw one, upload a photo or scan, take a picture, or pick "
                "one of the 10,000 test images. You see every preprocessing step, the 28×28 image the "
                "model really gets, and what PyTorch and the hand-written NumPy twin make of it.")
-    top = st.columns([3, 2], vertical_alignment="bottom")
-    entry = model_picker.pick("pr_model", top[0])
-    if entry is not None:
-        top[1].caption(model_picker.describe(entry))
+    entry = model_picker.pick("pr_model")
 
     left, right = st.columns([2, 3], gap="large")
     with left:
@@ -108,7 +105,7 @@ def _camera():
 
 def _random_test_image() -> None:
     k = st.session_state.pr_test_class
-    st.session_state.pr_test_idx = inspect_net.random_test_index(
+    st.session_state.pr_test_idx = shared.random_test_index(
         common.dataset().y_test, None if k == ANY_CLASS else CLASSES.index(k))
 
 
@@ -122,7 +119,7 @@ def _test_image():
                     max_value=len(ds.y_test) - 1, step=1, key="pr_test_idx")
     i = int(st.session_state.pr_test_idx)
     x, y = ds.x_test[i], int(ds.y_test[i])
-    st.image(views.upscale(x, 8), caption=f"test image #{i}: {CLASSES[y]}")
+    st.image(shared.upscale(x, 8), caption=f"test image #{i}: {CLASSES[y]}")
     return None, x, f"test image #{i}", CLASSES[y]
 
 
@@ -130,7 +127,7 @@ def _test_image():
 
 def _show(entry, image, prepared, what: str, truth: str | None) -> None:
     if prepared is not None:
-        x = inspect_net.as_input(prepared)  # a test image is already a model input: used as is
+        x = shared.as_input(prepared)  # a test image is already a model input: used as is
         steps = None
     else:
         try:
@@ -144,7 +141,7 @@ def _show(entry, image, prepared, what: str, truth: str | None) -> None:
     if entry is None:
         st.info("Choose a model above to see a prediction.")
         return
-    result = inspect_net.predict_both(entry["model"], entry["net"], x)
+    result = view.predict_both(entry["model"], entry["net"], x)
     _prediction(result, truth)
 
 
@@ -153,7 +150,7 @@ def _steps(steps) -> None:
     per_row = 4
     for start in range(0, len(steps), per_row):
         for col, (name, img) in zip(st.columns(per_row), steps[start:start + per_row]):
-            col.image(inspect_net.for_display(img), caption=name, width="stretch")
+            col.image(view.for_display(img), caption=name, width="stretch")
     st.caption("The last picture is exactly what the network gets: 28×28 gray levels, garment light "
                "on black, filling the frame on its long side — like the dataset's own images.")
 
@@ -174,7 +171,7 @@ def _prediction(r: dict, truth: str | None) -> None:
     else:
         st.error("PyTorch and the NumPy twin disagree — that would be a bug in the twin.")
     st.markdown("**Probability of each class**")
-    df = inspect_net.probability_table(r)
+    df = view.probability_table(r)
     fig = go.Figure()
     for impl in ("PyTorch", "NumPy twin"):
         fig.add_trace(go.Bar(y=df["class"], x=df[impl], name=impl, orientation="h",
@@ -192,5 +189,5 @@ def _prediction(r: dict, truth: str | None) -> None:
                      | {"|difference|": st.column_config.NumberColumn(format="%.1e")})
 
 
-if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py
     common.run_app()

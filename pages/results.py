@@ -11,47 +11,27 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmnist_core import runs, views
+from fmnist_core import runs
+from fmnist_core.views import results as view, shared
 from fmnist_core.data import CLASSES
 from fmnist_core.errors import WorkbenchError
-from pages import common
+from ui import common
 
 PCT = st.column_config.NumberColumn(format="percent")
 NUM = st.column_config.NumberColumn(format="%.4f")
 
 
-def _sources() -> dict[str, dict]:
-    """key -> what the page needs of a shipped model or a run (newest runs first)."""
-    out: dict[str, dict] = {}
-    for m in common.shipped_models():
-        if m["available"]:
-            acc = m["metrics"].get("test_accuracy")
-            out[f"shipped:{m['name']}"] = {
-                "kind": "shipped", "name": f"shipped {m['name']}",
-                "label": f"shipped {m['name']}: {views.describe_model(m['model_config'])}"
-                         + (f" — test {acc:.1%}" if acc else ""),
-                "checkpoint": m["path"], "history": [], "status": "shipped", "metrics": None,
-                "model_config": m["model_config"], "info": m["metrics"]}
-    for r in runs.list_runs():
-        out[f"run:{r['run_id']}"] = {
-            "kind": "run", "name": views.run_short_name(r),
-            "label": views.run_label(r), "checkpoint": r["checkpoint"], "history": r["history"],
-            "status": r["status"], "metrics": r["metrics"], "model_config": r["config"].get("model_config"),
-            "info": r["status_info"], "run_dir": r["run_dir"], "run_id": r["run_id"]}
-    return out
-
-
 def _test_metrics(src: dict) -> dict | None:
     if src["metrics"]:
         return src["metrics"]
-    if src["kind"] == "shipped":
+    if src["source"] == "shipped":
         return common.evaluation(src["checkpoint"])
     return None
 
 
 def page() -> None:
     st.title("Results")
-    sources = _sources()
+    sources = common.model_list()
     if not sources:
         st.info("Nothing to show yet: no run has been trained and the shipped models are not there. "
                 "Launch a run on the Train page.")
@@ -69,7 +49,7 @@ def page() -> None:
         st.info("Choose at least one run above.")
         return
 
-    long = views.curves_long([(s["name"], s["history"]) for s in chosen])
+    long = shared.curves_long([(s["name"], s["history"]) for s in chosen])
     if len(long):
         left, right = st.columns(2)
         left.plotly_chart(common.curves_figure(long, "loss"), theme=None, key="res_loss")
@@ -80,7 +60,7 @@ def page() -> None:
     if no_hist:
         st.caption(f"No per-epoch history stored for: {', '.join(no_hist)}.")
 
-    table = pd.DataFrame([views.summary_row(s["name"], s["history"], s["status"], s["metrics"],
+    table = pd.DataFrame([view.summary_row(s["name"], s["history"], s["status"], s["metrics"],
                                             s["model_config"], s["info"]) for s in chosen])
     st.dataframe(table, hide_index=True, width="stretch", column_config={
         "best val acc": PCT, "last train acc": PCT, "last val acc": PCT, "test acc": PCT,
@@ -136,8 +116,8 @@ def _confusion(src: dict, metrics: dict) -> None:
     st.radio("Show", ["counts", "row-normalised"], key="res_cm_mode", horizontal=True,
              help="Row-normalised: each row sums to 1, so the diagonal is the recall of that class.")
     norm = st.session_state.res_cm_mode == "row-normalised"
-    cm = views.confusion(metrics, normalise=norm)
-    share = views.confusion(metrics, normalise=True)
+    cm = view.confusion(metrics, normalise=norm)
+    share = view.confusion(metrics, normalise=True)
     names = list(CLASSES)
     text = [[f"{v:.2f}" if norm else f"{int(v)}" for v in row] for row in cm]
     # colour = share of the row, square-rooted: a 3% confusion is still visibly blue
@@ -170,7 +150,7 @@ def _confusion(src: dict, metrics: dict) -> None:
         t, p = names.index(st.session_state.res_true), names.index(st.session_state.res_pred)
         pred, conf = common.predictions(src["checkpoint"])
         y = common.dataset().y_test
-        idx = views.cell_indices(y, pred, t, p)
+        idx = view.cell_indices(y, pred, t, p)
         what = "correctly classified" if t == p else f"predicted **{names[p]}**"
         st.markdown(f"**{len(idx)}** test images of **{names[t]}** {what}.")
         # most confident first: for a mistake, the model's most convinced errors
@@ -184,11 +164,11 @@ def _image_grid(items: list[tuple[int, str]], cols: int = 8) -> None:
     for start in range(0, len(items), cols):
         row = st.columns(cols)
         for col, (i, caption) in zip(row, items[start:start + cols]):
-            col.image(views.upscale(x[i], 3), caption=caption, width="stretch")
+            col.image(shared.upscale(x[i], 3), caption=caption, width="stretch")
 
 
 def _per_class(metrics: dict) -> None:
-    df = views.per_class_frame(metrics)
+    df = view.per_class_frame(metrics)
     left, right = st.columns([1, 1], gap="large")
     left.dataframe(df, hide_index=True, width="stretch", height=420, column_config={
         "precision": PCT, "recall": PCT, "f1": PCT})
@@ -236,20 +216,20 @@ def _downloads(key: str, src: dict, metrics: dict | None) -> None:
                                 key="res_dl_ckpt", on_click="ignore")
     if src["history"]:
         cols[1].download_button("History (CSV)", icon=":material/download:",
-                                data=views.history_frame(src["history"]).to_csv(index=False),
+                                data=view.history_frame(src["history"]).to_csv(index=False),
                                 file_name=f"{stem}-history.csv", mime="text/csv", key="res_dl_hist",
                                 on_click="ignore")
     if metrics is not None:
-        cm = views.confusion(metrics)
+        cm = view.confusion(metrics)
         cols[2].download_button("Confusion matrix (CSV)", icon=":material/download:",
-                                data=views.confusion_csv(cm),
+                                data=view.confusion_csv(cm),
                                 file_name=f"{stem}-confusion.csv", mime="text/csv", key="res_dl_cm_csv",
                                 on_click="ignore")
         cols[3].download_button("Confusion matrix (PNG)", icon=":material/download:",
-                                data=lambda: views.confusion_png(cm, title=src["name"]),
+                                data=lambda: view.confusion_png(cm, title=src["name"]),
                                 file_name=f"{stem}-confusion.png", mime="image/png", key="res_dl_cm_png",
                                 on_click="ignore")
-    if src["kind"] != "run":
+    if src["source"] != "run":
         st.caption("Shipped models are part of the repository and cannot be deleted here.")
         return
     with st.expander("Delete this run", icon=":material/delete:"):
@@ -262,5 +242,5 @@ def _downloads(key: str, src: dict, metrics: dict | None) -> None:
             st.error(st.session_state.res_delete_error)
 
 
-if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py
     common.run_app()

@@ -13,9 +13,10 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmnist_core import bench, bench_views, views
+from fmnist_core import bench, bench_views
+from fmnist_core.views.format import format_seconds
 from fmnist_core.models import preset_names
-from pages import common
+from ui import common
 
 POLL_SECONDS = 1.0
 MODES = {"quick": "Quick (about half a minute)", "full": "Full (several minutes: epochs, every batch size)"}
@@ -78,7 +79,7 @@ def _job_panel(was_running: bool) -> None:
     if state == "running":
         mode = "quick" if status.get("quick") else "full"
         st.progress(status["progress"], text=f"**{mode} benchmark of {status.get('preset')}**, "
-                                             f"{views.format_seconds(status['elapsed'])}: {status['message']}")
+                                             f"{format_seconds(status['elapsed'])}: {status['message']}")
         st.caption("It runs as its own process, so everyone can go on using the workbench; while it "
                    "runs the CPU is busy, and other work is slower (and slows it down).")
         st.button("Stop the benchmark", icon=":material/stop_circle:", key="tm_stop", on_click=bench_views.stop_job)
@@ -231,5 +232,5 @@ def _why(rows: list[dict], model: dict | None) -> None:
                                                               if len({r['source'] for r in rows}) > 1 else "."))
 
 
-if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py
     common.run_app()

@@ -15,11 +15,13 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from fmnist_core import jobs, runs, views
+from fmnist_core import jobs, runs
+from fmnist_core.views import shared, train as view
+from fmnist_core.views.format import format_seconds
 from fmnist_core.errors import ConfigError, WorkbenchError
 from fmnist_core.models import ACTIVATIONS, config_to_dict, preset, preset_names
 from fmnist_core.train import OPTIMIZERS, SCHEDULES
-from pages import common
+from ui import common
 
 DEFAULT_START = "mlp-seed000"
 ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP only)"}
@@ -31,12 +33,12 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def _starts() -> list[str]:
-    return preset_names() + [views.CUSTOM["mlp"], views.CUSTOM["cnn"]]
+    return preset_names() + [view.CUSTOM["mlp"], view.CUSTOM["cnn"]]
 
 
 def _apply_start() -> None:
     """'Start from' changed: load that preset's values into the form widgets."""
-    for k, v in views.form_defaults(st.session_state.tr_start).items():
+    for k, v in view.form_defaults(st.session_state.tr_start).items():
         st.session_state[f"tr_{k}"] = v
 
 
@@ -44,11 +46,11 @@ def _init_state() -> None:
     if "tr_start" not in st.session_state:
         st.session_state.tr_start = DEFAULT_START
         _apply_start()
-    common.init_state({f"tr_{k}": v for k, v in views.form_defaults(st.session_state.tr_start).items()})
+    common.init_state({f"tr_{k}": v for k, v in view.form_defaults(st.session_state.tr_start).items()})
 
 
 def _form_values() -> dict:
-    keys = views.form_defaults(views.CUSTOM["mlp"]).keys()
+    keys = view.form_defaults(view.CUSTOM["mlp"]).keys()
     return {"start": st.session_state.tr_start, **{k: st.session_state[f"tr_{k}"] for k in keys}}
 
 
@@ -83,8 +85,8 @@ def _model_widgets() -> None:
     starts = _starts()
     st.selectbox("Start from", starts, key="tr_start", on_change=_apply_start,
                  help="A course-project preset, or a blank MLP/CNN; every value below stays editable.")
-    changed = views.changed_fields(_form_values())
-    about = ("" if st.session_state.tr_start in views.CUSTOM.values()
+    changed = view.changed_fields(_form_values())
+    about = ("" if st.session_state.tr_start in view.CUSTOM.values()
              else preset(st.session_state.tr_start)["about"])
     names = [FIELD_NAMES.get(k, k.replace("_", " ")) for k in changed]
     note = f"changed below: {', '.join(names)}" if changed else ""
@@ -164,21 +166,21 @@ def _where_widgets() -> None:
 
 def _summary_and_launch() -> None:
     values = _form_values()
-    spec, label, problems = views.check_form(values, common.devices())
+    spec, label, problems = view.check_form(values, common.devices())
     st.subheader("Parameters")
     try:
-        mcfg = views.model_config_from_form(values)
+        mcfg = view.model_config_from_form(values)
     except (ConfigError, ValueError, TypeError):
         mcfg = None
     if mcfg is not None:
         table = common.layer_table(json.dumps(config_to_dict(mcfg)))
         total = int(table["parameters"].sum())
         st.metric("Trainable parameters", f"{total:,}")
-        st.caption(views.describe_model(config_to_dict(mcfg)))
+        st.caption(shared.describe_model(config_to_dict(mcfg)))
         st.dataframe(table, hide_index=True, width="stretch", height=min(42 + 37 * len(table), 460),
                      column_config={"parameters": st.column_config.NumberColumn(format="localized")})
     if label:
-        changed = label != values["start"] and values["start"] not in views.CUSTOM.values()
+        changed = label != values["start"] and values["start"] not in view.CUSTOM.values()
         st.caption(f"Recorded as **{label}**" + (f" (changed from {values['start']})" if changed else ""))
     for p in problems:
         st.error(p)
@@ -198,7 +200,7 @@ def _watch_section() -> None:
         st.info("No runs yet. Launch one above; it will appear here with live curves.")
         return
     ids = [r["run_id"] for r in all_runs]
-    labels = {r["run_id"]: views.run_label(r) for r in all_runs}
+    labels = {r["run_id"]: shared.run_label(r) for r in all_runs}
     if st.session_state.get("tr_watch") not in ids:
         active = [r["run_id"] for r in all_runs if r["status"] in runs.ACTIVE]
         st.session_state.tr_watch = active[0] if active else ids[0]
@@ -215,14 +217,14 @@ def _watch_panel(run_dir: str, drawn_status: str) -> None:
     except WorkbenchError:
         st.info("This run was deleted.")
         return
-    info = views.progress_info(run)
+    info = view.progress_info(run)
     pct = f"{info['progress']:.0%}"
     st.progress(info["progress"], text=f"**{info['status']}** — {info['text']} ({pct})")
     c = st.columns(5)
     c[0].metric("Epoch", f"{info['epoch']} / {info['epochs']}" if info["epochs"] else "—")
-    c[1].metric("Epoch time", views.format_seconds(info["epoch_seconds"]))
-    c[2].metric("Elapsed", views.format_seconds(info["elapsed"]))
-    c[3].metric("ETA", views.format_seconds(info["eta"]) if info["active"] else "—")
+    c[1].metric("Epoch time", format_seconds(info["epoch_seconds"]))
+    c[2].metric("Elapsed", format_seconds(info["elapsed"]))
+    c[3].metric("ETA", format_seconds(info["eta"]) if info["active"] else "—")
     st_info = run["status_info"]
     if st_info.get("test_accuracy") is not None:
         c[4].metric("Test accuracy", f"{st_info['test_accuracy']:.2%}")
@@ -246,7 +248,7 @@ def _watch_panel(run_dir: str, drawn_status: str) -> None:
         st.warning(info["text"])
 
     if run["history"]:
-        long = views.curves_long([(run["run_id"], run["history"])])
+        long = shared.curves_long([(run["run_id"], run["history"])])
         left, right = st.columns(2)
         left.plotly_chart(common.curves_figure(long, "loss", by_split=True), theme=None, key="watch_loss")
         right.plotly_chart(common.curves_figure(long, "accuracy", by_split=True), theme=None, key="watch_acc")
@@ -254,7 +256,7 @@ def _watch_panel(run_dir: str, drawn_status: str) -> None:
         st.caption("Curves appear after the first epoch.")
     with st.expander("Configuration of this run"):
         cfg = run["config"]
-        st.caption(views.run_title(cfg))
+        st.caption(shared.run_title(cfg))
         options = [{"option": k, "value": str(v)} for k, v in cfg.get("train_config", {}).items()]
         st.dataframe(pd.DataFrame(options), hide_index=True)
     if info["status"] != drawn_status:
@@ -263,5 +265,5 @@ def _watch_panel(run_dir: str, drawn_status: str) -> None:
         st.rerun()
 
 
-if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see pages/__init__.py
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py
     common.run_app()

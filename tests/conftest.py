@@ -54,3 +54,18 @@ def store(tmp_path, monkeypatch):
     if real_data.is_dir():
         (tmp_path / "data").symlink_to(real_data, target_is_directory=True)
     return runs.store()
+
+
+def random_checkpoint(path, cfg, seed=0):
+    """A checkpoint of `cfg` with seeded random weights (batchnorm with real-looking statistics,
+    not the 0/1 defaults), for tests about plumbing rather than accuracy."""
+    import torch
+    from fmnist_core.models import build_model, save_checkpoint
+    torch.manual_seed(seed)
+    model = build_model(cfg)
+    for m in model.modules():
+        if isinstance(m, (torch.nn.BatchNorm1d, torch.nn.BatchNorm2d)):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+    return save_checkpoint(path, model, metrics={"test_accuracy": 0.5})

@@ -51,3 +51,10 @@ def test_errors_are_one_clear_line(args, msg):
     assert p.returncode != 0
     assert msg in p.stderr and "Traceback" not in p.stderr
     assert p.stderr.strip().count("\n") == 0
+
+
+def test_help_lists_every_command():
+    p = run_cli("--help")
+    assert p.returncode == 0, p.stderr
+    for name in ("data", "train", "evaluate", "runs", "compare", "bench", "predict", "bench-train"):
+        assert f"    {name} " in p.stdout, name

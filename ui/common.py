@@ -14,7 +14,8 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmnist_core import runs, views
+from fmnist_core import runs
+from fmnist_core.views import home as home_view, results as results_view, shared
 from fmnist_core.data import FashionMNIST, load, summary
 
 APP_FILE = Path(__file__).resolve().parent.parent / "app.py"
@@ -29,7 +30,7 @@ PERSISTENT_PREFIXES = ("tr_", "res_sel", "res_detail", "res_cm_mode", "res_true"
 
 
 def run_app() -> None:
-    """Run app.py (the router) in place of a page file: see pages/__init__.py."""
+    """Run app.py (the router) in place of a page file: see ui/__init__.py."""
     runpy.run_path(str(APP_FILE), run_name="__main__")
 
 
@@ -75,10 +76,11 @@ def machine() -> dict:
 @st.cache_resource(show_spinner=False)
 def mean_images() -> object:
     ds = dataset()
-    return views.mean_images(ds.x_train, ds.y_train)
+    return home_view.mean_images(ds.x_train, ds.y_train)
 
 
-def _mtime(path: str | Path) -> float:
+def mtime(path: str | Path) -> float:
+    """A checkpoint's modification time (0 when it is missing): the version key of the caches."""
     try:
         return Path(path).stat().st_mtime
     except OSError:
@@ -87,39 +89,45 @@ def _mtime(path: str | Path) -> float:
 
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _shipped(folder: str, mtimes: tuple) -> list[dict]:
-    return views.shipped_models(Path(folder))
+    return shared.shipped_models(Path(folder))
 
 
 def shipped_models() -> list[dict]:
     """The shipped models' info, re-read when a file appears or changes."""
-    folder = views.SHIPPED_DIR
-    return _shipped(str(folder), tuple(_mtime(folder / f) for f in views.SHIPPED.values()))
+    folder = shared.SHIPPED_DIR
+    return _shipped(str(folder), tuple(mtime(folder / f) for f in shared.SHIPPED.values()))
+
+
+def model_list() -> dict[str, dict]:
+    """Every shipped model and run as entries for the pages (views.shared.model_list), read
+    afresh on each script run so a finished or deleted run shows at once."""
+    return shared.model_list(shipped_models(), runs.list_runs())
 
 
 @st.cache_resource(show_spinner="Classifying the 10,000 test images…", max_entries=16)
-def _predictions(path: str, mtime: float):
-    return views.test_predictions(path, dataset())
+def _predictions(path: str, version: float):
+    return results_view.test_predictions(path, dataset())
 
 
 def predictions(path: str):
     """(predicted class, confidence) arrays for the test set, computed once per checkpoint."""
-    return _predictions(str(path), _mtime(path))
+    return _predictions(str(path), mtime(path))
 
 
 @st.cache_resource(show_spinner="Evaluating on the 10,000 test images…", max_entries=8)
-def _evaluation(path: str, mtime: float) -> dict:
-    return views.evaluate_checkpoint(path, dataset())
+def _evaluation(path: str, version: float) -> dict:
+    return results_view.evaluate_checkpoint(path, dataset())
 
 
 def evaluation(path: str) -> dict:
-    return _evaluation(str(path), _mtime(path))
+    return _evaluation(str(path), mtime(path))
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def layer_table(model_config_json: str):
     import json
     from fmnist_core.models import config_from_dict
-    return views.layer_summary(config_from_dict(json.loads(model_config_json)))
+    return shared.layer_summary(config_from_dict(json.loads(model_config_json)))
 
 
 # --- charts ----------------------------------------------------------------------------
@@ -174,7 +182,7 @@ def sidebar() -> None:
         s = summary(dataset())
         st.markdown("#### Data")
         st.caption(f"{s['train']:,} training · {s['test']:,} test images  \n"
-                   f"{views.data_origin(s['source'])}")
+                   f"{shared.data_origin(s['source'])}")
         st.markdown("#### Devices")
         lines = []
         for name, why in devices().items():
@@ -186,12 +194,12 @@ def sidebar() -> None:
                         help="How many trainings may run at once; later launches wait in line. "
                              "1 suits a 2-core machine: two trainings only slow each other down. "
                              "Applies to the runs you launch from this tab.")
-        active = views.active_runs()
+        active = shared.active_runs()
         st.fragment(_queue_panel, run_every=POLL_SECONDS * 2 if active else None)(bool(active))
 
 
 def _queue_panel(was_active: bool) -> None:
-    active = views.active_runs()
+    active = shared.active_runs()
     if not active:
         st.caption("No training running or waiting.")
     for r in active:

@@ -1,17 +1,16 @@
-"""Predict, Inside the network and Timings in a real Chromium (Playwright) against `streamlit run`.
+"""Predict and Inside the network in a real Chromium (Playwright) against `streamlit run`.
 
 What AppTest cannot do: draw on the canvas (a components-v2 widget AppTest shows as an
 unknown element) — a stroke drawn with the mouse produces a prediction; upload through the
 browser's file input — a real test image, saved upscaled with Pillow, is classified
 correctly, and a corrupt file shows the preprocessing message while the page keeps working;
-the Inside page picks up the last Predict input across pages; the Timings page's live
-fragment shows a running benchmark's progress and stops it. Every page loads (a deep link
+the Inside page picks up the last Predict input across pages. Both pages load (a deep link
 as a fresh server's first request included) with no exception box. Screenshots go to
 test-output/screenshots/ for a person to look at.
 
 The server runs on 127.0.0.1 with its own artifacts folder (FMNIST_ARTIFACTS), prepared
 with one finished run (a small MLP trained here on real images, the model to use when the
-shipped CNN is not there yet) and one real results file of this machine.
+shipped CNN is not there yet).
 """
 from __future__ import annotations
 
@@ -32,31 +31,23 @@ TROUSER = 1  # class index
 
 
 @pytest.fixture(scope="module")
-def artifacts(tmp_path_factory, ds):
-    """An artifacts folder with one finished run and one results file, made here."""
-    from fmnist_core import bench, runs
+def artifacts(tmp_path_factory):
+    """An artifacts folder with one finished run, made here; and that run's checkpoint."""
+    from fmnist_core import runs
     from fmnist_core.jobs import execute_run, run_spec
     from fmnist_core.models import MLPConfig
     from fmnist_core.train import TrainConfig
-    base = tmp_path_factory.mktemp("artifacts_more")
+    base = tmp_path_factory.mktemp("artifacts_predict")
     spec = run_spec(MLPConfig(hidden=(64,)), TrainConfig(epochs=2, batch_size=64, device="cpu"), train_limit=6000)
     run = runs.create_run(spec, root=base / "runs", label="browser-mlp")
     assert execute_run(run)["status"] == "finished"
-    cfg = bench.BenchConfig.quick(impls=("pytorch", "manual-numpy", "dataloader"), max_run_s=30.0,
-                                  headline_rounds=2, min_repeats=2, max_repeats=3, row_budget_s=0.02)
-    res = bench.run_benchmark(bench.resolve_model(preset_name="mlp-seed000"), ds, cfg)
-    bench.save_results(res, bench_dir=base / "benchmarks")
     return base, run / "best.pt"
 
 
 @pytest.fixture(scope="module")
 def server(artifacts):
-    import shutil
-
-    from fmnist_core.bench_views import job_dir
     with streamlit_server(artifacts[0]) as url:
         yield url
-    shutil.rmtree(job_dir(artifacts[0] / "benchmarks"), ignore_errors=True)  # the benchmark's job slot
 
 
 
@@ -98,9 +89,9 @@ def trouser_png(artifacts, ds):
     pytest.fail(f"{path.name} gets none of 50 trousers right")
 
 
-def test_every_new_page_loads_without_an_exception(server, page):
+def test_both_pages_load_without_an_exception(server, page):
     # a deep link first, on a server nobody has visited yet (Streamlit's legacy pages/ mode)
-    for path in ("inside", "predict", "timings"):
+    for path in ("inside", "predict"):
         open_page(page, server, path)
         assert page.locator("h1").first.is_visible()
         assert exceptions(page) == [], path
@@ -160,19 +151,3 @@ def test_upload_corrupt_then_real_image(server, page, trouser_png):
     assert page.get_by_text("Cannot use upload").count() == 0
     assert metric(page, "PyTorch says") == "Trouser" == metric(page, "NumPy twin says")
     screenshot(page, "predict-upload")
-
-
-def test_timings_shows_results_and_a_running_benchmark(server, page):
-    open_page(page, server, "timings")
-    assert page.get_by_text("Why the numbers differ").is_visible()
-    page.locator('[data-testid="stPlotlyChart"]').nth(1).wait_for()  # time and GFLOP/s at least
-    page.get_by_role("button", name="Run").click()
-    # the live fragment: a progress bar while the benchmark process runs
-    page.locator('[data-testid="stMain"] [data-testid="stProgress"]').first.wait_for(timeout=30_000)
-    assert page.get_by_role("button", name="Run").is_disabled()
-    screenshot(page, "timings-running")
-    page.get_by_role("button", name="Stop the benchmark").click()
-    page.get_by_text("stopped before it finished").wait_for(timeout=30_000)
-    wait_idle(page)
-    assert exceptions(page) == []
-    assert page.get_by_role("button", name="Run").is_enabled()

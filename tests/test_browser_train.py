@@ -1,9 +1,10 @@
-"""The dashboard in a real Chromium (Playwright) against `streamlit run app.py`.
+"""Home, Train and Results in a real Chromium (Playwright) against `streamlit run app.py`.
 
-What AppTest cannot see: the pages as a browser renders them (no exception box on
-any page, including a deep link as the very first request of a fresh server), a
-training run launched from the Train page whose live fragment shows it finish with
-its curves, and a click on a confusion-matrix cell. Screenshots of every page go to
+What AppTest cannot see: the pages as a browser renders them (no exception box, and only
+pages in the sidebar, including a deep link as the very first request of a fresh server),
+the run a dead process left behind marked at start-up, a training run launched from the
+Train page whose live fragment shows it finish with its curves, and a click on a
+confusion-matrix cell on the Results page. Screenshots of every page go to
 test-output/screenshots/ for a person to look at.
 
 Runs against an isolated artifacts folder (FMNIST_ARTIFACTS), on 127.0.0.1 only.
@@ -64,6 +65,8 @@ def test_every_page_loads_without_an_exception(server, page, artifacts):
         assert page.locator("h1").first.is_visible()
         assert exceptions(page) == [], name
         assert page.get_by_text("Page not found").count() == 0, name
+        nav = page.locator('[data-testid="stSidebarNav"]').inner_text().lower()
+        assert "common" not in nav and "model picker" not in nav, nav  # ui/ helpers are not pages
         screenshot(page, f"page-{name}")
     assert page.locator("h1").first.inner_text().startswith("Fashion-MNIST Workbench")
     # the server marked the run its dead process left behind, once, at start-up

@@ -9,7 +9,7 @@ cannot be read never prints a traceback and never stops the others; nothing is w
 """
 from __future__ import annotations
 
-from .cli import command, emit_json
+from . import command, emit_json
 
 
 def _predict_args(p):
@@ -20,10 +20,10 @@ def _predict_args(p):
 
 @command("predict", "predict the garment in image files; one JSON line per file")
 def cmd_predict(args) -> int:
-    from .errors import WorkbenchError
-    from .models import load_model
-    from .predict import load_default_model, predict_arrays
-    from .preprocess import preprocess
+    from ..errors import WorkbenchError
+    from ..models import load_model
+    from ..predict import load_default_model, predict_arrays
+    from ..preprocess import preprocess
     model = load_model(args.model) if args.model else load_default_model()
     # preprocess every file first, then one batched forward pass for the good ones
     prepared: list[tuple[str, object]] = []

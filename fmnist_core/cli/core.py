@@ -1,34 +1,16 @@
-"""Command line: python -m fmnist_core <command>. JSON on stdout, human progress on stderr.
+"""The core commands: data | train | evaluate | runs (the dataset, training, evaluation, the run
+registry), with the training progress bar on stderr and the train command's flags.
 
-Commands here: data | train | evaluate | runs. Other modules register theirs
-in their own cli_*.py file with the `command` decorator (predict, compare,
-bench, bench-train); `EXTRA_COMMAND_MODULES` lists them. A problem with input
-prints one line on stderr and exits 2; a traceback only with FMNIST_DEBUG=1.
+Not here: the registry, the parser and main (cli/__init__.py), and the other command groups
+(predict, compare, bench, bench-train: one module each in cli/).
 """
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
-import time
 from pathlib import Path
 
-from .errors import WorkbenchError
-
-COMMANDS: dict[str, tuple] = {}  # name -> (add_arguments(parser), run(args) -> int)
-
-
-def command(name: str, help: str):
-    def deco(fn):
-        COMMANDS[name] = (help, fn)
-        return fn
-    return deco
-
-
-def emit_json(obj) -> None:
-    sys.stdout.write(json.dumps(obj) + "\n")
-    sys.stdout.flush()
+from . import command, emit_json
 
 
 class Progress:
@@ -77,7 +59,7 @@ def _data_args(p):
 
 @command("data", "check the dataset and print where it came from and its class counts")
 def cmd_data(args) -> int:
-    from .data import load, summary
+    from ..data import load, summary
     emit_json(summary(load()))
     return 0
 cmd_data.add_arguments = _data_args
@@ -86,8 +68,8 @@ cmd_data.add_arguments = _data_args
 # --- train ---------------------------------------------------------------------------
 
 def _train_args(p):
-    from .device import DEVICES
-    from .train import OPTIMIZERS, SCHEDULES
+    from ..device import DEVICES
+    from ..train import OPTIMIZERS, SCHEDULES
     p.add_argument("--preset", help="a preset name (see `runs --presets`); flags below override it")
     p.add_argument("--arch", choices=("mlp", "cnn"), help="build your own model instead of a preset")
     p.add_argument("--hidden", type=_ints, help="MLP hidden sizes, e.g. 128,64")
@@ -137,10 +119,10 @@ TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_de
 
 def spec_from_args(args) -> tuple[dict, str]:
     from dataclasses import replace
-    from .jobs import run_spec
-    from .models import CNNConfig, MLPConfig, preset, validate_config
-    from .train import TrainConfig
-    from .errors import ConfigError
+    from ..jobs import run_spec
+    from ..models import CNNConfig, MLPConfig, preset, validate_config
+    from ..train import TrainConfig
+    from ..errors import ConfigError
     if args.preset:
         p = preset(args.preset)
         mcfg, tdict, label = p["model"], p["train"], args.preset
@@ -169,9 +151,9 @@ def spec_from_args(args) -> tuple[dict, str]:
 
 @command("train", "train a model as a run in the run store; prints one JSON line at the end")
 def cmd_train(args) -> int:
-    from . import runs
-    from .files import check_output_file
-    from .jobs import execute_run, executor_name, follow_run, submit
+    from .. import runs
+    from ..files import check_output_file
+    from ..jobs import execute_run, executor_name, follow_run, submit
     given = any(getattr(args, k) is not None for k in MODEL_FLAGS + TRAIN_FLAGS + ("preset", "arch", "engine"))
     if args.save:
         check_output_file(args.save, ".pt", "--save")  # before training, not after
@@ -192,7 +174,7 @@ cmd_train.add_arguments = _train_args
 
 
 def _train_done(args, summary: dict) -> int:
-    from .files import copy_atomic
+    from ..files import copy_atomic
     if args.save and summary.get("checkpoint"):
         copy_atomic(summary["checkpoint"], args.save)
         summary["saved"] = args.save
@@ -210,9 +192,9 @@ def _evaluate_args(p):
 
 @command("evaluate", "evaluate a checkpoint on the 10,000 test images")
 def cmd_evaluate(args) -> int:
-    from .data import load
-    from .evaluate import evaluate
-    from .models import load_model
+    from ..data import load
+    from ..evaluate import evaluate
+    from ..models import load_model
     model = load_model(args.checkpoint)
     ds = load()
     m = evaluate(model, ds.x_test, ds.y_test, top_misclassified=args.misclassified)
@@ -233,9 +215,9 @@ def _runs_args(p):
 
 @command("runs", "list the run store (or delete / cancel a run, or list presets)")
 def cmd_runs(args) -> int:
-    from . import runs
+    from .. import runs
     if args.presets:
-        from .models import PRESETS, build_model, config_to_dict, count_parameters
+        from ..models import PRESETS, build_model, config_to_dict, count_parameters
         emit_json([{"name": n, "about": p["about"], "model_config": config_to_dict(p["model"]),
                     "train": p["train"], "parameters": count_parameters(build_model(p["model"]))}
                    for n, p in sorted(PRESETS.items())])
@@ -261,47 +243,3 @@ def cmd_runs(args) -> int:
     emit_json(out)
     return 0
 cmd_runs.add_arguments = _runs_args
-
-
-EXTRA_COMMAND_MODULES = ("cli_manual", "cli_bench", "cli_predict", "cli_speed")
-
-
-def _register_optional() -> None:
-    """Commands that live beside their modules (compare, bench, predict...)."""
-    import importlib
-    for mod in EXTRA_COMMAND_MODULES:
-        try:
-            importlib.import_module(f".{mod}", __package__)
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{mod}":
-                raise
-
-
-def build_parser() -> argparse.ArgumentParser:
-    _register_optional()
-    parser = argparse.ArgumentParser(prog="python -m fmnist_core",
-                                     description="Fashion-MNIST Workbench core: JSON on stdout, progress on stderr.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    for name, (help_text, fn) in COMMANDS.items():
-        sp = sub.add_parser(name, help=help_text, description=help_text)
-        fn.add_arguments(sp)
-        sp.set_defaults(func=fn)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return args.func(args)
-    except WorkbenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:  # a bug: one line for the user, traceback only on request
-        if os.environ.get("FMNIST_DEBUG"):
-            raise
-        print(f"error: {type(exc).__name__}: {exc} (set FMNIST_DEBUG=1 for the traceback)", file=sys.stderr)
-        return 1

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import sys
 
-from .cli import command, emit_json
-from .files import check_output_file
+from . import command, emit_json
+from ..files import check_output_file
 
 
 def _bench_args(p):
-    from .bench import DEVICES, IMPLS
+    from ..bench import DEVICES, IMPLS
     p.add_argument("--quick", action="store_true",
                    help="a few seconds: fewer repeats, no epochs, no DataLoader pass over a whole split")
     p.add_argument("--out", help="also write the results JSON here")
@@ -46,8 +46,8 @@ def _say(msg: str) -> None:
 def cmd_bench(args) -> int:
     from dataclasses import replace
 
-    from . import bench
-    from .errors import WorkbenchError
+    from .. import bench
+    from ..errors import WorkbenchError
     if args.show:
         results = [bench.load_results(f) for f in args.show]
         rows = bench.merge_results(results)
@@ -60,7 +60,7 @@ def cmd_bench(args) -> int:
         return 0
     if args.model and args.preset:
         raise WorkbenchError("give --model CHECKPOINT or --preset NAME, not both")
-    from .data import load
+    from ..data import load
     if args.out:
         check_output_file(args.out, ".json", "--out")
     cfg = bench.BenchConfig.quick() if args.quick else bench.BenchConfig()

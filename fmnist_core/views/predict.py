@@ -1,0 +1,50 @@
+"""What the Predict page shows: one prepared 28x28 input through PyTorch and the NumPy twin,
+their probabilities side by side, and the preprocessing steps big enough to see.
+
+Left out: preprocessing itself (fmnist_core.preprocess) and the model list (shared).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..data import CLASSES
+from .shared import as_input, softmax
+
+
+def predict_both(model, net, x: np.ndarray) -> dict[str, Any]:
+    """One prepared input through PyTorch and the NumPy twin.
+
+    The PyTorch side is fmnist_core.predict's prediction, the one the CLI's `predict` makes:
+    {"label", "index", "probabilities", "top3"}. Added: "probability" (of the top class),
+    "torch" and "manual" (10,) probability arrays, "manual_label", "agree" (same top class),
+    "max_prob_diff".
+    """
+    from ..predict import predict_array
+    x = as_input(x)
+    result = predict_array(model, x)
+    p_t = np.fromiter(result["probabilities"].values(), np.float32, len(CLASSES))
+    p_m = softmax(net.forward(x[None])[0])
+    k_m = int(p_m.argmax())
+    return {**result, "probability": float(p_t[result["index"]]), "torch": p_t, "manual": p_m,
+            "manual_label": CLASSES[k_m], "agree": result["index"] == k_m,
+            "max_prob_diff": float(np.abs(p_t - p_m).max())}
+
+
+def probability_table(result: dict[str, Any]):
+    """The two probability vectors side by side: class, PyTorch, NumPy twin, |difference|."""
+    import pandas as pd
+    t, m = np.asarray(result["torch"], np.float64), np.asarray(result["manual"], np.float64)
+    return pd.DataFrame({"class": list(CLASSES), "PyTorch": t, "NumPy twin": m, "|difference|": np.abs(t - m)})
+
+
+def for_display(img, min_side: int = 168):
+    """A preprocessing step (PIL image) big enough to see: small ones are enlarged by a whole
+    factor with nearest-neighbour, so each of the model's 28x28 pixels stays a sharp square."""
+    from PIL import Image
+    w, h = img.size
+    if max(w, h) >= min_side:
+        return img
+    k = max(1, min_side // max(w, h))
+    return img.resize((w * k, h * k), Image.Resampling.NEAREST)

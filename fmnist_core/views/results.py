@@ -1,0 +1,140 @@
+"""What the Results page shows: runs and shipped models compared, then one of them closely.
+
+  * comparison    best and final numbers per run, its history as a table
+  * one model     confusion matrix (counts, row-normalised) as CSV and as a PNG drawn with
+                  Pillow, the per-class report, the test images behind one cell, and the
+                  test-set predictions and metrics of a checkpoint
+
+Left out: the model list with each run's short name, and the curves as a long table
+(shared: other pages use them too).
+"""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..data import CLASSES, FashionMNIST
+from .shared import describe_model
+
+
+# --- comparison ----------------------------------------------------------------------------
+
+def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
+    return pd.DataFrame(history)
+
+
+def summary_row(name: str, history: list[dict], status: str, test: dict | None,
+                model_config: dict | None, info: dict | None = None) -> dict[str, Any]:
+    """Best and final numbers of one run (or shipped model) for the comparison table."""
+    info = info or {}
+    vals = [h for h in history if h.get("val_accuracy") is not None]
+    best = max(vals, key=lambda h: h["val_accuracy"]) if vals else None
+    last = history[-1] if history else {}
+    test = test or {}
+    secs = info.get("train_seconds") or (last.get("elapsed") if last else None)
+    return {"run": name, "model": describe_model(model_config), "status": status,
+            "epochs": len(history) or info.get("epochs_run"),
+            "best val acc": best["val_accuracy"] if best else info.get("best_val_accuracy"),
+            "at epoch": best["epoch"] if best else info.get("best_epoch"),
+            "last train acc": last.get("train_accuracy"), "last val acc": last.get("val_accuracy"),
+            "test acc": test.get("accuracy", info.get("test_accuracy")),
+            "test loss": test.get("loss", info.get("test_loss")),
+            "time (s)": round(secs, 1) if isinstance(secs, (int, float)) else None}
+
+
+# --- one model -----------------------------------------------------------------------------
+
+def confusion(metrics: dict[str, Any], normalise: bool = False) -> np.ndarray:
+    """(10, 10): rows true class, columns predicted; row-normalised = recall per row."""
+    cm = np.asarray(metrics["confusion_matrix"], dtype=np.float64)
+    if normalise:
+        cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+    return cm
+
+
+def confusion_csv(cm: np.ndarray) -> str:
+    df = pd.DataFrame(cm, index=[f"true {c}" for c in CLASSES], columns=[f"pred {c}" for c in CLASSES])
+    return df.to_csv(float_format="%.4f")
+
+
+def _font(size: int):
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has only the tiny bitmap font
+        return ImageFont.load_default()
+
+
+def confusion_png(cm: np.ndarray, title: str = "", normalised: bool = False, cell: int = 64) -> bytes:
+    """The confusion matrix as a PNG drawn with Pillow (no kaleido / matplotlib needed)."""
+    from PIL import Image, ImageDraw
+    cm = np.asarray(cm, dtype=np.float64)
+    n = len(cm)
+    font, small = _font(16), _font(14)
+    label_h = 110  # room for the sideways column labels
+    title_h = 36 if title else 8
+    left, top = 130, title_h + label_h
+    w, h = left + n * cell + 20, top + n * cell + 50
+    img = Image.new("RGB", (w, h), "white")
+    draw = ImageDraw.Draw(img)
+    if title:
+        draw.text((10, 8), title, fill="black", font=_font(20))
+    # diagonal cells dominate: colour by the share of the row so mistakes stay visible
+    frac = cm / np.maximum(cm.max(), 1e-12) if normalised else cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    lo, hi = np.array([247, 251, 255]), np.array([8, 48, 107])
+    for i in range(n):
+        for j in range(n):
+            f = float(np.clip(frac[i, j], 0, 1)) ** 0.6
+            colour = tuple(int(v) for v in lo + (hi - lo) * f)
+            x0, y0 = left + j * cell, top + i * cell
+            draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], fill=colour, outline=(200, 200, 200))
+            txt = f"{cm[i, j]:.2f}" if normalised else f"{int(cm[i, j])}"
+            tw = draw.textlength(txt, font=small)
+            draw.text((x0 + (cell - tw) / 2, y0 + cell / 2 - 8), txt, font=small,
+                      fill="white" if f > 0.55 else "black")
+    for i, name in enumerate(CLASSES[:n]):
+        tw = draw.textlength(name, font=small)
+        draw.text((left - tw - 8, top + i * cell + cell / 2 - 8), name, font=small, fill="black")
+        # column labels written sideways: draw on a strip, rotate it, paste it
+        strip = Image.new("RGB", (label_h - 6, cell), "white")
+        ImageDraw.Draw(strip).text((4, cell / 2 - 8), name, font=small, fill="black")
+        strip = strip.rotate(90, expand=True)  # the text's start ends up at the bottom, by the grid
+        img.paste(strip, (left + i * cell, title_h))
+    draw.text((left, top + n * cell + 12), "columns: predicted class · rows: true class",
+              font=font, fill="black")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def per_class_frame(metrics: dict[str, Any]) -> pd.DataFrame:
+    return pd.DataFrame(metrics["per_class"])[["class", "precision", "recall", "f1", "support"]]
+
+
+def cell_indices(y_true: np.ndarray, y_pred: np.ndarray, true_class: int, pred_class: int) -> np.ndarray:
+    """Test-set indices whose true class is true_class and prediction pred_class."""
+    return np.flatnonzero((np.asarray(y_true) == true_class) & (np.asarray(y_pred) == pred_class))
+
+
+def test_predictions(checkpoint: str | Path, ds: FashionMNIST) -> tuple[np.ndarray, np.ndarray]:
+    """(predicted class, confidence) for the 10,000 test images, on the CPU."""
+    from ..evaluate import predict_logits
+    from ..models import load_model
+    model = load_model(checkpoint)
+    probs = predict_logits(model, ds.x_test, batch_size=2000).softmax(1)
+    conf, pred = probs.max(1)
+    pred, conf = pred.numpy().astype(np.int64), conf.numpy()
+    pred.setflags(write=False)
+    conf.setflags(write=False)
+    return pred, conf
+
+
+def evaluate_checkpoint(checkpoint: str | Path, ds: FashionMNIST) -> dict[str, Any]:
+    """Test metrics of a checkpoint (for shipped models, which carry no metrics.json)."""
+    from ..evaluate import evaluate
+    from ..models import load_model
+    return evaluate(load_model(checkpoint), ds.x_test, ds.y_test)

@@ -1,0 +1,189 @@
+"""What the Train page shows: the form and a run's progress.
+
+  * the form      widget values <-> (model config, train config) for a preset or a blank
+                  MLP/CNN, the fields changed from the preset, every problem as one sentence
+                  before launch, and the run spec the launcher takes
+  * progress      progress fraction, epoch x/y, last epoch time, elapsed and ETA of a run
+
+Left out: launching (fmnist_core.jobs) and the layer table (shared.layer_summary).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .. import runs
+from ..errors import ConfigError
+
+CUSTOM = {"mlp": "custom MLP", "cnn": "custom CNN"}
+
+
+# --- the form ------------------------------------------------------------------------------
+
+def form_defaults(start: str) -> dict[str, Any]:
+    """Widget values for a preset name, or 'custom MLP' / 'custom CNN'."""
+    from ..models import CNNConfig, MLPConfig, preset
+    from ..train import TrainConfig
+    if start == CUSTOM["mlp"]:
+        mcfg, tdict = MLPConfig(), {}
+    elif start == CUSTOM["cnn"]:
+        mcfg, tdict = CNNConfig(), {}
+    else:
+        p = preset(start)
+        mcfg, tdict = p["model"], p["train"]
+    t = TrainConfig(**tdict)
+    cnn = mcfg if isinstance(mcfg, CNNConfig) else CNNConfig()
+    mlp = mcfg if isinstance(mcfg, MLPConfig) else MLPConfig()
+    return {
+        "arch": mcfg.kind,
+        "hidden": ", ".join(str(w) for w in mlp.hidden),
+        "channels": ", ".join(str(w) for w in cnn.channels), "kernel": cnn.kernel, "pool": cnn.pool,
+        "pool_every": cnn.pool_every, "max_pools": cnn.max_pools, "pool_first": bool(cnn.pool_first),
+        "fc": ", ".join(str(w) for w in cnn.fc),
+        "activation": mcfg.activation, "dropout": float(mcfg.dropout), "batchnorm": bool(mcfg.batchnorm),
+        "epochs": t.epochs, "batch_size": t.batch_size, "optimizer": t.optimizer, "lr": float(t.lr),
+        "momentum": float(t.momentum), "l2": float(t.weight_decay), "l1": float(t.l1),
+        "schedule": t.schedule, "val_fraction": float(t.val_fraction), "augment_flip": t.augment_flip,
+        "label_smoothing": float(t.label_smoothing),
+        "augment_shift": t.augment_shift, "patience": t.patience, "seed": t.seed,
+        "device": t.device, "precision": t.precision, "engine": "torch", "train_limit": 0,
+    }
+
+
+def changed_fields(values: dict[str, Any]) -> list[str]:
+    """Form fields that differ from what values['start'] (a preset or a blank model) set."""
+    base = form_defaults(values["start"])
+    return [k for k, v in base.items() if k in values and values[k] != v]
+
+
+def parse_widths(text: str, what: str, allow_empty: bool = False) -> tuple[int, ...]:
+    """'256, 128' -> (256, 128), with a plain message for anything else."""
+    parts = [p.strip() for p in str(text).replace(";", ",").split(",") if p.strip()]
+    try:
+        widths = tuple(int(p) for p in parts)
+    except ValueError:
+        raise ConfigError(f"{what}: write whole numbers separated by commas, e.g. 256, 128 "
+                          f"(got {text!r})") from None
+    if not widths and not allow_empty:
+        raise ConfigError(f"{what}: give at least one layer width")
+    return widths
+
+
+def model_config_from_form(v: dict[str, Any]):
+    """Form values -> MLPConfig / CNNConfig, validated (raises ConfigError)."""
+    from ..models import CNNConfig, MLPConfig, validate_config
+    common = {"activation": v["activation"], "dropout": float(v["dropout"]), "batchnorm": bool(v["batchnorm"])}
+    if v["arch"] == "mlp":
+        cfg = MLPConfig(hidden=parse_widths(v["hidden"], "hidden layers", allow_empty=True), **common)
+    elif v["arch"] == "cnn":
+        cfg = CNNConfig(channels=parse_widths(v["channels"], "conv channels"), kernel=int(v["kernel"]),
+                        pool=v["pool"], pool_every=int(v["pool_every"]), max_pools=int(v.get("max_pools", 2)),
+                        pool_first=bool(v.get("pool_first", False)),
+                        fc=parse_widths(v["fc"], "fully connected layers", allow_empty=True), **common)
+    else:
+        raise ConfigError(f"architecture must be mlp or cnn, got {v['arch']!r}")
+    validate_config(cfg)
+    return cfg
+
+
+def _int(v: Any, what: str) -> int:
+    f = float(v)
+    if not f.is_integer():
+        raise ConfigError(f"{what} must be a whole number, got {v}")
+    return int(f)
+
+
+def train_config_from_form(v: dict[str, Any]):
+    """Form values -> TrainConfig, validated with TrainConfig.validate()."""
+    from ..train import TrainConfig
+    cfg = TrainConfig(epochs=_int(v["epochs"], "epochs"), batch_size=_int(v["batch_size"], "batch size"),
+                      optimizer=v["optimizer"], lr=float(v["lr"]), momentum=float(v["momentum"]),
+                      weight_decay=float(v["l2"]), l1=float(v["l1"]), schedule=v["schedule"],
+                      val_fraction=float(v["val_fraction"]), augment_flip=bool(v["augment_flip"]),
+                      augment_shift=_int(v["augment_shift"], "shift"), patience=_int(v["patience"], "patience"),
+                      label_smoothing=float(v.get("label_smoothing", 0.0)),
+                      seed=_int(v["seed"], "seed"), device=v["device"], precision=v["precision"])
+    cfg.validate()
+    return cfg
+
+
+def check_form(v: dict[str, Any], devices: dict[str, str | None]) -> tuple[dict | None, str, list[str]]:
+    """(run spec or None, run label, problems). Every problem is one plain sentence.
+
+    `devices` is device.available_devices(): device -> None or the reason it is missing.
+    """
+    from ..jobs import run_spec
+    from ..models import config_to_dict, preset
+    problems: list[str] = []
+    mcfg = tcfg = None
+    try:
+        mcfg = model_config_from_form(v)
+    except (ConfigError, ValueError, TypeError) as exc:
+        problems.append(f"Model: {exc}")
+    try:
+        tcfg = train_config_from_form(v)
+    except (ConfigError, ValueError, TypeError) as exc:
+        problems.append(f"Training: {exc}")
+    limit = v.get("train_limit") or 0
+    if limit < 0 or not float(limit).is_integer():
+        problems.append(f"Training images: give a whole number >= 0 (0 = all), got {limit}")
+    dev = v.get("device", "auto")
+    if dev != "auto" and devices.get(dev) is not None:
+        problems.append(f"Device {dev} is not available: {devices[dev]}.")
+    if v.get("engine") == "numpy":
+        if v["arch"] != "mlp":
+            problems.append("The NumPy engine trains MLPs only; choose PyTorch for a CNN.")
+        elif mcfg is not None and tcfg is not None:
+            # the twin's own rules (device, precision...), so the form and the trainer agree
+            from ..manual import check_trainable
+            try:
+                check_trainable(mcfg, tcfg)
+            except ConfigError as exc:
+                msg = str(exc)
+                problems.append(f"{msg[:1].upper()}{msg[1:]}.")
+    if problems:
+        return None, "", problems
+    start = v.get("start", "")
+    label = f"custom-{mcfg.kind}"
+    preset_name = None
+    if start not in CUSTOM.values():
+        try:
+            if config_to_dict(preset(start)["model"]) == config_to_dict(mcfg):
+                preset_name, label = start, start
+        except ConfigError:
+            pass
+    if v.get("engine") == "numpy":
+        label += "-numpy"
+    spec = run_spec(mcfg, tcfg, preset=preset_name, engine=v.get("engine", "torch"),
+                    train_limit=int(limit) or None)
+    return spec, label, []
+
+
+# --- progress ------------------------------------------------------------------------------
+
+def progress_info(run: dict[str, Any], now: float | None = None) -> dict[str, Any]:
+    """Progress fraction, epoch x/y, last epoch time, elapsed and ETA of a run."""
+    now = now or time.time()
+    st = run.get("status_info") or {}
+    hist = run.get("history") or []
+    status = run["status"]
+    epochs = st.get("epochs") or (run["config"].get("train_config") or {}).get("epochs")
+    progress = st.get("progress")
+    if status == "finished":
+        progress = 1.0
+    if not isinstance(progress, (int, float)):
+        progress = len(hist) / epochs if epochs else 0.0
+    started = st.get("started")
+    end = st.get("finished") if status not in runs.ACTIVE else None
+    elapsed = ((end or now) - started) if started else None
+    eta = None
+    if status == "running" and elapsed and progress > 0.01:
+        eta = elapsed * (1 - progress) / progress
+    epoch_seconds = hist[-1].get("epoch_seconds") if hist else None
+    text = st.get("message") or status
+    if status == "queued" and st.get("queue_position"):
+        text = f"waiting in the queue: position {st['queue_position']}"
+    return {"status": status, "progress": min(max(progress, 0.0), 1.0), "epoch": st.get("epoch") or len(hist),
+            "epochs": epochs, "epoch_seconds": epoch_seconds, "elapsed": elapsed, "eta": eta,
+            "text": text, "active": status in runs.ACTIVE,
+            "batch_loss": st.get("batch_loss") if status == "running" else None}

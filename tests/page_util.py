@@ -1,0 +1,118 @@
+"""Helpers for the page tests (streamlit.testing.v1.AppTest): one page with the app's sidebar,
+its texts, and the fixtures several page modules share (import the fixtures by name).
+
+Every test gets its own runs folder (runs.RUNS_DIR patched to a temp dir, conftest's
+`runs_dir`), so nothing lands in artifacts/runs. Pages run in this process, so the patch
+reaches them; the training processes they launch get the run folder's absolute path.
+When artifacts/models/cnn.pt is not there (it is trained separately), a small MLP trained
+here on real images stands in as the shipped model, so no test depends on it.
+"""
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from fmnist_core import runs
+
+from conftest import ROOT
+
+TIMEOUT = 120  # the first run imports torch and loads the dataset on a busy 2-core machine
+REAL_CNN = ROOT / "artifacts" / "models" / "cnn.pt"
+
+
+def page_app(name: str) -> AppTest:
+    """One page with the app's sidebar, as app.py draws it."""
+    script = ("from ui import common\n"
+              f"from pages import {name}\n"
+              "common.sidebar()\n"
+              f"{name}.page()\n")
+    return AppTest.from_string(script, default_timeout=TIMEOUT)
+
+
+def texts(at: AppTest) -> str:
+    """All markdown, captions, alerts and metrics of the page, as one string."""
+    parts = [e.value for e in (*at.markdown, *at.caption, *at.info, *at.success, *at.warning, *at.error)]
+    parts += [f"{m.label} {m.value}" for m in at.metric]
+    return "\n".join(str(p) for p in parts)
+
+
+def captions(at: AppTest) -> list[str]:
+    """The captions of every st.image, in page order."""
+    return [c for im in at.image for c in im.captions]
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def wait_for_status(run_dir, statuses=("finished",), timeout=180):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        st = runs.load_run(run_dir)["status"]
+        if st not in runs.ACTIVE:
+            assert st in statuses, (st, (run_dir / "log.txt").read_text()[-2000:])
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"run {run_dir} still active after {timeout} s")
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def finished_run(runs_dir):
+    """A tiny MLP run in the test's run registry, trained to the end on 2,000 real images."""
+    from fmnist_core.jobs import execute_run, run_spec
+    from fmnist_core.models import MLPConfig
+    from fmnist_core.train import TrainConfig
+    spec = run_spec(MLPConfig(hidden=(16,)), TrainConfig(epochs=1, batch_size=128, device="cpu"),
+                    train_limit=2000)
+    d = runs.create_run(spec, label="tiny")
+    assert execute_run(d)["status"] == "finished"
+    return d
+
+
+@pytest.fixture
+def shipped_mlp(finished_run, tmp_path, monkeypatch):
+    """The finished run's checkpoint as the only shipped model (mlp.pt); its path."""
+    from fmnist_core.views import shared
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copyfile(finished_run / "best.pt", models / "mlp.pt")  # stands in for a shipped model
+    monkeypatch.setattr(shared, "SHIPPED_DIR", models)
+    return models / "mlp.pt"
+
+
+@pytest.fixture(scope="session")
+def stand_in(tmp_path_factory):
+    """A folder holding mlp.pt: a small MLP trained here on 6,000 real training images."""
+    from fmnist_core.jobs import execute_run, run_spec
+    from fmnist_core.models import MLPConfig
+    from fmnist_core.train import TrainConfig
+    base = tmp_path_factory.mktemp("stand_in")
+    spec = run_spec(MLPConfig(hidden=(64,)), TrainConfig(epochs=2, batch_size=64, device="cpu"),
+                    train_limit=6000)
+    d = runs.create_run(spec, root=base / "runs", label="stand-in")
+    assert execute_run(d)["status"] == "finished"
+    models = base / "models"
+    models.mkdir()
+    shutil.copyfile(d / "best.pt", models / "mlp.pt")
+    return models
+
+
+@pytest.fixture
+def model(runs_dir, stand_in, monkeypatch):
+    """The model the pages choose by default: the shipped CNN, or the stand-in MLP."""
+    from fmnist_core.views import shared
+    if REAL_CNN.is_file():
+        return {"key": "shipped:cnn", "path": REAL_CNN, "real_cnn": True}
+    monkeypatch.setattr(shared, "SHIPPED_DIR", stand_in)
+    return {"key": "shipped:mlp", "path": stand_in / "mlp.pt", "real_cnn": False}
+
+
+@pytest.fixture
+def no_models(runs_dir, tmp_path, monkeypatch):
+    from fmnist_core.views import shared
+    monkeypatch.setattr(shared, "SHIPPED_DIR", tmp_path / "no-models-here")

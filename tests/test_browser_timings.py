@@ -1,0 +1,62 @@
+"""The Timings page in a real Chromium (Playwright) against `streamlit run`.
+
+What AppTest cannot see: the page loading as a fresh server's very first request (a deep
+link, Streamlit's legacy pages/ mode) with a real results file's charts, and its live
+fragment showing a running benchmark's progress until Stop ends it. Screenshots go to
+test-output/screenshots/ for a person to look at.
+
+The server runs on 127.0.0.1 with its own artifacts folder (FMNIST_ARTIFACTS), prepared
+with one real results file of this machine.
+"""
+from __future__ import annotations
+
+import pytest
+
+from browser_util import (browser, browser_marks, exceptions, open_page, page,  # noqa: F401 (fixtures)
+                          screenshot, streamlit_server, wait_idle)
+
+pytestmark = browser_marks()
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory, ds):
+    """An artifacts folder with one results file of this machine, made here."""
+    from fmnist_core import bench
+    base = tmp_path_factory.mktemp("artifacts_timings")
+    cfg = bench.BenchConfig.quick(impls=("pytorch", "manual-numpy", "dataloader"), max_run_s=30.0,
+                                  headline_rounds=2, min_repeats=2, max_repeats=3, row_budget_s=0.02)
+    res = bench.run_benchmark(bench.resolve_model(preset_name="mlp-seed000"), ds, cfg)
+    bench.save_results(res, bench_dir=base / "benchmarks")
+    return base
+
+
+@pytest.fixture(scope="module")
+def server(artifacts):
+    import shutil
+
+    from fmnist_core.bench_views import job_dir
+    with streamlit_server(artifacts) as url:
+        yield url
+    shutil.rmtree(job_dir(artifacts / "benchmarks"), ignore_errors=True)  # the benchmark's job slot
+
+
+def test_timings_shows_results_and_a_running_benchmark(server, page):
+    # a deep link first, on a server nobody has visited yet (Streamlit's legacy pages/ mode)
+    open_page(page, server, "timings")
+    assert page.locator("h1").first.is_visible()
+    assert exceptions(page) == []
+    assert page.get_by_text("Page not found").count() == 0
+    assert page.get_by_text("Why the numbers differ").is_visible()
+    page.locator('[data-testid="stPlotlyChart"]').nth(1).wait_for()  # time and GFLOP/s at least
+    screenshot(page, "page-timings")
+    page.get_by_role("button", name="Run").click()
+    # the live fragment: a progress bar while the benchmark process runs
+    page.locator('[data-testid="stMain"] [data-testid="stProgress"]').first.wait_for(timeout=30_000)
+    assert page.get_by_role("button", name="Run").is_disabled()
+    screenshot(page, "timings-running")
+    page.get_by_role("button", name="Stop the benchmark").click()
+    page.get_by_text("stopped before it finished").wait_for(timeout=30_000)
+    wait_idle(page)
+    assert exceptions(page) == []
+    assert page.get_by_role("button", name="Run").is_enabled()

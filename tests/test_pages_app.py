@@ -1,0 +1,55 @@
+"""app.py under AppTest: it routes to the Home page, and every page gets the sidebar with the
+data source, the devices and the job queue (positions of waiting runs included); pages/ holds
+only pages, each routed by app.py."""
+from __future__ import annotations
+
+import importlib
+import os
+import time
+
+from streamlit.testing.v1 import AppTest
+
+from fmnist_core import runs
+from fmnist_core.jobs import run_spec
+from fmnist_core.models import MLPConfig
+from fmnist_core.train import TrainConfig
+
+from conftest import ROOT
+from page_util import TIMEOUT, page_app
+
+
+def test_app_routes_to_home_with_sidebar(runs_dir):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception
+    assert at.title[0].value == "Fashion-MNIST Workbench"
+    assert at.sidebar.number_input(key="max_concurrent").value == 1
+    side = "\n".join(c.value for c in at.sidebar.caption)
+    assert "60,000 training" in side and "cpu" in side
+    assert "No training running" in side
+
+
+def test_sidebar_shows_the_queue_with_positions(runs_dir):
+    spec = run_spec(MLPConfig(hidden=(8,)), TrainConfig(epochs=1))
+    first = runs.create_run(spec, label="first")
+    runs.set_status(first, "running", pid=os.getpid(), progress=0.5)
+    for label in ("second", "third"):
+        d = runs.create_run(spec, label=label)
+        runs.set_status(d, "queued", pid=os.getpid())
+        time.sleep(0.01)  # distinct creation times: the queue is first come, first served
+    at = page_app("train").run()
+    assert not at.exception
+    side = "\n".join(c.value for c in at.sidebar.caption)
+    assert "#1 in line" in side and "#2 in line" in side
+    assert "No training running" not in side
+
+
+def test_pages_folder_holds_only_pages():
+    # Streamlit lists every module of pages/ as a page on a fresh server's first visit
+    app = (ROOT / "app.py").read_text()
+    for f in sorted((ROOT / "pages").glob("*.py")):
+        if f.name == "__init__.py":
+            continue
+        module = importlib.import_module(f"pages.{f.stem}")
+        assert callable(getattr(module, "page", None)), f"{f.name} is not a page: no page()"
+        assert f"{f.stem}.page" in app, f"app.py does not route to {f.name}"
+        assert f.read_text().rstrip().endswith("common.run_app()"), f"{f.name} lacks the run_app lines"

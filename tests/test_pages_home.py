@@ -1,0 +1,32 @@
+"""The Home / Data page under AppTest: classes, devices, the shipped models' table (or what to
+do when they are missing), and the "Other examples" button."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from page_util import finished_run, page_app, shipped_mlp, texts  # noqa: F401 (fixtures)
+
+
+def test_home_page_shows_classes_models_and_devices(runs_dir):
+    at = page_app("home").run()
+    assert not at.exception
+    body = texts(at)
+    for name in ("T-shirt/top", "Ankle boot", "Sneaker"):
+        assert name in body
+    assert "**cpu**" in body
+    # the shipped models are either listed with their accuracy or reported as not trained yet
+    assert at.dataframe or "not yet trained" in body
+    seed = at.session_state["home_seed"]
+    at.button(key="home_shuffle").click().run()
+    assert not at.exception and at.session_state["home_seed"] == seed + 1
+
+
+@pytest.mark.slow
+def test_a_shipped_model_is_listed_with_its_accuracy(shipped_mlp):
+    acc = torch.load(shipped_mlp, weights_only=True)["metrics"]["test_accuracy"]
+    at = page_app("home").run()
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert table["model"].tolist() == ["mlp"] and table["test accuracy"].tolist() == [acc]
+    assert "**cnn**: not yet trained" in texts(at)

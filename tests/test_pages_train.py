@@ -1,0 +1,93 @@
+"""The Train page under AppTest: a preset fills the form and counts parameters, impossible values
+show an error and launch nothing, a tiny launch creates a run that finishes and is watched live,
+and Stop cancels a launched run."""
+from __future__ import annotations
+
+import pytest
+
+from fmnist_core import runs
+from fmnist_core.models import build_model, count_parameters, preset
+
+from page_util import page_app, texts, wait_for_status
+
+
+def test_preset_fills_the_form_and_counts_parameters(runs_dir):
+    at = page_app("train").run()
+    assert not at.exception
+    assert at.metric[0].value == "101,770"  # mlp-seed000: 784-128-10
+    at.selectbox(key="tr_start").select("cnn-seed002").run()
+    assert not at.exception
+    assert at.radio(key="tr_arch").value == "cnn"
+    assert at.text_input(key="tr_channels").value == "32, 32, 64, 64, 128"
+    expected = count_parameters(build_model(preset("cnn-seed002")["model"]))
+    assert at.metric[0].value == f"{expected:,}"
+    assert not at.error and not at.button(key="launch_btn").disabled
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("tr_lr", -0.01, "learning rate must be in (0, 10]"),
+    ("tr_epochs", 0, "epochs must be 1..1000"),
+    ("tr_dropout", 1.5, "dropout must be in [0, 1)"),
+    ("tr_hidden", "128, many", "write whole numbers separated by commas"),
+    ("tr_device", "mps", "Device mps is not available"),
+])
+def test_impossible_values_show_an_error_and_launch_nothing(runs_dir, key, value, message):
+    at = page_app("train").run()
+    widget = at.selectbox(key=key) if key == "tr_device" else (
+        at.text_input(key=key) if key == "tr_hidden" else at.number_input(key=key))
+    (widget.select(value) if key == "tr_device" else widget.set_value(value)).run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert any(message in e for e in errors), errors
+    assert at.button(key="launch_btn").disabled
+    assert list(runs_dir.iterdir()) == []
+
+
+def test_numpy_engine_trains_mlps_only(runs_dir):
+    at = page_app("train").run()
+    at.radio(key="tr_arch").set_value("cnn").run()
+    at.radio(key="tr_engine").set_value("numpy").run()
+    assert any("NumPy engine trains MLPs only" in e.value for e in at.error)
+    assert at.button(key="launch_btn").disabled
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["torch", "numpy"])
+def test_tiny_launch_creates_a_run_that_finishes_and_is_watched(runs_dir, engine):
+    at = page_app("train").run()
+    at.selectbox(key="tr_start").select("custom MLP").run()
+    at.radio(key="tr_engine").set_value(engine).run()
+    at.text_input(key="tr_hidden").input("16").run()
+    at.number_input(key="tr_epochs").set_value(1).run()
+    at.number_input(key="tr_train_limit").set_value(2000).run()
+    assert not at.error
+    at.button(key="launch_btn").click().run()
+    assert not at.exception
+    made = [d for d in runs_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    assert len(made) == 1
+    run = runs.load_run(made[0])
+    assert run["config"]["model_config"]["hidden"] == [16]
+    assert run["config"]["train_limit"] == 2000 and run["config"]["train_config"]["epochs"] == 1
+    assert run["config"]["engine"] == engine
+    assert at.session_state["tr_watch"] == made[0].name
+    wait_for_status(made[0])
+    at.run()
+    assert not at.exception
+    assert any("finished" in s.value for s in at.success)
+    assert "Test accuracy" in texts(at)
+
+
+@pytest.mark.slow
+def test_stop_button_cancels_a_launched_run(runs_dir):
+    at = page_app("train").run()
+    at.number_input(key="tr_epochs").set_value(20).run()
+    at.button(key="launch_btn").click().run()
+    run_id = at.session_state["tr_watch"]
+    run_dir = runs_dir / run_id
+    at.button(key=f"stop_{run_id}").click().run()
+    assert not at.exception
+    assert runs.cancel_requested(run_dir)
+    assert any("Stop requested" in w.value for w in at.warning)
+    wait_for_status(run_dir, statuses=("cancelled",), timeout=120)
+    at.run()
+    assert any("cancelled" in w.value for w in at.warning)

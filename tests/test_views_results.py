@@ -1,0 +1,33 @@
+"""fmnist_core.views.results: the comparison row of a run, confusion-matrix exports (CSV, PNG)
+and the test images behind one cell."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+from fmnist_core.views import results as view
+
+
+def test_confusion_exports():
+    metrics = {"confusion_matrix": (np.eye(10, dtype=int) * 90 + 1).tolist()}
+    cm = view.confusion(metrics)
+    norm = view.confusion(metrics, normalise=True)
+    assert np.allclose(norm.sum(1), 1)
+    csv = view.confusion_csv(cm)
+    assert csv.splitlines()[0].startswith(",pred T-shirt/top") and "true Ankle boot" in csv
+    img = Image.open(io.BytesIO(view.confusion_png(cm, title="t")))
+    assert img.format == "PNG" and img.size[0] > 10 * 64
+
+
+def test_cell_indices_and_summary_rows():
+    y = np.array([0, 0, 1, 1, 1])
+    pred = np.array([0, 1, 1, 0, 1])
+    assert view.cell_indices(y, pred, 1, 0).tolist() == [3]
+    hist = [{"epoch": 1, "train_accuracy": 0.7, "val_accuracy": 0.72, "elapsed": 3.0},
+            {"epoch": 2, "train_accuracy": 0.8, "val_accuracy": 0.71, "elapsed": 6.0}]
+    row = view.summary_row("r", hist, "finished", {"accuracy": 0.7, "loss": 0.8},
+                           {"kind": "mlp", "hidden": [8]})
+    assert row["best val acc"] == 0.72 and row["at epoch"] == 1 and row["last val acc"] == 0.71
+    assert row["model"] == "MLP 784-8-10, relu" and row["time (s)"] == 6.0

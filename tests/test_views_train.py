@@ -1,0 +1,72 @@
+"""fmnist_core.views.train: the Train form (every preset round-trips, impossible values are
+named in one sentence, changed fields are listed) and a run's progress with its ETA."""
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from fmnist_core import runs
+from fmnist_core.jobs import run_spec
+from fmnist_core.models import MLPConfig, config_to_dict, preset, preset_names
+from fmnist_core.train import TrainConfig
+from fmnist_core.views import train as view
+
+ALL_DEVICES = {"cpu": None, "cuda": "no CUDA device on this machine", "mps": "no Apple MPS device"}
+
+
+@pytest.mark.parametrize("name", preset_names())
+def test_every_preset_round_trips_through_the_form(name):
+    values = {"start": name, **view.form_defaults(name)}
+    spec, label, problems = view.check_form(values, ALL_DEVICES)
+    assert problems == []
+    p = preset(name)
+    assert spec["model_config"] == config_to_dict(p["model"])
+    assert spec["preset"] == name and label == name
+    for k, v in p["train"].items():
+        assert spec["train_config"][k] == v
+
+
+def test_an_edited_preset_is_recorded_as_custom():
+    values = {"start": "mlp-seed000", **view.form_defaults("mlp-seed000"), "hidden": "64"}
+    spec, label, problems = view.check_form(values, ALL_DEVICES)
+    assert problems == [] and spec["preset"] is None and label == "custom-mlp"
+    assert spec["model_config"]["hidden"] == [64]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"lr": 0}, "learning rate must be in (0, 10]"),
+    ({"batch_size": 0}, "batch size must be 1..60000"),
+    ({"epochs": 2.5}, "epochs must be a whole number"),
+    ({"val_fraction": 0.0, "patience": 3}, "early stopping needs a validation split"),
+    ({"hidden": "0"}, "layer widths must be between 1 and 8192"),
+    ({"arch": "cnn", "channels": ""}, "conv channels: give at least one layer width"),
+    ({"arch": "cnn", "kernel": 4}, "kernel must be 1, 3, 5 or 7"),
+    ({"device": "cuda"}, "Device cuda is not available: no CUDA device on this machine"),
+    ({"train_limit": -5}, "Training images"),
+    ({"arch": "cnn", "engine": "numpy"}, "NumPy engine trains MLPs only"),
+])
+def test_impossible_values_are_named_in_one_sentence(change, message):
+    values = {"start": view.CUSTOM["mlp"], **view.form_defaults(view.CUSTOM["mlp"]), **change}
+    spec, label, problems = view.check_form(values, ALL_DEVICES)
+    assert spec is None
+    assert any(message in p for p in problems), problems
+
+
+def test_changed_fields_name_what_differs_from_the_preset():
+    values = {"start": "mlp-seed001", **view.form_defaults("mlp-seed001")}
+    assert view.changed_fields(values) == []
+    values.update(lr=0.01, hidden="64")
+    assert view.changed_fields(values) == ["hidden", "lr"]
+
+
+def test_progress_and_eta(tmp_path):
+    spec = run_spec(MLPConfig(hidden=(8,)), TrainConfig(epochs=4))
+    d = runs.create_run(spec, root=tmp_path, label="a")
+    now = time.time()
+    runs.set_status(d, "running", pid=os.getpid(), started=now - 30, progress=0.25, epoch=1, epochs=4)
+    runs.append_history(d, {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8, "epoch_seconds": 7.5})
+    info = view.progress_info(runs.load_run(d), now=now)
+    assert info["active"] and info["epoch_seconds"] == 7.5
+    assert info["eta"] == pytest.approx(90.0)  # 30 s for a quarter: 90 s to go
