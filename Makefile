@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8501
 export VENV PYTHON
 
-.PHONY: setup setup-test run test test-fast models bench bench-train clean-runs
+.PHONY: setup setup-test run class mlflow-ui test test-fast models bench bench-train clean-runs
 
 setup:
 	@bash scripts/setup.sh
@@ -17,6 +17,21 @@ setup-test:
 
 run: setup
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+
+# a class server: every address of this machine, https with a self-signed certificate (the
+# camera needs https off localhost), students and a teacher (FMNIST_TEACHER_PASSWORD or
+# .streamlit/secrets.toml). See README "Class server".
+class: setup
+	@bash scripts/tls_cert.sh artifacts/tls
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --server.address 0.0.0.0 \
+	  --server.sslCertFile artifacts/tls/cert.pem --server.sslKeyFile artifacts/tls/key.pem
+
+# MLflow's own UI on the same run store (the embedded SQLite one unless FMNIST_TRACKING_URI is set)
+MLFLOW_PORT ?= 5000
+mlflow-ui: setup
+	@uri=$${FMNIST_TRACKING_URI:-$${MLFLOW_TRACKING_URI:-sqlite:///$(CURDIR)/artifacts/mlflow.db}}; \
+	  echo "MLflow UI for $$uri on http://127.0.0.1:$(MLFLOW_PORT)"; \
+	  $(VENV)/bin/mlflow ui --backend-store-uri "$$uri" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
 test: setup-test
 	$(PY) -m pytest -q
@@ -37,5 +52,6 @@ bench: setup
 bench-train: setup
 	$(PY) -m fmnist_core bench-train
 
+# every run in the embedded store (not a tracking server's)
 clean-runs:
-	rm -rf artifacts/runs/*
+	rm -rf artifacts/mlflow.db* artifacts/mlartifacts artifacts/work artifacts/cache artifacts/.slots

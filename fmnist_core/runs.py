@@ -227,12 +227,39 @@ def _summary(run) -> dict[str, Any]:
     for k in ("test_accuracy", "test_loss"):
         if k in run.data.metrics and info.get(k) is None:
             info[k] = run.data.metrics[k]
-    return {"run_id": run.info.run_id, "label": tags.get("label", run.info.run_name),
-            "owner": tags.get("owner") or "", "owner_id": tags.get("owner_id") or "",
-            "config": {**spec, "run_id": run.info.run_id, "created": created},
-            "status": status if status in STATUSES else "interrupted", "status_info": info,
-            "hidden": tags.get("hidden") == "1", "artifact_uri": run.info.artifact_uri,
-            "metrics_latest": dict(run.data.metrics)}
+    r = {"run_id": run.info.run_id, "label": tags.get("label", run.info.run_name),
+         "owner": tags.get("owner") or "", "owner_id": tags.get("owner_id") or "",
+         "config": {**spec, "run_id": run.info.run_id, "created": created},
+         "status": status if status in STATUSES else "interrupted", "status_info": info,
+         "hidden": tags.get("hidden") == "1", "artifact_uri": run.info.artifact_uri,
+         "metrics_latest": dict(run.data.metrics)}
+    r["checkpoint"] = _checkpoint_guess(r)
+    return r
+
+
+def _checkpoint_guess(r: dict[str, Any]) -> str | None:
+    """Where the run's best.pt is or will be, without a request: on this disk, the file (if
+    there); from a tracking server, its place in the download cache (`ensure_checkpoint`
+    fetches it there when a page needs the model)."""
+    local = _local_artifacts(r["artifact_uri"])
+    if local is not None:
+        p = local / "best.pt"
+        return str(p) if p.is_file() else None
+    if r["status"] == "finished" or r["status_info"].get("best_epoch"):
+        return str(ARTIFACTS / "cache" / "runs" / r["run_id"] / "best.pt")
+    return None
+
+
+def ensure_checkpoint(path: str | None) -> str | None:
+    """A checkpoint path from a run record, downloaded first when it is a cache path of a
+    remote run that is not here yet."""
+    if not path or Path(path).is_file():
+        return path
+    p = Path(path)
+    if p.parent.parent == ARTIFACTS / "cache" / "runs":
+        got = artifact_file({"run_id": p.parent.name, "artifact_uri": ""}, "best.pt", refresh=True)
+        return str(got) if got else None
+    return None
 
 
 def get_run(run_id: str):

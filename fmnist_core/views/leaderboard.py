@@ -1,0 +1,92 @@
+"""The Leaderboard page, computed: every finished run of the class ranked by test accuracy (ties
+by training seconds: who got there faster), with owner, model and the key settings beside it,
+and a parallel-coordinates chart of settings against accuracy.
+
+Hidden runs (the teacher's "hide from the board") are left out for students; the teacher's
+own view lists them, marked. Runs without a test accuracy (still training, failed, diverged
+before a first epoch) are not ranked.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from .labels import describe_changes, model_summary
+
+# the settings shown as columns and as axes of the chart: (column, where in the spec, label)
+KEYS = [("optimizer", "train_config", "optimizer"), ("lr", "train_config", "learning rate"),
+        ("batch_size", "train_config", "batch size"), ("epochs", "train_config", "epochs"),
+        ("weight_decay", "train_config", "L2"), ("augment_shift", "train_config", "shift aug."),
+        ("dropout", "model_config", "dropout")]
+
+
+def _params(spec: dict[str, Any]) -> int | None:
+    from ..models import build_model, config_from_dict, count_parameters
+    try:
+        return count_parameters(build_model(config_from_dict(spec["model_config"])))
+    except Exception:  # a run whose config this version cannot build still gets its row
+        return None
+
+
+def board(all_runs: list[dict[str, Any]], show_hidden: bool = False) -> pd.DataFrame:
+    """One row per ranked run, best first. Columns: rank, owner, model, changes, parameters,
+    the KEYS settings, test_accuracy, train_seconds, status, hidden, run_id, kind."""
+    rows = []
+    for r in all_runs:
+        info = r.get("status_info") or {}
+        acc = info.get("test_accuracy")
+        if acc is None or (r.get("hidden") and not show_hidden):
+            continue
+        spec = r.get("config") or {}
+        mc = spec.get("model_config") or {}
+        row = {"owner": r.get("owner") or "—", "model": model_summary(mc),
+               "preset": spec.get("preset") or "custom", "changes": describe_changes(spec, most=4) or "—",
+               "parameters": _params(spec), "test_accuracy": float(acc),
+               "train_seconds": info.get("train_seconds"), "epochs_run": info.get("epochs_run"),
+               "status": r["status"], "hidden": bool(r.get("hidden")), "run_id": r["run_id"],
+               "kind": mc.get("kind", "mlp")}
+        for key, where, _ in KEYS:
+            row[key] = (spec.get(where) or {}).get(key)
+        rows.append(row)
+    cols = ["rank", "owner", "model", "preset", "changes", "parameters", *[k for k, _, _ in KEYS],
+            "test_accuracy", "train_seconds", "epochs_run", "status", "hidden", "run_id", "kind"]
+    if not rows:
+        return pd.DataFrame(columns=cols)
+    df = pd.DataFrame(rows)
+    df["_secs"] = df["train_seconds"].fillna(math.inf)
+    df = df.sort_values(["test_accuracy", "_secs"], ascending=[False, True]).drop(columns="_secs")
+    df.insert(0, "rank", range(1, len(df) + 1))
+    return df.reset_index(drop=True)[cols]
+
+
+def parallel_figure(df: pd.DataFrame):
+    """Plotly parallel coordinates: one line per run, coloured by test accuracy; categorical
+    settings (optimizer, model kind) become numbered axes with their names as ticks."""
+    import plotly.graph_objects as go
+    dims = []
+    for key, label in [("kind", "model"), *[(k, lab) for k, _, lab in KEYS], ("train_seconds", "seconds")]:
+        col = df[key]
+        if col.isna().all():
+            continue
+        if col.dtype == object and not pd.api.types.is_numeric_dtype(col.dropna()):
+            cats = sorted(col.fillna("—").astype(str).unique())
+            codes = col.fillna("—").astype(str).map({c: i for i, c in enumerate(cats)})
+            dims.append(dict(label=label, values=codes, tickvals=list(range(len(cats))), ticktext=cats))
+        else:
+            vals = pd.to_numeric(col, errors="coerce").fillna(0.0)
+            if key == "lr" and (vals > 0).all():
+                # learning rates span decades: a log axis, labelled in real values
+                logs = vals.map(math.log10)
+                ticks = sorted(set(vals))
+                dims.append(dict(label=label + " (log)", values=logs, tickvals=[math.log10(t) for t in ticks],
+                                 ticktext=[f"{t:g}" for t in ticks]))
+            else:
+                dims.append(dict(label=label, values=vals))
+    acc = df["test_accuracy"] * 100
+    dims.append(dict(label="test accuracy %", values=acc, range=[float(acc.min()) - 0.5, float(acc.max()) + 0.5]))
+    fig = go.Figure(go.Parcoords(line=dict(color=acc, colorscale="Viridis", showscale=True,
+                                           colorbar=dict(title="test %")), dimensions=dims))
+    fig.update_layout(height=420, margin=dict(l=60, r=40, t=50, b=30))
+    return fig
