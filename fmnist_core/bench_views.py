@@ -1,7 +1,7 @@
 """What the Timings page shows, computed: the benchmark as a background job, and its results
 as tables, chart rows, machine blocks and one-line explanations.
 
-The benchmark itself is bench.py; this module only drives and reads it:
+The benchmark itself is the package bench/; this module only drives and reads it:
 
   * the job      `python -m fmnist_core bench [--quick] --out FILE` as its own process (its
                  own session), never inside the Streamlit server: timing code sets torch's
@@ -10,11 +10,11 @@ The benchmark itself is bench.py; this module only drives and reads it:
                  One benchmark at a time per results folder (two at once would time each
                  other); its progress is the CLI's stderr lines counted against the number of
                  steps run_benchmark will announce (`expected_steps`).
-  * the results  saved files under bench.BENCH_DIR (reference-*.json first, the committed
+  * the results  saved files under bench.results.BENCH_DIR (reference-*.json first, the committed
                  figures from another machine), uploads parsed with bench.parse_results,
                  merged with bench.merge_results so every figure says where it came from.
 
-Left out: anything that measures (bench.py does) and any chart styling (the page's).
+Left out: anything that measures (bench/ does) and any chart styling (the page's).
 """
 from __future__ import annotations
 
@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .bench import DEFAULT_PRESET
 from .files import write_json_atomic
 from .jobs import spawn_detached
 
@@ -40,7 +41,6 @@ IMPL_CHART = {"pytorch": "PyTorch<br>nn.Module", "manual-numpy": "manual<br>NumP
               "manual-torch": "manual<br>torch ops", "dataloader": "DataLoader<br>+ PIL"}
 WORK_NAMES = {"inference": "inference", "latency": "one image (latency)",
               "train_step": "training step", "epoch": "one epoch"}
-DEFAULT_PRESET = "mlp-seed000"  # the course project's MLP, the one the issue's questions are about
 
 
 # --- the benchmark as a background job ------------------------------------------------------
@@ -48,8 +48,8 @@ DEFAULT_PRESET = "mlp-seed000"  # the course project's MLP, the one the issue's 
 def job_dir(bench_dir: str | Path | None = None) -> Path:
     """The one job slot of a results folder: in the temp dir (git never sees the log), named
     after the folder, so two servers with different artifacts folders do not share it."""
-    from . import bench
-    base = Path(bench_dir or bench.BENCH_DIR).resolve()
+    from .bench.results import results_dir
+    base = results_dir(bench_dir).resolve()
     digest = hashlib.sha1(str(base).encode()).hexdigest()[:12]
     return Path(tempfile.gettempdir()) / f"fmnist-bench-job-{digest}"
 
@@ -63,9 +63,10 @@ def expected_steps(quick: bool, impls: tuple[str, ...] = (), devices: tuple[str,
 
     import torch
 
-    from . import bench
+    from .bench import BenchConfig
+    from .bench.impls import IMPL_CLASSES
     from .device import available_devices
-    cfg = bench.BenchConfig.quick() if quick else bench.BenchConfig()
+    cfg = BenchConfig.quick() if quick else BenchConfig.full()
     if impls:
         cfg = replace(cfg, impls=tuple(impls))
     if devices:
@@ -79,10 +80,10 @@ def expected_steps(quick: bool, impls: tuple[str, ...] = (), devices: tuple[str,
             continue
         steps += len(cpu_counts) if d == "cpu" else 1
         for name in cfg.impls:
-            if bench.IMPL_CLASSES[name].unavailable(d):
+            cls = IMPL_CLASSES[name]
+            if cls.unavailable(d):
                 continue
-            steps += sum(len(bench.thread_sweep(cfg, name, d, w, all_threads))
-                         for w, _ in bench.planned(cfg, name))
+            steps += sum(len(cls.thread_counts(cfg, d, w, all_threads)) for w, _ in cls.planned(cfg))
     if "cpu" in cfg.devices:
         steps += bool(cfg.headline_rounds) + bool(cfg.numpy_peak)
     return max(steps, 1)
@@ -109,8 +110,8 @@ def start_job(quick: bool = True, preset: str = DEFAULT_PRESET, bench_dir: str |
               devices: tuple[str, ...] = ()) -> dict[str, Any]:
     """Launch the benchmark unless one is already running for this results folder; returns
     the job's status either way (see `job_status`). impls/devices: only these (empty = all)."""
-    from . import bench
-    bench_dir = Path(bench_dir or bench.BENCH_DIR)
+    from .bench.results import results_dir
+    bench_dir = results_dir(bench_dir)
     jd = job_dir(bench_dir)
     jd.mkdir(parents=True, exist_ok=True)
     with open(jd / "launch.lock", "w") as lock:
@@ -191,27 +192,6 @@ def _saved_path(lines: list[str]) -> Path | None:
 
 
 # --- results files --------------------------------------------------------------------------
-
-def saved_results(bench_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """Results files in the folder: reference-*.json (committed) first, then newest first.
-    Each: {"path", "name", "reference", "results" (validated) or None, "error"}."""
-    from . import bench
-    folder = Path(bench_dir or bench.BENCH_DIR)
-    if not folder.is_dir():
-        return []
-    files = [p for p in folder.glob("*.json") if p.is_file() and not p.name.startswith(".")]
-    files.sort(key=lambda p: (not p.name.startswith("reference"), -p.stat().st_mtime))
-    out = []
-    for p in files:
-        entry = {"path": str(p), "name": p.name, "reference": p.name.startswith("reference"),
-                 "results": None, "error": None}
-        try:
-            entry["results"] = bench.load_results(p)
-        except (bench.ResultsFileError, OSError) as exc:
-            entry["error"] = str(exc)
-        out.append(entry)
-    return out
-
 
 def source_title(results: dict[str, Any]) -> str:
     """'Intel Xeon Processor, 2 cores · 11-22 00:24' — a results file, short enough for a legend."""

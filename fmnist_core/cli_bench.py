@@ -1,4 +1,4 @@
-"""`python -m fmnist_core bench`: the timing harness (fmnist_core/bench.py) from the command line.
+"""`python -m fmnist_core bench`: the timing harness (fmnist_core/bench/) from the command line.
 
 JSON results on stdout (rows + machine + peak + where they were saved), a readable table and
 progress on stderr; every run is saved under artifacts/benchmarks/ with a timestamp, and also
@@ -63,7 +63,7 @@ def cmd_bench(args) -> int:
     from .data import load
     if args.out:
         check_output_file(args.out, ".json", "--out")
-    cfg = bench.BenchConfig.quick() if args.quick else bench.BenchConfig()
+    cfg = bench.BenchConfig.quick() if args.quick else bench.BenchConfig.full()
     if args.device:
         cfg = replace(cfg, devices=tuple(dict.fromkeys(args.device)))
     if args.impl:
@@ -83,7 +83,7 @@ def cmd_bench(args) -> int:
              + f": {p['gflops']:.0f} GFLOP/s ({p['size']}x{p['size']}, median of {p['repeats']})")
     h = results.get("headline")
     if h:
-        parts = [f"{k} {bench._fmt_s(v)} ({h['ratio_to_pytorch'].get(k, 0):.2g}x pytorch)"
+        parts = [f"{k} {bench.fmt_s(v)} ({h['ratio_to_pytorch'].get(k, 0):.2g}x pytorch)"
                  for k, v in h["median_s"].items()]
         _say(f"headline, 10,000 test images on the CPU ({h['threads']} threads, {h['rounds']} "
              f"interleaved rounds): " + ", ".join(parts))

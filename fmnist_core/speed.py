@@ -40,11 +40,11 @@ def mlp_inmemory_epochs(data: FashionMNIST, epochs: int, threads: int) -> list[f
 def mlp_dataloader_epoch(data: FashionMNIST, fraction: float, threads: int) -> float:
     """Seconds for one epoch (extrapolated from `fraction` of it) of the conventional loop."""
     from torch.utils.data import DataLoader, Subset
-    from .bench import _TorchvisionStyleDataset  # torchvision's per-sample path, emulated
+    from .bench.impls import TorchvisionStyleDataset  # torchvision's per-sample path, emulated
     torch.set_num_threads(threads)
     p = preset("mlp-seed001")
     tr_idx, _ = train_val_split(len(data.y_train), 0.2, 0)
-    ds = _TorchvisionStyleDataset(data.x_train, data.y_train)
+    ds = TorchvisionStyleDataset(data.x_train, data.y_train)
     n = int(len(tr_idx) * fraction)
     loader = DataLoader(Subset(ds, tr_idx[:n].tolist()), batch_size=32, shuffle=True, num_workers=0)
     model = build_model(p["model"])

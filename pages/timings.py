@@ -23,7 +23,7 @@ MS = st.column_config.NumberColumn(format="%.3f")
 
 
 def _init_state() -> None:
-    common.init_state({"tm_mode": "quick", "tm_preset": bench_views.DEFAULT_PRESET, "tm_one_thread": False,
+    common.init_state({"tm_mode": "quick", "tm_preset": bench.DEFAULT_PRESET, "tm_one_thread": False,
                        "tm_files": None, "tm_work": None, "tm_batch": None, "tm_seen_job": None})
 
 
@@ -94,7 +94,7 @@ def _job_panel(was_running: bool) -> None:
 
 def _choose_results() -> list[dict]:
     st.subheader("Results")
-    saved = bench_views.saved_results()
+    saved = bench.saved_results()
     good = {s["path"]: s for s in saved if s["results"] is not None}
     if st.session_state.tm_files is None:  # first visit: the committed reference + the newest run
         refs = [p for p, s in good.items() if s["reference"]]

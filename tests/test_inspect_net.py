@@ -141,7 +141,7 @@ def _dead_pid() -> int:
 
 
 def test_job_status_reads_every_state(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench, "BENCH_DIR", tmp_path / "benchmarks")
+    monkeypatch.setattr(bench.results, "BENCH_DIR", tmp_path / "benchmarks")
     assert bench_views.job_status()["state"] == "none"
     jd = bench_views.job_dir()
     jd.mkdir(parents=True, exist_ok=True)
@@ -220,7 +220,7 @@ def test_saved_results_put_references_first_and_report_bad_files(tmp_path):
     (tmp_path / "bench-1.json").write_text(json.dumps(good))
     (tmp_path / "reference-gpu.json").write_text(json.dumps(good))
     (tmp_path / "bench-bad.json").write_text("{")
-    saved = bench_views.saved_results(tmp_path)
+    saved = bench.saved_results(tmp_path)
     assert saved[0]["name"] == "reference-gpu.json" and saved[0]["reference"]
     bad = next(s for s in saved if s["name"] == "bench-bad.json")
     assert bad["results"] is None and "not valid JSON" in bad["error"]

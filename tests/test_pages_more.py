@@ -9,7 +9,7 @@ real results file, an upload from "another machine", and a clear error for a mal
 
 When artifacts/models/cnn.pt is not there (it is trained separately), a small MLP trained
 here on real images stands in as the shipped model, so these tests never depend on it.
-Runs go to a temporary folder (runs.RUNS_DIR patched), results files too (bench.BENCH_DIR).
+Runs go to a temporary folder (runs.RUNS_DIR patched), results files too (bench.results.BENCH_DIR).
 """
 from __future__ import annotations
 
@@ -248,7 +248,7 @@ def results_file(tmp_path_factory):
 def bench_dir(tmp_path, monkeypatch, runs_dir):
     d = tmp_path / "benchmarks"
     d.mkdir()
-    monkeypatch.setattr(bench, "BENCH_DIR", d)
+    monkeypatch.setattr(bench.results, "BENCH_DIR", d)
     yield d
     shutil.rmtree(bench_views.job_dir(d), ignore_errors=True)  # the job slot lives in the temp dir
 

@@ -1,0 +1,24 @@
+"""The benchmark: how fast PyTorch, the hand-written NumPy twin, the twin in torch ops and the usual
+DataLoader loop run one model, per device, work, batch size and CPU thread count
+(`python -m fmnist_core bench`).
+
+  config.py    what a run covers: BenchConfig (why-comment per default), its quick/full presets
+  model.py     the model under test: a checkpoint, a preset's architecture, the shipped default
+  harness.py   timing primitives (warm up, sync, time, probe), FLOP counts, matmul peak, BLAS, machine
+  impls.py     the implementations, and everything that differs between them
+  run.py       the run loop: the plan, one row per implementation x device x work x batch x threads,
+               the interleaved headline
+  results.py   the results-file schema: validate, parse, load, merge, save, list; the text table
+
+Left out: the command line (cli_bench.py), the dashboard's figures (views/timings.py) and its
+chart styling (pages/timings.py).
+"""
+from .config import DEFAULT_PRESET, DEVICES, IMPLS, BenchConfig
+from .model import resolve_model
+from .results import (SCHEMA, ResultsFileError, fmt_s, format_table, load_results, merge_results,
+                      parse_results, save_results, saved_results)
+from .run import run_benchmark
+
+__all__ = ["BenchConfig", "DEFAULT_PRESET", "DEVICES", "IMPLS", "ResultsFileError", "SCHEMA", "fmt_s",
+           "format_table", "load_results", "merge_results", "parse_results", "resolve_model",
+           "run_benchmark", "save_results", "saved_results"]
