@@ -9,6 +9,7 @@ DataLoader loop run one model, per device, work, batch size and CPU thread count
   run.py       the run loop: the plan, one row per implementation x device x work x batch x threads,
                the interleaved headline
   results.py   the results-file schema: validate, parse, load, merge, save, list; the text table
+  speed.py     `bench-train`: training speed (MLP epoch in memory vs the DataLoader, CNN time-to-93%)
 
 Left out: the command line (cli_bench.py), the dashboard's figures (views/timings.py) and its
 chart styling (pages/timings.py).
