@@ -1,38 +1,14 @@
-"""What the Timings page shows, computed: the benchmark as a background job, and its results
-as tables, chart rows, machine blocks and one-line explanations.
+"""What the Timings page shows, computed: the results of the benchmark as tables, chart rows,
+machine blocks and one-line explanations.
 
-The benchmark itself is the package bench/; this module only drives and reads it:
-
-  * the job      `python -m fmnist_core bench [--quick] --out FILE` as its own process (its
-                 own session), never inside the Streamlit server: timing code sets torch's
-                 process-wide thread count, which would slow down or disturb everyone's
-                 predictions, and a server thread would be timed against the server's own work.
-                 One benchmark at a time per results folder (two at once would time each
-                 other); its progress is the CLI's stderr lines counted against the number of
-                 steps run_benchmark will announce (`expected_steps`).
-  * the results  saved files under bench.results.BENCH_DIR (reference-*.json first, the committed
-                 figures from another machine), uploads parsed with bench.parse_results,
-                 merged with bench.merge_results so every figure says where it came from.
+The benchmark itself is the package bench/ (its background job: bench/job.py; results files:
+bench/results.py); this module only reads what it produced.
 
 Left out: anything that measures (bench/ does) and any chart styling (the page's).
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import json
-import os
-import signal
-import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
-
-from .bench import DEFAULT_PRESET
-from .files import write_json_atomic
-from .jobs import spawn_detached
 
 IMPL_NAMES = {"pytorch": "PyTorch nn.Module", "manual-numpy": "manual NumPy twin",
               "manual-torch": "manual, torch ops", "dataloader": "DataLoader + PIL"}
@@ -41,154 +17,6 @@ IMPL_CHART = {"pytorch": "PyTorch<br>nn.Module", "manual-numpy": "manual<br>NumP
               "manual-torch": "manual<br>torch ops", "dataloader": "DataLoader<br>+ PIL"}
 WORK_NAMES = {"inference": "inference", "latency": "one image (latency)",
               "train_step": "training step", "epoch": "one epoch"}
-
-
-# --- the benchmark as a background job ------------------------------------------------------
-
-def job_dir(bench_dir: str | Path | None = None) -> Path:
-    """The one job slot of a results folder: in the temp dir (git never sees the log), named
-    after the folder, so two servers with different artifacts folders do not share it."""
-    from .bench.results import results_dir
-    base = results_dir(bench_dir).resolve()
-    digest = hashlib.sha1(str(base).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"fmnist-bench-job-{digest}"
-
-
-def expected_steps(quick: bool, impls: tuple[str, ...] = (), devices: tuple[str, ...] = ()) -> int:
-    """How many progress lines run_benchmark will print (what the CLI would run with these
-    --impl/--device choices; empty = all): one per peak measurement and per timed row, the
-    headline (which bench skips when it would not fit its time budget: then the bar stops
-    one step short, and the job's end fills it), numpy's matmul rate."""
-    from dataclasses import replace
-
-    import torch
-
-    from .bench import BenchConfig
-    from .bench.impls import IMPL_CLASSES
-    from .device import available_devices
-    cfg = BenchConfig.quick() if quick else BenchConfig.full()
-    if impls:
-        cfg = replace(cfg, impls=tuple(impls))
-    if devices:
-        cfg = replace(cfg, devices=tuple(devices))
-    avail = available_devices()
-    all_threads = torch.get_num_threads()
-    cpu_counts = {all_threads if t == 0 else min(t, all_threads) for t in cfg.threads} | {all_threads}
-    steps = 0
-    for d in cfg.devices:
-        if avail.get(d) is not None:
-            continue
-        steps += len(cpu_counts) if d == "cpu" else 1
-        for name in cfg.impls:
-            cls = IMPL_CLASSES[name]
-            if cls.unavailable(d):
-                continue
-            steps += sum(len(cls.thread_counts(cfg, d, w, all_threads)) for w, _ in cls.planned(cfg))
-    if "cpu" in cfg.devices:
-        steps += bool(cfg.headline_rounds) + bool(cfg.numpy_peak)
-    return max(steps, 1)
-
-
-def _read_state(jd: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((jd / "state.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_state(jd: Path, state: dict[str, Any]) -> None:
-    write_json_atomic(jd / "state.json", state)
-
-
-def _alive(pid: int | None) -> bool:
-    from .runs import pid_alive
-    return bool(pid) and pid_alive(pid)
-
-
-def start_job(quick: bool = True, preset: str = DEFAULT_PRESET, bench_dir: str | Path | None = None,
-              label: str | None = None, impls: tuple[str, ...] = (),
-              devices: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Launch the benchmark unless one is already running for this results folder; returns
-    the job's status either way (see `job_status`). impls/devices: only these (empty = all)."""
-    from .bench.results import results_dir
-    bench_dir = results_dir(bench_dir)
-    jd = job_dir(bench_dir)
-    jd.mkdir(parents=True, exist_ok=True)
-    with open(jd / "launch.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions clicking at once start one job
-        state = _read_state(jd)
-        if state and _alive(state.get("pid")):
-            return job_status(bench_dir)
-        for name in ("log.txt", "out.json"):
-            with contextlib.suppress(FileNotFoundError):
-                (jd / name).unlink()
-        cmd = [sys.executable, "-m", "fmnist_core", "bench", "--preset", preset,
-               "--out", str(jd / "out.json"), "--save-dir", str(bench_dir)]
-        if quick:
-            cmd.append("--quick")
-        if label:
-            cmd += ["--label", label]
-        for name in impls:
-            cmd += ["--impl", name]
-        for name in devices:
-            cmd += ["--device", name]
-        pid = spawn_detached(cmd, jd / "log.txt", stdout_to_log=False)
-        _write_state(jd, {"pid": pid, "started": time.time(), "quick": quick, "preset": preset,
-                          "expected": expected_steps(quick, impls, devices), "cancelled": False})
-    return job_status(bench_dir)
-
-
-def stop_job(bench_dir: str | Path | None = None) -> None:
-    """Stop the running benchmark (its process group: the CLI and nothing else)."""
-    jd = job_dir(bench_dir)
-    state = _read_state(jd)
-    if not state or not _alive(state.get("pid")):
-        return
-    state["cancelled"] = True
-    _write_state(jd, state)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(int(state["pid"]), signal.SIGTERM)
-
-
-def job_status(bench_dir: str | Path | None = None) -> dict[str, Any]:
-    """{"state": none | running | finished | failed | cancelled, "progress" 0..1, "message",
-    "elapsed", "quick", "preset", "results_path" (finished), "error" (failed), "started"}."""
-    jd = job_dir(bench_dir)
-    state = _read_state(jd)
-    if not state:
-        return {"state": "none", "progress": 0.0, "message": "", "elapsed": None}
-    try:
-        lines = [ln for ln in (jd / "log.txt").read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        lines = []
-    # the first line names the model; the table printed at the end starts with "impl "
-    table_at = next((i for i, ln in enumerate(lines) if ln.startswith("impl ")), None)
-    steps = lines[1:table_at]
-    out = {"quick": state.get("quick"), "preset": state.get("preset"), "started": state.get("started"),
-           "elapsed": time.time() - state.get("started", time.time())}
-    if _alive(state.get("pid")):
-        done = len(steps)
-        frac = min(done / max(state.get("expected", 1), 1), 0.99)
-        return {**out, "state": "running", "progress": frac,
-                "message": steps[-1] if steps else (lines[0] if lines else "starting Python and PyTorch…")}
-    if state.get("cancelled"):
-        return {**out, "state": "cancelled", "progress": 0.0, "message": "stopped", "elapsed": None}
-    results = jd / "out.json"
-    if results.is_file():
-        saved = _saved_path(lines)
-        return {**out, "state": "finished", "progress": 1.0, "message": lines[-1] if lines else "",
-                "results_path": str(saved if saved and saved.is_file() else results), "elapsed": None}
-    tail = "\n".join(lines[-6:]) or "the benchmark process ended without output"
-    return {**out, "state": "failed", "progress": 0.0, "message": "failed", "error": tail, "elapsed": None}
-
-
-def _saved_path(lines: list[str]) -> Path | None:
-    """The timestamped file the CLI saved under the results folder ('...; saved to A, B')."""
-    for ln in reversed(lines):
-        if "saved to " in ln:
-            first = ln.split("saved to ", 1)[1].split(", ")[0].strip()
-            return Path(first)
-    return None
 
 
 # --- results files --------------------------------------------------------------------------

@@ -3,7 +3,7 @@ PyTorch, the hand-written NumPy twin, the twin written with torch ops and the us
 DataLoader — on this machine and on others (results files uploaded or saved) — as charts,
 a table, the machines' details and one line on each reason the figures differ.
 
-The benchmark runs as its own process (fmnist_core.bench_views.start_job: the CLI's
+The benchmark runs as its own process (fmnist_core.bench.start_job: the CLI's
 `bench`), one at a time per server; a fragment polls its progress every second while it
 runs and stops polling when it ends. Results are files under artifacts/benchmarks/
 (reference-*.json: committed figures, shown first).
@@ -54,13 +54,13 @@ def page() -> None:
 # --- running the benchmark ------------------------------------------------------------------
 
 def _start() -> None:
-    status = bench_views.start_job(quick=st.session_state.tm_mode == "quick", preset=st.session_state.tm_preset)
+    status = bench.start_job(quick=st.session_state.tm_mode == "quick", preset=st.session_state.tm_preset)
     st.session_state.tm_started = status.get("started")
 
 
 def _run_section() -> None:
     st.subheader("Run the benchmark")
-    status = bench_views.job_status()
+    status = bench.job_status()
     running = status["state"] == "running"
     a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
     a.radio("How much", list(MODES), key="tm_mode", format_func=MODES.get, disabled=running)
@@ -73,7 +73,7 @@ def _run_section() -> None:
 
 
 def _job_panel(was_running: bool) -> None:
-    status = bench_views.job_status()
+    status = bench.job_status()
     state = status["state"]
     if state == "running":
         mode = "quick" if status.get("quick") else "full"
@@ -81,7 +81,7 @@ def _job_panel(was_running: bool) -> None:
                                              f"{views.format_seconds(status['elapsed'])}: {status['message']}")
         st.caption("It runs as its own process, so everyone can go on using the workbench; while it "
                    "runs the CPU is busy, and other work is slower (and slows it down).")
-        st.button("Stop the benchmark", icon=":material/stop_circle:", key="tm_stop", on_click=bench_views.stop_job)
+        st.button("Stop the benchmark", icon=":material/stop_circle:", key="tm_stop", on_click=bench.stop_job)
     elif state == "failed":
         st.error(f"The benchmark failed:\n\n```\n{status.get('error', '')}\n```")
     elif state == "cancelled":
@@ -100,7 +100,7 @@ def _choose_results() -> list[dict]:
         refs = [p for p, s in good.items() if s["reference"]]
         local = [p for p, s in good.items() if not s["reference"]][:1]
         st.session_state.tm_files = refs + local
-    status = bench_views.job_status()
+    status = bench.job_status()
     if status["state"] == "finished" and st.session_state.tm_seen_job != status.get("started"):
         # a benchmark finished since this session last looked: put its results first
         st.session_state.tm_seen_job = status.get("started")

@@ -2,7 +2,8 @@
 
 What is checked: a row for every implementation x device x work x batch (x threads) the
 configuration plans, unavailable devices reported with their reason instead of crashing,
-the results schema, that `--quick` runs to the end and saves its files.
+the results schema, that `--quick` runs to the end and saves its files, and its progress
+events (`--events`): the plan's total is the number of rows delivered, one event per row.
 No timing is asserted: this machine is shared and its timings are noise for a test.
 """
 import json
@@ -11,6 +12,7 @@ import pytest
 
 from conftest import run_cli
 from fmnist_core.bench import results, run
+from fmnist_core.bench.events import read_events
 from fmnist_core.bench.config import DEVICES, IMPLS, BenchConfig
 from fmnist_core.bench.impls import IMPL_CLASSES
 from fmnist_core.bench.model import resolve_model
@@ -21,10 +23,11 @@ from fmnist_core.device import available_devices
 def quick(tmp_path_factory):
     """One `bench --quick` run through the CLI, shared by the tests below."""
     d = tmp_path_factory.mktemp("bench")
-    out = d / "out.json"
-    p = run_cli("bench", "--quick", "--out", out, "--save-dir", d / "saved", timeout=600)
+    out, events = d / "out.json", d / "events.jsonl"
+    p = run_cli("bench", "--quick", "--out", out, "--save-dir", d / "saved", "--events", events, timeout=600)
     assert p.returncode == 0, p.stderr
-    return {"stdout": json.loads(p.stdout), "stderr": p.stderr, "out": out, "dir": d}
+    return {"stdout": json.loads(p.stdout), "stderr": p.stderr, "out": out, "dir": d,
+            "events": read_events(events)}
 
 
 def _keys(rows):
@@ -112,3 +115,30 @@ def test_missing_gpu_does_not_crash(monkeypatch, ds):
     assert res["peak"] == []
     assert res["rows"] and all(not r["available"] for r in res["rows"])
     assert {r["reason"] for r in res["rows"] if r["device"] == "cuda"} == {"no CUDA device on this machine"}
+
+
+def test_the_events_plan_exactly_the_rows_delivered(quick):
+    res, events = quick["stdout"], quick["events"]
+    total = len(res["rows"])
+    assert events[0]["event"] == "plan" and events[0]["total"] == total
+    rows = [e for e in events if e["event"] == "row"]
+    assert [e["done"] for e in rows] == list(range(1, total + 1)) and {e["total"] for e in rows} == {total}
+    assert [e["row"] for e in rows] == res["rows"]
+    saved = [e for e in events if e["event"] == "saved"]
+    assert len(saved) == 1 and saved[0]["paths"] == res["saved"]
+    assert events[-1] == {"event": "end", "status": "finished"}
+    # stderr says the same in words: the plan's and every step's message, in order
+    said = [e["message"] for e in events if e.get("message")]
+    assert said[0].startswith("benchmarking ") and len(said) > 1
+    assert [line for line in quick["stderr"].splitlines() if line in set(said)] == said
+
+
+def test_events_name_a_jsonl_file_and_a_failure_is_the_last_event(tmp_path):
+    p = run_cli("bench", "--quick", "--events", tmp_path / "events.txt")
+    assert p.returncode == 2 and "--events" in p.stderr and ".jsonl" in p.stderr
+    assert not (tmp_path / "events.txt").exists()  # refused before any work
+    events = tmp_path / "events.jsonl"
+    p = run_cli("bench", "--quick", "--model", tmp_path / "missing.pt", "--events", events)
+    assert p.returncode == 2
+    end = read_events(events)[-1]
+    assert end["event"] == "end" and end["status"] == "failed" and "missing.pt" in end["error"]

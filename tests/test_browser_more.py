@@ -53,7 +53,7 @@ def artifacts(tmp_path_factory, ds):
 def server(artifacts):
     import shutil
 
-    from fmnist_core.bench_views import job_dir
+    from fmnist_core.bench.job import job_dir
     with streamlit_server(artifacts[0]) as url:
         yield url
     shutil.rmtree(job_dir(artifacts[0] / "benchmarks"), ignore_errors=True)  # the benchmark's job slot

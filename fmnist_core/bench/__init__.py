@@ -9,17 +9,20 @@ DataLoader loop run one model, per device, work, batch size and CPU thread count
   run.py       the run loop: the plan, one row per implementation x device x work x batch x threads,
                the interleaved headline
   results.py   the results-file schema: validate, parse, load, merge, save, list; the text table
+  events.py    progress as structured events (plan, step, row, saved, end): `bench --events FILE`
+  job.py       the benchmark as a background job for the dashboard: start, stop, status (from events)
   speed.py     `bench-train`: training speed (MLP epoch in memory vs the DataLoader, CNN time-to-93%)
 
 Left out: the command line (cli_bench.py), the dashboard's figures (views/timings.py) and its
 chart styling (pages/timings.py).
 """
 from .config import DEFAULT_PRESET, DEVICES, IMPLS, BenchConfig
+from .job import job_status, start_job, stop_job
 from .model import resolve_model
 from .results import (SCHEMA, ResultsFileError, fmt_s, format_table, load_results, merge_results,
                       parse_results, save_results, saved_results)
 from .run import run_benchmark
 
 __all__ = ["BenchConfig", "DEFAULT_PRESET", "DEVICES", "IMPLS", "ResultsFileError", "SCHEMA", "fmt_s",
-           "format_table", "load_results", "merge_results", "parse_results", "resolve_model",
-           "run_benchmark", "save_results", "saved_results"]
+           "format_table", "job_status", "load_results", "merge_results", "parse_results", "resolve_model",
+           "run_benchmark", "save_results", "saved_results", "start_job", "stop_job"]

@@ -184,15 +184,19 @@ def interleaved_inference(ctx: RunContext, impls: list[str], rounds: int) -> dic
 
 
 def run_benchmark(bm: BenchModel, data: FashionMNIST, cfg: BenchConfig | None = None,
-                  progress: Callable[[str], None] | None = None, label: str | None = None) -> dict:
+                  progress: Callable[[dict], None] | None = None, label: str | None = None) -> dict:
     """Every implementation x device x work x batch (x threads on the CPU) -> a results dict.
 
     Devices or implementations that cannot run still get their rows, with available=false
-    and the reason, so a results table always has the same shape.
+    and the reason, so a results table always has the same shape. `progress` receives the
+    events of events.py: the plan, a step before each stage, each finished row.
     """
     from ..evaluate import images_to_tensor
     cfg = cfg or BenchConfig()
-    say = progress or (lambda msg: None)
+    emit = progress or (lambda event: None)
+
+    def say(msg: str) -> None:
+        emit({"event": "step", "message": msg})
     for name in cfg.impls:
         if name not in IMPL_CLASSES:
             raise WorkbenchError(f"unknown implementation {name!r}; choose from {', '.join(IMPLS)}")
@@ -206,6 +210,8 @@ def run_benchmark(bm: BenchModel, data: FashionMNIST, cfg: BenchConfig | None = 
     ctx = RunContext(bm=bm, data=data, cfg=cfg, flops=forward_flops(bm.config),
                      x_test=images_to_tensor(data.x_test).contiguous())
     groups = plan(cfg, avail, all_threads)
+    total = sum(len(g.pairs) for g in groups)
+    emit({"event": "plan", "total": total, "message": f"benchmarking {bm.name} ({bm.source})"})
 
     peaks = []
     cpu_counts = sorted({all_threads if t == 0 else min(t, all_threads) for t in cfg.threads} |
@@ -222,10 +228,15 @@ def run_benchmark(bm: BenchModel, data: FashionMNIST, cfg: BenchConfig | None = 
             ctx.peaks[(d, t if d == "cpu" else None)] = p["gflops"]
 
     rows: list[dict] = []
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        emit({"event": "row", "done": len(rows), "total": total, "row": row})
+
     for g in groups:
         if g.unavailable:
-            rows += [_row(g.impl, g.device, w, b, None, available=False, reason=g.unavailable)
-                     for w, b in g.pairs]
+            for w, b in g.pairs:
+                add(_row(g.impl, g.device, w, b, None, available=False, reason=g.unavailable))
             continue
         with cpu_threads(g.threads):
             torch.manual_seed(cfg.seed)
@@ -234,12 +245,13 @@ def run_benchmark(bm: BenchModel, data: FashionMNIST, cfg: BenchConfig | None = 
                 say(f"{g.impl} on {g.device}" + (f" ({g.threads} threads)" if g.device == "cpu" else "") +
                     f": {w}, batch {b}")
                 try:
-                    rows.append(measure_row(ctx, impl, w, b, g.threads))
+                    row = measure_row(ctx, impl, w, b, g.threads)
                 except (RuntimeError, ValueError) as exc:
                     # one row that breaks (a GPU out of memory, say) must not cost the
                     # rest of the run: it is reported as such
-                    rows.append(_row(g.impl, g.device, w, b, g.threads, available=False,
-                                     reason=f"failed: {type(exc).__name__}: {str(exc)[:200]}"))
+                    row = _row(g.impl, g.device, w, b, g.threads, available=False,
+                               reason=f"failed: {type(exc).__name__}: {str(exc)[:200]}")
+                add(row)
 
     headline = _headline(ctx, rows, all_threads, say)
 
