@@ -13,7 +13,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmnist_core import bench, bench_views, views
+from fmnist_core import bench, views
+from fmnist_core.views import timings as timing_views
 from fmnist_core.models import preset_names
 from pages import common
 
@@ -41,7 +42,7 @@ def page() -> None:
         st.info("No results to show yet: run the quick benchmark above (about half a minute), or "
                 "upload a results file made with `python -m fmnist_core bench --out FILE`.")
         return
-    results = bench_views.with_sources(results)
+    results = timing_views.with_sources(results)
     rows = bench.merge_results(results)
     _machines(results)
     _headline(results)
@@ -110,7 +111,7 @@ def _choose_results() -> list[dict]:
     left, right = st.columns(2, gap="large")
     left.multiselect("Saved results", list(good), key="tm_files", placeholder="Choose results files",
                      format_func=lambda p: ("★ reference: " if good[p]["reference"] else "")
-                     + bench_views.file_title(good[p]["results"]) + f" ({good[p]['name']})",
+                     + timing_views.file_title(good[p]["results"]) + f" ({good[p]['name']})",
                      help="Files under artifacts/benchmarks/; ★ marks the committed reference figures.")
     for s in saved:
         if s["error"]:
@@ -135,7 +136,7 @@ def _machines(results: list[dict]) -> None:
     for start in range(0, len(results), 3):
         cols = st.columns(3)
         for col, res in zip(cols, results[start:start + 3]):
-            m = bench_views.machine_block(res)
+            m = timing_views.machine_block(res)
             box = col.container(border=True)
             box.markdown(f"**{m['label']}**")
             box.caption(f"from {m['origin']} · measured {m['date']}")
@@ -145,7 +146,7 @@ def _machines(results: list[dict]) -> None:
 
 
 def _headline(results: list[dict]) -> None:
-    df = bench_views.headline_rows(results)
+    df = timing_views.headline_rows(results)
     if df.empty:
         return
     st.markdown("#### Inference over the 10,000 test images on the CPU")
@@ -157,28 +158,28 @@ def _headline(results: list[dict]) -> None:
                              textposition="outside", cliponaxis=False,
                              hovertemplate="%{x}: %{y:.1f} ms<extra>" + src + "</extra>"))
     fig.update_layout(barmode="group")
-    fig.update_yaxes(title="milliseconds (median)", type="log" if bench_views.wants_log_axis(df["median_ms"]) else "linear")
+    fig.update_yaxes(title="milliseconds (median)", type="log" if timing_views.wants_log_axis(df["median_ms"]) else "linear")
     st.plotly_chart(common.style(fig, height=440, legend_below=True), theme=None, key="tm_headline")
     st.caption("One batch of 10,000 images, all CPU threads; the implementations take turns round by round, "
                "so a neighbour's job slows all of them alike. Lower is faster.")
 
 
 def _detail_charts(rows: list[dict]) -> None:
-    options = bench_views.work_options(rows)
+    options = timing_views.work_options(rows)
     if not options:
         return
     st.markdown("#### Side by side: implementation × device")
     if st.session_state.tm_work not in options:
         st.session_state.tm_work = next(iter(options))
     a, b, c = st.columns([3, 1, 1], vertical_alignment="bottom")
-    a.segmented_control("Work", list(options), key="tm_work", format_func=bench_views.WORK_NAMES.get,
+    a.segmented_control("Work", list(options), key="tm_work", format_func=timing_views.WORK_NAMES.get,
                         required=True)
     sizes = options[st.session_state.tm_work]
     if st.session_state.tm_batch not in sizes:
         st.session_state.tm_batch = sizes[-1]
     b.selectbox("Batch size", sizes, key="tm_batch", format_func=lambda n: f"{n:,}")
     c.toggle("CPU: 1 thread", key="tm_one_thread", help="Off: all of each machine's CPU threads.")
-    df = bench_views.chart_rows(rows, st.session_state.tm_work, st.session_state.tm_batch,
+    df = timing_views.chart_rows(rows, st.session_state.tm_work, st.session_state.tm_batch,
                                 st.session_state.tm_one_thread)
     if df.empty:
         st.caption("No timed rows for this choice.")
@@ -197,7 +198,7 @@ def _detail_charts(rows: list[dict]) -> None:
             hovertemplate="%{x}: %{y:.1f} GFLOP/s (%{customdata:.0%} of peak)<extra>" + series + "</extra>"))
     time_fig.update_layout(barmode="group", title="Time (median; bars: fastest – slowest run)",
                            showlegend=True)
-    time_fig.update_yaxes(title="milliseconds", type="log" if bench_views.wants_log_axis(df["median_ms"]) else "linear")
+    time_fig.update_yaxes(title="milliseconds", type="log" if timing_views.wants_log_axis(df["median_ms"]) else "linear")
     rate_fig.update_layout(barmode="group", title="Arithmetic rate")
     rate_fig.update_yaxes(title="GFLOP/s (higher is better)")
     left.plotly_chart(common.style(time_fig, height=500, legend_below=True), theme=None, key="tm_time")
@@ -206,7 +207,7 @@ def _detail_charts(rows: list[dict]) -> None:
 
 def _skipped(rows: list[dict]) -> None:
     lines = [f"- **{s['device']}** ({s['source']}): {s['reason']} — {s['what']}"
-             for s in bench_views.skipped(rows)]
+             for s in timing_views.skipped(rows)]
     if lines:
         st.markdown("#### Not measured")
         st.markdown("\n".join(lines))
@@ -214,7 +215,7 @@ def _skipped(rows: list[dict]) -> None:
 
 def _table(rows: list[dict]) -> None:
     with st.expander("Every figure (table)"):
-        st.dataframe(bench_views.timing_table(rows), hide_index=True, width="stretch", column_config={
+        st.dataframe(timing_views.timing_table(rows), hide_index=True, width="stretch", column_config={
             "median (ms)": MS, "min (ms)": MS, "max (ms)": MS, "transfer (ms)": MS,
             "GFLOP/s": st.column_config.NumberColumn(format="%.1f"),
             "share of peak": st.column_config.NumberColumn(format="percent")})
@@ -226,7 +227,7 @@ def _table(rows: list[dict]) -> None:
 
 def _why(rows: list[dict], model: dict | None) -> None:
     st.markdown("#### Why the numbers differ")
-    st.markdown("\n".join(f"- **{topic}.** {line}" for topic, line in bench_views.explanations(rows, model)))
+    st.markdown("\n".join(f"- **{topic}.** {line}" for topic, line in timing_views.explanations(rows, model)))
     st.caption(f"Figures quoted from {rows[0]['source']}" + (" (and the GPU rows of any source)."
                                                               if len({r['source'] for r in rows}) > 1 else "."))
 

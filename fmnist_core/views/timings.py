@@ -1,10 +1,12 @@
-"""What the Timings page shows, computed: the results of the benchmark as tables, chart rows,
-machine blocks and one-line explanations.
+"""What the Timings page shows, computed: benchmark results as tables, chart rows, machine
+blocks and one-line explanations of why the figures differ.
 
-The benchmark itself is the package bench/ (its background job: bench/job.py; results files:
-bench/results.py); this module only reads what it produced.
+The benchmark itself is fmnist_core.bench (its background job: bench/job.py; results files,
+saved and uploaded: bench/results.py); this module only reads what it produced.
 
-Left out: anything that measures (bench/ does) and any chart styling (the page's).
+Left out: anything that measures (fmnist_core.bench) and any chart styling (pages/timings.py).
+`_t` writes the sub-millisecond figures of the sentences (µs, ms with one decimal); durations
+for people are views.format_seconds, the CLI's table is bench.results.fmt_s.
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ WORK_NAMES = {"inference": "inference", "latency": "one image (latency)",
               "train_step": "training step", "epoch": "one epoch"}
 
 
-# --- results files --------------------------------------------------------------------------
+# --- results as tables and chart rows -------------------------------------------------------
 
 def source_title(results: dict[str, Any]) -> str:
     """'Intel Xeon Processor, 2 cores · 11-22 00:24' — a results file, short enough for a legend."""
