@@ -13,16 +13,17 @@ DataLoader loop run one model, per device, work, batch size and CPU thread count
   job.py       the benchmark as a background job for the dashboard: start, stop, status (from events)
   speed.py     `bench-train`: training speed (MLP epoch in memory vs the DataLoader, CNN time-to-93%)
 
-Left out: the command line (cli_bench.py), the dashboard's figures (views/timings.py) and its
-chart styling (pages/timings.py).
+Left out: the command line (cli_bench.py, cli_speed.py), the dashboard's figures
+(views/timings.py) and its chart styling (pages/timings.py). Not measured, on purpose: bf16,
+torch.compile, DataLoader worker processes (impls.py says why).
 """
 from .config import DEFAULT_PRESET, DEVICES, IMPLS, BenchConfig
 from .job import job_status, start_job, stop_job
 from .model import resolve_model
-from .results import (SCHEMA, ResultsFileError, fmt_s, format_table, load_results, merge_results,
-                      parse_results, save_results, saved_results)
+from .results import (ResultsFileError, fmt_s, format_table, load_results, merge_results, parse_results,
+                      save_results, saved_results)
 from .run import run_benchmark
 
-__all__ = ["BenchConfig", "DEFAULT_PRESET", "DEVICES", "IMPLS", "ResultsFileError", "SCHEMA", "fmt_s",
+__all__ = ["BenchConfig", "DEFAULT_PRESET", "DEVICES", "IMPLS", "ResultsFileError", "fmt_s",
            "format_table", "job_status", "load_results", "merge_results", "parse_results", "resolve_model",
            "run_benchmark", "save_results", "saved_results", "start_job", "stop_job"]

@@ -9,7 +9,8 @@ GPU box can be loaded (`load_results`, validated) and shown beside local figures
 atomic writer (files.py): a reader never sees half a file.
 
 Left out: measuring (run.py) and anything the dashboard draws (views/timings.py). `fmt_s` is the
-benchmark's time formatter (for the CLI's table); views.format_seconds is the dashboard's.
+benchmark's time formatter, for the CLI's table (sub-millisecond figures); the dashboard's
+durations are the views' format_seconds.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ saved and uploaded: bench/results.py); this module only reads what it produced.
 
 Left out: anything that measures (fmnist_core.bench) and any chart styling (pages/timings.py).
 `_t` writes the sub-millisecond figures of the sentences (µs, ms with one decimal); durations
-for people are views.format_seconds, the CLI's table is bench.results.fmt_s.
+for people are the views' format_seconds, the CLI's table is bench.results.fmt_s.
 """
 from __future__ import annotations
 
