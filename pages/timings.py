@@ -3,7 +3,7 @@ PyTorch, the hand-written NumPy twin, the twin written with torch ops and the us
 DataLoader — on this machine and on others (results files uploaded or saved) — as charts,
 a table, the machines' details and one line on each reason the figures differ.
 
-The benchmark runs as its own process (fmnist_core.bench_views.start_job: the CLI's
+The benchmark runs as its own process (fmnist_core.bench.start_job: the CLI's
 `bench`), one at a time per server; a fragment polls its progress every second while it
 runs and stops polling when it ends. Results are files under artifacts/benchmarks/
 (reference-*.json: committed figures, shown first).
@@ -13,7 +13,8 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmnist_core import bench, bench_views
+from fmnist_core import bench
+from fmnist_core.views import timings as timing_views
 from fmnist_core.views.format import format_seconds
 from fmnist_core.models import preset_names
 from ui import common
@@ -24,7 +25,7 @@ MS = st.column_config.NumberColumn(format="%.3f")
 
 
 def _init_state() -> None:
-    common.init_state({"tm_mode": "quick", "tm_preset": bench_views.DEFAULT_PRESET, "tm_one_thread": False,
+    common.init_state({"tm_mode": "quick", "tm_preset": bench.DEFAULT_PRESET, "tm_one_thread": False,
                        "tm_files": None, "tm_work": None, "tm_batch": None, "tm_seen_job": None})
 
 
@@ -42,7 +43,7 @@ def page() -> None:
         st.info("No results to show yet: run the quick benchmark above (about half a minute), or "
                 "upload a results file made with `python -m fmnist_core bench --out FILE`.")
         return
-    results = bench_views.with_sources(results)
+    results = timing_views.with_sources(results)
     rows = bench.merge_results(results)
     _machines(results)
     _headline(results)
@@ -55,13 +56,13 @@ def page() -> None:
 # --- running the benchmark ------------------------------------------------------------------
 
 def _start() -> None:
-    status = bench_views.start_job(quick=st.session_state.tm_mode == "quick", preset=st.session_state.tm_preset)
+    status = bench.start_job(quick=st.session_state.tm_mode == "quick", preset=st.session_state.tm_preset)
     st.session_state.tm_started = status.get("started")
 
 
 def _run_section() -> None:
     st.subheader("Run the benchmark")
-    status = bench_views.job_status()
+    status = bench.job_status()
     running = status["state"] == "running"
     a, b, c = st.columns([2, 2, 1], vertical_alignment="bottom")
     a.radio("How much", list(MODES), key="tm_mode", format_func=MODES.get, disabled=running)
@@ -74,7 +75,7 @@ def _run_section() -> None:
 
 
 def _job_panel(was_running: bool) -> None:
-    status = bench_views.job_status()
+    status = bench.job_status()
     state = status["state"]
     if state == "running":
         mode = "quick" if status.get("quick") else "full"
@@ -82,7 +83,7 @@ def _job_panel(was_running: bool) -> None:
                                              f"{format_seconds(status['elapsed'])}: {status['message']}")
         st.caption("It runs as its own process, so everyone can go on using the workbench; while it "
                    "runs the CPU is busy, and other work is slower (and slows it down).")
-        st.button("Stop the benchmark", icon=":material/stop_circle:", key="tm_stop", on_click=bench_views.stop_job)
+        st.button("Stop the benchmark", icon=":material/stop_circle:", key="tm_stop", on_click=bench.stop_job)
     elif state == "failed":
         st.error(f"The benchmark failed:\n\n```\n{status.get('error', '')}\n```")
     elif state == "cancelled":
@@ -95,13 +96,13 @@ def _job_panel(was_running: bool) -> None:
 
 def _choose_results() -> list[dict]:
     st.subheader("Results")
-    saved = bench_views.saved_results()
+    saved = bench.saved_results()
     good = {s["path"]: s for s in saved if s["results"] is not None}
     if st.session_state.tm_files is None:  # first visit: the committed reference + the newest run
         refs = [p for p, s in good.items() if s["reference"]]
         local = [p for p, s in good.items() if not s["reference"]][:1]
         st.session_state.tm_files = refs + local
-    status = bench_views.job_status()
+    status = bench.job_status()
     if status["state"] == "finished" and st.session_state.tm_seen_job != status.get("started"):
         # a benchmark finished since this session last looked: put its results first
         st.session_state.tm_seen_job = status.get("started")
@@ -111,7 +112,7 @@ def _choose_results() -> list[dict]:
     left, right = st.columns(2, gap="large")
     left.multiselect("Saved results", list(good), key="tm_files", placeholder="Choose results files",
                      format_func=lambda p: ("★ reference: " if good[p]["reference"] else "")
-                     + bench_views.file_title(good[p]["results"]) + f" ({good[p]['name']})",
+                     + timing_views.file_title(good[p]["results"]) + f" ({good[p]['name']})",
                      help="Files under artifacts/benchmarks/; ★ marks the committed reference figures.")
     for s in saved:
         if s["error"]:
@@ -136,7 +137,7 @@ def _machines(results: list[dict]) -> None:
     for start in range(0, len(results), 3):
         cols = st.columns(3)
         for col, res in zip(cols, results[start:start + 3]):
-            m = bench_views.machine_block(res)
+            m = timing_views.machine_block(res)
             box = col.container(border=True)
             box.markdown(f"**{m['label']}**")
             box.caption(f"from {m['origin']} · measured {m['date']}")
@@ -146,7 +147,7 @@ def _machines(results: list[dict]) -> None:
 
 
 def _headline(results: list[dict]) -> None:
-    df = bench_views.headline_rows(results)
+    df = timing_views.headline_rows(results)
     if df.empty:
         return
     st.markdown("#### Inference over the 10,000 test images on the CPU")
@@ -158,28 +159,28 @@ def _headline(results: list[dict]) -> None:
                              textposition="outside", cliponaxis=False,
                              hovertemplate="%{x}: %{y:.1f} ms<extra>" + src + "</extra>"))
     fig.update_layout(barmode="group")
-    fig.update_yaxes(title="milliseconds (median)", type="log" if bench_views.wants_log_axis(df["median_ms"]) else "linear")
+    fig.update_yaxes(title="milliseconds (median)", type="log" if timing_views.wants_log_axis(df["median_ms"]) else "linear")
     st.plotly_chart(common.style(fig, height=440, legend_below=True), theme=None, key="tm_headline")
     st.caption("One batch of 10,000 images, all CPU threads; the implementations take turns round by round, "
                "so a neighbour's job slows all of them alike. Lower is faster.")
 
 
 def _detail_charts(rows: list[dict]) -> None:
-    options = bench_views.work_options(rows)
+    options = timing_views.work_options(rows)
     if not options:
         return
     st.markdown("#### Side by side: implementation × device")
     if st.session_state.tm_work not in options:
         st.session_state.tm_work = next(iter(options))
     a, b, c = st.columns([3, 1, 1], vertical_alignment="bottom")
-    a.segmented_control("Work", list(options), key="tm_work", format_func=bench_views.WORK_NAMES.get,
+    a.segmented_control("Work", list(options), key="tm_work", format_func=timing_views.WORK_NAMES.get,
                         required=True)
     sizes = options[st.session_state.tm_work]
     if st.session_state.tm_batch not in sizes:
         st.session_state.tm_batch = sizes[-1]
     b.selectbox("Batch size", sizes, key="tm_batch", format_func=lambda n: f"{n:,}")
     c.toggle("CPU: 1 thread", key="tm_one_thread", help="Off: all of each machine's CPU threads.")
-    df = bench_views.chart_rows(rows, st.session_state.tm_work, st.session_state.tm_batch,
+    df = timing_views.chart_rows(rows, st.session_state.tm_work, st.session_state.tm_batch,
                                 st.session_state.tm_one_thread)
     if df.empty:
         st.caption("No timed rows for this choice.")
@@ -198,7 +199,7 @@ def _detail_charts(rows: list[dict]) -> None:
             hovertemplate="%{x}: %{y:.1f} GFLOP/s (%{customdata:.0%} of peak)<extra>" + series + "</extra>"))
     time_fig.update_layout(barmode="group", title="Time (median; bars: fastest – slowest run)",
                            showlegend=True)
-    time_fig.update_yaxes(title="milliseconds", type="log" if bench_views.wants_log_axis(df["median_ms"]) else "linear")
+    time_fig.update_yaxes(title="milliseconds", type="log" if timing_views.wants_log_axis(df["median_ms"]) else "linear")
     rate_fig.update_layout(barmode="group", title="Arithmetic rate")
     rate_fig.update_yaxes(title="GFLOP/s (higher is better)")
     left.plotly_chart(common.style(time_fig, height=500, legend_below=True), theme=None, key="tm_time")
@@ -207,7 +208,7 @@ def _detail_charts(rows: list[dict]) -> None:
 
 def _skipped(rows: list[dict]) -> None:
     lines = [f"- **{s['device']}** ({s['source']}): {s['reason']} — {s['what']}"
-             for s in bench_views.skipped(rows)]
+             for s in timing_views.skipped(rows)]
     if lines:
         st.markdown("#### Not measured")
         st.markdown("\n".join(lines))
@@ -215,7 +216,7 @@ def _skipped(rows: list[dict]) -> None:
 
 def _table(rows: list[dict]) -> None:
     with st.expander("Every figure (table)"):
-        st.dataframe(bench_views.timing_table(rows), hide_index=True, width="stretch", column_config={
+        st.dataframe(timing_views.timing_table(rows), hide_index=True, width="stretch", column_config={
             "median (ms)": MS, "min (ms)": MS, "max (ms)": MS, "transfer (ms)": MS,
             "GFLOP/s": st.column_config.NumberColumn(format="%.1f"),
             "share of peak": st.column_config.NumberColumn(format="percent")})
@@ -227,7 +228,7 @@ def _table(rows: list[dict]) -> None:
 
 def _why(rows: list[dict], model: dict | None) -> None:
     st.markdown("#### Why the numbers differ")
-    st.markdown("\n".join(f"- **{topic}.** {line}" for topic, line in bench_views.explanations(rows, model)))
+    st.markdown("\n".join(f"- **{topic}.** {line}" for topic, line in timing_views.explanations(rows, model)))
     st.caption(f"Figures quoted from {rows[0]['source']}" + (" (and the GPU rows of any source)."
                                                               if len({r['source'] for r in rows}) > 1 else "."))
 

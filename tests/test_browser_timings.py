@@ -35,7 +35,7 @@ def artifacts(tmp_path_factory, ds):
 def server(artifacts):
     import shutil
 
-    from fmnist_core.bench_views import job_dir
+    from fmnist_core.bench.job import job_dir
     with streamlit_server(artifacts) as url:
         yield url
     shutil.rmtree(job_dir(artifacts / "benchmarks"), ignore_errors=True)  # the benchmark's job slot

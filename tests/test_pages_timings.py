@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from fmnist_core import bench, bench_views
+from fmnist_core import bench
 from fmnist_core.device import available_devices
 
 from page_util import page_app, texts
@@ -30,9 +30,9 @@ def results_file(tmp_path_factory):
 def bench_dir(tmp_path, monkeypatch, runs_dir):
     d = tmp_path / "benchmarks"
     d.mkdir()
-    monkeypatch.setattr(bench, "BENCH_DIR", d)
+    monkeypatch.setattr(bench.results, "BENCH_DIR", d)
     yield d
-    shutil.rmtree(bench_views.job_dir(d), ignore_errors=True)  # the job slot lives in the temp dir
+    shutil.rmtree(bench.job.job_dir(d), ignore_errors=True)  # the job slot lives in the temp dir
 
 
 def test_timings_without_results(bench_dir):
@@ -92,20 +92,20 @@ def test_timings_lists_a_malformed_saved_file_as_skipped(bench_dir, results_file
 
 @pytest.mark.slow
 def test_timings_runs_the_benchmark_in_the_background(bench_dir, monkeypatch):
-    start = bench_views.start_job
+    start = bench.start_job
     # only PyTorch on the CPU: the same machinery, a third of the quick benchmark's time
-    monkeypatch.setattr(bench_views, "start_job",
+    monkeypatch.setattr(bench, "start_job",
                         lambda **kw: start(**kw, impls=("pytorch",), devices=("cpu",)))
     at = page_app("timings").run()
     at.button(key="tm_run").click().run()
     assert not at.exception
-    status = bench_views.job_status()
+    status = bench.job_status()
     assert status["state"] in ("running", "finished")
     assert at.button(key="tm_run").disabled or status["state"] == "finished"
     deadline = time.time() + 180
-    while bench_views.job_status()["state"] == "running" and time.time() < deadline:
+    while bench.job_status()["state"] == "running" and time.time() < deadline:
         time.sleep(1)
-    status = bench_views.job_status()
+    status = bench.job_status()
     assert status["state"] == "finished", status
     saved = list(bench_dir.glob("bench-*.json"))
     assert len(saved) == 1 and status["results_path"] == str(saved[0])

@@ -1,9 +1,10 @@
-"""`python -m fmnist_core bench`: the timing harness (fmnist_core/bench.py) from the command line.
+"""`python -m fmnist_core bench`: the timing harness (fmnist_core/bench/) from the command line.
 
 JSON results on stdout (rows + machine + peak + where they were saved), a readable table and
 progress on stderr; every run is saved under artifacts/benchmarks/ with a timestamp, and also
-to --out. `--show FILE...` reads saved results files (this machine's or another's, a GPU box's)
-and prints them as one table, each row labelled with where it came from.
+to --out; `--events FILE` also writes the progress as JSON lines (bench/events.py) for the
+process that started this one. `--show FILE...` reads saved results files (this machine's or
+another's, a GPU box's) and prints them as one table, each row labelled with where it came from.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ def _bench_args(p):
     p.add_argument("--quick", action="store_true",
                    help="a few seconds: fewer repeats, no epochs, no DataLoader pass over a whole split")
     p.add_argument("--out", help="also write the results JSON here")
+    p.add_argument("--events", metavar="FILE",
+                   help="also write progress as JSON lines to FILE (.jsonl): plan, step, row, saved, end")
     p.add_argument("--model", metavar="CHECKPOINT",
                    help="time this checkpoint (default: artifacts/models/mlp.pt if present, "
                         "else mlp-seed000 with random weights)")
@@ -60,10 +63,13 @@ def cmd_bench(args) -> int:
         return 0
     if args.model and args.preset:
         raise WorkbenchError("give --model CHECKPOINT or --preset NAME, not both")
+    from ..bench.events import event_stream
     from ..data import load
     if args.out:
         check_output_file(args.out, ".json", "--out")
-    cfg = bench.BenchConfig.quick() if args.quick else bench.BenchConfig()
+    if args.events:
+        check_output_file(args.events, ".jsonl", "--events")
+    cfg = bench.BenchConfig.quick() if args.quick else bench.BenchConfig.full()
     if args.device:
         cfg = replace(cfg, devices=tuple(dict.fromkeys(args.device)))
     if args.impl:
@@ -72,18 +78,19 @@ def cmd_bench(args) -> int:
         cfg = replace(cfg, epochs=False)
     if args.no_fold:
         cfg = replace(cfg, fold_normalization=False)
-    bm = bench.resolve_model(args.model, args.preset)
-    _say(f"benchmarking {bm.name} ({bm.source})")
-    results = bench.run_benchmark(bm, load(), cfg, progress=_say, label=args.label)
-    saved = bench.save_results(results, out=args.out, bench_dir=args.save_dir,
-                               timestamped=not args.no_save)
+    with event_stream(args.events, _say) as report:  # stderr: each event's message
+        bm = bench.resolve_model(args.model, args.preset)
+        results = bench.run_benchmark(bm, load(), cfg, progress=report, label=args.label)
+        saved = bench.save_results(results, out=args.out, bench_dir=args.save_dir,
+                                   timestamped=not args.no_save)
+        report({"event": "saved", "paths": [str(p) for p in saved]})
     _say(bench.format_table(results["rows"]))
     for p in results["peak"]:
         _say(f"fp32 matmul peak on {p['device']}" + (f" ({p['threads']} threads)" if p["threads"] else "")
              + f": {p['gflops']:.0f} GFLOP/s ({p['size']}x{p['size']}, median of {p['repeats']})")
     h = results.get("headline")
     if h:
-        parts = [f"{k} {bench._fmt_s(v)} ({h['ratio_to_pytorch'].get(k, 0):.2g}x pytorch)"
+        parts = [f"{k} {bench.fmt_s(v)} ({h['ratio_to_pytorch'].get(k, 0):.2g}x pytorch)"
                  for k, v in h["median_s"].items()]
         _say(f"headline, 10,000 test images on the CPU ({h['threads']} threads, {h['rounds']} "
              f"interleaved rounds): " + ", ".join(parts))

@@ -1,4 +1,4 @@
-"""CLI: `python -m fmnist_core bench-train [--quick] [--skip-cnn] [--out FILE]` (see speed.py)."""
+"""CLI: `python -m fmnist_core bench-train [--quick] [--skip-cnn] [--out FILE]` (see bench/speed.py)."""
 from __future__ import annotations
 
 import sys
@@ -14,9 +14,9 @@ def _args(p):
 
 @command("bench-train", "training speed: MLP in-memory vs DataLoader, CNN time-to-93%")
 def cmd_bench_train(args) -> int:
+    from ..bench.speed import bench_train
     from ..data import load
     from ..files import check_output_file, write_json_atomic
-    from ..speed import bench_train
     if args.out:
         check_output_file(args.out, ".json", "--out")
     res = bench_train(load(), quick=args.quick, skip_cnn=args.skip_cnn,

@@ -9,7 +9,8 @@
   * inside    one trained network opened up: every layer's output in both implementations
               and their difference, first-layer weights and feature maps as pictures
   * timings   the Timings page's tables, charts and sentences from benchmark results
-              (fmnist_core.bench_views until it moves here)
+  * leaderboard  the class's finished runs ranked, and settings against accuracy
+  * labels    how a run is named everywhere: owner, model, what differs from its preset
   * shared    what several pages show: the shipped models and the list of models to choose
               from, model and run names, the job queue, layer tables, crisp upscaled pictures
   * format    the one place that writes times for people (durations, clock times)

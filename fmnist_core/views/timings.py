@@ -1,37 +1,16 @@
-"""What the Timings page shows, computed: the benchmark as a background job, and its results
-as tables, chart rows, machine blocks and one-line explanations.
+"""What the Timings page shows, computed: benchmark results as tables, chart rows, machine
+blocks and one-line explanations of why the figures differ.
 
-The benchmark itself is bench.py; this module only drives and reads it:
+The benchmark itself is fmnist_core.bench (its background job: bench/job.py; results files,
+saved and uploaded: bench/results.py); this module only reads what it produced.
 
-  * the job      `python -m fmnist_core bench [--quick] --out FILE` as its own process (its
-                 own session), never inside the Streamlit server: timing code sets torch's
-                 process-wide thread count, which would slow down or disturb everyone's
-                 predictions, and a server thread would be timed against the server's own work.
-                 One benchmark at a time per results folder (two at once would time each
-                 other); its progress is the CLI's stderr lines counted against the number of
-                 steps run_benchmark will announce (`expected_steps`).
-  * the results  saved files under bench.BENCH_DIR (reference-*.json first, the committed
-                 figures from another machine), uploads parsed with bench.parse_results,
-                 merged with bench.merge_results so every figure says where it came from.
-
-Left out: anything that measures (bench.py does) and any chart styling (the page's).
+Left out: anything that measures (fmnist_core.bench) and any chart styling (pages/timings.py).
+`_t` writes the sub-millisecond figures of the sentences (µs, ms with one decimal); durations
+for people are the views' format_seconds, the CLI's table is bench.results.fmt_s.
 """
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import hashlib
-import json
-import os
-import signal
-import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
-
-from .files import write_json_atomic
-from .jobs import spawn_detached
 
 IMPL_NAMES = {"pytorch": "PyTorch nn.Module", "manual-numpy": "manual NumPy twin",
               "manual-torch": "manual, torch ops", "dataloader": "DataLoader + PIL"}
@@ -40,178 +19,9 @@ IMPL_CHART = {"pytorch": "PyTorch<br>nn.Module", "manual-numpy": "manual<br>NumP
               "manual-torch": "manual<br>torch ops", "dataloader": "DataLoader<br>+ PIL"}
 WORK_NAMES = {"inference": "inference", "latency": "one image (latency)",
               "train_step": "training step", "epoch": "one epoch"}
-DEFAULT_PRESET = "mlp-seed000"  # the course project's MLP, the one the issue's questions are about
 
 
-# --- the benchmark as a background job ------------------------------------------------------
-
-def job_dir(bench_dir: str | Path | None = None) -> Path:
-    """The one job slot of a results folder: in the temp dir (git never sees the log), named
-    after the folder, so two servers with different artifacts folders do not share it."""
-    from . import bench
-    base = Path(bench_dir or bench.BENCH_DIR).resolve()
-    digest = hashlib.sha1(str(base).encode()).hexdigest()[:12]
-    return Path(tempfile.gettempdir()) / f"fmnist-bench-job-{digest}"
-
-
-def expected_steps(quick: bool, impls: tuple[str, ...] = (), devices: tuple[str, ...] = ()) -> int:
-    """How many progress lines run_benchmark will print (what the CLI would run with these
-    --impl/--device choices; empty = all): one per peak measurement and per timed row, the
-    headline (which bench skips when it would not fit its time budget: then the bar stops
-    one step short, and the job's end fills it), numpy's matmul rate."""
-    from dataclasses import replace
-
-    import torch
-
-    from . import bench
-    from .device import available_devices
-    cfg = bench.BenchConfig.quick() if quick else bench.BenchConfig()
-    if impls:
-        cfg = replace(cfg, impls=tuple(impls))
-    if devices:
-        cfg = replace(cfg, devices=tuple(devices))
-    avail = available_devices()
-    all_threads = torch.get_num_threads()
-    cpu_counts = {all_threads if t == 0 else min(t, all_threads) for t in cfg.threads} | {all_threads}
-    steps = 0
-    for d in cfg.devices:
-        if avail.get(d) is not None:
-            continue
-        steps += len(cpu_counts) if d == "cpu" else 1
-        for name in cfg.impls:
-            if bench.IMPL_CLASSES[name].unavailable(d):
-                continue
-            steps += sum(len(bench.thread_sweep(cfg, name, d, w, all_threads))
-                         for w, _ in bench.planned(cfg, name))
-    if "cpu" in cfg.devices:
-        steps += bool(cfg.headline_rounds) + bool(cfg.numpy_peak)
-    return max(steps, 1)
-
-
-def _read_state(jd: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads((jd / "state.json").read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_state(jd: Path, state: dict[str, Any]) -> None:
-    write_json_atomic(jd / "state.json", state)
-
-
-def _alive(pid: int | None) -> bool:
-    from .runs import pid_alive
-    return bool(pid) and pid_alive(pid)
-
-
-def start_job(quick: bool = True, preset: str = DEFAULT_PRESET, bench_dir: str | Path | None = None,
-              label: str | None = None, impls: tuple[str, ...] = (),
-              devices: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Launch the benchmark unless one is already running for this results folder; returns
-    the job's status either way (see `job_status`). impls/devices: only these (empty = all)."""
-    from . import bench
-    bench_dir = Path(bench_dir or bench.BENCH_DIR)
-    jd = job_dir(bench_dir)
-    jd.mkdir(parents=True, exist_ok=True)
-    with open(jd / "launch.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two sessions clicking at once start one job
-        state = _read_state(jd)
-        if state and _alive(state.get("pid")):
-            return job_status(bench_dir)
-        for name in ("log.txt", "out.json"):
-            with contextlib.suppress(FileNotFoundError):
-                (jd / name).unlink()
-        cmd = [sys.executable, "-m", "fmnist_core", "bench", "--preset", preset,
-               "--out", str(jd / "out.json"), "--save-dir", str(bench_dir)]
-        if quick:
-            cmd.append("--quick")
-        if label:
-            cmd += ["--label", label]
-        for name in impls:
-            cmd += ["--impl", name]
-        for name in devices:
-            cmd += ["--device", name]
-        pid = spawn_detached(cmd, jd / "log.txt", stdout_to_log=False)
-        _write_state(jd, {"pid": pid, "started": time.time(), "quick": quick, "preset": preset,
-                          "expected": expected_steps(quick, impls, devices), "cancelled": False})
-    return job_status(bench_dir)
-
-
-def stop_job(bench_dir: str | Path | None = None) -> None:
-    """Stop the running benchmark (its process group: the CLI and nothing else)."""
-    jd = job_dir(bench_dir)
-    state = _read_state(jd)
-    if not state or not _alive(state.get("pid")):
-        return
-    state["cancelled"] = True
-    _write_state(jd, state)
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(int(state["pid"]), signal.SIGTERM)
-
-
-def job_status(bench_dir: str | Path | None = None) -> dict[str, Any]:
-    """{"state": none | running | finished | failed | cancelled, "progress" 0..1, "message",
-    "elapsed", "quick", "preset", "results_path" (finished), "error" (failed), "started"}."""
-    jd = job_dir(bench_dir)
-    state = _read_state(jd)
-    if not state:
-        return {"state": "none", "progress": 0.0, "message": "", "elapsed": None}
-    try:
-        lines = [ln for ln in (jd / "log.txt").read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        lines = []
-    # the first line names the model; the table printed at the end starts with "impl "
-    table_at = next((i for i, ln in enumerate(lines) if ln.startswith("impl ")), None)
-    steps = lines[1:table_at]
-    out = {"quick": state.get("quick"), "preset": state.get("preset"), "started": state.get("started"),
-           "elapsed": time.time() - state.get("started", time.time())}
-    if _alive(state.get("pid")):
-        done = len(steps)
-        frac = min(done / max(state.get("expected", 1), 1), 0.99)
-        return {**out, "state": "running", "progress": frac,
-                "message": steps[-1] if steps else (lines[0] if lines else "starting Python and PyTorch…")}
-    if state.get("cancelled"):
-        return {**out, "state": "cancelled", "progress": 0.0, "message": "stopped", "elapsed": None}
-    results = jd / "out.json"
-    if results.is_file():
-        saved = _saved_path(lines)
-        return {**out, "state": "finished", "progress": 1.0, "message": lines[-1] if lines else "",
-                "results_path": str(saved if saved and saved.is_file() else results), "elapsed": None}
-    tail = "\n".join(lines[-6:]) or "the benchmark process ended without output"
-    return {**out, "state": "failed", "progress": 0.0, "message": "failed", "error": tail, "elapsed": None}
-
-
-def _saved_path(lines: list[str]) -> Path | None:
-    """The timestamped file the CLI saved under the results folder ('...; saved to A, B')."""
-    for ln in reversed(lines):
-        if "saved to " in ln:
-            first = ln.split("saved to ", 1)[1].split(", ")[0].strip()
-            return Path(first)
-    return None
-
-
-# --- results files --------------------------------------------------------------------------
-
-def saved_results(bench_dir: str | Path | None = None) -> list[dict[str, Any]]:
-    """Results files in the folder: reference-*.json (committed) first, then newest first.
-    Each: {"path", "name", "reference", "results" (validated) or None, "error"}."""
-    from . import bench
-    folder = Path(bench_dir or bench.BENCH_DIR)
-    if not folder.is_dir():
-        return []
-    files = [p for p in folder.glob("*.json") if p.is_file() and not p.name.startswith(".")]
-    files.sort(key=lambda p: (not p.name.startswith("reference"), -p.stat().st_mtime))
-    out = []
-    for p in files:
-        entry = {"path": str(p), "name": p.name, "reference": p.name.startswith("reference"),
-                 "results": None, "error": None}
-        try:
-            entry["results"] = bench.load_results(p)
-        except (bench.ResultsFileError, OSError) as exc:
-            entry["error"] = str(exc)
-        out.append(entry)
-    return out
-
+# --- results as tables and chart rows -------------------------------------------------------
 
 def source_title(results: dict[str, Any]) -> str:
     """'Intel Xeon Processor, 2 cores · 11-22 00:24' — a results file, short enough for a legend."""

@@ -9,7 +9,7 @@ accuracy-and-speed issue, measured in one run so their ratio is meaningful on a 
    evaluate the 10,000 test images after every epoch (outside the clock), and report the
    training wall time at which test accuracy first reached 93%, and the final accuracy.
 
-Left out: GPU rows (bench.py covers devices), torch.compile, DataLoader worker processes.
+Left out: GPU rows (the benchmark's run.py covers devices), torch.compile, DataLoader worker processes.
 """
 from __future__ import annotations
 
@@ -20,11 +20,11 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from .data import FashionMNIST, train_val_split
-from .device import machine_info
-from .evaluate import evaluate
-from .models import build_model, preset
-from .train import TrainConfig, train
+from ..data import FashionMNIST, train_val_split
+from ..device import machine_info
+from ..evaluate import evaluate
+from ..models import build_model, preset
+from ..train import TrainConfig, train
 
 TARGET = 0.93
 
@@ -40,11 +40,11 @@ def mlp_inmemory_epochs(data: FashionMNIST, epochs: int, threads: int) -> list[f
 def mlp_dataloader_epoch(data: FashionMNIST, fraction: float, threads: int) -> float:
     """Seconds for one epoch (extrapolated from `fraction` of it) of the conventional loop."""
     from torch.utils.data import DataLoader, Subset
-    from .bench import _TorchvisionStyleDataset  # torchvision's per-sample path, emulated
+    from .impls import TorchvisionStyleDataset  # torchvision's per-sample path, emulated
     torch.set_num_threads(threads)
     p = preset("mlp-seed001")
     tr_idx, _ = train_val_split(len(data.y_train), 0.2, 0)
-    ds = _TorchvisionStyleDataset(data.x_train, data.y_train)
+    ds = TorchvisionStyleDataset(data.x_train, data.y_train)
     n = int(len(tr_idx) * fraction)
     loader = DataLoader(Subset(ds, tr_idx[:n].tolist()), batch_size=32, shuffle=True, num_workers=0)
     model = build_model(p["model"])

@@ -1,5 +1,5 @@
-"""bench-train runs and reports the figures it promises (timings are not asserted: the
-machine is shared; the benchmark command is where speed is judged)."""
+"""bench-train (fmnist_core/bench/speed.py) runs and reports the figures it promises (timings are
+not asserted: the machine is shared; the benchmark command is where speed is judged)."""
 import json
 
 from conftest import run_cli

@@ -1,0 +1,274 @@
+"""The run loop: implementation x device x work x batch size (x CPU threads) -> result rows,
+then the headline, into one results dict (the schema is results.py's).
+
+What one run measures, for one model (default: the 784-128-10 MLP of mlp-seed000):
+
+  implementations  pytorch, manual-numpy, manual-torch, dataloader (impls.py)
+  devices          cpu always; cuda and mps when present, else rows with available=false and why
+  work             inference (all 10,000 test images), latency (one image), train_step (forward,
+                   backward, Adam step on one batch), epoch (one pass over the 60,000 training
+                   images through the real trainer)
+  batch sizes      1, 32, 256, 10,000; CPU threads 1 vs all
+  the headline     inference over the 10,000 test images on the CPU, the implementations
+                   interleaved round by round
+
+The plan (`plan`) is made before anything is timed, so the run can say how many rows it will
+deliver; `run_benchmark` reports progress as events (see events.py): the plan first, a step
+before each stage, one event per finished row. Every figure carries its GFLOP/s and its share of
+this machine's fp32 matmul peak, measured in the same run (training = 3x forward FLOPs, since
+backward is about 2x forward).
+
+Left out: how each implementation's runs are timed (impls.py), the timing primitives
+(harness.py), saving and reading results files (results.py).
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import torch
+
+from ..data import FashionMNIST
+from ..device import available_devices
+from ..errors import WorkbenchError
+from .config import DEVICES, IMPLS, BenchConfig
+from .harness import (Skip, cpu_threads, describe_machine, forward_flops, loadavg, measure_peak,
+                      numpy_matmul_gflops)
+from .impls import IMPL_CLASSES, Impl
+from .model import BenchModel
+from .results import SCHEMA, default_label
+
+
+@dataclass
+class RunContext:
+    """What every row of one run shares: the model, the data converted once, the peaks."""
+    bm: BenchModel
+    data: FashionMNIST
+    cfg: BenchConfig
+    flops: int                    # forward FLOPs of one image
+    x_test: torch.Tensor          # (10000, 1, 28, 28) float32 in [0, 1], converted once
+    peaks: dict[tuple[str, int | None], float] = field(default_factory=dict)
+    _train: dict[int, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    step_s: dict[tuple, float] = field(default_factory=dict)  # train_step medians, for epoch estimates
+
+    def train_batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first n training images as float32 and their labels, converted once."""
+        from ..evaluate import images_to_tensor
+        if n not in self._train:
+            self._train[n] = (images_to_tensor(self.data.x_train[:n]).contiguous(),
+                              torch.from_numpy(self.data.y_train[:n].astype(np.int64)))
+        return self._train[n]
+
+    def peak(self, device: str, threads: int) -> float | None:
+        return self.peaks.get((device, threads if device == "cpu" else None))
+
+
+@dataclass
+class Group:
+    """Rows timed by one implementation instance: one device, one CPU thread count. An
+    unavailable implementation x device is one group whose rows all carry `unavailable`."""
+    impl: str
+    device: str
+    threads: int | None
+    pairs: list[tuple[str, int]]  # (work, batch size), in the order they are timed
+    unavailable: str | None = None
+
+
+def plan(cfg: BenchConfig, avail: dict[str, str | None], all_threads: int) -> list[Group]:
+    """Every row the run will deliver, grouped as the loop runs them."""
+    groups = []
+    for d in cfg.devices:
+        for name in cfg.impls:
+            cls = IMPL_CLASSES[name]
+            pairs = cls.planned(cfg)
+            reason = avail.get(d) or cls.unavailable(d)
+            if reason:
+                groups.append(Group(name, d, None, pairs, unavailable=reason))
+                continue
+            by_threads: dict[int, list[tuple[str, int]]] = {}
+            for w, b in pairs:
+                for t in cls.thread_counts(cfg, d, w, all_threads):
+                    by_threads.setdefault(t, []).append((w, b))
+            groups += [Group(name, d, t, todo) for t, todo in sorted(by_threads.items())]
+    return groups
+
+
+def _row(impl: str, device: str, work: str, batch: int, threads: int | None, **kw) -> dict:
+    row = {"impl": impl, "device": device, "work": work, "batch_size": batch, "threads": threads,
+           "median_s": None, "min_s": None, "max_s": None, "repeats": 0, "images": None,
+           "gflops": None, "peak_share": None, "available": True}
+    row.update(kw)
+    return row
+
+
+def _images(ctx: RunContext, work: str, batch: int) -> int:
+    return {"inference": len(ctx.x_test), "latency": 1, "train_step": batch,
+            "epoch": len(ctx.data.y_train)}[work]
+
+
+def measure_row(ctx: RunContext, impl: Impl, work: str, batch: int, threads: int) -> dict:
+    """Time one implementation x work x batch size on impl's device; one result row."""
+    images = _images(ctx, work, batch)
+    flops = ctx.flops * images * (1 if work in ("inference", "latency") else 3)
+    peak = ctx.peak(impl.device.type, threads)
+    base = dict(impl=impl.name, device=impl.device.type, work=work, batch=batch, threads=threads)
+    limit = ctx.cfg.max_epoch_s if work == "epoch" else ctx.cfg.max_run_s
+    if peak and flops / (peak * 1e9) > limit:
+        return _row(**base, images=images,
+                    reason=f"skipped: one run needs at least {flops / (peak * 1e9):.1f} s at this "
+                           f"machine's matmul peak (row limit {limit:g} s)")
+    refused = impl.refuses(work, batch)
+    if refused:
+        return _row(**base, available=False, reason=refused)
+    try:
+        times, extra = impl.measure(ctx, work, batch, threads)
+    except Skip as skip:
+        return _row(**base, images=images, reason=str(skip))
+    med = statistics.median(times)
+    if work == "train_step":
+        ctx.step_s[(impl.name, impl.device.type, threads, batch)] = med
+    gflops = flops / med / 1e9
+    return _row(**base, median_s=med, min_s=min(times), max_s=max(times), repeats=len(times),
+                images=images, gflops=gflops, peak_share=gflops / peak if peak else None, **extra)
+
+
+def _headline(ctx: RunContext, rows: list[dict], all_threads: int, say) -> dict | None:
+    """The interleaved 10k-inference comparison, for the implementations whose own row shows
+    it fits the time budget (10 rows' worth); None when none does or the CPU was not timed."""
+    n, cfg = len(ctx.x_test), ctx.cfg
+    own = {r["impl"]: r["median_s"] for r in rows
+           if r["device"] == "cpu" and r["work"] == "inference" and r["batch_size"] == n
+           and r["threads"] == all_threads and r["median_s"] is not None and IMPL_CLASSES[r["impl"]].interleaved}
+    if not cfg.headline_rounds or not own:
+        return None
+    rounds = min(cfg.headline_rounds, int(10 * cfg.row_budget_s / sum(own.values())) - 1)
+    if rounds < 3:
+        return None
+    say("the headline: inference over the 10,000 test images, implementations interleaved")
+    with cpu_threads(all_threads):
+        headline = interleaved_inference(ctx, list(own), rounds)
+    headline["threads"] = all_threads
+    for r in rows:  # the others (the DataLoader: ~100x slower): their own row's median is as good
+        if (not IMPL_CLASSES[r["impl"]].interleaved and r["device"] == "cpu" and r["work"] == "inference"
+                and r["median_s"] is not None):
+            headline["median_s"].setdefault(r["impl"], r["median_s"])
+    base = headline["median_s"].get("pytorch")
+    headline["ratio_to_pytorch"] = {k: v / base for k, v in headline["median_s"].items()} if base else {}
+    return headline
+
+
+def interleaved_inference(ctx: RunContext, impls: list[str], rounds: int) -> dict:
+    """The issue's headline figure, robust to a shared machine: inference over all 10,000 test
+    images in one batch on the CPU, the implementations taking turns round by round, so a
+    neighbour's job that starts or stops mid-run slows all of them alike. Medians per impl."""
+    runners = {}
+    for name in impls:
+        cls = IMPL_CLASSES[name]
+        if cls.unavailable("cpu") is None:
+            impl = cls(ctx.bm, torch.device("cpu"), ctx.cfg)
+            x = impl.to_input(ctx.x_test)
+            runners[name] = (lambda impl=impl, x=x: impl.forward(x))
+    times: dict[str, list[float]] = {n: [] for n in runners}
+    for r in range(rounds + 1):  # round 0 is the warm-up
+        for name, fn in runners.items():
+            t0 = time.perf_counter()
+            fn()
+            if r:
+                times[name].append(time.perf_counter() - t0)
+    return {"work": "inference", "device": "cpu", "batch_size": len(ctx.x_test), "rounds": rounds,
+            "median_s": {n: statistics.median(t) for n, t in times.items()},
+            "min_s": {n: min(t) for n, t in times.items()}}
+
+
+def run_benchmark(bm: BenchModel, data: FashionMNIST, cfg: BenchConfig | None = None,
+                  progress: Callable[[dict], None] | None = None, label: str | None = None) -> dict:
+    """Every implementation x device x work x batch (x threads on the CPU) -> a results dict.
+
+    Devices or implementations that cannot run still get their rows, with available=false
+    and the reason, so a results table always has the same shape. `progress` receives the
+    events of events.py: the plan, a step before each stage, each finished row.
+    """
+    from ..evaluate import images_to_tensor
+    cfg = cfg or BenchConfig()
+    emit = progress or (lambda event: None)
+
+    def say(msg: str) -> None:
+        emit({"event": "step", "message": msg})
+    for name in cfg.impls:
+        if name not in IMPL_CLASSES:
+            raise WorkbenchError(f"unknown implementation {name!r}; choose from {', '.join(IMPLS)}")
+    for d in cfg.devices:
+        if d not in DEVICES:
+            raise WorkbenchError(f"unknown device {d!r}; choose from {', '.join(DEVICES)}")
+    all_threads = torch.get_num_threads()
+    avail = available_devices()
+    started = time.perf_counter()
+    load_before = loadavg()
+    ctx = RunContext(bm=bm, data=data, cfg=cfg, flops=forward_flops(bm.config),
+                     x_test=images_to_tensor(data.x_test).contiguous())
+    groups = plan(cfg, avail, all_threads)
+    total = sum(len(g.pairs) for g in groups)
+    emit({"event": "plan", "total": total, "message": f"benchmarking {bm.name} ({bm.source})"})
+
+    peaks = []
+    cpu_counts = sorted({all_threads if t == 0 else min(t, all_threads) for t in cfg.threads} |
+                        {all_threads})
+    for d in cfg.devices:
+        if avail.get(d) is not None:
+            continue
+        for t in (cpu_counts if d == "cpu" else [all_threads]):
+            say(f"measuring the fp32 matmul peak on {d}" + (f", {t} threads" if d == "cpu" else ""))
+            with cpu_threads(t):
+                p = measure_peak(torch.device(d), cfg.peak_size, cfg.peak_repeats)
+            p.update(device=d, threads=t if d == "cpu" else None)
+            peaks.append(p)
+            ctx.peaks[(d, t if d == "cpu" else None)] = p["gflops"]
+
+    rows: list[dict] = []
+
+    def add(row: dict) -> None:
+        rows.append(row)
+        emit({"event": "row", "done": len(rows), "total": total, "row": row})
+
+    for g in groups:
+        if g.unavailable:
+            for w, b in g.pairs:
+                add(_row(g.impl, g.device, w, b, None, available=False, reason=g.unavailable))
+            continue
+        with cpu_threads(g.threads):
+            torch.manual_seed(cfg.seed)
+            impl = IMPL_CLASSES[g.impl](bm, torch.device(g.device), cfg)
+            for w, b in g.pairs:
+                say(f"{g.impl} on {g.device}" + (f" ({g.threads} threads)" if g.device == "cpu" else "") +
+                    f": {w}, batch {b}")
+                try:
+                    row = measure_row(ctx, impl, w, b, g.threads)
+                except (RuntimeError, ValueError) as exc:
+                    # one row that breaks (a GPU out of memory, say) must not cost the
+                    # rest of the run: it is reported as such
+                    row = _row(g.impl, g.device, w, b, g.threads, available=False,
+                               reason=f"failed: {type(exc).__name__}: {str(exc)[:200]}")
+                add(row)
+
+    headline = _headline(ctx, rows, all_threads, say)
+
+    machine = describe_machine(all_threads, avail, load_before)
+    if cfg.numpy_peak and "cpu" in cfg.devices:
+        say("measuring numpy's matmul rate")
+        with cpu_threads(all_threads):
+            machine["numpy_matmul_gflops"] = numpy_matmul_gflops(cfg.peak_size)
+    return {
+        "schema": SCHEMA,
+        "label": label or default_label(machine),
+        "created": machine["date"],
+        "machine": machine,
+        "model": bm.describe(),
+        "settings": {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()},
+        "peak": peaks,
+        "rows": rows,
+        "headline": headline,
+        "seconds": time.perf_counter() - started,
+    }

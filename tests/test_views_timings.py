@@ -1,0 +1,77 @@
+"""What the Timings page shows, computed (fmnist_core/views/timings.py), tested without a browser:
+the table, what was not measured, the chart rows, the one-line explanations with this data's
+numbers, the machine card, distinct labels for files from one machine, the log-axis rule.
+"""
+from __future__ import annotations
+
+import pytest
+
+from fmnist_core.bench.results import SCHEMA
+from fmnist_core.views import timings as tv
+
+
+def _row(impl, device, work, batch, threads, median, **kw):
+    return {"impl": impl, "device": device, "work": work, "batch_size": batch, "threads": threads,
+            "median_s": median, "min_s": median * 0.9 if median else None,
+            "max_s": median * 1.2 if median else None, "gflops": 1.0 if median else None,
+            "peak_share": 0.1 if median else None, "available": median is not None or "reason" not in kw,
+            "source": kw.pop("source", "here"), **kw}
+
+
+def test_tables_charts_and_explanations_from_rows():
+    rows = [_row("pytorch", "cpu", "inference", 10000, 2, 0.1),
+            _row("pytorch", "cpu", "inference", 10000, 1, 0.15),
+            _row("pytorch", "cpu", "latency", 1, 2, 50e-6),
+            _row("pytorch", "cpu", "train_step", 256, 1, 0.01),
+            _row("pytorch", "cpu", "train_step", 256, 2, 0.02),
+            _row("dataloader", "cpu", "train_step", 256, 2, 0.4),
+            _row("manual-numpy", "cpu", "inference", 10000, 2, 0.09),
+            _row("pytorch", "cuda", "inference", 10000, None, None, reason="no CUDA device on this machine"),
+            # another machine's GPU (made-up figures: only the wording is tested here)
+            _row("pytorch", "cuda", "inference", 10000, 16, 0.002, transfer_s=0.004, hardware="NVIDIA H100",
+                 source="gpu box"),
+            _row("pytorch", "cuda", "latency", 1, 16, 80e-6, source="gpu box")]
+    table = tv.timing_table(rows)
+    assert len(table) == 9 and table["median (ms)"].iloc[0] == pytest.approx(100.0)
+    assert tv.skipped(rows) == [{"source": "here", "device": "cuda", "reason": "no CUDA device on this machine",
+                                 "what": "PyTorch nn.Module"}]
+    assert tv.work_options(rows) == {"inference": [10000], "latency": [1], "train_step": [256]}
+    chart = tv.chart_rows(rows, "inference", 10000)
+    assert sorted(chart["series"]) == ["cpu, 2 thr · here", "cpu, 2 thr · here", "cuda · gpu box"]
+    one = tv.chart_rows(rows, "inference", 10000, one_thread=True)
+    assert one["series"].tolist() == ["cpu, 1 thr · here", "cuda · gpu box"]  # GPU rows keep theirs
+    lines = dict(tv.explanations(rows, {"name": "mlp-seed000", "forward_flops_per_image": 203264}))
+    assert "400.0 ms that way against 10.0 ms (40× as long)" in lines["DataLoader vs one tensor"]
+    assert "one image alone took 50 µs" in lines["Batch size"]
+    assert "1.5× as fast as 1 thread" in lines["Threads"]
+    assert "on NVIDIA H100: copying 10,000 images took 4.0 ms, computing on them 2.0 ms" in lines[
+        "GPU transfer vs compute"]
+    assert "0.2 MFLOP per image" in lines["A tiny MLP on a GPU"] and "80 µs on the GPU" in lines["A tiny MLP on a GPU"]
+    assert "90.0 ms vs 100.0 ms" in lines["NumPy twin vs PyTorch"]
+
+
+def test_two_files_from_one_machine_keep_apart():
+    res = {"schema": SCHEMA, "label": "x", "created": "2026-01-01T00:00:00",
+           "machine": {"cpu": "c", "cores": 2, "torch": "t", "numpy": "n", "date": "d"},
+           "peak": [], "rows": [_row("pytorch", "cpu", "latency", 1, 1, 1e-4)]}
+    two = tv.with_sources([res, res])
+    assert two[0]["label"] != two[1]["label"]  # two files from one machine stay apart
+    assert res["label"] == "x"  # on copies: the inputs stay as they are
+
+
+def test_a_log_axis_when_values_span_more_than_20x():
+    assert tv.wants_log_axis([1.0, 100.0]) and not tv.wants_log_axis([1.0, 10.0, None])
+
+
+def test_machine_block_says_where_and_how_busy():
+    res = {"label": "box", "machine": {"cpu": "Some CPU", "cores": 2, "torch": "2", "numpy": "2", "date": "2026-01-01T10:00:00",
+                                       "gpu": None, "load_average": {"before": [3.5, 3, 2], "after": [4.25, 3, 2]},
+                                       "devices": {"cuda": "no CUDA device on this machine", "cpu": None}},
+           "peak": [{"device": "cpu", "threads": 2, "gflops": 67.0}],
+           "model": {"name": "mlp-seed000", "parameters": 101770}, "settings": {"epochs": False}}
+    m = tv.machine_block(res)
+    assert m["cpu"] == "Some CPU (2 cores)" and m["gpu"] == "none"
+    assert m["load"] == "3.5 before, 4.2 after (2 cores)"
+    assert m["peaks"] == ["cpu, 2 threads: 67 GFLOP/s"]
+    assert m["model"] == "mlp-seed000 (101,770 parameters), quick run"
+    assert m["devices"] == {"cuda": "no CUDA device on this machine"}
