@@ -164,8 +164,8 @@ def set_status(run_id: str, status: str, **fields: Any) -> None:
     from mlflow.entities import RunTag
     if status not in STATUSES:
         raise ValueError(f"unknown status {status}")
-    tags = [RunTag(f"{T}status", status), RunTag(f"{T}heartbeat", repr(time.time()))]
-    tags += [RunTag(f"{T}{k}", _tag_value(v)) for k, v in fields.items()]
+    fields = {"heartbeat": time.time(), **fields}
+    tags = [RunTag(f"{T}status", status)] + [RunTag(f"{T}{k}", _tag_value(v)) for k, v in fields.items()]
     s = store()
     s.client.log_batch(run_id, tags=tags)
     if status in MLFLOW_STATUS:

@@ -11,11 +11,11 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmnist_core import runs
+from fmnist_core import roles, runs
 from fmnist_core.views import results as view, shared
 from fmnist_core.data import CLASSES
 from fmnist_core.errors import WorkbenchError
-from ui import common
+from ui import common, identity
 
 PCT = st.column_config.NumberColumn(format="percent")
 NUM = st.column_config.NumberColumn(format="%.4f")
@@ -37,14 +37,17 @@ def page() -> None:
                 "Launch a run on the Train page.")
         return
     keys = list(sources)
+    me = identity.current_user()
     if "res_sel" not in st.session_state:
+        # open on this student's own finished runs (newest first), else on anything finished
         finished = [k for k in keys if sources[k]["status"] == "finished"]
-        st.session_state.res_sel = (finished or keys)[:2]
+        mine = [k for k in finished if sources[k]["source"] == "run" and me.owns(sources[k])]
+        st.session_state.res_sel = (mine or finished or keys)[:2]
     # runs deleted meanwhile (here or in another tab) drop out of the selection
     st.session_state.res_sel = [k for k in st.session_state.res_sel if k in sources]
     st.multiselect("Runs to compare", keys, key="res_sel", format_func=lambda k: sources[k]["label"],
                    placeholder="Choose one or more runs")
-    chosen = [sources[k] for k in st.session_state.res_sel]
+    chosen = [common.with_details(sources[k]) for k in st.session_state.res_sel]
     if not chosen:
         st.info("Choose at least one run above.")
         return
@@ -73,7 +76,7 @@ def page() -> None:
     if st.session_state.get("res_detail") not in detail_keys:
         st.session_state.res_detail = detail_keys[0]
     st.selectbox("Look closer at", detail_keys, key="res_detail", format_func=lambda k: sources[k]["label"])
-    _detail(st.session_state.res_detail, sources[st.session_state.res_detail])
+    _detail(st.session_state.res_detail, common.with_details(sources[st.session_state.res_detail]))
 
 
 def _detail(key: str, src: dict) -> None:
@@ -148,7 +151,7 @@ def _confusion(src: dict, metrics: dict) -> None:
             st.info("This run has no checkpoint to classify the test images with.")
             return
         t, p = names.index(st.session_state.res_true), names.index(st.session_state.res_pred)
-        pred, conf = common.predictions(src["checkpoint"])
+        pred, conf = common.predictions(runs.ensure_checkpoint(src["checkpoint"]))
         y = common.dataset().y_test
         idx = view.cell_indices(y, pred, t, p)
         what = "correctly classified" if t == p else f"predicted **{names[p]}**"
@@ -197,12 +200,13 @@ def _mistakes(metrics: dict) -> None:
 
 def _delete(key: str, run_id: str) -> None:
     try:
-        runs.delete_run(run_id)
+        roles.delete_run(identity.current_user(), run_id)  # the owner or the teacher, checked in the core
     except WorkbenchError as exc:
         st.session_state.res_delete_error = str(exc)
         return
     st.session_state.res_delete_error = None
     st.session_state.res_sel = [k for k in st.session_state.res_sel if k != key]
+    common.run_list.clear()
     st.toast("Run deleted")
 
 
@@ -232,8 +236,13 @@ def _downloads(key: str, src: dict, metrics: dict | None) -> None:
     if src["source"] != "run":
         st.caption("Shipped models are part of the repository and cannot be deleted here.")
         return
+    me = identity.current_user()
+    if not (me.teacher or me.owns(src)):
+        st.caption(f"This run belongs to {src.get('owner') or 'someone else'}: only they or the "
+                   "teacher can delete it.")
+        return
     with st.expander("Delete this run", icon=":material/delete:"):
-        st.write(f"Deletes the folder `{src['run_dir']}` with its checkpoint and history. "
+        st.write("Deletes the run from the run store with its checkpoint, history and metrics. "
                  "This cannot be undone.")
         ok = st.checkbox("Yes, delete this run", key=f"res_del_ok_{src['run_id']}")
         st.button("Delete run", key="res_del_btn", type="primary", disabled=not ok,

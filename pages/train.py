@@ -1,27 +1,28 @@
 """Train page: pick a preset or build an MLP/CNN, set the training options, see the
 parameter counts, launch, then watch the run live (progress, epoch time, ETA, curves).
 
-Launching starts `python -m fmnist_core train --run-dir D` as its own process
-(fmnist_core.jobs.launch): nothing trains in the script thread, a run outlives the
-tab, and the job queue makes extra launches wait their turn. The live view is a
-fragment that re-reads the run folder every POLL_SECONDS while the run is active
-and stops polling when it is not.
+Launching submits the run (fmnist_core.jobs.submit: the class limits are checked there, in
+the core) to the executor: its own process on this machine, or a Ray task. Nothing trains
+in the script thread, a run outlives the tab, and the job queue makes extra launches wait
+their turn. The live view is a fragment that re-reads the run from the store every
+POLL_SECONDS while the run is active and stops polling when it is not. The form's settings
+can be shared as a link (views/share.py): opening it fills the form.
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import time
 
 import pandas as pd
 import streamlit as st
 
-from fmnist_core import jobs, runs
-from fmnist_core.views import shared, train as view
+from fmnist_core import jobs, roles, runs
+from fmnist_core.views import labels as labels_view, share, shared, train as view
 from fmnist_core.views.format import format_seconds
 from fmnist_core.errors import ConfigError, WorkbenchError
 from fmnist_core.models import ACTIVATIONS, config_to_dict, preset, preset_names
 from fmnist_core.train import OPTIMIZERS, SCHEDULES
-from ui import common
+from ui import common, identity
 
 DEFAULT_START = "mlp-seed000"
 ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP only)"}
@@ -30,6 +31,7 @@ FIELD_NAMES = {"arch": "architecture", "hidden": "hidden layers", "fc": "fully c
                "lr": "learning rate", "l2": "L2", "l1": "L1", "val_fraction": "validation split",
                "augment_flip": "flips", "augment_shift": "shifts", "train_limit": "training images"}
 PRECISIONS = ("auto", "fp32", "bf16")
+LAUNCH_DEBOUNCE_S = 10.0  # the same settings launched again within this is a double click
 
 
 def _starts() -> list[str]:
@@ -44,8 +46,13 @@ def _apply_start() -> None:
 
 def _init_state() -> None:
     if "tr_start" not in st.session_state:
-        st.session_state.tr_start = DEFAULT_START
+        # opened from a settings link: the form starts from that preset and those settings
+        shared_values = share.form_from_query(dict(st.query_params), view.form_defaults)
+        st.session_state.tr_start = shared_values.pop("start", DEFAULT_START)
         _apply_start()
+        for k, v in shared_values.items():
+            st.session_state[f"tr_{k}"] = v
+        st.session_state.tr_from_link = bool(shared_values) or "start" in st.query_params
     common.init_state({f"tr_{k}": v for k, v in view.form_defaults(st.session_state.tr_start).items()})
 
 
@@ -55,14 +62,27 @@ def _form_values() -> dict:
 
 
 def _launch(spec: dict, label: str) -> None:
+    me = identity.current_user()
+    if not identity.has_name():
+        st.session_state.tr_launch_error = "Type your name in the sidebar first: it is shown on your runs."
+        return
+    # a second click on Launch (or a double click) within a few seconds does not start the
+    # same run twice
+    fingerprint = json.dumps(spec, sort_keys=True)
+    last = st.session_state.get("tr_last_launch")
+    if last and last[0] == fingerprint and time.time() - last[1] < LAUNCH_DEBOUNCE_S:
+        st.toast("Already launched: this run is in the queue.")
+        return
     try:
-        run_dir = jobs.launch(spec, label=label, max_concurrent=int(st.session_state.get("max_concurrent", 1)))
+        run_id = jobs.submit(spec, label=label, user=me)
     except (WorkbenchError, OSError) as exc:
         st.session_state.tr_launch_error = f"Could not start the run: {exc}"
         return
+    st.session_state.tr_last_launch = (fingerprint, time.time())
     st.session_state.tr_launch_error = None
-    st.session_state.tr_watch = run_dir.name
-    st.toast(f"Run {run_dir.name} launched")
+    st.session_state.tr_watch = run_id
+    common.run_list.clear()
+    st.toast(f"Run launched: {label}")
 
 
 def page() -> None:
@@ -191,29 +211,55 @@ def _summary_and_launch() -> None:
               disabled=bool(problems), on_click=_launch, args=(spec, label), width="stretch",
               help="Fix the problems above first" if problems else
               "Starts the run as its own process; it waits in line if the queue is full")
+    if st.session_state.get("tr_from_link"):
+        st.caption(":material/link: The form was filled from a shared settings link.")
+    with st.popover("Share these settings", icon=":material/share:", width="stretch"):
+        query = share.query_from_form(values, view.form_defaults)
+        st.caption("Anyone who opens this link gets the Train form filled with these settings:")
+        st.code(share.link(_base_url(), query), language=None, wrap_lines=True)
+
+
+def _base_url() -> str:
+    try:
+        return str(st.context.url).split("?")[0]
+    except Exception:  # no browser (AppTest)
+        return "http://localhost:8501/train"
 
 
 def _watch_section() -> None:
     st.subheader("Runs")
-    all_runs = runs.list_runs()
+    all_runs = common.run_list()
     if not all_runs:
         st.info("No runs yet. Launch one above; it will appear here with live curves.")
         return
-    ids = [r["run_id"] for r in all_runs]
-    labels = {r["run_id"]: shared.run_label(r) for r in all_runs}
+    me = identity.current_user()
+    mine = [r for r in all_runs if me.owns(r)]
+    # your own runs first, then the class's, each newest first
+    ordered = mine + [r for r in all_runs if not me.owns(r)]
+    ids = [r["run_id"] for r in ordered]
+    labels = {r["run_id"]: ("★ " if me.owns(r) else "") + shared.run_label(r) for r in ordered}
     if st.session_state.get("tr_watch") not in ids:
-        active = [r["run_id"] for r in all_runs if r["status"] in runs.ACTIVE]
-        st.session_state.tr_watch = active[0] if active else ids[0]
-    st.selectbox("Watch run", ids, key="tr_watch", format_func=labels.get)
-    run = next(r for r in all_runs if r["run_id"] == st.session_state.tr_watch)
+        active_mine = [r["run_id"] for r in mine if r["status"] in runs.ACTIVE]
+        st.session_state.tr_watch = (active_mine or [r["run_id"] for r in mine] or ids)[0]
+    st.selectbox("Watch run", ids, key="tr_watch", format_func=labels.get,
+                 help="★ your runs (first), then everyone else's")
+    run = next(r for r in ordered if r["run_id"] == st.session_state.tr_watch)
     active = run["status"] in runs.ACTIVE
-    st.fragment(_watch_panel, run_every=common.POLL_SECONDS if active else None)(run["run_dir"], run["status"])
+    st.fragment(_watch_panel, run_every=common.POLL_SECONDS if active else None)(run["run_id"], run["status"])
 
 
-def _watch_panel(run_dir: str, drawn_status: str) -> None:
+def _stop(run_id: str) -> None:
+    try:
+        roles.stop_run(identity.current_user(), run_id)  # owner or teacher, checked in the core
+        st.session_state.tr_stop_error = None
+    except WorkbenchError as exc:
+        st.session_state.tr_stop_error = str(exc)
+
+
+def _watch_panel(run_id: str, drawn_status: str) -> None:
     """The live view of one run; `drawn_status` is its status when the page was last drawn."""
     try:
-        run = runs.load_run(run_dir)
+        run = runs.load_run(run_id)
     except WorkbenchError:
         st.info("This run was deleted.")
         return
@@ -233,13 +279,17 @@ def _watch_panel(run_dir: str, drawn_status: str) -> None:
     else:
         c[4].metric("Batch loss", f"{info['batch_loss']:.4f}" if info["batch_loss"] else "—")
 
+    me = identity.current_user()
     if info["active"]:
-        if runs.cancel_requested(Path(run_dir)):
+        if st_info.get("cancel") in (1, "1") or runs.cancel_requested(run_id):
             st.warning("Stop requested: the run stops within a few batches and keeps its best checkpoint.")
+        elif me.teacher or me.owns(run):
+            st.button("Stop", icon=":material/stop_circle:", key=f"stop_{run_id}",
+                      on_click=_stop, args=(run_id,), help="Ask the run to stop; its best checkpoint is kept")
         else:
-            st.button("Stop", icon=":material/stop_circle:", key=f"stop_{run['run_id']}",
-                      on_click=runs.request_cancel, args=(run["run_id"],),
-                      help="Ask the run to stop; its best checkpoint is kept")
+            st.caption(f"Launched by {run['owner'] or 'someone else'}: only they or the teacher can stop it.")
+        if st.session_state.get("tr_stop_error"):
+            st.error(st.session_state.tr_stop_error)
     elif info["status"] == "finished":
         st.success(f"{info['text']}. Compare it with others on the Results page.")
     elif info["status"] in ("failed", "diverged", "interrupted"):
@@ -248,7 +298,7 @@ def _watch_panel(run_dir: str, drawn_status: str) -> None:
         st.warning(info["text"])
 
     if run["history"]:
-        long = shared.curves_long([(run["run_id"], run["history"])])
+        long = shared.curves_long([(run_id, run["history"])])
         left, right = st.columns(2)
         left.plotly_chart(common.curves_figure(long, "loss", by_split=True), theme=None, key="watch_loss")
         right.plotly_chart(common.curves_figure(long, "accuracy", by_split=True), theme=None, key="watch_acc")
@@ -256,12 +306,13 @@ def _watch_panel(run_dir: str, drawn_status: str) -> None:
         st.caption("Curves appear after the first epoch.")
     with st.expander("Configuration of this run"):
         cfg = run["config"]
-        st.caption(shared.run_title(cfg))
+        st.caption(f"{labels_view.run_label(run)} · run id `{run_id}`")
         options = [{"option": k, "value": str(v)} for k, v in cfg.get("train_config", {}).items()]
         st.dataframe(pd.DataFrame(options), hide_index=True)
     if info["status"] != drawn_status:
         # queued -> running -> finished: a full rerun refreshes the run picker's label and,
         # once the run has ended, redraws this panel without run_every (polling stops)
+        common.run_list.clear()
         st.rerun()
 
 

@@ -31,29 +31,11 @@ def run_cli(*args, timeout=300, env=None):
 
 
 @pytest.fixture
-def runs_dir(tmp_path, monkeypatch):
-    """An empty run registry that the pages and jobs use instead of artifacts/runs."""
-    from fmnist_core import runs
+def runs_dir(store, tmp_path):
+    """An empty run store for pages and jobs (the `store` fixture), and a scratch folder."""
     d = tmp_path / "runs"
-    d.mkdir()
-    monkeypatch.setattr(runs, "RUNS_DIR", d)
+    d.mkdir(exist_ok=True)
     return d
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    """An empty embedded run store (SQLite + artifact folder in tmp_path) for this test, and
-    the environment that makes subprocesses (`python -m fmnist_core ...`) use it too."""
-    from fmnist_core import jobs, runs
-    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
-    monkeypatch.setenv("FMNIST_TRACKING_URI", uri)
-    monkeypatch.setenv("FMNIST_ARTIFACTS", str(tmp_path))
-    monkeypatch.setattr(runs, "ARTIFACTS", tmp_path)
-    monkeypatch.setattr(jobs, "SLOTS_DIR", tmp_path / ".slots")
-    real_data = ROOT / "artifacts" / "data"
-    if real_data.is_dir():
-        (tmp_path / "data").symlink_to(real_data, target_is_directory=True)
-    return runs.store()
 
 
 def random_checkpoint(path, cfg, seed=0):
@@ -69,3 +51,19 @@ def random_checkpoint(path, cfg, seed=0):
             m.running_var.uniform_(0.5, 2.0)
             m.weight.data.uniform_(0.5, 1.5)
     return save_checkpoint(path, model, metrics={"test_accuracy": 0.5})
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """An empty embedded run store (SQLite + artifact folder in tmp_path) for this test, and
+    the environment that makes subprocesses (`python -m fmnist_core ...`) use it too."""
+    from fmnist_core import jobs, runs
+    uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
+    monkeypatch.setenv("FMNIST_TRACKING_URI", uri)
+    monkeypatch.setenv("FMNIST_ARTIFACTS", str(tmp_path))
+    monkeypatch.setattr(runs, "ARTIFACTS", tmp_path)
+    monkeypatch.setattr(jobs, "SLOTS_DIR", tmp_path / ".slots")
+    real_data = ROOT / "artifacts" / "data"
+    if real_data.is_dir() and not (tmp_path / "data").exists():
+        (tmp_path / "data").symlink_to(real_data, target_is_directory=True)
+    return runs.store()

@@ -1,9 +1,9 @@
 """Helpers for the page tests (streamlit.testing.v1.AppTest): one page with the app's sidebar,
 its texts, and the fixtures several page modules share (import the fixtures by name).
 
-Every test gets its own runs folder (runs.RUNS_DIR patched to a temp dir, conftest's
-`runs_dir`), so nothing lands in artifacts/runs. Pages run in this process, so the patch
-reaches them; the training processes they launch get the run folder's absolute path.
+Every test gets its own empty run store (conftest's `store` / `runs_dir`: SQLite in a temp
+dir, FMNIST_TRACKING_URI set), so nothing lands in artifacts/. Pages run in this process and
+the training processes they launch inherit the environment, so both use that store.
 When artifacts/models/cnn.pt is not there (it is trained separately), a small MLP trained
 here on real images stands in as the shipped model, so no test depends on it.
 """
@@ -48,22 +48,23 @@ def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
-def wait_for_status(run_dir, statuses=("finished",), timeout=180):
+def wait_for_status(run_id, statuses=("finished",), timeout=180):
     deadline = time.time() + timeout
     while time.time() < deadline:
-        st = runs.load_run(run_dir)["status"]
+        st = runs.load_run(run_id, history=False)["status"]
         if st not in runs.ACTIVE:
-            assert st in statuses, (st, (run_dir / "log.txt").read_text()[-2000:])
+            log = runs.work_dir(run_id) / "log.txt"
+            assert st in statuses, (st, log.read_text()[-2000:] if log.is_file() else "")
             return
         time.sleep(0.5)
-    raise AssertionError(f"run {run_dir} still active after {timeout} s")
+    raise AssertionError(f"run {run_id} still active after {timeout} s")
 
 
 # --- fixtures ---------------------------------------------------------------------------------
 
 @pytest.fixture
 def finished_run(runs_dir):
-    """A tiny MLP run in the test's run registry, trained to the end on 2,000 real images."""
+    """A tiny MLP run in the test's run store, trained to the end on 2,000 real images; its id."""
     from fmnist_core.jobs import execute_run, run_spec
     from fmnist_core.models import MLPConfig
     from fmnist_core.train import TrainConfig
@@ -80,7 +81,7 @@ def shipped_mlp(finished_run, tmp_path, monkeypatch):
     from fmnist_core.views import shared
     models = tmp_path / "models"
     models.mkdir()
-    shutil.copyfile(finished_run / "best.pt", models / "mlp.pt")  # stands in for a shipped model
+    shutil.copyfile(runs.load_run(finished_run)["checkpoint"], models / "mlp.pt")  # stands in for a shipped model
     monkeypatch.setattr(shared, "SHIPPED_DIR", models)
     return models / "mlp.pt"
 
@@ -88,17 +89,16 @@ def shipped_mlp(finished_run, tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def stand_in(tmp_path_factory):
     """A folder holding mlp.pt: a small MLP trained here on 6,000 real training images."""
-    from fmnist_core.jobs import execute_run, run_spec
-    from fmnist_core.models import MLPConfig
-    from fmnist_core.train import TrainConfig
+    from fmnist_core.data import load
+    from fmnist_core.models import MLPConfig, save_checkpoint
+    from fmnist_core.train import TrainConfig, train
     base = tmp_path_factory.mktemp("stand_in")
-    spec = run_spec(MLPConfig(hidden=(64,)), TrainConfig(epochs=2, batch_size=64, device="cpu"),
-                    train_limit=6000)
-    d = runs.create_run(spec, root=base / "runs", label="stand-in")
-    assert execute_run(d)["status"] == "finished"
+    res = train(MLPConfig(hidden=(64,)), TrainConfig(epochs=2, batch_size=64, device="cpu"), load(),
+                train_limit=6000)
+    assert res.status == "finished"
     models = base / "models"
     models.mkdir()
-    shutil.copyfile(d / "best.pt", models / "mlp.pt")
+    save_checkpoint(models / "mlp.pt", res.model, metrics={"best_val_accuracy": res.best_val_accuracy})
     return models
 
 

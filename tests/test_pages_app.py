@@ -22,7 +22,8 @@ def test_app_routes_to_home_with_sidebar(runs_dir):
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=TIMEOUT).run()
     assert not at.exception
     assert at.title[0].value == "Fashion-MNIST Workbench"
-    assert at.sidebar.number_input(key="max_concurrent").value == 1
+    # a laptop (no teacher password): the single user is the teacher and sets the queue
+    assert at.sidebar.number_input(key="cls_max_concurrent").value == 1
     side = "\n".join(c.value for c in at.sidebar.caption)
     assert "60,000 training" in side and "cpu" in side
     assert "No training running" in side
@@ -30,16 +31,17 @@ def test_app_routes_to_home_with_sidebar(runs_dir):
 
 def test_sidebar_shows_the_queue_with_positions(runs_dir):
     spec = run_spec(MLPConfig(hidden=(8,)), TrainConfig(epochs=1))
-    first = runs.create_run(spec, label="first")
-    runs.set_status(first, "running", pid=os.getpid(), progress=0.5)
+    first = runs.create_run(spec, label="first", owner="ada")
+    runs.set_status(first, "running", pid=os.getpid(), host=runs.HOST, progress=0.5)
     for label in ("second", "third"):
-        d = runs.create_run(spec, label=label)
-        runs.set_status(d, "queued", pid=os.getpid())
+        d = runs.create_run(spec, label=label, owner="bo")
+        runs.set_status(d, "queued", pid=os.getpid(), host=runs.HOST)
         time.sleep(0.01)  # distinct creation times: the queue is first come, first served
     at = page_app("train").run()
     assert not at.exception
     side = "\n".join(c.value for c in at.sidebar.caption)
     assert "#1 in line" in side and "#2 in line" in side
+    assert "in line**: bo · MLP 784-8-10" in side  # labelled by owner and model
     assert "No training running" not in side
 
 

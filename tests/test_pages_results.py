@@ -12,7 +12,7 @@ from page_util import finished_run, page_app, shipped_mlp, texts  # noqa: F401 (
 def test_results_page_shows_and_deletes_a_run(finished_run):
     at = page_app("results").run()
     assert not at.exception
-    key = f"run:{finished_run.name}"
+    key = f"run:{finished_run}"
     assert key in at.multiselect(key="res_sel").value
     assert at.dataframe  # the comparison table
     at.selectbox(key="res_true").select("Trouser").run()
@@ -23,10 +23,11 @@ def test_results_page_shows_and_deletes_a_run(finished_run):
     assert not at.exception
     # delete: the button stays disabled until the confirmation is ticked
     assert at.button(key="res_del_btn").disabled
-    at.checkbox(key=f"res_del_ok_{finished_run.name}").check().run()
+    at.checkbox(key=f"res_del_ok_{finished_run}").check().run()
     at.button(key="res_del_btn").click().run()
     assert not at.exception
-    assert not finished_run.exists()
+    from fmnist_core import runs
+    assert runs.list_runs() == []
     assert key not in at.session_state["res_sel"]
 
 

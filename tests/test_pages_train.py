@@ -40,7 +40,7 @@ def test_impossible_values_show_an_error_and_launch_nothing(runs_dir, key, value
     errors = [e.value for e in at.error]
     assert any(message in e for e in errors), errors
     assert at.button(key="launch_btn").disabled
-    assert list(runs_dir.iterdir()) == []
+    assert runs.list_runs() == []
 
 
 def test_numpy_engine_trains_mlps_only(runs_dir):
@@ -63,13 +63,13 @@ def test_tiny_launch_creates_a_run_that_finishes_and_is_watched(runs_dir, engine
     assert not at.error
     at.button(key="launch_btn").click().run()
     assert not at.exception
-    made = [d for d in runs_dir.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    made = [r["run_id"] for r in runs.list_runs()]
     assert len(made) == 1
     run = runs.load_run(made[0])
     assert run["config"]["model_config"]["hidden"] == [16]
     assert run["config"]["train_limit"] == 2000 and run["config"]["train_config"]["epochs"] == 1
     assert run["config"]["engine"] == engine
-    assert at.session_state["tr_watch"] == made[0].name
+    assert at.session_state["tr_watch"] == made[0]
     wait_for_status(made[0])
     at.run()
     assert not at.exception
@@ -83,11 +83,10 @@ def test_stop_button_cancels_a_launched_run(runs_dir):
     at.number_input(key="tr_epochs").set_value(20).run()
     at.button(key="launch_btn").click().run()
     run_id = at.session_state["tr_watch"]
-    run_dir = runs_dir / run_id
     at.button(key=f"stop_{run_id}").click().run()
     assert not at.exception
-    assert runs.cancel_requested(run_dir)
+    assert runs.cancel_requested(run_id)
     assert any("Stop requested" in w.value for w in at.warning)
-    wait_for_status(run_dir, statuses=("cancelled",), timeout=120)
+    wait_for_status(run_id, statuses=("cancelled",), timeout=120)
     at.run()
     assert any("cancelled" in w.value for w in at.warning)

@@ -16,9 +16,9 @@ def _run(rid, owner, preset="mlp-seed000", acc=None, secs=None, hidden=False, st
 
 def test_label_names_owner_preset_and_what_differs():
     r = _run("a", "ada", lr=0.01, epochs=5)
-    assert run_label(r) == "ada · mlp-seed000 · lr 0.01, epochs 5"
+    assert run_label(r) == "ada · mlp-seed000 · epochs 5, lr 0.01"
     assert run_label(_run("b", "bo")) == "bo · mlp-seed000"
-    assert [c[0] for c in changes(r["config"])] == ["epochs", "lr"] or [c[0] for c in changes(r["config"])] == ["lr", "epochs"]
+    assert changes(r["config"]) == [("epochs", 10, 5), ("lr", 0.001, 0.01)]
     assert model_summary(r["config"]["model_config"]) == "MLP 784-128-10"
     assert model_summary(config_to_dict(PRESETS["cnn-fast"]["model"])).startswith("CNN ")
 

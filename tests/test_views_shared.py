@@ -32,21 +32,24 @@ def test_describe_model_names_classes_of_models():
     assert len(CLASSES) == 10
 
 
-def test_queue_lists_live_runs_in_order(tmp_path):
+def test_queue_lists_live_runs_in_order(store):
     spec = run_spec(MLPConfig(hidden=(8,)), TrainConfig(epochs=4))
-    d = runs.create_run(spec, root=tmp_path, label="a")
+    d = runs.create_run(spec, label="a", owner="ada")
     now = time.time()
-    runs.set_status(d, "running", pid=os.getpid(), started=now - 30, progress=0.25, epoch=1, epochs=4)
-    q = runs.create_run(spec, root=tmp_path, label="b")
-    runs.set_status(q, "queued", pid=os.getpid())
-    active = shared.active_runs(tmp_path)
+    runs.set_status(d, "running", pid=os.getpid(), host=runs.HOST, started=now - 30, progress=0.25,
+                    epoch=1, epochs=4)
+    q = runs.create_run(spec, label="b", owner="bo")
+    runs.set_status(q, "queued", pid=os.getpid(), host=runs.HOST)
+    active = shared.active_runs(runs.list_runs())
     assert [r["status"] for r in active] == ["running", "queued"]
-    assert active[1]["queue_position"] == 1
-    runs.set_status(d, "running", pid=2 ** 22 + 12345)  # a process that does not exist
-    d_status = runs.read_json(d / "status.json")
-    d_status["updated"] = now - 60
-    runs.write_json_atomic(d / "status.json", d_status)
-    assert [r["run_id"] for r in shared.active_runs(tmp_path)] == [q.name]
+    assert active[1]["queue_position"] == 1 and active[1]["label"] == "bo · MLP 784-8-10"
+    runs.set_status(d, "running", pid=2 ** 22 + 12345, host=runs.HOST)  # a process that does not exist
+    assert [r["run_id"] for r in shared.active_runs(runs.list_runs())] == [q]
+    # on another machine (a Ray worker): alive while its heartbeat is fresh
+    runs.set_status(d, "running", pid=1, host="elsewhere")
+    assert len(shared.active_runs(runs.list_runs())) == 2
+    runs.set_status(d, "running", pid=1, host="elsewhere", heartbeat=now - runs.STALE_SECONDS - 5)
+    assert [r["run_id"] for r in shared.active_runs(runs.list_runs())] == [q]
 
 
 def test_curves_as_one_long_table():

@@ -61,12 +61,12 @@ def test_changed_fields_name_what_differs_from_the_preset():
     assert view.changed_fields(values) == ["hidden", "lr"]
 
 
-def test_progress_and_eta(tmp_path):
+def test_progress_and_eta(store):
     spec = run_spec(MLPConfig(hidden=(8,)), TrainConfig(epochs=4))
-    d = runs.create_run(spec, root=tmp_path, label="a")
+    d = runs.create_run(spec, label="a")
     now = time.time()
     runs.set_status(d, "running", pid=os.getpid(), started=now - 30, progress=0.25, epoch=1, epochs=4)
-    runs.append_history(d, {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8, "epoch_seconds": 7.5})
+    runs.log_epoch(d, {"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8, "epoch_seconds": 7.5})
     info = view.progress_info(runs.load_run(d), now=now)
     assert info["active"] and info["epoch_seconds"] == 7.5
     assert info["eta"] == pytest.approx(90.0)  # 30 s for a quarter: 90 s to go

@@ -17,6 +17,7 @@ import streamlit as st
 from fmnist_core import runs
 from fmnist_core.views import home as home_view, results as results_view, shared
 from fmnist_core.data import FashionMNIST, load, summary
+from fmnist_core.errors import WorkbenchError
 
 APP_FILE = Path(__file__).resolve().parent.parent / "app.py"
 FONT = 17            # chart font size: readable from the back of a classroom
@@ -98,10 +99,46 @@ def shipped_models() -> list[dict]:
     return _shipped(str(folder), tuple(mtime(folder / f) for f in shared.SHIPPED.values()))
 
 
+@st.cache_data(ttl=1.0, show_spinner=False)
+def _run_list(store_uri: str) -> list[dict]:
+    return runs.list_runs()
+
+
+def run_list() -> list[dict]:
+    """Every run in the store, newest first: one search a second for the whole server, however
+    many students' pages ask (a copy per caller: never shared state)."""
+    return _run_list(runs.tracking_uri())
+
+
+run_list.clear = _run_list.clear  # after a launch or a delete: show it now, not in a second
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _run_detail(run_id: str, version: str, store_uri: str) -> dict:
+    return runs.load_run(run_id)
+
+
+def run_detail(run: dict) -> dict:
+    """One run with its history, test metrics and checkpoint. A run that has ended never
+    changes, so it is read once per server; an active one again after each heartbeat."""
+    info = run.get("status_info") or {}
+    version = run["status"] if run["status"] not in runs.ACTIVE else f"{info.get('heartbeat')}"
+    return _run_detail(run["run_id"], version, runs.tracking_uri())
+
+
 def model_list() -> dict[str, dict]:
-    """Every shipped model and run as entries for the pages (views.shared.model_list), read
-    afresh on each script run so a finished or deleted run shows at once."""
-    return shared.model_list(shipped_models(), runs.list_runs())
+    """Every shipped model and run as entries for the pages (views.shared.model_list), from
+    the cached run list, so a finished or deleted run shows within a second."""
+    return shared.model_list(shipped_models(), run_list())
+
+
+def with_details(entry: dict) -> dict:
+    """A run entry of model_list with its per-epoch history and test metrics filled in."""
+    if entry["source"] != "run":
+        return entry
+    r = run_detail({"run_id": entry["run_id"], "status": entry["status"], "status_info": entry["info"]})
+    return {**entry, "history": r["history"], "metrics": r["metrics"],
+            "checkpoint": r["checkpoint"] or entry["checkpoint"]}
 
 
 @st.cache_resource(show_spinner="Classifying the 10,000 test images…", max_entries=16)
@@ -176,9 +213,10 @@ def curves_figure(long_df, metric: str, by_split: bool = False, title: str | Non
 # --- the sidebar -----------------------------------------------------------------------
 
 def sidebar() -> None:
-    """Data source, devices, the 'concurrent trainings' setting and the live job queue."""
-    init_state({"max_concurrent": 1})
+    """Who you are, data source, devices, the class settings and the live job queue."""
+    from ui import identity
     with st.sidebar:
+        identity.sidebar_panel()
         s = summary(dataset())
         st.markdown("#### Data")
         st.caption(f"{s['train']:,} training · {s['test']:,} test images  \n"
@@ -190,16 +228,69 @@ def sidebar() -> None:
                          else f":material/block: **{name}**: {why}")
         st.caption("  \n".join(lines))
         st.markdown("#### Job queue")
-        st.number_input("Concurrent trainings", min_value=1, max_value=4, step=1, key="max_concurrent",
-                        help="How many trainings may run at once; later launches wait in line. "
-                             "1 suits a 2-core machine: two trainings only slow each other down. "
-                             "Applies to the runs you launch from this tab.")
-        active = shared.active_runs()
+        _class_settings(identity.current_user())
+        active = shared.active_runs(run_list())
         st.fragment(_queue_panel, run_every=POLL_SECONDS * 2 if active else None)(bool(active))
 
 
+@st.cache_data(ttl=2.0, show_spinner=False)
+def _class_settings_of(store_uri: str) -> dict:
+    from dataclasses import asdict
+    from fmnist_core.roles import class_settings as read
+    return asdict(read())
+
+
+def class_settings() -> dict:
+    return _class_settings_of(runs.tracking_uri())
+
+
+class_settings.clear = _class_settings_of.clear
+
+
+SETTING_NAMES = {"max_concurrent": "Concurrent trainings", "max_active_per_student": "Runs per student at once",
+                 "max_parameters": "Parameters per model", "max_epochs": "Epochs per run",
+                 "max_seconds": "Seconds of training per run"}
+
+
+def _save_settings(user) -> None:
+    from fmnist_core.roles import set_class_settings
+    try:
+        set_class_settings(user, **{k: st.session_state[f"cls_{k}"] for k in SETTING_NAMES})
+        st.session_state.cls_error = None
+        class_settings.clear()
+    except WorkbenchError as exc:
+        st.session_state.cls_error = str(exc)
+
+
+def _class_settings(user) -> None:
+    cfg = class_settings()
+    if not user.teacher:
+        st.caption(f"{cfg['max_concurrent']} training(s) at once, first come first served · "
+                   f"per student: {cfg['max_active_per_student']} run(s) at once, ≤ {cfg['max_parameters']:,} "
+                   f"parameters, ≤ {cfg['max_epochs']} epochs, ≤ {cfg['max_seconds']:.0f} s. Set by the teacher.")
+        return
+    with st.expander("Class settings" if roles_class_mode() else "Queue settings"):
+        for k, label in SETTING_NAMES.items():
+            if f"cls_{k}" not in st.session_state:
+                st.session_state[f"cls_{k}"] = cfg[k]
+            if k == "max_concurrent":
+                st.number_input(label, min_value=1, max_value=16, step=1, key=f"cls_{k}",
+                                help="How many trainings run at once on this server; later launches wait "
+                                     "in line, first come first served. 1 suits a 2-core machine.")
+            elif roles_class_mode():
+                st.number_input(label, min_value=1, step=1, key=f"cls_{k}")
+        st.button("Apply for everyone", key="cls_apply", on_click=_save_settings, args=(user,))
+        if st.session_state.get("cls_error"):
+            st.error(st.session_state.cls_error)
+
+
+def roles_class_mode() -> bool:
+    from fmnist_core.roles import class_mode
+    return class_mode()
+
+
 def _queue_panel(was_active: bool) -> None:
-    active = shared.active_runs()
+    active = shared.active_runs(run_list())
     if not active:
         st.caption("No training running or waiting.")
     for r in active:

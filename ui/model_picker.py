@@ -16,6 +16,7 @@ from typing import Any
 
 import streamlit as st
 
+from fmnist_core import runs
 from fmnist_core.views import shared
 from fmnist_core.errors import WorkbenchError
 from ui import common
@@ -60,7 +61,7 @@ def pick(widget_key: str) -> dict[str, Any] | None:
                     help="The shipped models, or any finished run from the Train page.")
     entry = {**options[st.session_state[widget_key]], "key": st.session_state[widget_key]}
     try:
-        entry["model"], entry["net"] = pair(entry["checkpoint"])
+        entry["model"], entry["net"] = pair(runs.ensure_checkpoint(entry["checkpoint"]))
     except (WorkbenchError, OSError) as exc:
         where.error(f"Cannot load this model: {exc}")
         return None

@@ -25,6 +25,7 @@ import pandas as pd
 from .. import runs
 from ..data import IMAGE_SIZE, NUM_CLASSES, PROJECT_ROOT
 from ..errors import WorkbenchError
+from . import labels
 from .format import clock
 
 # shipped in git next to the code (not under $FMNIST_ARTIFACTS, which moves the runs)
@@ -107,7 +108,7 @@ def model_list(shipped: list[dict[str, Any]], run_list: list[dict[str, Any]]) ->
     ("shipped", or the run's), "history" (per-epoch rows; [] for a shipped model), "metrics"
     (the run's test metrics; None for a shipped model, which is evaluated when shown), "info"
     (what the checkpoint or the run's status says: test accuracy, epochs, message), and for
-    a run "run_id" and "run_dir".
+    a run "run_id", "owner" and "owner_id" (the hash roles.User.owns compares).
     """
     out: dict[str, dict[str, Any]] = {}
     for m in shipped:
@@ -126,7 +127,8 @@ def model_list(shipped: list[dict[str, Any]], run_list: list[dict[str, Any]]) ->
             "source": "run", "name": run_short_name(r), "label": f"run {run_label(r)}",
             "checkpoint": r.get("checkpoint"), "model_config": cfg, "arch": (cfg or {}).get("kind"),
             "status": r["status"], "history": r.get("history") or [], "metrics": r.get("metrics"),
-            "info": r.get("status_info") or {}, "run_id": r["run_id"], "run_dir": r.get("run_dir")}
+            "info": r.get("status_info") or {}, "run_id": r["run_id"], "owner": r.get("owner", ""),
+            "owner_id": r.get("owner_id", "")}
     return out
 
 
@@ -226,31 +228,19 @@ def random_test_index(y: np.ndarray, class_index: int | None = None, rng=None) -
 
 # --- runs ----------------------------------------------------------------------------------
 
-def active_runs(root: str | Path | None = None) -> list[dict[str, Any]]:
-    """Queued and running runs, oldest first, reading only small files (the sidebar polls it).
+def active_runs(run_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Queued and running runs of a runs.list_runs() result, oldest first, for the queue panel.
 
-    A run whose process is gone is left out (mark_orphans labels it at the next start-up),
-    except in its first seconds, before the launcher has written the pid.
-    """
-    base = runs.runs_dir(root)
-    if not base.is_dir():
-        return []
+    A run whose process is gone is left out (mark_orphans labels it at the next start-up)."""
     out = []
-    now = time.time()
-    for d in base.iterdir():
-        st = runs.read_json(d / "status.json")
-        if not st or st.get("status") not in runs.ACTIVE:
+    for r in run_list:
+        if r["status"] not in runs.ACTIVE or not runs._alive(r):
             continue
-        if not runs.pid_alive(st.get("pid")) and now - st.get("updated", 0) > 15:
-            continue
-        cfg = runs.read_json(d / "config.json", {}) or {}
-        out.append({"run_id": d.name, "run_dir": str(d), "status": st["status"],
-                    "created": cfg.get("created", 0), "progress": st.get("progress"),
-                    "message": st.get("message", ""), "label": run_title(cfg),
-                    "queue_position": st.get("queue_position")})
+        st = r["status_info"]
+        out.append({"run_id": r["run_id"], "status": r["status"], "created": r["config"]["created"],
+                    "progress": st.get("progress"), "message": st.get("message", ""),
+                    "label": labels.run_label(r), "queue_position": r.get("queue_position")})
     out.sort(key=lambda r: r["created"])
-    for pos, r in enumerate((r for r in out if r["status"] == "queued"), 1):
-        r["queue_position"] = r["queue_position"] or pos
     return out
 
 
@@ -261,18 +251,19 @@ def run_title(config: dict[str, Any]) -> str:
 
 
 def run_label(run: dict[str, Any]) -> str:
-    """For pickers: '05-01 14:03:12 mlp-seed000 — finished, test 88.1%'."""
+    """For pickers: '05-01 14:03:12 · ada · mlp-seed000 · lr 0.01 — finished, test 88.1%'."""
     created = run["config"].get("created")
     when = clock(created, with_date=True) if created else run["run_id"]
     acc = (run.get("status_info") or {}).get("test_accuracy")
     tail = f", test {acc:.1%}" if isinstance(acc, (int, float)) else ""
-    return f"{when} {run_title(run['config'])} — {run['status']}{tail}"
+    engine = ", NumPy" if run["config"].get("engine") == "numpy" else ""
+    return f"{when} · {labels.run_label(run)}{engine} — {run['status']}{tail}"
 
 
 def run_short_name(run: dict[str, Any]) -> str:
-    """For legends and tables: 'mlp-seed000 @ 14:03:12'."""
+    """For legends and tables: 'ada · mlp-seed000 · lr 0.01 @ 14:03:12'."""
     created = run["config"].get("created")
-    return f"{run_title(run['config'])} @ {clock(created) if created else run['run_id']}"
+    return f"{labels.run_label(run)} @ {clock(created) if created else run['run_id']}"
 
 
 def curves_long(named_histories: list[tuple[str, list[dict[str, Any]]]]) -> pd.DataFrame:
