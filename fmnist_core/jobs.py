@@ -21,10 +21,11 @@ from typing import Any, Callable
 from . import runs
 from .data import PROJECT_ROOT, load
 from .device import machine_info
+from .epochs import TrainResult
 from .errors import WorkbenchError
 from .evaluate import evaluate
 from .models import ModelConfig, build_model, config_from_dict, config_to_dict, save_checkpoint
-from .train import TrainConfig, TrainResult, train, train_config_from_dict, train_config_to_dict
+from .train import TrainConfig, train, train_config_from_dict, train_config_to_dict
 
 ENGINES = ("torch", "numpy")
 

@@ -1055,9 +1055,8 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
 
     from .data import train_val_split
     from .models import build_model
-    from .train import BestEpoch, TrainResult, diverged_message
+    from .epochs import EpochLog
 
-    emit = callback or (lambda event: None)
     rng = np.random.default_rng(cfg.seed)  # init, shuffling, dropout and augmentation
 
     tr_idx, val_idx = train_val_split(len(data.y_train), cfg.val_fraction, cfg.seed)
@@ -1082,12 +1081,8 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
     def to_torch(sd):
         return {k: torch.from_numpy(np.array(v)) for k, v in sd.items()}
 
-    history: list[dict[str, Any]] = []
-    best, best_state = BestEpoch(cfg.patience), None
-    status, message = "finished", ""
-    t_start = time.perf_counter()
-    emit({"event": "start", "epochs": cfg.epochs, "steps_per_epoch": steps, "train_size": n,
-          "val_size": len(y_val), "device": "cpu", "precision": "fp32"})
+    log = EpochLog(cfg, callback, on_best)
+    log.start(steps, n, len(y_val), "cpu", "fp32")
     t = 0
     for epoch in range(1, cfg.epochs + 1):
         t_epoch = time.perf_counter()
@@ -1116,19 +1111,11 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(yb)
             if not math.isfinite(loss_sum):
-                status = "diverged"
-                message = diverged_message(epoch, b + 1, cfg.lr)
+                log.diverged(epoch, b + 1)
                 break
-            if (b + 1) % cfg.progress_every == 0:
-                emit({"event": "batch", "epoch": epoch, "batch": b + 1, "steps": steps,
-                      "loss": loss_sum / seen, "elapsed": time.perf_counter() - t_start})
-            if should_stop is not None and (b + 1) % 10 == 0 and should_stop():
-                status, message = "cancelled", f"cancelled in epoch {epoch}, batch {b + 1}"
+            if log.after_batch(epoch, b + 1, steps, lambda: loss_sum / seen, should_stop):
                 break
-            if cfg.max_seconds and time.perf_counter() - t_start > cfg.max_seconds:
-                message = f"time limit of {cfg.max_seconds:g} s reached in epoch {epoch}"
-                break
-        if status != "finished":
+        if log.status != "finished":
             break
         row = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
                "lr": schedule(t)[0], "epoch_seconds": time.perf_counter() - t_epoch}
@@ -1136,25 +1123,9 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
             vlogits = np.concatenate([net.forward(x_val[i:i + 4000]) for i in range(0, len(y_val), 4000)])
             row["val_loss"] = SoftmaxCrossEntropy().forward(vlogits, y_val)
             row["val_accuracy"] = float((vlogits.argmax(1) == y_val).mean())
-        row["elapsed"] = time.perf_counter() - t_start
-        history.append(row)
-        if best.update(row):
-            best_state = net.state_dict()
-            if on_best is not None:
-                on_best(to_torch(best_state), row)
-        emit({"event": "epoch", **row, "epochs": cfg.epochs, "best_epoch": best.best_epoch})
-        message = best.stop_message(epoch) or message
-        if message:  # early stop, or the time limit reached exactly at an epoch end
+        if log.end_epoch(row, lambda: to_torch(net.state_dict())):  # early stop, or the time limit
             break
-    seconds = time.perf_counter() - t_start
+    seconds = log.elapsed()
     model = build_model(model_config)
-    model.load_state_dict(to_torch(best_state if best_state is not None else net.state_dict()))
-    model = model.eval()
-    if status == "finished" and not message:
-        message = f"finished {len(history)} epochs in {seconds:.1f} s"
-    result = TrainResult(status=status, message=message, history=history, best_epoch=best.best_epoch,
-                         best_val_accuracy=best.best_val_accuracy,
-                         epochs_run=len(history), train_seconds=seconds, device="cpu",
-                         precision="fp32", model=model)
-    emit({"event": "end", "status": status, "message": message})
-    return result
+    model.load_state_dict(log.best_state if log.best_state is not None else to_torch(net.state_dict()))
+    return log.finish(model.eval(), seconds, "cpu", "fp32")
