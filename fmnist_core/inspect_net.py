@@ -78,7 +78,7 @@ def default_choice(choices: dict[str, dict[str, Any]]) -> str | None:
 
 def load_pair(path: str | Path):
     """(PyTorch model in eval mode on the CPU, ManualNet) from one checkpoint, read once."""
-    from .manual import ManualNet, state_dict_to_numpy
+    from .twin import ManualNet, state_dict_to_numpy
     from .models import build_model, config_from_dict, read_checkpoint
     from .errors import CheckpointError
     ckpt = read_checkpoint(path)

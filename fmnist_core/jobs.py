@@ -35,7 +35,7 @@ def run_spec(model_config: ModelConfig, train_config: TrainConfig, preset: str |
     if engine not in ENGINES:
         raise WorkbenchError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "numpy":
-        from .manual import check_trainable
+        from .twin import check_trainable
         check_trainable(model_config, train_config)  # refuse before any run folder exists
     return {"model_config": config_to_dict(model_config), "train_config": train_config_to_dict(train_config),
             "preset": preset, "engine": engine, "train_limit": train_limit}
@@ -165,7 +165,7 @@ def _trainer(engine: str):
     if engine == "torch":
         return train
     if engine == "numpy":
-        from .manual import train_numpy  # the NumPy twin's own trainer
+        from .twin import train_numpy  # the NumPy twin's own trainer
         return train_numpy
     raise WorkbenchError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
 

@@ -231,11 +231,11 @@ def train_config_from_form(v: dict[str, Any]):
 def numpy_engine_problem() -> str | None:
     """None when the NumPy twin can train, else why not (it is written separately)."""
     try:
-        manual = importlib.import_module(f"{__package__}.manual")
+        manual = importlib.import_module(f"{__package__}.twin")
     except ImportError as exc:
-        return f"the NumPy twin (fmnist_core/manual.py) cannot be imported: {exc}"
+        return f"the NumPy twin (fmnist_core/twin/) cannot be imported: {exc}"
     if not hasattr(manual, "train_numpy"):
-        return "the NumPy twin has no trainer yet (fmnist_core.manual.train_numpy)"
+        return "the NumPy twin has no trainer yet (fmnist_core.twin.train_numpy)"
     return None
 
 
@@ -270,7 +270,7 @@ def check_form(v: dict[str, Any], devices: dict[str, str | None]) -> tuple[dict 
             problems.append(f"NumPy engine unavailable: {why}.")
         elif mcfg is not None and tcfg is not None:
             # the twin's own rules (device, precision...), so the form and the trainer agree
-            check = getattr(importlib.import_module(f"{__package__}.manual"), "check_trainable", None)
+            check = getattr(importlib.import_module(f"{__package__}.twin"), "check_trainable", None)
             try:
                 if check is not None:
                     check(mcfg, tcfg)

@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmnist_core import inspect_net, manual, views
+from fmnist_core import inspect_net, twin, views
 from fmnist_core.data import CLASSES
 from pages import common, model_picker
 
@@ -177,7 +177,7 @@ def _layer_row(i: int, d: dict, out: np.ndarray) -> None:
 @st.cache_data(show_spinner=False, max_entries=16)
 def _compare(path: str, mtime: float) -> dict:
     ds = common.dataset()
-    return manual.compare(path, ds.x_test, ds.y_test, impl="numpy")
+    return twin.compare(path, ds.x_test, ds.y_test, impl="numpy")
 
 
 def _whole_test_set(entry) -> None:

@@ -5,7 +5,7 @@ import pytest
 from fmnist_core import models
 from fmnist_core.epochs import BestEpoch, EpochLog, diverged_message
 from fmnist_core.train import TrainConfig, train
-from fmnist_core.manual import train_numpy
+from fmnist_core.twin import train_numpy
 
 
 def _log(**kw):

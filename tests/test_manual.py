@@ -23,8 +23,10 @@ from fmnist_core import models
 from fmnist_core.data import PROJECT_ROOT
 from fmnist_core.errors import CheckpointError, ConfigError, ImageError
 from fmnist_core.evaluate import evaluate, images_to_tensor, predict_logits
-from fmnist_core.manual import (GELU, Adam, Dropout, ManualNet, NumpyMLP, SGD, SoftmaxCrossEntropy,
-                                TorchOpsNet, compare, erf, lr_schedule, state_dict_to_numpy, train_numpy)
+from fmnist_core.twin import (Adam, ManualNet, NumpyMLP, SGD, SoftmaxCrossEntropy, TorchOpsNet, compare,
+                              state_dict_to_numpy, train_numpy)
+from fmnist_core.twin.layers import GELU, Dropout, erf
+from fmnist_core.twin.optim import lr_schedule
 from fmnist_core.train import TrainConfig, train
 
 LOGIT_TOL = 1e-4   # the bar for float32 logits

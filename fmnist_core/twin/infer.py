@@ -1,0 +1,372 @@
+"""`ManualNet`: any checkpoint (every MLP and CNN config) run with NumPy only, fast.
+
+This is an optimisation of the layers in twin.layers, not new math: the same
+network, computed in fewer passes over memory. The plan's layers become steps with
+their weights laid out for the op that uses them (pre-transposed, channels-last);
+`forward` runs the *fused* steps (`_fuse`: the MLP's input normalization and every
+eval-mode batchnorm folded into the matmul before it, dropout dropped), in place
+wherever the array is ours, in chunks for CNNs (im2col convolution, strided-view
+pooling). `forward_layers` runs the plan one layer at a time and returns every
+layer's output under the torch module's name, in torch's layout, for the dashboard
+and the tests to put side by side with PyTorch.
+
+Read twin.layers first; then this file's `_prepare` and `_fuse` say what changes.
+
+Left out on purpose: training (twin.train), dropout in training mode, bf16, and any
+GPU (twin.torch_ops runs the same steps with torch ops).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from ..data import IMAGE_SIZE, NUM_CLASSES
+from ..errors import CheckpointError, ConfigError, ImageError
+from ..models import LayerSpec, ModelConfig, config_from_dict, layer_plan, read_checkpoint
+from .layers import BN_EPS, LEAKY_SLOPE, gelu
+
+# intermediate arrays per chunk stay under this: an im2col buffer of cnn-seed002 on
+# 10,000 images would be 9 GB, while 64 MB chunks are as fast and fit anywhere
+CHUNK_BYTES = 64 << 20
+
+
+def as_images(x: Any) -> np.ndarray:
+    """Anything image-like -> float32 (N, 28, 28) or (N, 784), [0, 1]; never copies float32 input.
+
+    uint8 is scaled by 1/255 exactly as evaluate.images_to_tensor does, so both
+    implementations see bit-identical inputs.
+    """
+    if hasattr(x, "detach"):  # a torch tensor handed to the NumPy path
+        x = x.detach().cpu().numpy()
+    x = np.asarray(x)
+    if x.dtype == np.uint8:
+        x = np.multiply(x, 1 / 255.0, dtype=np.float32)
+    elif x.dtype != np.float32:
+        x = x.astype(np.float32)
+    side = IMAGE_SIZE
+    if x.shape == (side, side):
+        x = x[None]
+    if x.ndim == 4 and x.shape[1:] == (1, side, side):
+        x = x.reshape(len(x), side, side)
+    if not ((x.ndim == 3 and x.shape[1:] == (side, side)) or (x.ndim == 2 and x.shape[1] == side * side)):
+        raise ImageError(f"expected images of shape (N, 1, 28, 28), (N, 28, 28) or (N, 784), got {x.shape}")
+    return x
+
+
+def state_dict_to_numpy(sd: dict) -> dict[str, np.ndarray]:
+    """A torch state_dict (or one already in NumPy) -> {name: float32 ndarray}.
+
+    Float tensors become float32; counters (BatchNorm's num_batches_tracked) keep their dtype.
+    """
+    out = {}
+    for k, v in sd.items():
+        if hasattr(v, "detach"):
+            v = v.detach().cpu()
+            v = (v.float() if v.is_floating_point() else v).numpy()
+        v = np.asarray(v)
+        out[k] = v.astype(np.float32) if v.dtype.kind == "f" else v
+    return out
+
+
+# --- the plan, turned into steps with their weights in the layout each op wants -------
+
+class _Step:
+    """One layer of the plan with its constants prepared for fast inference."""
+
+    def __init__(self, spec: LayerSpec, **consts: np.ndarray):
+        self.name, self.kind, self.args = spec.name, spec.kind, spec.args
+        self.c = consts
+
+
+def _param(params: dict, key: str, shape: tuple[int, ...]) -> np.ndarray:
+    if key not in params:
+        raise CheckpointError(f"the weights lack {key!r}, which this model config needs")
+    v = np.asarray(params[key])
+    if v.shape != shape:
+        raise CheckpointError(f"{key}: shape {v.shape} does not fit the config (expected {shape})")
+    return np.ascontiguousarray(v, dtype=np.float32)
+
+
+def _prepare(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list[_Step], list[_Step], int]:
+    """Check the weights against the plan and lay them out for the ops below.
+
+    Returns (steps, fused steps, floats per image): `steps` is the plan one to one
+    (forward_layers), `fused` the same function in fewer passes (forward, see _fuse).
+    Internally activations of conv layers are kept channels-last (N, H, W, C): then
+    im2col rows are contiguous per pixel and a conv's matmul output needs no transpose.
+    forward_layers converts back to torch's (N, C, H, W) for display and comparison.
+    """
+    plan = layer_plan(cfg)
+    steps: list[_Step] = []
+    used: set[str] = set()
+
+    def get(key, shape):
+        used.add(key)
+        return _param(params, key, shape)
+
+    side, ch = IMAGE_SIZE, 1                 # current spatial size and channels (CNN part)
+    per_image = side * side                  # largest float count per image, for chunking
+    flat_from: tuple[int, int] | None = None  # (C, side) of the map flattened into fc1
+    for s in plan:
+        a = s.args
+        if s.kind == "normalize":
+            mean = float(np.asarray(params.get("norm.mean", a["mean"])))
+            std = float(np.asarray(params.get("norm.std", a["std"])))
+            used.update({"norm.mean", "norm.std"})
+            steps.append(_Step(s, mean=np.float32(mean), std=np.float32(std)))
+        elif s.kind == "flatten":
+            if cfg.kind == "cnn":
+                flat_from = (ch, side)
+            steps.append(_Step(s))
+        elif s.kind == "linear":
+            w = get(f"{s.name}.weight", (a["out"], a["in"]))
+            b = get(f"{s.name}.bias", (a["out"],))
+            if flat_from is not None:
+                # torch flattens (C, H, W); our maps are (H, W, C): permute fc1's columns once.
+                # forward_layers flattens in torch's order and keeps the original weight (wt_chw)
+                c, sz = flat_from
+                w_hwc = w.reshape(a["out"], c, sz, sz).transpose(0, 2, 3, 1).reshape(a["out"], -1)
+                steps.append(_Step(s, wt=np.ascontiguousarray(w_hwc.T), b=b, wt_chw=np.ascontiguousarray(w.T)))
+                flat_from = None
+            else:
+                # pre-transposed and contiguous: x (N, in) @ wt (in, out) is one plain GEMM
+                steps.append(_Step(s, wt=np.ascontiguousarray(w.T), b=b))
+            per_image = max(per_image, a["out"])
+        elif s.kind == "conv":
+            k, o = a["kernel"], a["out"]
+            w = get(f"{s.name}.weight", (o, a["in"], k, k))
+            # im2col columns are ordered (kh, kw, C): channels innermost, so building the
+            # columns copies contiguous runs (4x faster than torch's (C, kh, kw) order here);
+            # the weight (O, C, kh, kw) is permuted once to match
+            wt = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(-1, o))  # (kh*kw*C, O)
+            steps.append(_Step(s, wt=wt, b=get(f"{s.name}.bias", (o,))))
+            per_image = max(per_image, side * side * a["in"] * k * k, side * side * o)
+            ch = o
+        elif s.kind in ("batchnorm1d", "batchnorm2d"):
+            f = a["features"]
+            rm, rv = get(f"{s.name}.running_mean", (f,)), get(f"{s.name}.running_var", (f,))
+            g, b = get(f"{s.name}.weight", (f,)), get(f"{s.name}.bias", (f,))
+            used.add(f"{s.name}.num_batches_tracked")
+            steps.append(_Step(s, mean=rm, inv_std=(1.0 / np.sqrt(rv + BN_EPS)).astype(np.float32),
+                               gamma=g, beta=b))
+        elif s.kind == "pool":
+            side //= 2
+            steps.append(_Step(s))
+        elif s.kind in ("act", "dropout"):
+            steps.append(_Step(s))
+        else:
+            raise ConfigError(f"the manual twin has no layer kind {s.kind!r}")
+    extra = set(params) - used
+    if extra:
+        raise CheckpointError(f"the weights hold entries this config does not use: {', '.join(sorted(extra))}")
+
+    return steps, _fuse(cfg, steps), per_image
+
+
+def _fuse(cfg: ModelConfig, steps: list[_Step]) -> list[_Step]:
+    """The same network in fewer passes over memory, for `forward`.
+
+    * MLP: the input normalization goes into fc1, saving a full pass over the input:
+      ((x - m) / s) @ W.T + b  ==  x @ (W / s).T + (b - (m / s) * W.sum(1)).
+      (A CNN cannot fold it: zero padding must pad the *normalized* image.)
+    * batchnorm (eval) is a per-channel scale and shift: it goes into the linear or conv
+      layer before it, W' = W * g / sqrt(v + eps), b' = (b - mean) * g / sqrt(v + eps) + beta.
+    * dropout is the identity in evaluation: dropped.
+    The arithmetic is done in float64 and rounded once; the results differ from the
+    layer-by-layer path by float32 rounding only (see the tests).
+    """
+    fused: list[_Step] = []
+    norm = None
+    for s in steps:
+        if s.kind == "dropout":
+            continue
+        if s.kind == "normalize" and cfg.kind == "mlp":
+            norm = s  # folded into the first linear layer below
+            continue
+        if s.kind == "linear" and norm is not None:
+            m, sd = np.float64(norm.c["mean"]), np.float64(norm.c["std"])
+            wt = s.c["wt"].astype(np.float64)
+            s = _Step(LayerSpec(s.name, s.kind, s.args), wt=(wt / sd).astype(np.float32),
+                      b=(s.c["b"] - (m / sd) * wt.sum(0)).astype(np.float32))
+            norm = None
+        elif s.kind in ("batchnorm1d", "batchnorm2d") and fused and fused[-1].kind in ("linear", "conv"):
+            prev, c = fused[-1], s.c
+            scale = c["inv_std"].astype(np.float64) * c["gamma"]
+            fused[-1] = _Step(LayerSpec(prev.name, prev.kind, prev.args),
+                              wt=(prev.c["wt"] * scale).astype(np.float32),
+                              b=((prev.c["b"] - c["mean"].astype(np.float64)) * scale + c["beta"]).astype(np.float32))
+            continue
+        fused.append(s)
+    return fused
+
+
+def _chunk_size(per_image: int, n: int) -> int:
+    return max(1, min(n, CHUNK_BYTES // (4 * per_image)))
+
+
+# --- NumPy inference ------------------------------------------------------------------
+
+class ManualNet:
+    """A workbench model run with NumPy only, layer by layer as written in `layer_plan`.
+
+    params: the state_dict as {name: ndarray} (see `state_dict_to_numpy`); torch
+    tensors are accepted and converted. Everything runs in float32.
+    """
+
+    def __init__(self, config: ModelConfig | dict, params: dict[str, np.ndarray]):
+        self.config = config_from_dict(config) if isinstance(config, dict) else config
+        params = state_dict_to_numpy(params)
+        self.plan = layer_plan(self.config)
+        self.steps, self.fused, self._per_image = _prepare(self.config, params)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path) -> "ManualNet":
+        ckpt = read_checkpoint(path)
+        net = cls(config_from_dict(ckpt["model_config"]), state_dict_to_numpy(ckpt["state_dict"]))
+        net.metrics = ckpt.get("metrics", {})
+        return net
+
+    def forward(self, x) -> np.ndarray:
+        """Logits (N, 10) float32 for images (N, 1, 28, 28) / (N, 28, 28) / (N, 784), float or uint8.
+
+        The fast path: the fused steps (normalization and batchnorm folded into the
+        matmuls, no dropout), in place wherever the array is ours, in chunks for CNNs.
+        """
+        x = as_images(x)
+        n = len(x)
+        step = _chunk_size(self._per_image, n)
+        if step >= n:
+            return self._run(x, record=None)
+        out = np.empty((n, NUM_CLASSES), dtype=np.float32)
+        for i in range(0, n, step):
+            out[i:i + step] = self._run(x[i:i + step], record=None)
+        return out
+
+    def forward_layers(self, x) -> list[tuple[str, np.ndarray]]:
+        """[(layer name, output)] for every layer of the plan, in torch's layout.
+
+        Each output is its own array (no in-place tricks, no folding): what you see
+        for `norm` is what went into the next layer. Mind the memory for large N on CNNs
+        (`compare` goes through a test set in chunks).
+        """
+        record: list[tuple[str, np.ndarray]] = []
+        self._run(as_images(x), record=record)
+        return record
+
+    def predict(self, x) -> np.ndarray:
+        """Predicted class indices (N,)."""
+        return self.forward(x).argmax(1)
+
+    def _run(self, x: np.ndarray, record: list | None) -> np.ndarray:
+        n = len(x)
+        fast = record is None
+        # the input belongs to the caller (maybe the read-only dataset): in-place ops
+        # are only allowed once an op has produced an array of our own
+        owned = False
+        h = x.reshape(n, IMAGE_SIZE, IMAGE_SIZE, 1)  # channels-last; one channel: a view
+        for s in (self.fused if fast else self.steps):
+            if record is not None and s.kind == "flatten" and h.ndim == 4:
+                # shown as torch has it: (C, H, W) order, and fc1 then uses its original columns
+                h, made = _to_torch_layout(h).reshape(n, -1), True
+            else:
+                h, made = _np_op(s, h, fast and owned, chw=record is not None)
+            owned = owned or made
+            if record is not None:
+                record.append((s.name, _to_torch_layout(h)))
+        return h
+
+
+def _to_torch_layout(h: np.ndarray) -> np.ndarray:
+    # (N, H, W, C) -> (N, C, H, W); 2D activations are already torch's layout
+    return np.ascontiguousarray(h.transpose(0, 3, 1, 2)) if h.ndim == 4 else h
+
+
+def _np_op(s: _Step, h: np.ndarray, inplace: bool, chw: bool = False) -> tuple[np.ndarray, bool]:
+    """Apply one step. Returns (output, whether the output is a fresh array of ours).
+
+    chw: the flattened map came in torch's (C, H, W) order (forward_layers).
+    """
+    c = s.c
+    match s.kind:
+        case "normalize":
+            h = np.subtract(h, c["mean"], dtype=np.float32)
+            h /= c["std"]  # divide, not multiply by 1/std: the same rounding as torch
+            return h, True
+        case "flatten":
+            # (N, H, W, C) -> (N, H*W*C): a view; fc1's weight columns were permuted to match
+            return h.reshape(len(h), -1), False
+        case "linear":
+            out = h @ c["wt_chw" if chw and "wt_chw" in c else "wt"]  # (N, in) @ (in, out) -> (N, out)
+            out += c["b"]
+            return out, True
+        case "conv":
+            return _np_conv(h, c["wt"], c["b"], s.args["kernel"], s.args["padding"]), True
+        case "batchnorm1d" | "batchnorm2d":
+            # channels are the last axis in both layouts: broadcasting does the rest
+            out = h if inplace else h.copy()
+            out -= c["mean"]
+            out *= c["inv_std"]
+            out *= c["gamma"]
+            out += c["beta"]
+            return out, True
+        case "act":
+            return _np_act(s.args["fn"], h, inplace), True
+        case "pool":
+            # the four corners of every 2x2 window as strided views (odd sizes drop the last
+            # row/column, like torch); elementwise max/sum over them is 2x faster than
+            # reshaping to (N, H/2, 2, W/2, 2, C) and reducing two axes
+            hh, ww = h.shape[1] // 2 * 2, h.shape[2] // 2 * 2
+            a, b = h[:, 0:hh:2, 0:ww:2], h[:, 0:hh:2, 1:ww:2]
+            c, d = h[:, 1:hh:2, 0:ww:2], h[:, 1:hh:2, 1:ww:2]
+            if s.args["type"] == "max":
+                out = np.maximum(a, b)
+                np.maximum(out, c, out=out)
+                return np.maximum(out, d, out=out), True
+            out = a + b                 # summed in torch's order, then / 4 (exact: a power of 2)
+            out += c
+            out += d
+            out *= np.float32(0.25)
+            return out, True
+        case "dropout":
+            return h, False  # eval mode: dropout is the identity
+    raise ConfigError(f"the manual twin has no layer kind {s.kind!r}")
+
+
+def _np_conv(h: np.ndarray, wt: np.ndarray, b: np.ndarray, k: int, pad: int) -> np.ndarray:
+    """Convolution as one matrix product (im2col), channels-last.
+
+    (N, H, W, C) -> pad -> every k x k window as a row (N*H*W, k*k*C) -> @ (k*k*C, O) -> (N, H, W, O)
+    """
+    n, hh, ww, ch = h.shape
+    if pad:
+        h = np.pad(h, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    win = sliding_window_view(h, (k, k), axis=(1, 2))   # (N, H', W', C, kh, kw), a view
+    oh, ow = win.shape[1], win.shape[2]
+    cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, k * k * ch)  # the copy: im2col
+    out = cols @ wt                                      # (N*H*W, k*k*C) @ (k*k*C, O)
+    out += b
+    return out.reshape(n, oh, ow, -1)
+
+
+def _np_act(fn: str, h: np.ndarray, inplace: bool) -> np.ndarray:
+    out = h if inplace else None
+    match fn:
+        case "relu":
+            return np.maximum(h, 0, out=out)
+        case "leaky_relu":
+            # x for x > 0, 0.01 x otherwise: the larger of the two in both cases
+            return np.maximum(h, h * np.float32(LEAKY_SLOPE), out=out)
+        case "tanh":
+            return np.tanh(h, out=out)
+        case "sigmoid":
+            with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x << 0: 1/inf = 0, right
+                out = np.negative(h, out=out)
+                np.exp(out, out=out)
+                out += 1
+                return np.reciprocal(out, out=out)
+        case "gelu":
+            return gelu(h)
+    raise ConfigError(f"the manual twin has no activation {fn!r}")
