@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
 from ..data import IMAGE_SIZE, NUM_CLASSES
 from ..errors import CheckpointError, ConfigError, ImageError
 from ..models import LayerSpec, ModelConfig, config_from_dict, layer_plan, read_checkpoint
-from .layers import BN_EPS, LEAKY_SLOPE, gelu
+from .layers import ACTIVATIONS, BN_EPS, conv2d, linear, normalize, pool2d, scale_shift, standardize
 
 # intermediate arrays per chunk stay under this: an im2col buffer of cnn-seed002 on
 # 10,000 images would be 9 GB, while 64 MB chunks are as fast and fit anywhere
@@ -285,88 +284,33 @@ def _to_torch_layout(h: np.ndarray) -> np.ndarray:
 
 
 def _np_op(s: _Step, h: np.ndarray, inplace: bool, chw: bool = False) -> tuple[np.ndarray, bool]:
-    """Apply one step. Returns (output, whether the output is a fresh array of ours).
+    """Apply one step with twin.layers' functions. Returns (output, whether the output
+    is a fresh array of ours). inplace: h is ours, an op may overwrite it.
 
     chw: the flattened map came in torch's (C, H, W) order (forward_layers).
     """
     c = s.c
+    out = h if inplace else None
     match s.kind:
         case "normalize":
-            h = np.subtract(h, c["mean"], dtype=np.float32)
-            h /= c["std"]  # divide, not multiply by 1/std: the same rounding as torch
-            return h, True
+            return normalize(h, c["mean"], c["std"]), True
         case "flatten":
             # (N, H, W, C) -> (N, H*W*C): a view; fc1's weight columns were permuted to match
             return h.reshape(len(h), -1), False
         case "linear":
-            out = h @ c["wt_chw" if chw and "wt_chw" in c else "wt"]  # (N, in) @ (in, out) -> (N, out)
-            out += c["b"]
-            return out, True
+            # in forward, a linear step may hold weights with normalization or batchnorm folded in
+            return linear(h, c["wt_chw" if chw and "wt_chw" in c else "wt"], c["b"]), True
         case "conv":
-            return _np_conv(h, c["wt"], c["b"], s.args["kernel"], s.args["padding"]), True
+            return conv2d(h, c["wt"], c["b"], s.args["kernel"], s.args["padding"]), True
         case "batchnorm1d" | "batchnorm2d":
-            # channels are the last axis in both layouts: broadcasting does the rest
-            out = h if inplace else h.copy()
-            out -= c["mean"]
-            out *= c["inv_std"]
-            out *= c["gamma"]
-            out += c["beta"]
-            return out, True
+            xhat = standardize(h, c["mean"], c["inv_std"], out=out)
+            return scale_shift(xhat, c["gamma"], c["beta"], out=xhat), True
         case "act":
-            return _np_act(s.args["fn"], h, inplace), True
+            if s.args["fn"] not in ACTIVATIONS:
+                raise ConfigError(f"the manual twin has no activation {s.args['fn']!r}")
+            return ACTIVATIONS[s.args["fn"]](h, out=out), True
         case "pool":
-            # the four corners of every 2x2 window as strided views (odd sizes drop the last
-            # row/column, like torch); elementwise max/sum over them is 2x faster than
-            # reshaping to (N, H/2, 2, W/2, 2, C) and reducing two axes
-            hh, ww = h.shape[1] // 2 * 2, h.shape[2] // 2 * 2
-            a, b = h[:, 0:hh:2, 0:ww:2], h[:, 0:hh:2, 1:ww:2]
-            c, d = h[:, 1:hh:2, 0:ww:2], h[:, 1:hh:2, 1:ww:2]
-            if s.args["type"] == "max":
-                out = np.maximum(a, b)
-                np.maximum(out, c, out=out)
-                return np.maximum(out, d, out=out), True
-            out = a + b                 # summed in torch's order, then / 4 (exact: a power of 2)
-            out += c
-            out += d
-            out *= np.float32(0.25)
-            return out, True
+            return pool2d(h, s.args["type"]), True
         case "dropout":
             return h, False  # eval mode: dropout is the identity
     raise ConfigError(f"the manual twin has no layer kind {s.kind!r}")
-
-
-def _np_conv(h: np.ndarray, wt: np.ndarray, b: np.ndarray, k: int, pad: int) -> np.ndarray:
-    """Convolution as one matrix product (im2col), channels-last.
-
-    (N, H, W, C) -> pad -> every k x k window as a row (N*H*W, k*k*C) -> @ (k*k*C, O) -> (N, H, W, O)
-    """
-    n, hh, ww, ch = h.shape
-    if pad:
-        h = np.pad(h, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-    win = sliding_window_view(h, (k, k), axis=(1, 2))   # (N, H', W', C, kh, kw), a view
-    oh, ow = win.shape[1], win.shape[2]
-    cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, k * k * ch)  # the copy: im2col
-    out = cols @ wt                                      # (N*H*W, k*k*C) @ (k*k*C, O)
-    out += b
-    return out.reshape(n, oh, ow, -1)
-
-
-def _np_act(fn: str, h: np.ndarray, inplace: bool) -> np.ndarray:
-    out = h if inplace else None
-    match fn:
-        case "relu":
-            return np.maximum(h, 0, out=out)
-        case "leaky_relu":
-            # x for x > 0, 0.01 x otherwise: the larger of the two in both cases
-            return np.maximum(h, h * np.float32(LEAKY_SLOPE), out=out)
-        case "tanh":
-            return np.tanh(h, out=out)
-        case "sigmoid":
-            with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x << 0: 1/inf = 0, right
-                out = np.negative(h, out=out)
-                np.exp(out, out=out)
-                out += 1
-                return np.reciprocal(out, out=out)
-        case "gelu":
-            return gelu(h)
-    raise ConfigError(f"the manual twin has no activation {fn!r}")

@@ -6,14 +6,20 @@ what `backward` will need (the input, a mask...); `backward(grad)` receives
 dLoss/d(output) and returns dLoss/d(input), and a layer with parameters also fills
 `self.grads`, keyed like `self.params` and like torch's state_dict. The shapes are in
 the comments: (N, 784) -> (N, 128) means a batch of N flattened images in, N vectors
-of 128 features out. `NumpyMLP` stacks them in the order of `models.layer_plan`.
+of 128 features out. `NumpyMLP` stacks the layers in the order of `models.layer_plan`.
+
+Each forward's math is a plain function right above its class (`linear`, `relu`,
+`standardize` and `scale_shift` for batchnorm...): the class calls it in training,
+and twin.infer's ManualNet calls the very same function for inference (with `out=`
+to write in place into an array it owns), so every forward is written once. The
+convolution and pooling of the CNNs come last, forward only.
 
 Tested against torch.autograd layer by layer (tests/test_twin_layers.py).
 
 References: karpathy/micrograd (forward and backward side by side, tested against
-torch); CS231n notes on backpropagation; PyTorch's docs for nn.GELU (exact erf form)
-and the initialisation of nn.Linear; Numerical Recipes (2nd ed., section 6.2) for the
-erfc approximation.
+torch); CS231n notes on backpropagation and im2col; PyTorch's docs for nn.GELU (exact
+erf form) and the initialisation of nn.Linear; Numerical Recipes (2nd ed., section
+6.2) for the erfc approximation.
 
 Left out on purpose: convolution and pooling backward (CNNs are inference only in the
 twin: a readable conv backward is a lesson of its own, and far too slow in NumPy for
@@ -25,6 +31,7 @@ import math
 from typing import Any
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
 from ..errors import ConfigError
 from ..models import ModelConfig, layer_plan
@@ -33,34 +40,19 @@ BN_EPS = 1e-5          # torch's BatchNorm default
 LEAKY_SLOPE = 0.01     # torch's LeakyReLU default, and what models._activation builds
 
 
-# --- small numeric helpers ------------------------------------------------------------
-
-def erf(x: np.ndarray) -> np.ndarray:
-    """erf, vectorised. NumPy has none and SciPy is not a dependency.
-
-    Numerical Recipes' Chebyshev fit of erfc (fractional error < 1.2e-7), evaluated in
-    float64: measured max |error| of erf 8.3e-8 over [-8, 8] against math.erf.
-    """
-    x = np.asarray(x, dtype=np.float64)
-    z = np.abs(x)
-    t = 1.0 / (1.0 + 0.5 * z)
-    poly = (-1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
-        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
-            -0.82215223 + t * 0.17087277)))))))))
-    erfc = t * np.exp(-z * z + poly)
-    return np.where(x >= 0, 1.0 - erfc, erfc - 1.0)
-
-
-def gelu(x: np.ndarray) -> np.ndarray:
-    """Exact GELU, x * Phi(x), as nn.GELU() computes it (not the tanh approximation)."""
-    return (0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
-
-
 # --- the layers ----------------------------------------------------------------------
 #
 # Each layer keeps what its backward needs from its forward (self.x, self.mask...).
 # backward(grad) receives dLoss/d(output) and returns dLoss/d(input); layers with
 # parameters also fill self.grads, keyed like self.params and like torch's state_dict.
+# The functions take out=None: None returns a new array, out=x overwrites x (inference
+# only; a layer in training never does, its backward still needs the input).
+
+def normalize(x, mean, std):            # (N, 28, 28) -> (N, 28, 28)
+    out = x - mean
+    out /= std  # divide, not multiply by 1/std: the same rounding as torch
+    return out
+
 
 class Normalize:
     """(x - mean) / std: the model's first layer, no parameters."""
@@ -70,7 +62,7 @@ class Normalize:
         self.params, self.grads = {}, {}
 
     def forward(self, x, train=False):  # (N, 784) -> (N, 784)
-        return (x - self.mean) / self.std
+        return normalize(x, self.mean, self.std)
 
     def backward(self, grad):           # (N, 784) -> (N, 784)
         return grad / self.std
@@ -88,6 +80,12 @@ class Flatten:
         return grad.reshape(self.shape)
 
 
+def linear(x, wt, b):                   # (N, in) @ (in, out) + (out,) -> (N, out)
+    out = x @ wt
+    out += b
+    return out
+
+
 class Linear:
     """y = x W^T + b, with W stored (out, in) as torch stores it."""
 
@@ -101,7 +99,7 @@ class Linear:
 
     def forward(self, x, train=False):  # (N, in) -> (N, out)
         self.x = x
-        return x @ self.params["weight"].T + self.params["bias"]
+        return linear(x, self.params["weight"].T, self.params["bias"])
 
     def backward(self, grad, input_grad=True):  # (N, out) -> (N, in)
         self.grads["weight"] = grad.T @ self.x    # (out, N) @ (N, in) -> (out, in)
@@ -109,6 +107,19 @@ class Linear:
         if not input_grad:                        # the first layer: nothing below learns
             return None
         return grad @ self.params["weight"]       # (N, out) @ (out, in) -> (N, in)
+
+
+def standardize(x, mean, inv_std, out=None):  # (N, F) -> (N, F): per feature, mean 0 and variance 1
+    # features are the last axis, also in ManualNet's channels-last maps: broadcasting does the rest
+    out = np.subtract(x, mean, out=out)
+    out *= inv_std
+    return out
+
+
+def scale_shift(xhat, gamma, beta, out=None):  # (N, F) -> (N, F): the learned per-feature affine
+    out = np.multiply(xhat, gamma, out=out)
+    out += beta
+    return out
 
 
 class BatchNorm1d:
@@ -134,8 +145,8 @@ class BatchNorm1d:
         else:
             mean, var = self.running_mean, self.running_var
         self.inv_std = 1.0 / np.sqrt(var + BN_EPS)
-        self.xhat = (x - mean) * self.inv_std
-        return self.xhat * self.params["weight"] + self.params["bias"]
+        self.xhat = standardize(x, mean, self.inv_std)
+        return scale_shift(self.xhat, self.params["weight"], self.params["bias"])
 
     def backward(self, grad):           # (N, F) -> (N, F); training mode only
         n = len(grad)
@@ -146,16 +157,25 @@ class BatchNorm1d:
         return self.inv_std / n * (n * dxhat - dxhat.sum(0) - self.xhat * (dxhat * self.xhat).sum(0))
 
 
+def relu(x, out=None):                  # (N, H) -> (N, H)
+    return np.maximum(x, 0, out=out)
+
+
 class ReLU:
     def __init__(self, name):
         self.name, self.params, self.grads = name, {}, {}
 
     def forward(self, x, train=False):  # (N, H) -> (N, H)
         self.mask = x > 0
-        return x * self.mask
+        return relu(x)
 
     def backward(self, grad):           # (N, H) -> (N, H); the slope at 0 is 0, as in torch
         return grad * self.mask
+
+
+def leaky_relu(x, out=None, slope=LEAKY_SLOPE):
+    # x for x > 0, slope * x otherwise: the larger of the two in both cases (0 < slope < 1)
+    return np.maximum(x, x * x.dtype.type(slope), out=out)
 
 
 class LeakyReLU:
@@ -164,10 +184,14 @@ class LeakyReLU:
 
     def forward(self, x, train=False):
         self.mask = x > 0
-        return np.where(self.mask, x, self.slope * x)
+        return leaky_relu(x, slope=self.slope)
 
     def backward(self, grad):
         return np.where(self.mask, grad, self.slope * grad)
+
+
+def tanh(x, out=None):
+    return np.tanh(x, out=out)
 
 
 class Tanh:
@@ -175,11 +199,19 @@ class Tanh:
         self.name, self.params, self.grads = name, {}, {}
 
     def forward(self, x, train=False):
-        self.y = np.tanh(x)
+        self.y = tanh(x)
         return self.y
 
     def backward(self, grad):           # d tanh = 1 - tanh^2
         return grad * (1 - self.y * self.y)
+
+
+def sigmoid(x, out=None):               # 1 / (1 + exp(-x)), one pass at a time
+    with np.errstate(over="ignore"):  # exp(-x) overflows to inf for x << 0: 1/inf = 0, the right limit
+        out = np.negative(x, out=out)
+        np.exp(out, out=out)
+        out += 1
+        return np.reciprocal(out, out=out)
 
 
 class Sigmoid:
@@ -187,12 +219,21 @@ class Sigmoid:
         self.name, self.params, self.grads = name, {}, {}
 
     def forward(self, x, train=False):
-        with np.errstate(over="ignore"):  # exp overflow -> inf -> 1/inf = 0: the right limit
-            self.y = 1 / (1 + np.exp(-x))
+        self.y = sigmoid(x)
         return self.y
 
     def backward(self, grad):           # d sigmoid = s (1 - s)
         return grad * self.y * (1 - self.y)
+
+
+def normal_cdf(x):                      # Phi(x), the standard normal CDF, in x's dtype
+    return (0.5 * (1.0 + erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
+
+
+def gelu(x, out=None, cdf=None):
+    """Exact GELU, x * Phi(x), as nn.GELU() computes it (not the tanh approximation).
+    cdf: Phi(x) when the caller has it already (the GELU layer keeps it for backward)."""
+    return np.multiply(x, normal_cdf(x) if cdf is None else cdf, out=out)
 
 
 class GELU:
@@ -202,13 +243,16 @@ class GELU:
         self.name, self.params, self.grads = name, {}, {}
 
     def forward(self, x, train=False):
-        self.x = x
-        self.cdf = (0.5 * (1.0 + erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
-        return x * self.cdf
+        self.x, self.cdf = x, normal_cdf(x)
+        return gelu(x, cdf=self.cdf)
 
     def backward(self, grad):           # d (x Phi(x)) = Phi(x) + x phi(x)
         pdf = np.exp(-0.5 * self.x * self.x) / math.sqrt(2.0 * math.pi)
         return grad * (self.cdf + self.x * pdf)
+
+
+ACTIVATIONS = {"relu": relu, "leaky_relu": leaky_relu, "tanh": tanh, "sigmoid": sigmoid, "gelu": gelu}
+ACTIVATION_LAYERS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid, "gelu": GELU}
 
 
 class Dropout:
@@ -250,8 +294,7 @@ class SoftmaxCrossEntropy:
         return (self.p - self.target) / len(self.p)
 
 
-_ACTIVATION_LAYERS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid, "gelu": GELU}
-
+# --- the MLP: the layers in the order of the plan --------------------------------------
 
 class NumpyMLP:
     """An MLP config's layer plan as the layers above; names and state_dict keys match torch's."""
@@ -275,7 +318,7 @@ class NumpyMLP:
                 case "batchnorm1d":
                     layer = BatchNorm1d(s.name, a["features"], dtype)
                 case "act":
-                    layer = _ACTIVATION_LAYERS[a["fn"]](s.name)
+                    layer = ACTIVATION_LAYERS[a["fn"]](s.name)
                 case "dropout":
                     layer = Dropout(s.name, a["p"], rng)
                 case _:
@@ -331,3 +374,61 @@ class NumpyMLP:
                 layer.running_mean = sd[f"{layer.name}.running_mean"].astype(self.dtype).copy()
                 layer.running_var = sd[f"{layer.name}.running_var"].astype(self.dtype).copy()
                 layer.num_batches_tracked = int(sd.get(f"{layer.name}.num_batches_tracked", 0))
+
+
+# --- forward only: the CNN layers (ManualNet runs trained CNNs; no backward by hand) --
+#
+# Feature maps are channels-last, (N, H, W, C): then a window's pixels are contiguous
+# runs of C numbers, and a convolution's matrix product needs no transpose.
+
+def conv2d(x, wt, b, kernel, padding):
+    """Convolution as one matrix product (im2col): every k x k window becomes a row.
+
+    (N, H, W, C) -> pad -> windows (N*H'*W', k*k*C) -> linear(., wt (k*k*C, O), b) -> (N, H', W', O).
+    wt is torch's weight (O, C, kh, kw) permuted to (kh, kw, C) rows, matching the windows.
+    """
+    n, _, _, ch = x.shape
+    if padding:
+        x = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    win = sliding_window_view(x, (kernel, kernel), axis=(1, 2))   # (N, H', W', C, kh, kw), a view
+    oh, ow = win.shape[1], win.shape[2]
+    # the one copy: (kh, kw, C) order, channels innermost, copies contiguous runs
+    # (4x faster here than torch's (C, kh, kw) order)
+    cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, kernel * kernel * ch)
+    return linear(cols, wt, b).reshape(n, oh, ow, -1)
+
+
+def pool2d(x, kind):                    # (N, H, W, C) -> (N, H/2, W/2, C): 2x2 windows, stride 2
+    # the four corners of every 2x2 window as strided views (odd sizes drop the last
+    # row/column, like torch); elementwise max/sum over them is 2x faster than
+    # reshaping to (N, H/2, 2, W/2, 2, C) and reducing two axes
+    hh, ww = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
+    a, b = x[:, 0:hh:2, 0:ww:2], x[:, 0:hh:2, 1:ww:2]
+    c, d = x[:, 1:hh:2, 0:ww:2], x[:, 1:hh:2, 1:ww:2]
+    if kind == "max":
+        out = np.maximum(a, b)
+        np.maximum(out, c, out=out)
+        return np.maximum(out, d, out=out)
+    out = a + b                 # summed in torch's order, then / 4 (exact: a power of 2)
+    out += c
+    out += d
+    out *= np.float32(0.25)
+    return out
+
+
+# --- a numeric helper --------------------------------------------------------------------
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """erf, vectorised. NumPy has none and SciPy is not a dependency.
+
+    Numerical Recipes' Chebyshev fit of erfc (fractional error < 1.2e-7), evaluated in
+    float64: measured max |error| of erf 8.3e-8 over [-8, 8] against math.erf.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    z = np.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = (-1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (
+            -0.82215223 + t * 0.17087277)))))))))
+    erfc = t * np.exp(-z * z + poly)
+    return np.where(x >= 0, 1.0 - erfc, erfc - 1.0)
