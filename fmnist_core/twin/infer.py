@@ -10,7 +10,7 @@ pooling). `forward_layers` runs the plan one layer at a time and returns every
 layer's output under the torch module's name, in torch's layout, for the dashboard
 and the tests to put side by side with PyTorch.
 
-Read twin.layers first; then this file's `_prepare` and `_fuse` say what changes.
+Read twin.layers first; then this file's `prepare_steps` and `_fuse` say what changes.
 
 Left out on purpose: training (twin.train), dropout in training mode, bf16, and any
 GPU (twin.torch_ops runs the same steps with torch ops).
@@ -72,7 +72,7 @@ def state_dict_to_numpy(sd: dict) -> dict[str, np.ndarray]:
 
 # --- the plan, turned into steps with their weights in the layout each op wants -------
 
-class _Step:
+class Step:
     """One layer of the plan with its constants prepared for fast inference."""
 
     def __init__(self, spec: LayerSpec, **consts: np.ndarray):
@@ -89,7 +89,7 @@ def _param(params: dict, key: str, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(v, dtype=np.float32)
 
 
-def _prepare(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list[_Step], list[_Step], int]:
+def prepare_steps(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list[Step], list[Step], int]:
     """Check the weights against the plan and lay them out for the ops below.
 
     Returns (steps, fused steps, floats per image): `steps` is the plan one to one
@@ -99,7 +99,7 @@ def _prepare(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list[_Ste
     forward_layers converts back to torch's (N, C, H, W) for display and comparison.
     """
     plan = layer_plan(cfg)
-    steps: list[_Step] = []
+    steps: list[Step] = []
     used: set[str] = set()
 
     def get(key, shape):
@@ -115,11 +115,11 @@ def _prepare(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list[_Ste
             mean = float(np.asarray(params.get("norm.mean", a["mean"])))
             std = float(np.asarray(params.get("norm.std", a["std"])))
             used.update({"norm.mean", "norm.std"})
-            steps.append(_Step(s, mean=np.float32(mean), std=np.float32(std)))
+            steps.append(Step(s, mean=np.float32(mean), std=np.float32(std)))
         elif s.kind == "flatten":
             if cfg.kind == "cnn":
                 flat_from = (ch, side)
-            steps.append(_Step(s))
+            steps.append(Step(s))
         elif s.kind == "linear":
             w = get(f"{s.name}.weight", (a["out"], a["in"]))
             b = get(f"{s.name}.bias", (a["out"],))
@@ -128,11 +128,11 @@ def _prepare(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list[_Ste
                 # forward_layers flattens in torch's order and keeps the original weight (wt_chw)
                 c, sz = flat_from
                 w_hwc = w.reshape(a["out"], c, sz, sz).transpose(0, 2, 3, 1).reshape(a["out"], -1)
-                steps.append(_Step(s, wt=np.ascontiguousarray(w_hwc.T), b=b, wt_chw=np.ascontiguousarray(w.T)))
+                steps.append(Step(s, wt=np.ascontiguousarray(w_hwc.T), b=b, wt_chw=np.ascontiguousarray(w.T)))
                 flat_from = None
             else:
                 # pre-transposed and contiguous: x (N, in) @ wt (in, out) is one plain GEMM
-                steps.append(_Step(s, wt=np.ascontiguousarray(w.T), b=b))
+                steps.append(Step(s, wt=np.ascontiguousarray(w.T), b=b))
             per_image = max(per_image, a["out"])
         elif s.kind == "conv":
             k, o = a["kernel"], a["out"]
@@ -141,7 +141,7 @@ def _prepare(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list[_Ste
             # columns copies contiguous runs (4x faster than torch's (C, kh, kw) order here);
             # the weight (O, C, kh, kw) is permuted once to match
             wt = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(-1, o))  # (kh*kw*C, O)
-            steps.append(_Step(s, wt=wt, b=get(f"{s.name}.bias", (o,))))
+            steps.append(Step(s, wt=wt, b=get(f"{s.name}.bias", (o,))))
             per_image = max(per_image, side * side * a["in"] * k * k, side * side * o)
             ch = o
         elif s.kind in ("batchnorm1d", "batchnorm2d"):
@@ -149,13 +149,13 @@ def _prepare(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list[_Ste
             rm, rv = get(f"{s.name}.running_mean", (f,)), get(f"{s.name}.running_var", (f,))
             g, b = get(f"{s.name}.weight", (f,)), get(f"{s.name}.bias", (f,))
             used.add(f"{s.name}.num_batches_tracked")
-            steps.append(_Step(s, mean=rm, inv_std=(1.0 / np.sqrt(rv + BN_EPS)).astype(np.float32),
+            steps.append(Step(s, mean=rm, inv_std=(1.0 / np.sqrt(rv + BN_EPS)).astype(np.float32),
                                gamma=g, beta=b))
         elif s.kind == "pool":
             side //= 2
-            steps.append(_Step(s))
+            steps.append(Step(s))
         elif s.kind in ("act", "dropout"):
-            steps.append(_Step(s))
+            steps.append(Step(s))
         else:
             raise ConfigError(f"the manual twin has no layer kind {s.kind!r}")
     extra = set(params) - used
@@ -165,7 +165,7 @@ def _prepare(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list[_Ste
     return steps, _fuse(cfg, steps), per_image
 
 
-def _fuse(cfg: ModelConfig, steps: list[_Step]) -> list[_Step]:
+def _fuse(cfg: ModelConfig, steps: list[Step]) -> list[Step]:
     """The same network in fewer passes over memory, for `forward`.
 
     * MLP: the input normalization goes into fc1, saving a full pass over the input:
@@ -177,7 +177,7 @@ def _fuse(cfg: ModelConfig, steps: list[_Step]) -> list[_Step]:
     The arithmetic is done in float64 and rounded once; the results differ from the
     layer-by-layer path by float32 rounding only (see the tests).
     """
-    fused: list[_Step] = []
+    fused: list[Step] = []
     norm = None
     for s in steps:
         if s.kind == "dropout":
@@ -188,13 +188,13 @@ def _fuse(cfg: ModelConfig, steps: list[_Step]) -> list[_Step]:
         if s.kind == "linear" and norm is not None:
             m, sd = np.float64(norm.c["mean"]), np.float64(norm.c["std"])
             wt = s.c["wt"].astype(np.float64)
-            s = _Step(LayerSpec(s.name, s.kind, s.args), wt=(wt / sd).astype(np.float32),
+            s = Step(LayerSpec(s.name, s.kind, s.args), wt=(wt / sd).astype(np.float32),
                       b=(s.c["b"] - (m / sd) * wt.sum(0)).astype(np.float32))
             norm = None
         elif s.kind in ("batchnorm1d", "batchnorm2d") and fused and fused[-1].kind in ("linear", "conv"):
             prev, c = fused[-1], s.c
             scale = c["inv_std"].astype(np.float64) * c["gamma"]
-            fused[-1] = _Step(LayerSpec(prev.name, prev.kind, prev.args),
+            fused[-1] = Step(LayerSpec(prev.name, prev.kind, prev.args),
                               wt=(prev.c["wt"] * scale).astype(np.float32),
                               b=((prev.c["b"] - c["mean"].astype(np.float64)) * scale + c["beta"]).astype(np.float32))
             continue
@@ -202,7 +202,7 @@ def _fuse(cfg: ModelConfig, steps: list[_Step]) -> list[_Step]:
     return fused
 
 
-def _chunk_size(per_image: int, n: int) -> int:
+def chunk_size(per_image: int, n: int) -> int:
     return max(1, min(n, CHUNK_BYTES // (4 * per_image)))
 
 
@@ -219,7 +219,7 @@ class ManualNet:
         self.config = config_from_dict(config) if isinstance(config, dict) else config
         params = state_dict_to_numpy(params)
         self.plan = layer_plan(self.config)
-        self.steps, self.fused, self._per_image = _prepare(self.config, params)
+        self.steps, self.fused, self._per_image = prepare_steps(self.config, params)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path) -> "ManualNet":
@@ -236,7 +236,7 @@ class ManualNet:
         """
         x = as_images(x)
         n = len(x)
-        step = _chunk_size(self._per_image, n)
+        step = chunk_size(self._per_image, n)
         if step >= n:
             return self._run(x, record=None)
         out = np.empty((n, NUM_CLASSES), dtype=np.float32)
@@ -260,22 +260,30 @@ class ManualNet:
         return self.forward(x).argmax(1)
 
     def _run(self, x: np.ndarray, record: list | None) -> np.ndarray:
-        n = len(x)
-        fast = record is None
-        # the input belongs to the caller (maybe the read-only dataset): in-place ops
-        # are only allowed once an op has produced an array of our own
-        owned = False
-        h = x.reshape(n, IMAGE_SIZE, IMAGE_SIZE, 1)  # channels-last; one channel: a view
-        for s in (self.fused if fast else self.steps):
-            if record is not None and s.kind == "flatten" and h.ndim == 4:
-                # shown as torch has it: (C, H, W) order, and fc1 then uses its original columns
-                h, made = _to_torch_layout(h).reshape(n, -1), True
-            else:
-                h, made = _np_op(s, h, fast and owned, chw=record is not None)
-            owned = owned or made
-            if record is not None:
-                record.append((s.name, _to_torch_layout(h)))
-        return h
+        h = x.reshape(len(x), IMAGE_SIZE, IMAGE_SIZE, 1)  # channels-last; one channel: a view
+        return run_steps(self.fused if record is None else self.steps, h, record, _np_op, _to_torch_layout)
+
+
+def run_steps(steps: list[Step], h, record: list | None, op, torch_layout):
+    """h through the steps with op(step, h, inplace, chw) -> (output, fresh?); ManualNet's
+    and TorchOpsNet's loop. record: None for the fast path, else a list that receives
+    (name, output in torch's layout) per step, via torch_layout (N, H, W, C) -> (N, C, H, W).
+    """
+    n = len(h)
+    fast = record is None
+    # the input belongs to the caller (maybe the read-only dataset): in-place ops
+    # are only allowed once an op has produced an array of our own
+    owned = False
+    for s in steps:
+        if record is not None and s.kind == "flatten" and h.ndim == 4:
+            # shown as torch has it: (C, H, W) order, and fc1 then uses its original columns
+            h, made = torch_layout(h).reshape(n, -1), True
+        else:
+            h, made = op(s, h, fast and owned, chw=record is not None)
+        owned = owned or made
+        if record is not None:
+            record.append((s.name, torch_layout(h)))
+    return h
 
 
 def _to_torch_layout(h: np.ndarray) -> np.ndarray:
@@ -283,7 +291,7 @@ def _to_torch_layout(h: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(h.transpose(0, 3, 1, 2)) if h.ndim == 4 else h
 
 
-def _np_op(s: _Step, h: np.ndarray, inplace: bool, chw: bool = False) -> tuple[np.ndarray, bool]:
+def _np_op(s: Step, h: np.ndarray, inplace: bool, chw: bool = False) -> tuple[np.ndarray, bool]:
     """Apply one step with twin.layers' functions. Returns (output, whether the output
     is a fresh array of ours). inplace: h is ours, an op may overwrite it.
 

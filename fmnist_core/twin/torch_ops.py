@@ -20,7 +20,7 @@ import torch
 from ..data import IMAGE_SIZE
 from ..errors import ConfigError, ImageError
 from ..models import ModelConfig, config_from_dict, layer_plan, read_checkpoint
-from .infer import _chunk_size, _prepare, _Step, as_images, state_dict_to_numpy
+from .infer import Step, as_images, chunk_size, prepare_steps, run_steps, state_dict_to_numpy
 from .layers import LEAKY_SLOPE
 
 class TorchOpsNet:
@@ -33,7 +33,7 @@ class TorchOpsNet:
         self.config = config_from_dict(config) if isinstance(config, dict) else config
         self.device = torch.device(device)
         self.plan = layer_plan(self.config)
-        steps, fused, self._per_image = _prepare(self.config, state_dict_to_numpy(state_dict))
+        steps, fused, self._per_image = prepare_steps(self.config, state_dict_to_numpy(state_dict))
         for s in {id(s): s for s in steps + fused}.values():  # the lists share unchanged steps
             s.c = {k: torch.from_numpy(np.array(v, dtype=np.float32)).to(self.device) for k, v in s.c.items()}
         self.steps, self.fused = steps, fused
@@ -67,7 +67,7 @@ class TorchOpsNet:
             h = self._input(x)
             n = h.shape[0]
             # a GPU has room for bigger chunks; the CPU keeps NumPy's budget
-            step = _chunk_size(self._per_image, n) * (16 if self.device.type != "cpu" else 1)
+            step = chunk_size(self._per_image, n) * (16 if self.device.type != "cpu" else 1)
             if step >= n:
                 return self._run(h, None)
             return torch.cat([self._run(h[i:i + step], None) for i in range(0, n, step)])
@@ -84,21 +84,15 @@ class TorchOpsNet:
         return self.forward(x).argmax(1)
 
     def _run(self, h, record):
-        fast = record is None
-        owned = False
-        n = h.shape[0]
-        for s in (self.fused if fast else self.steps):
-            if record is not None and s.kind == "flatten" and h.dim() == 4:
-                h, made = h.permute(0, 3, 1, 2).reshape(n, -1), True  # torch's (C, H, W) order
-            else:
-                h, made = _torch_op(s, h, fast and owned, chw=record is not None)
-            owned = owned or made
-            if record is not None:
-                record.append((s.name, h.permute(0, 3, 1, 2).contiguous() if h.dim() == 4 else h))
-        return h
+        return run_steps(self.fused if record is None else self.steps, h, record, _torch_op, _torch_layout)
 
 
-def _torch_op(s: _Step, h, inplace: bool, chw: bool = False):
+def _torch_layout(h):
+    # (N, H, W, C) -> (N, C, H, W); 2D activations are already torch's layout
+    return h.permute(0, 3, 1, 2).contiguous() if h.dim() == 4 else h
+
+
+def _torch_op(s: Step, h, inplace: bool, chw: bool = False):
     c = s.c
     match s.kind:
         case "normalize":
