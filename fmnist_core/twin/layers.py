@@ -48,18 +48,25 @@ LEAKY_SLOPE = 0.01     # torch's LeakyReLU default, and what models._activation 
 # The functions take out=None: None returns a new array, out=x overwrites x (inference
 # only; a layer in training never does, its backward still needs the input).
 
+class Layer:
+    """What every layer has: the torch module's name, and params / grads (empty without parameters)."""
+
+    def __init__(self, name):
+        self.name, self.params, self.grads = name, {}, {}
+
+
 def normalize(x, mean, std):            # (N, 28, 28) -> (N, 28, 28)
     out = x - mean
     out /= std  # divide, not multiply by 1/std: the same rounding as torch
     return out
 
 
-class Normalize:
+class Normalize(Layer):
     """(x - mean) / std: the model's first layer, no parameters."""
 
     def __init__(self, name, mean, std):
-        self.name, self.mean, self.std = name, mean, std
-        self.params, self.grads = {}, {}
+        super().__init__(name)
+        self.mean, self.std = mean, std
 
     def forward(self, x, train=False):  # (N, 784) -> (N, 784)
         return normalize(x, self.mean, self.std)
@@ -68,10 +75,7 @@ class Normalize:
         return grad / self.std
 
 
-class Flatten:
-    def __init__(self, name):
-        self.name, self.params, self.grads = name, {}, {}
-
+class Flatten(Layer):
     def forward(self, x, train=False):  # (N, 1, 28, 28) -> (N, 784)
         self.shape = x.shape
         return x.reshape(len(x), -1)
@@ -86,16 +90,15 @@ def linear(x, wt, b):                   # (N, in) @ (in, out) + (out,) -> (N, ou
     return out
 
 
-class Linear:
+class Linear(Layer):
     """y = x W^T + b, with W stored (out, in) as torch stores it."""
 
     def __init__(self, name, n_in, n_out, rng, dtype):
-        self.name = name
+        super().__init__(name)
         # torch's default init for nn.Linear: U(-1/sqrt(in), 1/sqrt(in)) for W and b alike
         bound = 1.0 / math.sqrt(n_in)
         self.params = {"weight": rng.uniform(-bound, bound, (n_out, n_in)).astype(dtype),
                        "bias": rng.uniform(-bound, bound, n_out).astype(dtype)}
-        self.grads = {}
 
     def forward(self, x, train=False):  # (N, in) -> (N, out)
         self.x = x
@@ -122,13 +125,13 @@ def scale_shift(xhat, gamma, beta, out=None):  # (N, F) -> (N, F): the learned p
     return out
 
 
-class BatchNorm1d:
+class BatchNorm1d(Layer):
     """Per-feature batch normalization; batch statistics in training, running ones in eval."""
 
     def __init__(self, name, features, dtype, momentum=0.1):
-        self.name, self.momentum = name, momentum  # 0.1: torch's default
+        super().__init__(name)
+        self.momentum = momentum  # 0.1: torch's default
         self.params = {"weight": np.ones(features, dtype), "bias": np.zeros(features, dtype)}
-        self.grads = {}
         self.running_mean = np.zeros(features, dtype)
         self.running_var = np.ones(features, dtype)
         self.num_batches_tracked = 0
@@ -161,10 +164,7 @@ def relu(x, out=None):                  # (N, H) -> (N, H)
     return np.maximum(x, 0, out=out)
 
 
-class ReLU:
-    def __init__(self, name):
-        self.name, self.params, self.grads = name, {}, {}
-
+class ReLU(Layer):
     def forward(self, x, train=False):  # (N, H) -> (N, H)
         self.mask = x > 0
         return relu(x)
@@ -178,9 +178,10 @@ def leaky_relu(x, out=None, slope=LEAKY_SLOPE):
     return np.maximum(x, x * x.dtype.type(slope), out=out)
 
 
-class LeakyReLU:
+class LeakyReLU(Layer):
     def __init__(self, name, slope=LEAKY_SLOPE):
-        self.name, self.slope, self.params, self.grads = name, slope, {}, {}
+        super().__init__(name)
+        self.slope = slope
 
     def forward(self, x, train=False):
         self.mask = x > 0
@@ -194,10 +195,7 @@ def tanh(x, out=None):
     return np.tanh(x, out=out)
 
 
-class Tanh:
-    def __init__(self, name):
-        self.name, self.params, self.grads = name, {}, {}
-
+class Tanh(Layer):
     def forward(self, x, train=False):
         self.y = tanh(x)
         return self.y
@@ -214,10 +212,7 @@ def sigmoid(x, out=None):               # 1 / (1 + exp(-x)), one pass at a time
         return np.reciprocal(out, out=out)
 
 
-class Sigmoid:
-    def __init__(self, name):
-        self.name, self.params, self.grads = name, {}, {}
-
+class Sigmoid(Layer):
     def forward(self, x, train=False):
         self.y = sigmoid(x)
         return self.y
@@ -236,11 +231,8 @@ def gelu(x, out=None, cdf=None):
     return np.multiply(x, normal_cdf(x) if cdf is None else cdf, out=out)
 
 
-class GELU:
+class GELU(Layer):
     """x * Phi(x), Phi the standard normal CDF (the exact form nn.GELU uses)."""
-
-    def __init__(self, name):
-        self.name, self.params, self.grads = name, {}, {}
 
     def forward(self, x, train=False):
         self.x, self.cdf = x, normal_cdf(x)
@@ -255,13 +247,13 @@ ACTIVATIONS = {"relu": relu, "leaky_relu": leaky_relu, "tanh": tanh, "sigmoid": 
 ACTIVATION_LAYERS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid, "gelu": GELU}
 
 
-class Dropout:
+class Dropout(Layer):
     """Inverted dropout: zero a fraction p in training and scale the rest by 1/(1-p),
     so evaluation is the identity."""
 
     def __init__(self, name, p, rng):
-        self.name, self.p, self.rng, self.params, self.grads = name, p, rng, {}, {}
-        self.mask = None
+        super().__init__(name)
+        self.p, self.rng, self.mask = p, rng, None
 
     def forward(self, x, train=False):
         if not train or self.p == 0:
