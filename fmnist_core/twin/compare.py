@@ -28,7 +28,6 @@ from .torch_ops import TorchOpsNet
 IMPLS = ("numpy", "torch-ops")
 
 
-
 def compare(checkpoint_path: str | Path, x, y, impl: str = "numpy", device: str = "cpu") -> dict[str, Any]:
     """Run a checkpoint both ways over (x, y) and measure how far apart they are.
 

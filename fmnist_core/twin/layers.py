@@ -55,7 +55,7 @@ class Layer:
         self.name, self.params, self.grads = name, {}, {}
 
 
-def normalize(x, mean, std):            # (N, 28, 28) -> (N, 28, 28)
+def normalize(x, mean, std):            # any shape: (N, 28, 28) -> (N, 28, 28)
     out = x - mean
     out /= std  # divide, not multiply by 1/std: the same rounding as torch
     return out
@@ -68,19 +68,19 @@ class Normalize(Layer):
         super().__init__(name)
         self.mean, self.std = mean, std
 
-    def forward(self, x, train=False):  # (N, 784) -> (N, 784)
+    def forward(self, x, train=False):  # (N, 28, 28) -> (N, 28, 28)
         return normalize(x, self.mean, self.std)
 
-    def backward(self, grad):           # (N, 784) -> (N, 784)
+    def backward(self, grad):           # (N, 28, 28) -> (N, 28, 28)
         return grad / self.std
 
 
 class Flatten(Layer):
-    def forward(self, x, train=False):  # (N, 1, 28, 28) -> (N, 784)
+    def forward(self, x, train=False):  # (N, 28, 28) -> (N, 784)
         self.shape = x.shape
         return x.reshape(len(x), -1)
 
-    def backward(self, grad):           # (N, 784) -> (N, 1, 28, 28)
+    def backward(self, grad):           # (N, 784) -> (N, 28, 28)
         return grad.reshape(self.shape)
 
 

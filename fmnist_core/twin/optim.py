@@ -19,6 +19,7 @@ import math
 
 import numpy as np
 
+
 class SGD:
     """torch.optim.SGD: g += wd * p; buf = momentum * buf + g (buf = g at first); p -= lr * buf."""
 

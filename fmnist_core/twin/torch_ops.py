@@ -23,6 +23,7 @@ from ..models import ModelConfig, config_from_dict, layer_plan, read_checkpoint
 from .infer import Step, as_images, chunk_size, prepare_steps, run_steps, state_dict_to_numpy
 from .layers import LEAKY_SLOPE
 
+
 class TorchOpsNet:
     """`ManualNet` written with torch tensor ops (matmul, clamp_min, unfold, reshape), no nn.Module.
 

@@ -27,6 +27,7 @@ from ..models import ModelConfig, build_model
 from .layers import NumpyMLP, SoftmaxCrossEntropy
 from .optim import lr_schedule, make_optimizer
 
+
 def _augment(xb: np.ndarray, cfg, rng: np.random.Generator) -> np.ndarray:
     """Random horizontal flips and shifts of a (N, 28, 28) batch, as train._augment does."""
     n, side = len(xb), IMAGE_SIZE
