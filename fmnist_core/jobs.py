@@ -30,10 +30,11 @@ from typing import Any, Callable
 from . import runs
 from .data import ARTIFACTS, PROJECT_ROOT, load
 from .device import machine_info
+from .epochs import TrainResult
 from .errors import WorkbenchError
 from .evaluate import evaluate
 from .models import ModelConfig, build_model, config_from_dict, config_to_dict, save_checkpoint
-from .train import TrainConfig, TrainResult, train, train_config_from_dict, train_config_to_dict
+from .train import TrainConfig, train, train_config_from_dict, train_config_to_dict
 
 ENGINES = ("torch", "numpy")
 EXECUTORS = ("local", "ray")
@@ -45,7 +46,7 @@ def run_spec(model_config: ModelConfig, train_config: TrainConfig, preset: str |
     if engine not in ENGINES:
         raise WorkbenchError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "numpy":
-        from .manual import check_trainable
+        from .twin import check_trainable
         check_trainable(model_config, train_config)  # refuse before any run exists
     return {"model_config": config_to_dict(model_config), "train_config": train_config_to_dict(train_config),
             "preset": preset, "engine": engine, "train_limit": train_limit}
@@ -326,7 +327,7 @@ def _trainer(engine: str):
     if engine == "torch":
         return train
     if engine == "numpy":
-        from .manual import train_numpy  # the NumPy twin's own trainer
+        from .twin import train_numpy  # the NumPy twin's own trainer
         return train_numpy
     raise WorkbenchError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
 
