@@ -19,15 +19,15 @@ def test_compare_torch_ops(ds, preset_checkpoint):
         compare(preset_checkpoint("mlp-seed001"), ds.x_test, ds.y_test, impl="cuda-magic")
 
 
-def test_cli_train_numpy_then_compare(tmp_path, ds):
-    run_dir = tmp_path / "run"
+def test_cli_train_numpy_then_compare(store, ds):
+    from fmnist_core import runs
     p = run_cli("train", "--engine", "numpy", "--preset", "mlp-seed000", "--epochs", "1",
-                "--train-limit", "4000", "--run-dir", run_dir)
+                "--train-limit", "4000")
     assert p.returncode == 0, p.stderr
     summary = json.loads(p.stdout)
     assert summary["status"] == "finished" and summary["test_accuracy"] > 0.75
     ckpt = models.read_checkpoint(summary["checkpoint"])  # the same run format as the torch engine
-    assert ckpt["metrics"]["engine"] == "numpy" and (run_dir / "metrics.json").is_file()
+    assert ckpt["metrics"]["engine"] == "numpy" and runs.load_run(summary["run_id"])["metrics"]["n"] == 10000
 
     p = run_cli("compare", summary["checkpoint"])
     assert p.returncode == 0, p.stderr

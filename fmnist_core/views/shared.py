@@ -15,7 +15,6 @@ Left out: what only one page shows (that page's module), and anything that train
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
