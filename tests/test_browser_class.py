@@ -86,23 +86,28 @@ def test_students_and_the_teacher(browser, server, artifacts):
         teacher.get_by_text("That is not the teacher's password.").wait_for()
         box.fill(PASSWORD)
         box.press("Enter")
-        teacher.get_by_text("teacher mode").wait_for()
+        teacher.get_by_text("teacher mode", exact=True).wait_for()
         wait_idle(teacher)
         # the leaderboard ranks Bo's run, and the teacher may hide runs from it
-        assert teacher.get_by_text("Best test accuracy").is_visible()
-        assert "Bo" in teacher.locator('[data-testid="stDataFrame"]').first.inner_text()
-        assert teacher.get_by_text("Hide a run from the board").is_visible()
+        assert teacher.get_by_text("Best test accuracy", exact=True).is_visible()
+        board = {m.locator('[data-testid="stMetricLabel"]').inner_text().strip():
+                 m.locator('[data-testid="stMetricValue"]').inner_text().strip()
+                 for m in teacher.locator('[data-testid="stMetric"]').all()}
+        assert board["Runs on the board"] == "1" and board["Students"] == "1", board
+        assert board["Best test accuracy"].endswith("%")
+        assert teacher.locator('[data-testid="stDataFrame"]').count() == 1
+        assert teacher.get_by_text("Hide a run from the board", exact=True).is_visible()
         screenshot(teacher, "class-leaderboard-teacher")
 
         # teacher mode survives a reload (the unlock is remembered for this browser only)
         teacher.reload()
         wait_idle(teacher)
-        teacher.get_by_text("teacher mode").wait_for()
+        teacher.get_by_text("teacher mode", exact=True).wait_for()
 
         # and the teacher deletes Bo's run
         _delete_tab(teacher, server)
         teacher.get_by_text("Delete this run", exact=True).click()
-        teacher.get_by_text("Yes, delete this run").click()
+        teacher.get_by_text("Yes, delete this run", exact=True).click()
         wait_idle(teacher)
         teacher.get_by_role("button", name="Delete run").click()
         wait_idle(teacher)
