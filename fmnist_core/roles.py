@@ -113,10 +113,13 @@ def stop_run(user: User, run_id: str) -> None:
     from . import runs
     r = runs.load_run(run_id, history=False)
     authorize(user, "stop", r)
-    runs.request_cancel(run_id)
-    if r["status_info"].get("executor") == "ray":
+    runs.request_cancel(run_id)  # a running trainer polls this flag, wherever it runs
+    if r["status_info"].get("executor") == "ray" and r["status"] == "queued":
+        # a task still waiting for a Ray worker never polls: take it off Ray's queue (a running
+        # one is left to the flag, so it stops cleanly, keeping its best checkpoint)
         from .executors_ray import cancel_ray
-        cancel_ray(run_id)  # a task still waiting for a worker never polls the flag
+        if cancel_ray(run_id):
+            runs.set_status(run_id, "cancelled", message="cancelled before a Ray worker picked it up")
 
 
 def delete_run(user: User, run_id: str) -> None:
