@@ -49,8 +49,10 @@ def run_spec(model_config: ModelConfig, train_config: TrainConfig, preset: str |
     if engine == "numpy":
         from .twin import check_trainable
         check_trainable(model_config, train_config)  # refuse before any run exists
+    from .models import plan_parameters
     return {"model_config": config_to_dict(model_config), "train_config": train_config_to_dict(train_config),
-            "preset": preset, "engine": engine, "train_limit": train_limit}
+            "preset": preset, "engine": engine, "train_limit": train_limit,
+            "parameters": plan_parameters(model_config)}
 
 
 # --- the writer between trainer and store ----------------------------------------------------
@@ -162,11 +164,11 @@ def execute_run(run_id: str, callback: Callable[[dict], None] | None = None, que
     reporter.progress("queued", **here, message="waiting to start")
     slot = None
     try:
-        if queue or runs.cancel_requested(run_id):
-            slot = _acquire_slot(run_id, reporter, poll) if not runs.cancel_requested(run_id) else None
-            if slot is None:
-                reporter.status("cancelled", message="cancelled while queued", queue_position=None)
-                return _summary(run_id, "cancelled", None)
+        if runs.cancel_requested(run_id) or (queue and (slot := _acquire_slot(run_id, reporter, poll)) is None):
+            reporter.status("cancelled", message="cancelled while queued", queue_position=None)
+            return _summary(run_id, "cancelled", None)
+        if queue and not spec["train_config"].get("threads"):
+            spec = {**spec, "train_config": {**spec["train_config"], "threads": queue_threads()}}
         return _execute(run_id, spec, callback, reporter, here)
     except BaseException as exc:
         msg = str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
@@ -179,6 +181,15 @@ def execute_run(run_id: str, callback: Callable[[dict], None] | None = None, que
         reporter.close()
         if slot is not None:
             slot.close()
+
+
+def queue_threads() -> int:
+    """Torch threads for a training from the queue that did not ask for a number: the cores
+    shared by the trainings that may run at once, one core left to the web server. (On a busy
+    2-core machine a second intra-op thread mostly waits: measured, a 2-thread MLP epoch took
+    up to 20x longer than a 1-thread one while other work ran.)"""
+    from .roles import class_settings
+    return max(1, ((os.cpu_count() or 1) - 1) // max(1, class_settings().max_concurrent))
 
 
 def _acquire_slot(run_id: str, reporter: RunReporter, poll: float):

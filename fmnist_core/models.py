@@ -280,6 +280,21 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def plan_parameters(cfg: ModelConfig) -> int:
+    """Trainable parameters of a config, from its layer plan: no weights are allocated, so a
+    50-layer, 8192-wide request is counted (and refused) without first needing 13 GB."""
+    n = 0
+    for s in layer_plan(cfg):
+        a = s.args
+        if s.kind == "linear":
+            n += a["in"] * a["out"] + a["out"]
+        elif s.kind == "conv":
+            n += a["in"] * a["out"] * a["kernel"] ** 2 + a["out"]
+        elif s.kind in ("batchnorm1d", "batchnorm2d"):
+            n += 2 * a["features"]
+    return n
+
+
 def save_checkpoint(path: str | Path, model: FashionNet, metrics: dict | None = None,
                     state_dict: dict | None = None) -> Path:
     """Write atomically (temp file + rename): a kill leaves the old file or the new one."""

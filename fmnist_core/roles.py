@@ -182,11 +182,11 @@ def check_submit(user: User, spec: dict[str, Any], settings: ClassSettings | Non
     """Refuse, with the reason, a launch over the class limits (the teacher has none but the
     server's own); returns the spec to run, its training time capped at the class limit."""
     from . import runs
-    from .models import build_model, config_from_dict, count_parameters
+    from .models import config_from_dict, plan_parameters
     if user.teacher:
         return spec
     st = settings or class_settings()
-    n = count_parameters(build_model(config_from_dict(spec["model_config"])))
+    n = plan_parameters(config_from_dict(spec["model_config"]))  # counted, never allocated
     if n > st.max_parameters:
         raise PermissionDenied(f"this model has {n:,} parameters; the class limit is {st.max_parameters:,} "
                                "(make it narrower or shallower)")

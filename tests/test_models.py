@@ -98,3 +98,12 @@ def test_pool_first_moves_pooling_before_batchnorm_and_activation():
     b.load_state_dict(a.state_dict())
     x = torch.rand(4, 1, 28, 28)
     assert torch.allclose(a(x), b(x), atol=1e-6)
+
+
+def test_plan_parameters_counts_every_preset_without_building_it():
+    from fmnist_core.models import PRESETS, build_model, count_parameters, plan_parameters, preset
+    for name in PRESETS:
+        cfg = preset(name)["model"]
+        assert plan_parameters(cfg) == count_parameters(build_model(cfg)), name
+    huge = models.MLPConfig(hidden=(8192,) * 50)
+    assert plan_parameters(huge) == 784 * 8192 + 8192 + 49 * (8192 * 8192 + 8192) + 8192 * 10 + 10  # nothing allocated

@@ -8,6 +8,8 @@ before a first epoch) are not ranked.
 """
 from __future__ import annotations
 
+import functools
+import json
 import math
 from typing import Any
 
@@ -23,9 +25,17 @@ KEYS = [("optimizer", "train_config", "optimizer"), ("lr", "train_config", "lear
 
 
 def _params(spec: dict[str, Any]) -> int | None:
-    from ..models import build_model, config_from_dict, count_parameters
+    """Recorded at submit time (jobs.run_spec); counted once per architecture for older runs."""
+    if spec.get("parameters"):
+        return int(spec["parameters"])
+    return _count(json.dumps(spec.get("model_config") or {}, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=512)
+def _count(model_config_json: str) -> int | None:
+    from ..models import config_from_dict, plan_parameters
     try:
-        return count_parameters(build_model(config_from_dict(spec["model_config"])))
+        return plan_parameters(config_from_dict(json.loads(model_config_json)))
     except Exception:  # a run whose config this version cannot build still gets its row
         return None
 
