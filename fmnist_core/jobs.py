@@ -200,7 +200,7 @@ def _acquire_slot(run_id: str, reporter: RunReporter, poll: float):
     while True:
         if reporter.cancelled:
             return None
-        queued = [r for r in runs.list_runs() if r["status"] == "queued" and runs._alive(r)]
+        queued = [r for r in runs.list_runs(statuses=("queued",)) if runs._alive(r)]
         mine = next((r for r in queued if r["run_id"] == run_id), None)
         created = mine["config"]["created"] if mine else time.time()
         ahead = [r for r in queued if r["config"]["created"] < created and r["run_id"] != run_id]

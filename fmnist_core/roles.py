@@ -193,7 +193,7 @@ def check_submit(user: User, spec: dict[str, Any], settings: ClassSettings | Non
     tc = spec["train_config"]
     if tc.get("epochs", 0) > st.max_epochs:
         raise PermissionDenied(f"{tc['epochs']} epochs asked; the class limit is {st.max_epochs}")
-    mine = [r for r in runs.list_runs() if r["status"] in runs.ACTIVE and user.owns(r)]
+    mine = [r for r in runs.list_runs(statuses=runs.ACTIVE) if user.owns(r)]
     if len(mine) >= st.max_active_per_student:
         raise PermissionDenied(f"you already have {len(mine)} run(s) waiting or running; the class limit "
                                f"is {st.max_active_per_student}: wait for one to finish or stop one")

@@ -300,18 +300,24 @@ def read_history(run_id: str, run=None) -> list[dict[str, Any]]:
     return [rows[k] for k in sorted(rows)]
 
 
-def list_runs(include_hidden: bool = True) -> list[dict[str, Any]]:
+def list_runs(include_hidden: bool = True, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Every run, newest first (one search, no histories); queued runs get their place in
-    the queue: first come, first served over the whole class."""
+    the queue: first come, first served over the whole class. `statuses`: only runs in these
+    (searched in the store, so a waiting trainer polling the queue does not read 500 runs)."""
     s = store()
-    out, token = [], None
-    while True:
-        page = s.client.search_runs([s.experiment_id], max_results=1000, page_token=token,
-                                    order_by=["attributes.start_time DESC"])
-        out += [_summary(r) for r in page]
-        token = page.token
-        if not token:
-            break
+    out = []
+    for status in statuses or (None,):
+        where = f"tags.`{T}status` = '{status}'" if status else ""
+        token = None
+        while True:
+            page = s.client.search_runs([s.experiment_id], filter_string=where, max_results=1000,
+                                        page_token=token, order_by=["attributes.start_time DESC"])
+            out += [_summary(r) for r in page]
+            token = page.token
+            if not token:
+                break
+    if statuses and len(statuses) > 1:
+        out.sort(key=lambda r: r["config"]["created"], reverse=True)
     if not include_hidden:
         out = [r for r in out if not r["hidden"]]
     _queue_positions(out)
@@ -422,8 +428,8 @@ def _alive(r: dict[str, Any], now: float | None = None) -> bool:
 def mark_orphans() -> list[str]:
     """Runs left queued/running by a process that no longer exists -> interrupted."""
     marked = []
-    for r in list_runs():
-        if r["status"] in ACTIVE and not _alive(r):
+    for r in list_runs(statuses=ACTIVE):
+        if not _alive(r):
             set_status(r["run_id"], "interrupted", message="the training process ended without finishing "
                        "(server restart or crash); the best checkpoint so far is kept")
             marked.append(r["run_id"])

@@ -44,7 +44,13 @@ fi
 # parse + verify once (also fills the fast cache); a download is tried if still missing
 "$VENV/bin/python" -c "from fmnist_core.data import load, summary; s = summary(load()); print('[setup] data:', s['train'], 'train /', s['test'], 'test images from', s['source'])" >&2
 
-# 3. Chromium for the browser tests
+# 3. Chromium for the browser tests; PostgreSQL and openssl for the class-server tests
 if [ $want_browser = 1 ] && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium || say "no Chromium: browser tests will be skipped"
+fi
+if [ $want_browser = 1 ] && ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  apt_install postgresql || say "no PostgreSQL: the tracking-server tests will be skipped"
+fi
+if [ $want_browser = 1 ] && ! command -v openssl >/dev/null; then
+  apt_install openssl || say "no openssl: the https test will fail"
 fi

@@ -23,6 +23,18 @@ def runs_root(tmp_path):
     return d
 
 
+def wait_for(pred, timeout: float = 120.0, what: str = "condition", every: float = 0.3):
+    """Poll pred() until it returns something true (returned), or fail naming `what`."""
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
 def run_cli(*args, timeout=300, env=None):
     """python -m fmnist_core ARGS -> CompletedProcess (text)."""
     return subprocess.run([sys.executable, "-m", "fmnist_core", *map(str, args)], cwd=ROOT,

@@ -114,6 +114,18 @@ def _tail(path: Path, n: int = 3000) -> str:
 
 # --- PostgreSQL ----------------------------------------------------------------------------
 
+def _debian_postgres_on_path() -> None:
+    """Debian's postgresql package keeps initdb and pg_ctl in /usr/lib/postgresql/N/bin."""
+    if not shutil.which("initdb"):
+        dirs = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name)
+                      if p.parent.name.isdigit() else 0)
+        if dirs:
+            os.environ["PATH"] = f"{dirs[-1]}:{os.environ.get('PATH', '')}"
+
+
+_debian_postgres_on_path()
+
+
 def postgres_missing() -> str | None:
     """Why postgres_server() cannot run here, or None when it can."""
     for tool in ("initdb", "pg_ctl", "postgres"):

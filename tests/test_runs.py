@@ -15,7 +15,7 @@ from fmnist_core.jobs import execute_run, run_spec
 from fmnist_core.models import MLPConfig, load_model
 from fmnist_core.train import TrainConfig
 
-from conftest import ROOT
+from conftest import ROOT, wait_for
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
@@ -56,24 +56,14 @@ def test_execute_run_writes_a_complete_run(store):
     assert runs.list_runs() == []
 
 
-def _wait_for(pred, timeout=120.0, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_killed_run_stays_readable_and_is_marked_interrupted(store):
     """SIGKILL in the middle of training: the run reads, its best checkpoint loads, and it is
     marked interrupted."""
     proc = subprocess.Popen([sys.executable, "-m", "fmnist_core", "train", "--preset", "mlp-seed000",
                              "--epochs", "50"], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        rid = _wait_for(lambda: [r["run_id"] for r in runs.list_runs()], what="the run")[0]
-        _wait_for(lambda: len(runs.load_run(rid)["history"]) >= 2 and runs.load_run(rid)["checkpoint"],
+        rid = wait_for(lambda: [r["run_id"] for r in runs.list_runs()], what="the run")[0]
+        wait_for(lambda: len(runs.load_run(rid)["history"]) >= 2 and runs.load_run(rid)["checkpoint"],
                   what="two epochs")
     finally:
         proc.send_signal(signal.SIGKILL)
@@ -99,7 +89,7 @@ def test_cancel_reaches_a_running_trainer(store):
     out = {}
     t = __import__("threading").Thread(target=lambda: out.update(execute_run(rid)))
     t.start()
-    _wait_for(lambda: runs.load_run(rid, history=False)["status_info"].get("batch"), what="training")
+    wait_for(lambda: runs.load_run(rid, history=False)["status_info"].get("batch"), what="training")
     runs.request_cancel(rid)
     t.join(60)
     assert out["status"] == "cancelled" and runs.load_run(rid)["status"] == "cancelled"
@@ -204,3 +194,18 @@ def test_output_paths_never_overwrite_what_is_not_ours(sandbox, monkeypatch, arg
     assert time.time() - t0 < 20  # refused up front, not after a training or a benchmark
     assert (tmp / "victim" / "keep.txt").read_text() == "precious"
     assert sorted(p.name for p in (tmp / "victim").iterdir()) == ["keep.txt", "sub"]
+
+
+def test_list_runs_by_status_searches_the_store(store):
+    ids = {}
+    for st in ("queued", "running", "finished", "queued"):
+        rid = runs.create_run({"x": 1}, label=st)
+        runs.set_status(rid, st, pid=os.getpid(), host=runs.HOST)
+        ids.setdefault(st, []).append(rid)
+        time.sleep(0.01)
+    queued = runs.list_runs(statuses=("queued",))
+    assert [r["run_id"] for r in queued] == ids["queued"][::-1]  # newest first
+    assert [r["queue_position"] for r in queued] == [2, 1]
+    active = runs.list_runs(statuses=runs.ACTIVE)
+    assert {r["run_id"] for r in active} == set(ids["queued"] + ids["running"])
+    assert len(runs.list_runs()) == 4

@@ -23,7 +23,7 @@ from fmnist_core.jobs import run_spec
 from fmnist_core.models import MLPConfig, load_model
 from fmnist_core.train import TrainConfig
 
-from conftest import ROOT
+from conftest import ROOT, wait_for
 from servers import (RAY_CLIENT_ENV, mlflow_server, postgres_missing, postgres_server, ray_cluster,
                      sqlalchemy_uri)
 
@@ -65,16 +65,6 @@ def _train_cli(*args, **kw):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
-def _wait(pred, timeout=180, what="it"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_a_training_logs_into_a_postgres_backed_tracking_server(remote):
     url, _ = remote
     p = _train_cli("--preset", "mlp-seed000", "--epochs", "2", "--train-limit", "4000")
@@ -96,9 +86,9 @@ def test_the_tracking_server_restarts_mid_run_and_no_epoch_is_lost(remote):
     epochs = 12
     p = _train_cli("--preset", "mlp-seed000", "--epochs", epochs, "--train-limit", "12000")
     try:
-        rid = _wait(lambda: [r["run_id"] for r in runs.list_runs() if r["status"] == "running"],
+        rid = wait_for(lambda: [r["run_id"] for r in runs.list_runs() if r["status"] == "running"],
                     what="the run to start")[0]
-        _wait(lambda: len(runs.read_history(rid)) >= 2, what="two epochs")
+        wait_for(lambda: len(runs.read_history(rid)) >= 2, what="two epochs")
         handle.kill()                       # the tracking server dies mid-run
         down_at = time.time()
         time.sleep(6)
@@ -142,15 +132,15 @@ def test_runs_train_on_a_ray_cluster_and_one_is_stopped(remote, cluster, monkeyp
     ids = [jobs.submit(spec, label=f"ray-{k}", user=TEACHER) for k in range(3)]
     long_spec = run_spec(MLPConfig(hidden=(64,)), TrainConfig(epochs=200, device="cpu"), train_limit=20000)
     long_id = jobs.submit(long_spec, label="ray-long", user=TEACHER)
-    done = _wait(lambda: all(runs.load_run(i, history=False)["status"] not in runs.ACTIVE for i in ids) and ids,
+    done = wait_for(lambda: all(runs.load_run(i, history=False)["status"] not in runs.ACTIVE for i in ids) and ids,
                  timeout=300, what="three Ray runs")
     for i in done:
         r = runs.load_run(i)
         assert r["status"] == "finished", r["status_info"]
         assert [h["epoch"] for h in r["history"]] == [1, 2] and r["status_info"]["host"]
         assert r["status_info"]["executor"] == "ray" and r["metrics"]["accuracy"] > 0.6
-    _wait(lambda: runs.load_run(long_id, history=False)["status"] == "running", timeout=120,
+    wait_for(lambda: runs.load_run(long_id, history=False)["status"] == "running", timeout=120,
           what="the long run to start")
     roles.stop_run(TEACHER, long_id)
-    _wait(lambda: runs.load_run(long_id, history=False)["status"] == "cancelled", timeout=120,
+    wait_for(lambda: runs.load_run(long_id, history=False)["status"] == "cancelled", timeout=120,
           what="the stop to reach the Ray task")
