@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fmnist_core import roles, runs
+from fmnist_core import roles
 from fmnist_core.errors import WorkbenchError
 from fmnist_core.views import leaderboard as view
 from ui import common, identity
@@ -18,7 +18,7 @@ def page() -> None:
     st.title("Leaderboard")
     st.caption("Every finished run of the class, best test accuracy first (10,000 test images; ties: "
                "the run that trained fewer seconds). It updates by itself while runs train.")
-    active = any(r["status"] in runs.ACTIVE for r in common.run_list())
+    active = bool(common.active_run_list())
     st.fragment(_board, run_every=REFRESH_SECONDS if active else None)()
 
 
@@ -33,7 +33,7 @@ def _hide(run_id: str, hidden: bool) -> None:
 
 def _board() -> None:
     me = identity.current_user()
-    df = view.board(common.run_list(), show_hidden=me.teacher)
+    df = common.leaderboard(show_hidden=me.teacher)
     if df.empty:
         st.info("No finished run yet. Launch one on the Train page; it appears here when it finishes.")
         return

@@ -122,17 +122,55 @@ def shipped_models() -> list[dict]:
 
 
 @st.cache_data(ttl=1.0, show_spinner=False)
-def _run_list(store_uri: str) -> list[dict]:
+def _active_runs(store_uri: str) -> list[dict]:
+    return runs.list_runs(statuses=runs.ACTIVE)
+
+
+@st.cache_data(ttl=15.0, show_spinner=False)
+def _all_runs(store_uri: str) -> list[dict]:
     return runs.list_runs()
 
 
+def active_run_list() -> list[dict]:
+    """Queued and running runs: one small search a second for the whole server (the sidebar's
+    queue on every page reads only this)."""
+    return _active_runs(runs.tracking_uri())
+
+
 def run_list() -> list[dict]:
-    """Every run in the store, newest first: one search a second for the whole server, however
-    many students' pages ask (a copy per caller: never shared state)."""
-    return _run_list(runs.tracking_uri())
+    """Every run in the store, newest first, as fresh as the active runs: the whole store is
+    searched again only when a run started or ended, or every 15 s (for changes made by another
+    server). Shared by every session; each caller gets a copy, never shared state."""
+    uri = runs.tracking_uri()
+    active = {r["run_id"]: r for r in _active_runs(uri)}
+    every = _all_runs(uri)
+    known = {r["run_id"] for r in every}
+    ended = any(r["status"] in runs.ACTIVE and r["run_id"] not in active for r in every)
+    if ended or not set(active) <= known:
+        _all_runs.clear()
+        every = _all_runs(uri)
+    return [active.get(r["run_id"], r) for r in every]
 
 
-run_list.clear = _run_list.clear  # after a launch or a delete: show it now, not in a second
+@st.cache_data(max_entries=8, show_spinner=False)
+def _leaderboard(fingerprint: int, show_hidden: bool, store_uri: str):
+    from fmnist_core.views import leaderboard
+    return leaderboard.board(run_list(), show_hidden=show_hidden)
+
+
+def leaderboard(show_hidden: bool = False):
+    """The ranked board, computed once per change of the store (not per student per refresh)."""
+    rs = run_list()
+    fingerprint = hash(tuple((r["run_id"], r["status"], r["hidden"]) for r in rs))
+    return _leaderboard(fingerprint, show_hidden, runs.tracking_uri())
+
+
+def _clear_run_lists() -> None:
+    _active_runs.clear()
+    _all_runs.clear()
+
+
+run_list.clear = _clear_run_lists  # after a launch or a delete: show it now
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
@@ -252,7 +290,7 @@ def sidebar() -> None:
         st.markdown("#### Job queue")
         _class_settings(identity.current_user())
         from fmnist_core.jobs import benchmark_state
-        active = shared.active_runs(run_list()) or benchmark_state()
+        active = shared.active_runs(active_run_list()) or benchmark_state()
         st.fragment(_queue_panel, run_every=POLL_SECONDS * 2 if active else None)(bool(active))
 
 
@@ -314,7 +352,7 @@ def roles_class_mode() -> bool:
 
 def _queue_panel(was_active: bool) -> None:
     from fmnist_core.jobs import benchmark_state
-    active = shared.active_runs(run_list())
+    active = shared.active_runs(active_run_list())
     bench_job = benchmark_state()
     if bench_job:
         st.caption(f":material/timer: **the teacher's benchmark** is {bench_job['state']}"
