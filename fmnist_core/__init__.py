@@ -2,7 +2,7 @@
 
 Modules: data (the real dataset), models (configs, presets, checkpoints),
 train (the in-memory trainer), evaluate (metrics), runs (the run registry),
-jobs (training as background processes), manual (the NumPy twin), bench
+jobs (training as background processes), twin (the NumPy twin), bench
 (timings), preprocess (user images -> model input), device (cpu/cuda/mps).
 Packages: views (what each dashboard page shows, computed), cli (`python -m fmnist_core`).
 """

@@ -21,6 +21,9 @@ from . import runs
 from .errors import WorkbenchError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# what a worker needs from the submitting environment besides the store's address
+PASS_ENV = ("FMNIST_ARTIFACTS", "FMNIST_DATA_DIR", "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
+            "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
 
 
 def _ray():
@@ -36,10 +39,11 @@ def _ray():
         if runs.is_embedded():
             raise WorkbenchError("Ray workers on other machines cannot write to this machine's SQLite "
                                  "store: start `mlflow server` and set FMNIST_TRACKING_URI=http://host:port")
+        # the worker logs into the same store; an artifacts folder set here is used there too
+        env = {"FMNIST_TRACKING_URI": runs.tracking_uri(), "PYTHONUNBUFFERED": "1"}
+        env.update({k: os.environ[k] for k in PASS_ENV if k in os.environ})
         ray.init(address=address, logging_level="ERROR", log_to_driver=False,
-                 runtime_env={"py_modules": [str(PACKAGE_DIR)],
-                              "env_vars": {"FMNIST_TRACKING_URI": runs.tracking_uri(),
-                                           "RAY_DEDUP_LOGS": "0"}})
+                 runtime_env={"py_modules": [str(PACKAGE_DIR)], "env_vars": env})
     return ray
 
 

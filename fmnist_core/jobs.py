@@ -30,10 +30,12 @@ from typing import Any, Callable
 from . import runs
 from .data import ARTIFACTS, PROJECT_ROOT, load
 from .device import machine_info
+from .epochs import TrainResult
 from .errors import WorkbenchError
 from .evaluate import evaluate
+from .files import copy_atomic, write_json_atomic
 from .models import ModelConfig, build_model, config_from_dict, config_to_dict, save_checkpoint
-from .train import TrainConfig, TrainResult, train, train_config_from_dict, train_config_to_dict
+from .train import TrainConfig, train, train_config_from_dict, train_config_to_dict
 
 ENGINES = ("torch", "numpy")
 EXECUTORS = ("local", "ray")
@@ -45,7 +47,7 @@ def run_spec(model_config: ModelConfig, train_config: TrainConfig, preset: str |
     if engine not in ENGINES:
         raise WorkbenchError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if engine == "numpy":
-        from .manual import check_trainable
+        from .twin import check_trainable
         check_trainable(model_config, train_config)  # refuse before any run exists
     return {"model_config": config_to_dict(model_config), "train_config": train_config_to_dict(train_config),
             "preset": preset, "engine": engine, "train_limit": train_limit}
@@ -191,7 +193,7 @@ def _acquire_slot(run_id: str, reporter: RunReporter, poll: float):
         mine = next((r for r in queued if r["run_id"] == run_id), None)
         created = mine["config"]["created"] if mine else time.time()
         ahead = [r for r in queued if r["config"]["created"] < created and r["run_id"] != run_id]
-        if not ahead:
+        if not ahead and benchmark_state() is None:  # the teacher's benchmark goes first
             for k in range(class_settings().max_concurrent):
                 f = open(SLOTS_DIR / f"slot-{k}.lock", "w")
                 try:
@@ -200,12 +202,67 @@ def _acquire_slot(run_id: str, reporter: RunReporter, poll: float):
                 except BlockingIOError:
                     f.close()
         pos = len(ahead) + 1
-        if pos != last_pos:
-            last_pos = pos
-            reporter.progress("queued", queue_position=pos, message=f"waiting in the queue: position {pos}")
-        elif time.time() - float(mine["status_info"].get("heartbeat", 0) if mine else 0) > runs.HEARTBEAT_SECONDS:
-            reporter.progress("queued", queue_position=pos, message=f"waiting in the queue: position {pos}")
+        msg = f"waiting in the queue: position {pos}" + (
+            " (the teacher's benchmark goes first)" if benchmark_state() else "")
+        if (pos, msg) != last_pos or time.time() - float(
+                mine["status_info"].get("heartbeat", 0) if mine else 0) > runs.HEARTBEAT_SECONDS:
+            last_pos = (pos, msg)
+            reporter.progress("queued", queue_position=pos, message=msg)
         time.sleep(poll)
+
+
+# --- the benchmark in the same queue ------------------------------------------------------------
+
+BENCH_MARK = "benchmark.json"  # {"pid", "state": waiting | running, "since"}: read by the queue panel
+
+
+def benchmark_state() -> dict[str, Any] | None:
+    """The benchmark job waiting for or holding the queue's slots, or None."""
+    from .files import read_json
+    st = read_json(SLOTS_DIR / BENCH_MARK)
+    return st if st and runs.pid_alive(st.get("pid")) else None
+
+
+class all_slots:
+    """`with all_slots(): ...` holds every slot of the local queue: the benchmark times the
+    machine alone. It waits for the trainings running now; trainings that arrive meanwhile
+    wait for it (it says so in the queue), so a class's queue cannot starve it."""
+
+    def __init__(self, poll: float = 0.5, say: Callable[[str], None] | None = None):
+        self.poll, self.say, self.held = poll, say or (lambda m: None), []
+
+    def _mark(self, state: str) -> None:
+        write_json_atomic(SLOTS_DIR / BENCH_MARK, {"pid": os.getpid(), "state": state, "since": time.time()})
+
+    def __enter__(self):
+        from .roles import class_settings
+        SLOTS_DIR.mkdir(parents=True, exist_ok=True)
+        self._mark("waiting")
+        told = False
+        while True:
+            n = max(class_settings().max_concurrent, 1)
+            for k in range(n):
+                if k < len(self.held):
+                    continue
+                f = open(SLOTS_DIR / f"slot-{k}.lock", "w")
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    self.held.append(f)
+                except BlockingIOError:
+                    f.close()
+                    break
+            if len(self.held) >= n:
+                self._mark("running")
+                return self
+            if not told:
+                self.say("waiting for the trainings running now to finish (they keep the machine busy)")
+                told = True
+            time.sleep(self.poll)
+
+    def __exit__(self, *exc) -> None:
+        for f in self.held:
+            f.close()
+        (SLOTS_DIR / BENCH_MARK).unlink(missing_ok=True)
 
 
 def _execute(run_id: str, spec: dict, callback, reporter: RunReporter, here: dict) -> dict[str, Any]:
@@ -283,7 +340,7 @@ def _execute(run_id: str, spec: dict, callback, reporter: RunReporter, here: dic
 def _upload_best(run_id: str, path: Path) -> None:
     """Store a checkpoint as the run's best.pt (the writer thread runs these one at a time)."""
     staged = path.parent / "stage" / "best.pt"
-    runs.copy_atomic(path, staged)
+    copy_atomic(path, staged)
     runs.log_artifact(run_id, staged)
     if path.name != "best.pt":
         path.unlink(missing_ok=True)
@@ -298,7 +355,7 @@ def _report_files(work: Path, m: dict, history: list[dict]) -> dict[str, Path]:
     """metrics.json, confusion.csv, per_class.csv, history.csv in the work folder."""
     import csv
     from .data import CLASSES
-    out = {"metrics.json": runs.write_json_atomic(work / "metrics.json", m)}
+    out = {"metrics.json": write_json_atomic(work / "metrics.json", m)}
     with open(work / "confusion.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["true \\ predicted", *CLASSES])
@@ -326,7 +383,7 @@ def _trainer(engine: str):
     if engine == "torch":
         return train
     if engine == "numpy":
-        from .manual import train_numpy  # the NumPy twin's own trainer
+        from .twin import train_numpy  # the NumPy twin's own trainer
         return train_numpy
     raise WorkbenchError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
 

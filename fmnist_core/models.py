@@ -6,7 +6,7 @@ is the model's first layer, so a checkpoint is self-contained.
 
 A config is turned into a flat *layer plan* (`layer_plan`): a list of
 `LayerSpec(name, kind, args)`. `build_model` makes an nn.Sequential from it
-whose children carry those names, and the NumPy twin (manual.py) walks the same
+whose children carry those names, and the NumPy twin (fmnist_core/twin/) walks the same
 plan over the same state_dict, so both implementations agree by construction.
 
 Checkpoint = {"model_config", "state_dict", "metrics", "classes"}: plain types

@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 from typing import Any
 
 from .data import PROJECT_ROOT

@@ -43,7 +43,7 @@ from typing import Any
 
 from .data import ARTIFACTS
 from .errors import WorkbenchError
-from .files import copy_atomic, read_json, write_json_atomic  # noqa: F401 (read_json: callers' reader)
+from .files import copy_atomic, read_json
 
 EXPERIMENT = "fmnist-workbench"
 STATUSES = ("queued", "running", "finished", "failed", "diverged", "cancelled", "interrupted")
@@ -141,7 +141,7 @@ def _flat(prefix: str, d: dict) -> dict[str, str]:
 def create_run(spec: dict[str, Any], label: str = "run", owner: str | None = None,
                owner_id: str | None = None, extra_tags: dict[str, str] | None = None) -> str:
     """A new run in status `queued`; returns its id."""
-    from mlflow.entities import Param, RunTag
+    from mlflow.entities import Param
     s = store()
     now = time.time()
     tags = {f"{T}spec": json.dumps(spec), f"{T}label": label, f"{T}owner": owner or "",

@@ -7,14 +7,16 @@ validation accuracy that restores the best weights, bf16 autocast where the
 hardware pays for it, cancellation, and NaN/inf detection (status `diverged`).
 
 It returns a `TrainResult` and reports progress through `callback(event)`;
-it never prints and knows nothing of files, the CLI or the dashboard.
+it never prints and knows nothing of files, the CLI or the dashboard. The result,
+the events and the per-epoch bookkeeping are shared with the NumPy twin's trainer
+and live in `epochs`.
 """
 from __future__ import annotations
 
 import copy
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -23,9 +25,10 @@ import torch.nn.functional as F
 
 from .data import FashionMNIST, train_val_split
 from .device import autocast, resolve_device, resolve_precision
+from .epochs import EpochLog, TrainResult
 from .errors import ConfigError
 from .evaluate import images_to_tensor, predict_logits
-from .models import FashionNet, ModelConfig, build_model
+from .models import ModelConfig, build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "onecycle", "cosine")
@@ -76,58 +79,6 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
-
-
-@dataclass
-class TrainResult:
-    status: str                      # finished | cancelled | diverged
-    message: str
-    history: list[dict[str, Any]]
-    best_epoch: int                  # 1-based; 0 when no epoch completed
-    best_val_accuracy: float | None
-    epochs_run: int
-    train_seconds: float
-    device: str
-    precision: str
-    model: FashionNet = field(repr=False)  # best weights loaded, eval mode, on the CPU
-
-
-def diverged_message(epoch: int, batch: int, lr: float) -> str:
-    """What both trainers say when the loss stops being a finite number."""
-    return (f"the loss became NaN/inf in epoch {epoch}, batch {batch}: the run "
-            f"diverged; try a smaller learning rate (now {lr:g})")
-
-
-class BestEpoch:
-    """Which epoch is best so far, and when patience runs out: the bookkeeping both
-    trainers share (train() here and manual.train_numpy)."""
-
-    def __init__(self, patience: int):
-        self.patience = patience
-        self.best_acc, self.best_epoch, self.since_best = -1.0, 0, 0
-
-    def update(self, row: dict[str, Any]) -> bool:
-        """Record a finished epoch; True when it is the best so far. Without a validation
-        split every epoch is: the last one is the best we know."""
-        acc = row.get("val_accuracy")
-        improved = acc is None or acc > self.best_acc
-        if improved:
-            self.best_acc = -1.0 if acc is None else acc
-            self.best_epoch, self.since_best = row["epoch"], 0
-        else:
-            self.since_best += 1
-        return improved
-
-    def stop_message(self, epoch: int) -> str:
-        """Non-empty when early stopping ends the run after `epoch`."""
-        if self.patience and self.since_best >= self.patience:
-            return (f"early stop after epoch {epoch}: no better validation accuracy for "
-                    f"{self.patience} epochs; best was epoch {self.best_epoch}")
-        return ""
-
-    @property
-    def best_val_accuracy(self) -> float | None:
-        return self.best_acc if self.best_acc >= 0 else None
 
 
 def _augment(xb: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
@@ -185,7 +136,6 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
     train_limit: use only the first N training images (after the split), for demos/tests.
     """
     cfg.validate()
-    emit = callback or (lambda event: None)
     device = resolve_device(cfg.device)
     precision = resolve_precision(cfg.precision, device, model_config.kind)
     if cfg.threads:
@@ -212,12 +162,11 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
     # a .item() is a sync on a GPU and a few microseconds on the CPU: check every 25 batches
     check_every = 25
 
-    history: list[dict[str, Any]] = []
-    best, best_state = BestEpoch(cfg.patience), None
-    status, message = "finished", ""
-    t_start = time.perf_counter()
-    emit({"event": "start", "epochs": cfg.epochs, "steps_per_epoch": steps, "train_size": n,
-          "val_size": len(y_val), "device": str(device), "precision": precision})
+    def snapshot() -> dict:
+        return copy.deepcopy(model.state_dict())
+
+    log = EpochLog(cfg, callback, on_best)
+    log.start(steps, n, len(y_val), str(device), precision)
     epoch = 0
     for epoch in range(1, cfg.epochs + 1):
         model.train()
@@ -249,20 +198,11 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
             seen += len(yb)
             if (b + 1) % check_every == 0 or b + 1 == steps:
                 if not math.isfinite(loss_sum.item()):
-                    status = "diverged"
-                    message = diverged_message(epoch, b + 1, cfg.lr)
+                    log.diverged(epoch, b + 1)
                     break
-            if (b + 1) % cfg.progress_every == 0:
-                emit({"event": "batch", "epoch": epoch, "batch": b + 1, "steps": steps,
-                      "loss": loss_sum.item() / seen, "elapsed": time.perf_counter() - t_start})
-            if should_stop is not None and (b + 1) % 10 == 0 and should_stop():
-                status, message = "cancelled", f"cancelled in epoch {epoch}, batch {b + 1}"
+            if log.after_batch(epoch, b + 1, steps, lambda: loss_sum.item() / seen, should_stop):
                 break
-            if cfg.max_seconds and time.perf_counter() - t_start > cfg.max_seconds:
-                status = "finished"
-                message = f"time limit of {cfg.max_seconds:g} s reached in epoch {epoch}"
-                break
-        if status != "finished":
+        if log.status != "finished":
             break
         epoch_seconds = time.perf_counter() - t_epoch
         row = {"epoch": epoch, "train_loss": loss_sum.item() / seen,
@@ -273,28 +213,13 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
             yv = torch.as_tensor(y_val, dtype=torch.long)
             row["val_loss"] = F.cross_entropy(logits, yv).item()
             row["val_accuracy"] = (logits.argmax(1) == yv).float().mean().item()
-        row["elapsed"] = time.perf_counter() - t_start
-        history.append(row)
-        if best.update(row):
-            best_state = copy.deepcopy(model.state_dict())
-            if on_best is not None:
-                on_best(best_state, row)
-        emit({"event": "epoch", **row, "epochs": cfg.epochs, "best_epoch": best.best_epoch})
-        message = best.stop_message(epoch) or message
-        if message:  # early stop, or the time limit reached exactly at an epoch end
+        if log.end_epoch(row, snapshot):  # early stop, or the time limit reached in this epoch
             break
-    seconds = time.perf_counter() - t_start
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    seconds = log.elapsed()
+    if log.best_state is not None:
+        model.load_state_dict(log.best_state)
     model = model.to("cpu", memory_format=torch.contiguous_format).eval()
-    if status == "finished" and not message:
-        message = f"finished {len(history)} epochs in {seconds:.1f} s"
-    result = TrainResult(status=status, message=message, history=history, best_epoch=best.best_epoch,
-                         best_val_accuracy=best.best_val_accuracy,
-                         epochs_run=len(history), train_seconds=seconds, device=str(device),
-                         precision=precision, model=model)
-    emit({"event": "end", "status": status, "message": message})
-    return result
+    return log.finish(model, seconds, str(device), precision)
 
 
 def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:

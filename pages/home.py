@@ -35,11 +35,11 @@ def page() -> None:
     head[0].caption("Ten random training images per class, shown at 3× with their real pixels.")
     if head[1].button("Other examples", icon=":material/shuffle:", key="home_shuffle"):
         st.session_state.home_seed += 1
-    idx = view.sample_indices(ds.y_train, per_class=10, seed=st.session_state.home_seed)
+    rows = common.class_rows_png(st.session_state.home_seed)
     for k, name in enumerate(CLASSES):
         left, right = st.columns([1, 6], vertical_alignment="center")
         left.markdown(f"**{name}**")
-        right.image(shared.tile_grid(ds.x_train[idx[k]], factor=3, gap=2))
+        right.image(rows[k])
 
     bal, mean = st.columns([1, 1], gap="large")
     with bal:
@@ -54,10 +54,10 @@ def page() -> None:
                    "accuracy is a fair summary.")
     with mean:
         st.subheader("Mean image per class")
-        means = common.mean_images()
+        means = common.mean_images_png()
         for start in (0, 5):
             for col, k in zip(st.columns(5), range(start, start + 5)):
-                col.image(shared.upscale(means[k], 4), caption=CLASSES[k], width="stretch")
+                col.image(means[k], caption=CLASSES[k], width="stretch")
         st.caption("The average of all 6,000 training images of each class. Shirt, T-shirt/top, "
                    "Pullover and Coat have near-identical averages: that is where models make most "
                    "of their mistakes.")

@@ -3,7 +3,7 @@ what every layer makes of one input, and whether the hand-written NumPy twin com
 same numbers as PyTorch — for one image layer by layer, and for all 10,000 test images.
 
 The numbers come from fmnist_core.views.inside (one input through both implementations,
-pictures of weights and feature maps) and fmnist_core.manual.compare (the whole test set,
+pictures of weights and feature maps) and fmnist_core.twin.compare (the whole test set,
 cached per checkpoint version so a class pressing the button at once computes it once).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmnist_core import manual
+from fmnist_core import twin
 from fmnist_core.views import inside as view, shared
 from fmnist_core.data import CLASSES
 from ui import common, model_picker
@@ -176,7 +176,7 @@ def _layer_row(i: int, d: dict, out: np.ndarray) -> None:
 @st.cache_data(show_spinner=False, max_entries=16)
 def _compare(path: str, version: float) -> dict:
     ds = common.dataset()
-    return manual.compare(path, ds.x_test, ds.y_test, impl="numpy")
+    return twin.compare(path, ds.x_test, ds.y_test, impl="numpy")
 
 
 def _whole_test_set(entry) -> None:

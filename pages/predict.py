@@ -96,6 +96,12 @@ def _upload():
 
 
 def _camera():
+    try:
+        blocked = view.camera_blocked(str(st.context.url))
+    except Exception:  # no browser (AppTest)
+        blocked = None
+    if blocked:
+        st.warning(blocked, icon=":material/no_photography:")
     st.toggle("Use the camera", key="pr_cam_on",
               help="Off until you ask: the browser asks for permission only then.")
     if not st.session_state.pr_cam_on:

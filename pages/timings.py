@@ -14,10 +14,11 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fmnist_core import bench
+from fmnist_core.errors import WorkbenchError
 from fmnist_core.views import timings as timing_views
 from fmnist_core.views.format import format_seconds
 from fmnist_core.models import preset_names
-from ui import common
+from ui import common, identity
 
 POLL_SECONDS = 1.0
 MODES = {"quick": "Quick (about half a minute)", "full": "Full (several minutes: epochs, every batch size)"}
@@ -56,8 +57,21 @@ def page() -> None:
 # --- running the benchmark ------------------------------------------------------------------
 
 def _start() -> None:
-    status = bench.start_job(quick=st.session_state.tm_mode == "quick", preset=st.session_state.tm_preset)
+    try:
+        status = bench.start_job(quick=st.session_state.tm_mode == "quick", preset=st.session_state.tm_preset,
+                                 user=identity.current_user())  # the teacher's job: checked in the core
+    except WorkbenchError as exc:
+        st.session_state.tm_error = str(exc)
+        return
+    st.session_state.tm_error = None
     st.session_state.tm_started = status.get("started")
+
+
+def _stop() -> None:
+    try:
+        bench.stop_job(user=identity.current_user())
+    except WorkbenchError as exc:
+        st.session_state.tm_error = str(exc)
 
 
 def _run_section() -> None:
@@ -69,8 +83,15 @@ def _run_section() -> None:
     b.selectbox("Model to time", preset_names(), key="tm_preset", disabled=running,
                 help="Timing needs no trained weights: the preset's architecture with random weights. "
                      "mlp-seed000 (784-128-10) is the course project's MLP.")
+    me = identity.current_user()
     c.button("Run", icon=":material/timer:", key="tm_run", type="primary", on_click=_start,
-             disabled=running, width="stretch")
+             disabled=running or not me.teacher, width="stretch",
+             help=None if me.teacher else "The teacher runs the benchmark: it slows every training on the server")
+    if not me.teacher:
+        st.caption("On a class server the teacher starts the benchmark (it joins the training queue and "
+                   "slows everyone's trainings while it runs). Its results appear here for everyone.")
+    if st.session_state.get("tm_error"):
+        st.error(st.session_state.tm_error)
     st.fragment(_job_panel, run_every=POLL_SECONDS if running else None)(running)
 
 
@@ -83,7 +104,8 @@ def _job_panel(was_running: bool) -> None:
                                              f"{format_seconds(status['elapsed'])}: {status['message']}")
         st.caption("It runs as its own process, so everyone can go on using the workbench; while it "
                    "runs the CPU is busy, and other work is slower (and slows it down).")
-        st.button("Stop the benchmark", icon=":material/stop_circle:", key="tm_stop", on_click=bench.stop_job)
+        if identity.current_user().teacher:
+            st.button("Stop the benchmark", icon=":material/stop_circle:", key="tm_stop", on_click=_stop)
     elif state == "failed":
         st.error(f"The benchmark failed:\n\n```\n{status.get('error', '')}\n```")
     elif state == "cancelled":

@@ -47,40 +47,65 @@ def browser_marks() -> list:
     return [pytest.mark.browser, pytest.mark.skipif(why is not None, reason=f"{why}: browser tests skipped")]
 
 
+@contextlib.contextmanager
+def using_store(artifacts: Path):
+    """Point this process's run store at the one a server started with FMNIST_ARTIFACTS=artifacts
+    uses (its embedded store, artifacts/mlflow.db), to prepare runs for it."""
+    from fmnist_core import runs
+    old_uri, old_artifacts = os.environ.get("FMNIST_TRACKING_URI"), runs.ARTIFACTS
+    os.environ["FMNIST_TRACKING_URI"] = f"sqlite:///{artifacts / 'mlflow.db'}"
+    runs.ARTIFACTS = artifacts
+    try:
+        yield runs.store()
+    finally:
+        runs.ARTIFACTS = old_artifacts
+        if old_uri is None:
+            os.environ.pop("FMNIST_TRACKING_URI", None)
+        else:
+            os.environ["FMNIST_TRACKING_URI"] = old_uri
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, ca: Path | None = None) -> bool:
+    import ssl
+    ctx = ssl.create_default_context(cafile=str(ca)) if ca else None
     try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2, context=ctx) as r:
             return r.status == 200
     except OSError:
         return False
 
 
 @contextlib.contextmanager
-def streamlit_server(artifacts: Path, timeout: float = 120.0):
-    """Yield the base URL of a fresh `streamlit run app.py`; stop it (and only it) afterwards."""
+def streamlit_server(artifacts: Path, timeout: float = 120.0, env: dict | None = None,
+                     tls: Path | None = None):
+    """Yield the base URL of a fresh `streamlit run app.py`; stop it (and only it) afterwards.
+    `env`: more environment for the server (e.g. FMNIST_TEACHER_PASSWORD for a class server);
+    `tls`: a folder with cert.pem and key.pem (scripts/tls_cert.sh): serve https, as `make class`."""
     artifacts.mkdir(parents=True, exist_ok=True)
     real_data = ROOT / "artifacts" / "data"
     if real_data.is_dir() and not (artifacts / "data").exists():
         (artifacts / "data").symlink_to(real_data, target_is_directory=True)
     port = free_port()
-    url = f"http://127.0.0.1:{port}"
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
+    tls_args = (["--server.sslCertFile", str(tls / "cert.pem"), "--server.sslKeyFile", str(tls / "key.pem")]
+                if tls else [])
     log = open(artifacts / "streamlit.log", "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--server.headless", "true",
-         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none", *tls_args],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        env={**os.environ, "FMNIST_ARTIFACTS": str(artifacts), "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "FMNIST_ARTIFACTS": str(artifacts), "PYTHONUNBUFFERED": "1", **(env or {})},
         start_new_session=True)
     try:
         deadline = time.time() + timeout
-        while not _healthy(url):
+        while not _healthy(url, tls / "cert.pem" if tls else None):
             if proc.poll() is not None:
                 raise RuntimeError(f"streamlit exited with {proc.returncode}: "
                                    f"{(artifacts / 'streamlit.log').read_text()[-2000:]}")

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from browser_util import (ROOT, browser, browser_marks, exceptions, open_page, page,  # noqa: F401 (fixtures)
+from browser_util import (using_store, ROOT, browser, browser_marks, exceptions, open_page, page,  # noqa: F401 (fixtures)
                           screenshot, streamlit_server, wait_idle)
 
 pytestmark = browser_marks()
@@ -39,9 +39,10 @@ def artifacts(tmp_path_factory):
     from fmnist_core.train import TrainConfig
     base = tmp_path_factory.mktemp("artifacts_predict")
     spec = run_spec(MLPConfig(hidden=(64,)), TrainConfig(epochs=2, batch_size=64, device="cpu"), train_limit=6000)
-    run = runs.create_run(spec, root=base / "runs", label="browser-mlp")
-    assert execute_run(run)["status"] == "finished"
-    return base, run / "best.pt"
+    with using_store(base):
+        run = runs.create_run(spec, label="browser-mlp")
+        assert execute_run(run)["status"] == "finished"
+        return base, runs.load_run(run)["checkpoint"]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from browser_util import (browser, browser_marks, exceptions, open_page, page, screenshot,  # noqa: F401 (fixtures)
+from browser_util import (using_store, browser, browser_marks, exceptions, open_page, page, screenshot,  # noqa: F401 (fixtures)
                           streamlit_server, wait_idle)
 
 pytestmark = browser_marks()
@@ -35,9 +35,9 @@ def artifacts(tmp_path_factory):
     root = tmp_path_factory.mktemp("artifacts")
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    orphan = runs.create_run(run_spec(MLPConfig(hidden=(8,)), TrainConfig(epochs=1)),
-                             root=root / "runs", label="orphan")
-    runs.set_status(orphan, "running", pid=dead.pid, message="epoch 1/1")
+    with using_store(root):
+        orphan = runs.create_run(run_spec(MLPConfig(hidden=(8,)), TrainConfig(epochs=1)), label="orphan")
+        runs.set_status(orphan, "running", pid=dead.pid, host=runs.HOST, message="epoch 1/1")
     return root
 
 
@@ -71,7 +71,8 @@ def test_every_page_loads_without_an_exception(server, page, artifacts):
     assert page.locator("h1").first.inner_text().startswith("Fashion-MNIST Workbench")
     # the server marked the run its dead process left behind, once, at start-up
     from fmnist_core import runs
-    assert [r["status"] for r in runs.list_runs(artifacts / "runs")] == ["interrupted"]
+    with using_store(artifacts):
+        assert [r["status"] for r in runs.list_runs()] == ["interrupted"]
 
 
 def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page):

@@ -14,13 +14,11 @@ def test_data_command_reports_real_counts():
     assert out["source"]
 
 
-def test_train_evaluate_runs_round_trip(tmp_path):
-    run_dir = tmp_path / "r"
-    p = run_cli("train", "--preset", "mlp-seed000", "--epochs", "1", "--train-limit", "8000",
-                "--run-dir", run_dir)
+def test_train_evaluate_runs_round_trip(store):
+    p = run_cli("train", "--preset", "mlp-seed000", "--epochs", "1", "--train-limit", "8000")
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout.strip().splitlines()[-1])
-    assert set(out) >= {"run_id", "run_dir", "status", "test_accuracy", "best_val_accuracy",
+    assert set(out) >= {"run_id", "status", "test_accuracy", "best_val_accuracy",
                         "epochs_run", "train_seconds", "checkpoint"}
     assert out["status"] == "finished" and out["epochs_run"] == 1 and out["test_accuracy"] > 0.7
     assert "epoch 1/1" in p.stderr  # human progress goes to stderr
@@ -29,6 +27,9 @@ def test_train_evaluate_runs_round_trip(tmp_path):
     ev = json.loads(e.stdout)
     assert abs(ev["accuracy"] - out["test_accuracy"]) < 1e-9
     assert len(ev["confusion_matrix"]) == 10 and len(ev["per_class"]) == 10
+    listed = json.loads(run_cli("runs").stdout)  # the same store, read back
+    assert [(r["run_id"], r["status"], r["test_accuracy"]) for r in listed] == [
+        (out["run_id"], "finished", out["test_accuracy"])]
 
 
 def test_runs_lists_presets():

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from fmnist_core import jobs, runs
+from fmnist_core.files import write_json_atomic
 from fmnist_core.jobs import execute_run, run_spec
 from fmnist_core.models import MLPConfig, load_model
 from fmnist_core.train import TrainConfig
@@ -19,9 +20,9 @@ from conftest import ROOT
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     p = tmp_path / "status.json"
-    runs.write_json_atomic(p, {"status": "running"})
+    write_json_atomic(p, {"status": "running"})
     with pytest.raises(TypeError):
-        runs.write_json_atomic(p, {"bad": object()})
+        write_json_atomic(p, {"bad": object()})
     assert json.loads(p.read_text()) == {"status": "running"}
     assert [f.name for f in tmp_path.iterdir()] == ["status.json"]  # no temp file left behind
 

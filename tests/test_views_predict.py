@@ -31,6 +31,15 @@ def test_probability_table():
     assert t["|difference|"].max() == pytest.approx(1e-7, rel=0.2)
 
 
+def test_camera_needs_https_off_this_machine():
+    from fmnist_core.views.predict import camera_blocked
+    for ok in ("http://localhost:8501/predict", "http://127.0.0.1:8501/predict", "https://10.0.0.5:8501/predict",
+               "http://[::1]:8501/predict", "https://class.example:8501/"):
+        assert camera_blocked(ok) is None, ok
+    msg = camera_blocked("http://192.168.1.20:8501/predict")
+    assert "https" in msg and "192.168.1.20:8501" in msg and "upload" in msg
+
+
 # --- drawings: outline, proportions, line width -------------------------------------------------
 
 def canvas(polys, width=24, fill=False, side=308):

@@ -80,6 +80,28 @@ def mean_images() -> object:
     return home_view.mean_images(ds.x_train, ds.y_train)
 
 
+def _png(img) -> bytes:
+    import io
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, "PNG", optimize=False, compress_level=1)
+    return buf.getvalue()
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def class_rows_png(seed: int) -> list[bytes]:
+    """Home's ten example rows for one shuffle seed, as PNG bytes: encoded once per server,
+    not once per student's view (st.image sends bytes as they are)."""
+    ds = dataset()
+    idx = home_view.sample_indices(ds.y_train, per_class=10, seed=seed)
+    return [_png(shared.tile_grid(ds.x_train[idx[k]], factor=3, gap=2)) for k in range(len(idx))]
+
+
+@st.cache_resource(show_spinner=False)
+def mean_images_png() -> list[bytes]:
+    return [_png(shared.upscale(m, 4)) for m in mean_images()]
+
+
 def mtime(path: str | Path) -> float:
     """A checkpoint's modification time (0 when it is missing): the version key of the caches."""
     try:
@@ -229,7 +251,8 @@ def sidebar() -> None:
         st.caption("  \n".join(lines))
         st.markdown("#### Job queue")
         _class_settings(identity.current_user())
-        active = shared.active_runs(run_list())
+        from fmnist_core.jobs import benchmark_state
+        active = shared.active_runs(run_list()) or benchmark_state()
         st.fragment(_queue_panel, run_every=POLL_SECONDS * 2 if active else None)(bool(active))
 
 
@@ -290,8 +313,14 @@ def roles_class_mode() -> bool:
 
 
 def _queue_panel(was_active: bool) -> None:
+    from fmnist_core.jobs import benchmark_state
     active = shared.active_runs(run_list())
-    if not active:
+    bench_job = benchmark_state()
+    if bench_job:
+        st.caption(f":material/timer: **the teacher's benchmark** is {bench_job['state']}"
+                   + (": trainings wait until it is done" if bench_job["state"] == "running" else
+                      ": it starts when the trainings running now finish"))
+    if not active and not bench_job:
         st.caption("No training running or waiting.")
     for r in active:
         if r["status"] == "running":

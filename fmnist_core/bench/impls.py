@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .. import manual as twin  # the hand-written twin: imported here only, nowhere else in bench/
+from .. import twin  # the hand-written twin: imported here only, nowhere else in bench/
 from ..models import build_model
 from .config import IMPLS, WORKS, BenchConfig
 from .harness import Skip, probe, sync_for, time_runs

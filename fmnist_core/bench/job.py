@@ -63,9 +63,15 @@ def _alive(pid: int | None) -> bool:
 
 def start_job(quick: bool = True, preset: str = DEFAULT_PRESET, bench_dir: str | Path | None = None,
               label: str | None = None, impls: tuple[str, ...] = (),
-              devices: tuple[str, ...] = ()) -> dict[str, Any]:
+              devices: tuple[str, ...] = (), user=None) -> dict[str, Any]:
     """Launch the benchmark unless one is already running for this results folder; returns
-    the job's status either way (see `job_status`). impls/devices: only these (empty = all)."""
+    the job's status either way (see `job_status`). impls/devices: only these (empty = all).
+
+    The benchmark is the teacher's job (on a laptop, the single user's): it slows every
+    training on the machine, so it joins the training queue (`bench --queue`) and a student
+    can neither start nor stop it."""
+    from ..roles import require_teacher, single_user
+    require_teacher(user or single_user(), "start the benchmark")
     bench_dir = results_dir(bench_dir)
     jd = job_dir(bench_dir)
     jd.mkdir(parents=True, exist_ok=True)
@@ -78,7 +84,7 @@ def start_job(quick: bool = True, preset: str = DEFAULT_PRESET, bench_dir: str |
             with contextlib.suppress(FileNotFoundError):
                 (jd / name).unlink()
         cmd = [sys.executable, "-m", "fmnist_core", "bench", "--preset", preset,
-               "--events", str(jd / EVENTS), "--save-dir", str(bench_dir)]
+               "--events", str(jd / EVENTS), "--save-dir", str(bench_dir), "--queue"]
         if quick:
             cmd.append("--quick")
         if label:
@@ -93,8 +99,10 @@ def start_job(quick: bool = True, preset: str = DEFAULT_PRESET, bench_dir: str |
     return job_status(bench_dir)
 
 
-def stop_job(bench_dir: str | Path | None = None) -> None:
-    """Stop the running benchmark (its process group: the CLI and nothing else)."""
+def stop_job(bench_dir: str | Path | None = None, user=None) -> None:
+    """Stop the running benchmark (its process group: the CLI and nothing else); the teacher's."""
+    from ..roles import require_teacher, single_user
+    require_teacher(user or single_user(), "stop the benchmark")
     jd = job_dir(bench_dir)
     state = _read_state(jd)
     if not state or not _alive(state.get("pid")):

@@ -35,6 +35,8 @@ def _bench_args(p):
                         "(default: folded into fc1 for inference, as the manual twin does)")
     p.add_argument("--label", help="name this machine in the results (default: CPU model, cores, GPU)")
     p.add_argument("--save-dir", help="folder for the timestamped results file (default artifacts/benchmarks)")
+    p.add_argument("--queue", action="store_true", help="take every slot of the local training queue first "
+                   "(waits for the trainings running now; new ones wait for the benchmark)")
     p.add_argument("--no-save", action="store_true", help="do not write the timestamped file")
     p.add_argument("--show", nargs="+", metavar="FILE",
                    help="print saved results files as one table instead of measuring")
@@ -78,9 +80,14 @@ def cmd_bench(args) -> int:
         cfg = replace(cfg, epochs=False)
     if args.no_fold:
         cfg = replace(cfg, fold_normalization=False)
+    import contextlib
+    from ..jobs import all_slots
     with event_stream(args.events, _say) as report:  # stderr: each event's message
         bm = bench.resolve_model(args.model, args.preset)
-        results = bench.run_benchmark(bm, load(), cfg, progress=report, label=args.label)
+        queue = (all_slots(say=lambda m: report({"event": "step", "message": m})) if args.queue
+                 else contextlib.nullcontext())
+        with queue:
+            results = bench.run_benchmark(bm, load(), cfg, progress=report, label=args.label)
         saved = bench.save_results(results, out=args.out, bench_dir=args.save_dir,
                                    timestamped=not args.no_save)
         report({"event": "saved", "paths": [str(p) for p in saved]})

@@ -7,18 +7,19 @@ Not here: the registry, the parser and main (cli/__init__.py), and the other com
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from pathlib import Path
 
 from . import command, emit_json
+from ..errors import WorkbenchError
 
 
 class Progress:
     """A progress bar on stderr (redrawn in place on a terminal, one line per epoch otherwise)."""
 
-    def __init__(self, stream=sys.stderr):
-        self.stream = stream
-        self.tty = stream.isatty()
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr  # looked up now: sys.stderr may have been replaced
+        self.tty = self.stream.isatty()
 
     def __call__(self, ev: dict) -> None:
         kind = ev["event"]

@@ -13,7 +13,7 @@ from . import command, emit_json
 
 def _compare_args(p):
     from ..device import DEVICES
-    from ..manual import IMPLS
+    from ..twin import IMPLS
     p.add_argument("checkpoint")
     p.add_argument("--impl", choices=IMPLS, default="numpy",
                    help="numpy: ManualNet; torch-ops: the same math with torch tensor ops")
@@ -26,7 +26,7 @@ def _compare_args(p):
 def cmd_compare(args) -> int:
     from ..data import load
     from ..errors import ConfigError
-    from ..manual import compare
+    from ..twin import compare
     if args.impl == "numpy" and args.device != "cpu":
         raise ConfigError("--device applies to --impl torch-ops; the NumPy twin runs on the CPU")
     ds = load()

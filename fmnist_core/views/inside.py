@@ -4,7 +4,7 @@ nn.Module and its NumPy twin (shared.load_pair):
   * parameters    the largest layer and its share of all parameters
   * layer_outputs every layer's output for one input, PyTorch next to NumPy, with the
                   largest absolute difference per layer (the course project's "identical
-                  layer outputs"), and the same over the whole test set (manual.compare)
+                  layer outputs"), and the same over the whole test set (twin.compare)
   * first_layer   the first layer's weights as pictures: an MLP's first units as 28x28
                   images, a CNN's first conv filters
   * pictures      feature maps and weights as one crisp RGB image (nearest-neighbour

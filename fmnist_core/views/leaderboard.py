@@ -50,8 +50,9 @@ def board(all_runs: list[dict[str, Any]], show_hidden: bool = False) -> pd.DataF
         for key, where, _ in KEYS:
             row[key] = (spec.get(where) or {}).get(key)
         rows.append(row)
-    cols = ["rank", "owner", "model", "preset", "changes", "parameters", *[k for k, _, _ in KEYS],
-            "test_accuracy", "train_seconds", "epochs_run", "status", "hidden", "run_id", "kind"]
+    # what the board is about first, so it is visible without scrolling sideways
+    cols = ["rank", "owner", "test_accuracy", "train_seconds", "model", "preset", "changes", "parameters",
+            *[k for k, _, _ in KEYS], "epochs_run", "status", "hidden", "run_id", "kind"]
     if not rows:
         return pd.DataFrame(columns=cols)
     df = pd.DataFrame(rows)

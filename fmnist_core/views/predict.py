@@ -52,6 +52,22 @@ def for_display(img, min_side: int = 168):
     return img.resize((w * k, h * k), Image.Resampling.NEAREST)
 
 
+def camera_blocked(page_url: str) -> str | None:
+    """Why the browser will refuse the camera on this page, or None when it may allow it.
+
+    Browsers give pages the camera only in a secure context: https, or http on this very
+    machine (localhost, 127.0.0.1, ::1). A student on http://<server>:8501 gets nothing but
+    a silent failure, so the page says why and what to do."""
+    from urllib.parse import urlsplit
+    parts = urlsplit(page_url or "")
+    host = (parts.hostname or "").lower()
+    if parts.scheme == "https" or host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost"):
+        return None
+    return (f"Your browser will not open the camera on {parts.scheme or 'http'}://{parts.netloc}: cameras "
+            "work only on https (or on the server's own screen). Ask the teacher for the https address "
+            "(`make class` serves one), or take the photo with your phone's camera app and upload it.")
+
+
 # --- drawings: what makes the model misread them ------------------------------------------
 
 # Measured on drawings made like the canvas's, through the real preprocessing and the shipped

@@ -15,7 +15,6 @@ Left out: what only one page shows (that page's module), and anything that train
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -152,7 +151,7 @@ def load_pair(path: str | Path):
     """(PyTorch model, its NumPy twin) of one checkpoint: models.load_model (eval mode, on the
     CPU), then the twin built from that model's very weights. Both are shared by every
     dashboard session: nothing here or in the pages changes them after this."""
-    from ..manual import ManualNet, state_dict_to_numpy
+    from ..twin import ManualNet, state_dict_to_numpy
     from ..models import load_model
     model = load_model(path)
     for p in model.parameters():

@@ -135,7 +135,7 @@ def check_form(v: dict[str, Any], devices: dict[str, str | None]) -> tuple[dict 
             problems.append("The NumPy engine trains MLPs only; choose PyTorch for a CNN.")
         elif mcfg is not None and tcfg is not None:
             # the twin's own rules (device, precision...), so the form and the trainer agree
-            from ..manual import check_trainable
+            from ..twin import check_trainable
             try:
                 check_trainable(mcfg, tcfg)
             except ConfigError as exc:

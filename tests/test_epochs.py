@@ -1,0 +1,69 @@
+"""fmnist_core.epochs: the contract both trainers share (events, statuses, messages, the best
+epoch), tested on its own and through both trainers on the real dataset."""
+import pytest
+
+from fmnist_core import models
+from fmnist_core.epochs import BestEpoch, EpochLog, diverged_message
+from fmnist_core.train import TrainConfig, train
+from fmnist_core.twin import train_numpy
+
+
+def _log(**kw):
+    events, best = [], []
+    log = EpochLog(TrainConfig(**kw), events.append, lambda sd, row: best.append((sd, row["epoch"])))
+    return log, events, best
+
+
+def test_a_run_sends_start_batch_epoch_end_and_keeps_the_best_weights():
+    log, events, best = _log(epochs=3, progress_every=2, patience=1)
+    log.start(4, 256, 64, "cpu", "fp32")
+    snapshots = iter([{"w": 1}, {"w": 2}, {"w": 3}])
+    for epoch, acc in [(1, 0.5), (2, 0.7), (3, 0.6)]:
+        for b in range(1, 5):
+            assert not log.after_batch(epoch, b, 4, lambda: 1.0, should_stop=None)
+        stop = log.end_epoch({"epoch": epoch, "val_accuracy": acc}, lambda: next(snapshots))
+    assert stop and log.message.startswith("early stop after epoch 3") and "best was epoch 2" in log.message
+    assert best == [({"w": 1}, 1), ({"w": 2}, 2)] and log.best_state == {"w": 2}
+    res = log.finish(model=None, seconds=1.5, device="cpu", precision="fp32")
+    assert res.status == "finished" and res.best_epoch == 2 and res.best_val_accuracy == 0.7
+    assert res.epochs_run == 3 and res.message == log.message
+    kinds = [e["event"] for e in events]
+    assert kinds == ["start"] + (["batch"] * 2 + ["epoch"]) * 3 + ["end"]
+    assert events[1] == {"event": "batch", "epoch": 1, "batch": 2, "steps": 4, "loss": 1.0,
+                         "elapsed": events[1]["elapsed"]}
+    assert events[3]["best_epoch"] == 1 and events[3]["epochs"] == 3 and "elapsed" in events[3]
+
+
+def test_cancel_time_limit_and_divergence_say_why():
+    log, events, _ = _log(epochs=2)
+    assert log.after_batch(1, 10, 20, lambda: 0.0, should_stop=lambda: True)
+    assert (log.status, log.message) == ("cancelled", "cancelled in epoch 1, batch 10")
+    assert not _log()[0].after_batch(1, 9, 20, lambda: 0.0, should_stop=lambda: True)  # polled every 10
+
+    log, _, _ = _log(max_seconds=1e-9)
+    assert log.after_batch(2, 1, 20, lambda: 0.0, should_stop=None)
+    assert log.status == "finished" and log.message == "time limit of 1e-09 s reached in epoch 2"
+
+    log, _, _ = _log(lr=0.5)
+    log.diverged(3, 7)
+    assert log.status == "diverged" and log.message == diverged_message(3, 7, 0.5)
+    assert "epoch 3, batch 7" in log.message and "(now 0.5)" in log.message
+
+    log, _, _ = _log()
+    assert log.finish(None, 2.04, "cpu", "fp32").message == "finished 0 epochs in 2.0 s"
+
+
+def test_without_validation_every_epoch_is_the_best():
+    b = BestEpoch(patience=1)
+    assert b.update({"epoch": 1}) and b.update({"epoch": 2})
+    assert b.best_epoch == 2 and b.best_val_accuracy is None and b.stop_message(2) == ""
+
+
+@pytest.mark.parametrize("trainer", [train, train_numpy], ids=["torch", "numpy"])
+def test_both_trainers_stop_at_the_time_limit_with_the_epoch_recorded(trainer, ds):
+    events = []
+    res = trainer(models.MLPConfig(hidden=(32,)), TrainConfig(epochs=3, max_seconds=1e-9, device="cpu"), ds,
+                  callback=events.append, train_limit=640)
+    assert res.status == "finished" and res.message == "time limit of 1e-09 s reached in epoch 1"
+    assert res.epochs_run == 1 and res.best_epoch == 1 and "val_accuracy" in res.history[0]
+    assert [e["event"] for e in events] == ["start", "epoch", "end"]
