@@ -10,6 +10,7 @@ import streamlit as st
 
 from fmnist_core.views import home as view, shared
 from fmnist_core.data import CLASSES, IMAGE_SIZE, summary
+from fmnist_core.views.format import plural
 from ui import common
 
 
@@ -79,7 +80,8 @@ def page() -> None:
 
     st.subheader("Devices")
     info = common.machine()
-    lines = [f"- **cpu**: {info['cpu']} ({info['cores']} cores, PyTorch uses {info['torch_threads']} threads)"]
+    lines = [f"- **cpu**: {info['cpu']} ({plural(info['cores'], 'core')}, PyTorch uses "
+             f"{plural(info['torch_threads'], 'thread')})"]
     for name, why in common.devices().items():
         if name == "cpu":
             continue

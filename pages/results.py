@@ -15,6 +15,7 @@ from fmnist_core import roles, runs
 from fmnist_core.views import results as view, shared
 from fmnist_core.data import CLASSES
 from fmnist_core.errors import WorkbenchError
+from fmnist_core.views.format import plural
 from ui import common, identity
 
 PCT = st.column_config.NumberColumn(format="percent")
@@ -192,7 +193,7 @@ def _mistakes(metrics: dict) -> None:
         return
     n = st.select_slider("How many", [16, 32, 48, 64], value=32, key="res_n_mistakes")
     total = metrics["n"] - round(metrics["accuracy"] * metrics["n"])
-    st.caption(f"The {min(n, len(wrong))} most confident of {total:,} mistakes: "
+    st.caption(f"The {min(n, len(wrong))} most confident of {plural(total, 'mistake')}: "
                "true class → predicted class (confidence).")
     _image_grid([(m["index"], f"{CLASSES[m['true']]} → {CLASSES[m['pred']]} ({m['confidence']:.0%})")
                  for m in wrong[:n]], cols=8)

@@ -18,6 +18,7 @@ from fmnist_core import runs
 from fmnist_core.views import home as home_view, results as results_view, shared
 from fmnist_core.data import FashionMNIST, load, summary
 from fmnist_core.errors import WorkbenchError
+from fmnist_core.views.format import plural
 
 APP_FILE = Path(__file__).resolve().parent.parent / "app.py"
 FONT = 17            # chart font size: readable from the back of a classroom
@@ -288,9 +289,10 @@ def _save_settings(user) -> None:
 def _class_settings(user) -> None:
     cfg = class_settings()
     if not user.teacher:
-        st.caption(f"{cfg['max_concurrent']} training(s) at once, first come first served · "
-                   f"per student: {cfg['max_active_per_student']} run(s) at once, ≤ {cfg['max_parameters']:,} "
-                   f"parameters, ≤ {cfg['max_epochs']} epochs, ≤ {cfg['max_seconds']:.0f} s. Set by the teacher.")
+        st.caption(f"{plural(cfg['max_concurrent'], 'training')} at once, first come first served · "
+                   f"per student: {plural(cfg['max_active_per_student'], 'run')} at once, ≤ "
+                   f"{plural(cfg['max_parameters'], 'parameter')}, ≤ {plural(cfg['max_epochs'], 'epoch')}, "
+                   f"≤ {cfg['max_seconds']:.0f} s. Set by the teacher.")
         return
     with st.expander("Class settings" if roles_class_mode() else "Queue settings"):
         for k, label in SETTING_NAMES.items():

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .format import plural
+
 IMPL_NAMES = {"pytorch": "PyTorch nn.Module", "manual-numpy": "manual NumPy twin",
               "manual-torch": "manual, torch ops", "dataloader": "DataLoader + PIL"}
 # for chart axes: two short lines each, so a narrow chart needs no slanted, cut-off labels
@@ -67,10 +69,10 @@ def machine_block(results: dict[str, Any]) -> dict[str, Any]:
     load = None
     if la.get("before") and la.get("after"):
         # the 1-minute load average: above the core count, other work competed for the CPU
-        load = f"{la['before'][0]:.1f} before, {la['after'][0]:.1f} after ({m.get('cores')} cores)"
+        load = f"{la['before'][0]:.1f} before, {la['after'][0]:.1f} after ({plural(m.get('cores') or 0, 'core')})"
     return {"label": results.get("label"), "origin": results.get("origin", "this machine"),
             "load": load,
-            "cpu": f"{m.get('cpu')} ({m.get('cores')} cores)", "gpu": m.get("gpu") or "none",
+            "cpu": f"{m.get('cpu')} ({plural(m.get('cores') or 0, 'core')})", "gpu": m.get("gpu") or "none",
             "software": f"PyTorch {m.get('torch')}, NumPy {m.get('numpy')}, Python {m.get('python', '?')}",
             "blas": f"NumPy: {nb.get('internal_api', '?')} {nb.get('version', '')}".strip()
                     + f" · PyTorch: {blas.get('torch', '?')}",
