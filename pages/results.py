@@ -60,6 +60,9 @@ def page() -> None:
         right.plotly_chart(common.curves_figure(long, "accuracy"), theme=None, key="res_acc")
         st.caption("Solid: training set · dashed: validation set (held out from training). "
                    "A widening gap between the two is overfitting.")
+        note = common.loss_note(long)
+        if note:
+            st.caption(f":material/info: {note}")
     no_hist = [s["name"] for s in chosen if not s["history"]]
     if no_hist:
         st.caption(f"No per-epoch history stored for: {', '.join(no_hist)}.")

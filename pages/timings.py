@@ -15,7 +15,7 @@ import streamlit as st
 
 from fmnist_core import bench
 from fmnist_core.errors import WorkbenchError
-from fmnist_core.views import timings as timing_views
+from fmnist_core.views import axes, timings as timing_views
 from fmnist_core.views.format import format_seconds
 from fmnist_core.models import preset_names
 from ui import common, identity
@@ -181,10 +181,21 @@ def _headline(results: list[dict]) -> None:
                              textposition="outside", cliponaxis=False,
                              hovertemplate="%{x}: %{y:.1f} ms<extra>" + src + "</extra>"))
     fig.update_layout(barmode="group")
-    fig.update_yaxes(title="milliseconds (median)", type="log" if timing_views.wants_log_axis(df["median_ms"]) else "linear")
+    _ms_axis(fig, df["median_ms"], "milliseconds (median)")
     st.plotly_chart(common.style(fig, height=440, legend_below=True), theme=None, key="tm_headline")
     st.caption("One batch of 10,000 images, all CPU threads; the implementations take turns round by round, "
                "so a neighbour's job slows all of them alike. Lower is faster.")
+
+
+def _ms_axis(fig: go.Figure, ms, title: str) -> None:
+    """Milliseconds on a log axis when they span more than 20x, with 1-2-5 ticks written out
+    (Plotly's own minor labels read "9 8 7 6 5 4 3 2" when crowded), else a linear one."""
+    if not timing_views.wants_log_axis(ms):
+        fig.update_yaxes(title=title, type="linear")
+        return
+    vals = [float(v) for v in ms if v and v > 0]
+    ticks, text = axes.log_ticks(min(vals), max(vals))
+    fig.update_yaxes(title=title, type="log", tickvals=ticks, ticktext=text)
 
 
 def _detail_charts(rows: list[dict]) -> None:
@@ -221,7 +232,7 @@ def _detail_charts(rows: list[dict]) -> None:
             hovertemplate="%{x}: %{y:.1f} GFLOP/s (%{customdata:.0%} of peak)<extra>" + series + "</extra>"))
     time_fig.update_layout(barmode="group", title="Time (median; bars: fastest – slowest run)",
                            showlegend=True)
-    time_fig.update_yaxes(title="milliseconds", type="log" if timing_views.wants_log_axis(df["median_ms"]) else "linear")
+    _ms_axis(time_fig, df["median_ms"], "milliseconds")
     rate_fig.update_layout(barmode="group", title="Arithmetic rate")
     rate_fig.update_yaxes(title="GFLOP/s (higher is better)")
     left.plotly_chart(common.style(time_fig, height=500, legend_below=True), theme=None, key="tm_time")

@@ -302,6 +302,9 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
         left, right = st.columns(2)
         left.plotly_chart(common.curves_figure(long, "loss", by_split=True), theme=None, key="watch_loss")
         right.plotly_chart(common.curves_figure(long, "accuracy", by_split=True), theme=None, key="watch_acc")
+        note = common.loss_note(long)
+        if note:
+            st.caption(f":material/info: {note}")
     elif info["active"]:
         st.caption("Curves appear after the first epoch.")
     with st.expander("Configuration of this run"):

@@ -15,7 +15,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fmnist_core import runs
-from fmnist_core.views import home as home_view, results as results_view, shared
+from fmnist_core.views import axes, home as home_view, results as results_view, shared
 from fmnist_core.data import FashionMNIST, load, summary
 from fmnist_core.errors import WorkbenchError
 from fmnist_core.views.format import plural
@@ -200,21 +200,55 @@ def style(fig: go.Figure, height: int = 420, top: int = 60, legend_below: bool =
     these font sizes with its own small ones. The font family stays Plotly's: Streamlit's
     web font can arrive after Plotly has measured the legend, which then clips the text.
     Plotly Express colours traces itself: pass color_discrete_sequence=COLORS there.
+
+    legend_below: the legend sits under the x axis title in a band of its own, as tall as its
+    entries need (the chart grows by that much), so many runs never cover the axis title.
     """
+    legend = dict(orientation="h", x=0, title_text="", font=dict(size=FONT - 2))
+    bottom = 10
+    if legend_below:
+        rows = _legend_rows(fig)
+        band = LEGEND_ROW * rows
+        bottom = AXIS_BAND + band
+        height += band
+        legend.update(yref="container", y=0, yanchor="bottom")
+    else:
+        legend.update(yanchor="bottom", y=1.02)
     fig.update_layout(template="plotly_white", colorway=COLORS,
                       font=dict(size=FONT),
-                      height=height, margin=dict(l=10, r=10, t=top, b=10),
-                      legend=dict(orientation="h", x=0, title_text="", font=dict(size=FONT - 2),
-                                  **(dict(yanchor="top", y=-0.22) if legend_below
-                                     else dict(yanchor="bottom", y=1.02))),
-                      title_font=dict(size=FONT + 3), **layout)
+                      height=height, margin=dict(l=10, r=10, t=top, b=bottom),
+                      legend=legend, title_font=dict(size=FONT + 3), **layout)
     return fig
+
+
+LEGEND_ROW = 26  # px per legend row at FONT - 2
+AXIS_BAND = 80   # px under the plot for the x tick labels and the axis title
+
+
+def _legend_rows(fig: go.Figure) -> int:
+    """How many rows a horizontal legend of this figure takes: long names (run labels) one
+    a row, short ones (splits, devices) three a row."""
+    names = []
+    for t in fig.data:
+        if t.showlegend is False or not t.name:
+            continue
+        key = t.legendgroup or t.name
+        if key not in names:
+            names.append(t.name)
+    if not names:
+        return 0
+    if max(len(n) for n in names) > 22:
+        return len(names)
+    return -(-len(names) // 3)
 
 
 def curves_figure(long_df, metric: str, by_split: bool = False, title: str | None = None) -> go.Figure:
     """Loss or accuracy per epoch. Several runs: one colour per run (one legend entry each),
     solid for training and dashed for validation (say so in a caption: a legend key for the
-    dashes collides with long run names). by_split (one run): one colour per split."""
+    dashes collides with long run names). by_split (one run): one colour per split.
+
+    The y axis fits the values (views.axes): accuracy inside 0..100% with ticks that never
+    repeat, loss on a log scale when one run's loss dwarfs the others (loss_note says so)."""
     df = long_df[long_df["metric"] == metric]
     fig = go.Figure()
     dash = {"train": "solid", "validation": "dash"}
@@ -222,15 +256,31 @@ def curves_figure(long_df, metric: str, by_split: bool = False, title: str | Non
         for split, g in group.groupby("split", sort=False):
             colour = COLORS[(0 if split == "train" else 1) if by_split else i % len(COLORS)]
             fig.add_trace(go.Scatter(
-                x=g["epoch"], y=g["value"], mode="lines+markers", legendgroup=run,
+                x=g["epoch"], y=g["value"], mode="lines+markers", legendgroup=run, cliponaxis=False,
                 name=split if by_split else run, showlegend=by_split or split == "train",
                 line=dict(color=colour, width=3, dash=dash[split]), marker=dict(size=8),
                 hovertemplate=f"{run}<br>{split}, epoch %{{x}}: %{{y:.4f}}<extra></extra>"))
     fig.update_layout(title=title or ("Loss" if metric == "loss" else "Accuracy"))
-    fig.update_xaxes(title="epoch", dtick=1 if df["epoch"].nunique() <= 12 else None)
-    fig.update_yaxes(title="cross-entropy loss" if metric == "loss" else "accuracy",
-                     tickformat=".0%" if metric == "accuracy" else None)
+    epochs = df["epoch"]
+    few = epochs.nunique() <= 12
+    fig.update_xaxes(title="epoch", dtick=1 if few else None,
+                     range=[epochs.min() - 0.4, epochs.max() + 0.4] if len(epochs) and few else None)
+    if metric == "accuracy":
+        fig.update_yaxes(title="accuracy", **axes.accuracy_axis(df["value"]))
+    else:
+        ax = axes.loss_axis(df["value"])
+        fig.update_yaxes(title="cross-entropy loss", type=ax["type"], range=ax["range"])
+        if ax["type"] == "log":
+            vals = [v for v in df["value"] if v > 0]
+            ticks, text = axes.log_ticks(min(vals), max(vals))
+            fig.update_yaxes(tickvals=ticks, ticktext=text)
     return style(fig, height=460, legend_below=True)
+
+
+def loss_note(long_df) -> str | None:
+    """The sentence that goes under a loss chart drawn on a log scale (None on a linear one)."""
+    df = long_df[long_df["metric"] == "loss"]
+    return axes.loss_axis(df["value"], df["run"])["note"]
 
 
 # --- the sidebar -----------------------------------------------------------------------
