@@ -70,12 +70,12 @@ def page() -> None:
              "epochs": m["metrics"].get("epochs_run"), "trained": m["metrics"].get("trained"),
              "on": m["metrics"].get("device")} for m in shipped if m["available"]]
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", placeholder="—", column_config={
             "test accuracy": st.column_config.NumberColumn(format="percent"),
             "parameters": st.column_config.NumberColumn(format="localized")})
     for m in shipped:
         if not m["available"]:
-            st.info(f"**{m['name']}**: " + (m["error"] or f"not yet trained — `make models` writes "
+            st.info(f"**{m['name']}**: " + (shared.for_browser(m["error"]) or f"not yet trained — `make models` writes "
                                                          f"{Path(m['path']).name}."))
 
     st.subheader("Devices")

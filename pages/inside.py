@@ -199,7 +199,7 @@ def _whole_test_set(entry) -> None:
     c[1].metric("Accuracy, PyTorch", f"{s['accuracy_torch']:.2%}")
     c[2].metric("Accuracy, NumPy twin", f"{s['accuracy_manual']:.2%}")
     c[3].metric("Largest output difference", f"{s['max_abs_diff']:.1e}")
-    st.dataframe(s["layers"], hide_index=True, width="stretch", column_config={
+    st.dataframe(s["layers"], hide_index=True, width="stretch", placeholder="—", column_config={
         "max |PyTorch − NumPy| over all images": st.column_config.NumberColumn(format="%.1e")})
 
 

@@ -69,9 +69,13 @@ def page() -> None:
 
     table = pd.DataFrame([view.summary_row(s["name"], s["history"], s["status"], s["metrics"],
                                             s["model_config"], s["info"]) for s in chosen])
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "best val acc": PCT, "last train acc": PCT, "last val acc": PCT, "test acc": PCT,
-        "test loss": NUM})
+    # the run name stays put and its test accuracy comes right after it: visible without
+    # scrolling sideways whatever the width (the long model description is last)
+    st.dataframe(table, hide_index=True, width="stretch", placeholder="—", column_config={
+        "run": st.column_config.TextColumn(pinned=True, width="medium"),
+        "best val acc": PCT, "last train acc": PCT, "last val acc": PCT,
+        "test acc": st.column_config.NumberColumn(format="percent", pinned=True),
+        "test loss": NUM, "model": st.column_config.TextColumn(width="large")})
     st.caption("best val acc: the best validation accuracy and the epoch it was reached (the checkpoint "
                "kept) · last: the final epoch · test: the 10,000 test images, measured once at the end.")
 
@@ -91,7 +95,7 @@ def _detail(key: str, src: dict) -> None:
             msg = (f"Test-set metrics appear when the run has finished (now {src['status']}); "
                    "watch it on the Train page.")
         else:
-            why = src["info"].get("message", "")
+            why = shared.for_browser(src["info"].get("message", "")) or ""
             msg = (f"This run ended **{src['status']}** before its test-set evaluation, so there are "
                    f"no test metrics. {why[:1].upper()}{why[1:]}")
         for t in tabs[:3]:
@@ -177,7 +181,7 @@ def _image_grid(items: list[tuple[int, str]], cols: int = 8) -> None:
 def _per_class(metrics: dict) -> None:
     df = view.per_class_frame(metrics)
     left, right = st.columns([1, 1], gap="large")
-    left.dataframe(df, hide_index=True, width="stretch", height=420, column_config={
+    left.dataframe(df, hide_index=True, width="stretch", height=420, placeholder="—", column_config={
         "precision": PCT, "recall": PCT, "f1": PCT})
     long = df.melt(id_vars="class", value_vars=["precision", "recall", "f1"], var_name="measure")
     fig = px.bar(long, x="class", y="value", color="measure", barmode="group",

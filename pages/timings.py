@@ -15,7 +15,7 @@ import streamlit as st
 
 from fmnist_core import bench
 from fmnist_core.errors import WorkbenchError
-from fmnist_core.views import axes, timings as timing_views
+from fmnist_core.views import axes, shared, timings as timing_views
 from fmnist_core.views.format import format_seconds
 from fmnist_core.models import preset_names
 from ui import common, identity
@@ -107,7 +107,7 @@ def _job_panel(was_running: bool) -> None:
         if identity.current_user().teacher:
             st.button("Stop the benchmark", icon=":material/stop_circle:", key="tm_stop", on_click=_stop)
     elif state == "failed":
-        st.error(f"The benchmark failed:\n\n```\n{status.get('error', '')}\n```")
+        st.error(f"The benchmark failed:\n\n```\n{shared.for_browser(status.get('error', ''))}\n```")
     elif state == "cancelled":
         st.caption("The last benchmark was stopped before it finished.")
     if was_running and state != "running":
@@ -138,7 +138,7 @@ def _choose_results() -> list[dict]:
                      help="Files under artifacts/benchmarks/; ★ marks the committed reference figures.")
     for s in saved:
         if s["error"]:
-            left.caption(f":material/warning: skipped {s['name']}: {s['error']}")
+            left.caption(f":material/warning: skipped {s['name']}: {shared.for_browser(s['error'])}")
     uploads = right.file_uploader("Results file from another machine", type=["json"], key="tm_upload",
                                   accept_multiple_files=True,
                                   help="The JSON that `python -m fmnist_core bench --out FILE` writes, "
@@ -249,10 +249,10 @@ def _skipped(rows: list[dict]) -> None:
 
 def _table(rows: list[dict]) -> None:
     with st.expander("Every figure (table)"):
-        st.dataframe(timing_views.timing_table(rows), hide_index=True, width="stretch", column_config={
-            "median (ms)": MS, "min (ms)": MS, "max (ms)": MS, "transfer (ms)": MS,
-            "GFLOP/s": st.column_config.NumberColumn(format="%.1f"),
-            "share of peak": st.column_config.NumberColumn(format="percent")})
+        st.dataframe(timing_views.timing_table(rows), hide_index=True, width="stretch", placeholder="—",
+                     column_config={"median (ms)": MS, "min (ms)": MS, "max (ms)": MS, "transfer (ms)": MS,
+                                    "GFLOP/s": st.column_config.NumberColumn(format="%.1f"),
+                                    "share of peak": st.column_config.NumberColumn(format="percent")})
         st.caption("median of the timed runs after a warm-up; min–max is the spread; GFLOP/s counts the "
                    "matrix products (2 × inputs × outputs per layer and image); share of peak compares "
                    "it with a large fp32 matrix product on the same device; transfer is the copy of the "

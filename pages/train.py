@@ -76,7 +76,7 @@ def _launch(spec: dict, label: str) -> None:
     try:
         run_id = jobs.submit(spec, label=label, user=me)
     except (WorkbenchError, OSError) as exc:
-        st.session_state.tr_launch_error = f"Could not start the run: {exc}"
+        st.session_state.tr_launch_error = f"Could not start the run: {shared.for_browser(str(exc))}"
         return
     st.session_state.tr_last_launch = (fingerprint, time.time())
     st.session_state.tr_launch_error = None
@@ -253,7 +253,7 @@ def _stop(run_id: str) -> None:
         roles.stop_run(identity.current_user(), run_id)  # owner or teacher, checked in the core
         st.session_state.tr_stop_error = None
     except WorkbenchError as exc:
-        st.session_state.tr_stop_error = str(exc)
+        st.session_state.tr_stop_error = shared.for_browser(str(exc))
 
 
 def _watch_panel(run_id: str, drawn_status: str) -> None:
@@ -293,9 +293,9 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
     elif info["status"] == "finished":
         st.success(f"{info['text']}. Compare it with others on the Results page.")
     elif info["status"] in ("failed", "diverged", "interrupted"):
-        st.error(info["text"])
+        st.error(shared.for_browser(info["text"]))
     elif info["status"] == "cancelled":
-        st.warning(info["text"])
+        st.warning(shared.for_browser(info["text"]))
 
     if run["history"]:
         long = shared.curves_long([(run_id, run["history"])])
@@ -310,8 +310,8 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
     with st.expander("Configuration of this run"):
         cfg = run["config"]
         st.caption(f"{labels_view.run_label(run)} · run id `{run_id}`")
-        options = [{"option": k, "value": str(v)} for k, v in cfg.get("train_config", {}).items()]
-        st.dataframe(pd.DataFrame(options), hide_index=True)
+        options = [{"option": k, "value": "—" if v is None else str(v)} for k, v in cfg.get("train_config", {}).items()]
+        st.dataframe(pd.DataFrame(options), hide_index=True, placeholder="—")
     if info["status"] != drawn_status:
         # queued -> running -> finished: a full rerun refreshes the run picker's label and,
         # once the run has ended, redraws this panel without run_every (polling stops)

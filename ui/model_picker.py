@@ -63,7 +63,7 @@ def pick(widget_key: str) -> dict[str, Any] | None:
     try:
         entry["model"], entry["net"] = pair(runs.ensure_checkpoint(entry["checkpoint"]))
     except (WorkbenchError, OSError) as exc:
-        where.error(f"Cannot load this model: {exc}")
+        where.error(f"Cannot load this model: {shared.for_browser(str(exc))}")
         return None
     beside.caption(_describe(entry))
     return entry
