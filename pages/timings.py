@@ -48,7 +48,7 @@ def page() -> None:
     rows = bench.merge_results(results)
     _machines(results)
     _headline(results)
-    _detail_charts(rows)
+    _detail_charts(rows, quick=tuple(r["label"] for r in results if timing_views.is_quick(r)))
     _skipped(rows)
     _table(rows)
     _why(rows, results[0].get("model"))
@@ -130,12 +130,19 @@ def _choose_results() -> list[dict]:
         st.session_state.tm_seen_job = status.get("started")
         path = status["results_path"]
         st.session_state.tm_files = [path] + [p for p in st.session_state.tm_files if p != path]
+        st.session_state.tm_new = path
     st.session_state.tm_files = [p for p in st.session_state.tm_files if p in good]
     left, right = st.columns(2, gap="large")
+    # short chip labels: a long one is cut in the box, and a new result looked like it was not chosen
     left.multiselect("Saved results", list(good), key="tm_files", placeholder="Choose results files",
-                     format_func=lambda p: ("★ reference: " if good[p]["reference"] else "")
-                     + timing_views.file_title(good[p]["results"]) + f" ({good[p]['name']})",
-                     help="Files under artifacts/benchmarks/; ★ marks the committed reference figures.")
+                     format_func=lambda p: timing_views.chip_title(good[p]["results"], good[p]["reference"],
+                                                                   new=p == st.session_state.get("tm_new")),
+                     help="Files under artifacts/benchmarks/; ★ marks the committed reference figures. "
+                          "Which machine each came from is in the cards below.")
+    new = st.session_state.get("tm_new")
+    if new in st.session_state.tm_files:
+        left.success(f"The benchmark that just finished: {timing_views.file_title(good[new]['results'])}. "
+                     "Selected, and shown first in every chart below.", icon=":material/new_releases:")
     for s in saved:
         if s["error"]:
             left.caption(f":material/warning: skipped {s['name']}: {shared.for_browser(s['error'])}")
@@ -185,6 +192,11 @@ def _headline(results: list[dict]) -> None:
     st.plotly_chart(common.style(fig, height=440, legend_below=True), theme=None, key="tm_headline")
     st.caption("One batch of 10,000 images, all CPU threads; the implementations take turns round by round, "
                "so a neighbour's job slows all of them alike. Lower is faster.")
+    for line in timing_views.headline_missing(results):
+        st.caption(f":material/info: No bar for {line}.")
+    why = timing_views.turns_sentence(timing_views.turns_vs_alone(results))
+    if why:
+        st.info(why, icon=":material/compare_arrows:")
 
 
 def _ms_axis(fig: go.Figure, ms, title: str) -> None:
@@ -198,7 +210,7 @@ def _ms_axis(fig: go.Figure, ms, title: str) -> None:
     fig.update_yaxes(title=title, type="log", tickvals=ticks, ticktext=text)
 
 
-def _detail_charts(rows: list[dict]) -> None:
+def _detail_charts(rows: list[dict], quick: tuple[str, ...] = ()) -> None:
     options = timing_views.work_options(rows)
     if not options:
         return
@@ -237,6 +249,9 @@ def _detail_charts(rows: list[dict]) -> None:
     rate_fig.update_yaxes(title="GFLOP/s (higher is better)")
     left.plotly_chart(common.style(time_fig, height=500, legend_below=True), theme=None, key="tm_time")
     right.plotly_chart(common.style(rate_fig, height=500, legend_below=True), theme=None, key="tm_rate")
+    for line in timing_views.chart_missing(rows, st.session_state.tm_work, st.session_state.tm_batch,
+                                           st.session_state.tm_one_thread, quick_sources=quick):
+        st.caption(f":material/info: No bar for {line}.")
 
 
 def _skipped(rows: list[dict]) -> None:
