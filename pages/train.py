@@ -81,6 +81,8 @@ def _launch(spec: dict, label: str) -> None:
     st.session_state.tr_last_launch = (fingerprint, time.time())
     st.session_state.tr_launch_error = None
     st.session_state.tr_watch = run_id
+    # the settings fold away: the run just launched comes into view, its place in the queue first
+    st.session_state.tr_form_open = False
     common.run_list.clear()
     st.toast(f"Run launched: {label}")
 
@@ -90,14 +92,21 @@ def page() -> None:
     st.title("Train a model")
     st.caption("Training runs as its own process: you can close this tab or switch pages, the run "
                "goes on and its results stay in the run registry.")
-    form, side = st.columns([3, 2], gap="large")
-    with form:
-        _model_widgets()
-        _training_widgets()
-        _where_widgets()
-    with side:
-        _summary_and_launch()
-    st.divider()
+    common.init_state({"tr_form_open": True})
+    # a student who presses Launch at the bottom of a long form would see nothing happen: the
+    # live view is ~1,000 px further down. So the form folds away on Launch (one click opens it)
+    with st.expander("Model, training and launch", key="tr_form_open", on_change="rerun",
+                     icon=":material/tune:"):
+        form, side = st.columns([3, 2], gap="large")
+        with form:
+            _model_widgets()
+            _training_widgets()
+            _where_widgets()
+        with side:
+            _summary_and_launch()
+    if not st.session_state.tr_form_open:
+        st.caption(":material/arrow_upward: Open **Model, training and launch** to change the settings "
+                   "and launch another run.")
     _watch_section()
 
 
@@ -257,13 +266,24 @@ def _stop(run_id: str) -> None:
 
 
 def _watch_panel(run_id: str, drawn_status: str) -> None:
-    """The live view of one run; `drawn_status` is its status when the page was last drawn."""
+    """The live view of one run; `drawn_status` is its status when the page was last drawn.
+
+    Status and progress come from the cached run list, the very snapshot the sidebar's queue
+    panel shows (both poll every POLL_SECONDS), so the two never disagree by more than one
+    poll; the history from run_detail, read once per heartbeat for every session."""
+    listed = next((r for r in common.run_list() if r["run_id"] == run_id), None)
     try:
-        run = runs.load_run(run_id)
+        if listed is None:
+            raise WorkbenchError(f"no run {run_id}")
+        run = {**common.run_detail(listed), "status": listed["status"], "status_info": listed["status_info"]}
     except WorkbenchError:
         st.info("This run was deleted.")
         return
     info = view.progress_info(run)
+    if info["status"] == "queued":
+        # its place in line from the first second, from the run list (the trainer process
+        # only writes it once Python and PyTorch have loaded)
+        info["text"] = view.queue_text(common.queue().get(run_id))
     pct = f"{info['progress']:.0%}"
     st.progress(info["progress"], text=f"**{info['status']}** — {info['text']} ({pct})")
     c = st.columns(5)

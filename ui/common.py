@@ -18,12 +18,12 @@ from fmnist_core import runs
 from fmnist_core.views import axes, home as home_view, results as results_view, shared
 from fmnist_core.data import FashionMNIST, load, summary
 from fmnist_core.errors import WorkbenchError
-from fmnist_core.views.format import plural
+from fmnist_core.views.format import format_seconds, plural
 
 APP_FILE = Path(__file__).resolve().parent.parent / "app.py"
 FONT = 17            # chart font size: readable from the back of a classroom
 COLORS = px.colors.qualitative.Safe  # colour-blind-safe, distinct on a washed-out projector
-POLL_SECONDS = 1.5   # live views re-read the run folder this often while a run is active
+POLL_SECONDS = 1.5   # live views (and the sidebar's queue) re-read the run list this often while a run is active
 
 # widget keys whose values survive a visit to another page (Streamlit drops the state of
 # widgets that were not drawn in a run; re-assigning the value keeps it)
@@ -304,7 +304,8 @@ def sidebar() -> None:
         _class_settings(identity.current_user())
         from fmnist_core.jobs import benchmark_state
         active = shared.active_runs(run_list()) or benchmark_state()
-        st.fragment(_queue_panel, run_every=POLL_SECONDS * 2 if active else None)(bool(active))
+        # the same period as the Train page's live view: a slower sidebar showed 23% beside 53%
+        st.fragment(_queue_panel, run_every=POLL_SECONDS if active else None)(bool(active))
 
 
 @st.cache_data(ttl=2.0, show_spinner=False)
@@ -364,6 +365,14 @@ def roles_class_mode() -> bool:
     return class_mode()
 
 
+def queue() -> dict[str, dict]:
+    """run_id -> place in line and estimated wait of every run waiting in the queue (views.train
+    .queue_estimates), from the cached run list: the sidebar and the Train page say the same."""
+    from fmnist_core.jobs import benchmark_state
+    from fmnist_core.views.train import queue_estimates
+    return queue_estimates(run_list(), class_settings()["max_concurrent"], blocked=benchmark_state() is not None)
+
+
 def _queue_panel(was_active: bool) -> None:
     from fmnist_core.jobs import benchmark_state
     active = shared.active_runs(run_list())
@@ -374,11 +383,15 @@ def _queue_panel(was_active: bool) -> None:
                       ": it starts when the trainings running now finish"))
     if not active and not bench_job:
         st.caption("No training running or waiting.")
+    line = queue()
     for r in active:
         if r["status"] == "running":
             p = r["progress"] or 0.0
             st.progress(min(max(p, 0.0), 1.0), text=f"**running** {r['label']} — {p:.0%}")
         else:
-            st.caption(f":material/hourglass_top: **#{r['queue_position']} in line**: {r['label']}")
+            q = line.get(r["run_id"]) or {}
+            wait = q.get("wait")
+            st.caption(f":material/hourglass_top: **#{q.get('position', '?')} in line**: {r['label']}"
+                       + (f" · starts in about {format_seconds(max(wait, 1.0))}" if wait is not None else ""))
     if was_active and not active:
         st.rerun()  # a full rerun redraws this panel without run_every: polling stops
