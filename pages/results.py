@@ -16,7 +16,7 @@ from fmnist_core.views import results as view, shared
 from fmnist_core.data import CLASSES
 from fmnist_core.errors import WorkbenchError
 from fmnist_core.views.format import plural
-from ui import common, identity
+from ui import common, identity, nav
 
 PCT = st.column_config.NumberColumn(format="percent")
 NUM = st.column_config.NumberColumn(format="%.4f")
@@ -36,6 +36,7 @@ def page() -> None:
     if not sources:
         st.info("Nothing to show yet: no run has been trained and the shipped models are not there. "
                 "Launch a run on the Train page.")
+        st.page_link(nav.page("train"), label="Train a model", icon=":material/model_training:")
         return
     keys = list(sources)
     me = identity.current_user()

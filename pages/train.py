@@ -22,7 +22,7 @@ from fmnist_core.views.format import format_seconds
 from fmnist_core.errors import ConfigError, WorkbenchError
 from fmnist_core.models import ACTIVATIONS, config_to_dict, preset, preset_names
 from fmnist_core.train import OPTIMIZERS, SCHEDULES
-from ui import common, identity
+from ui import common, identity, nav
 
 DEFAULT_START = "mlp-seed000"
 ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP only)"}
@@ -312,6 +312,9 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
             st.error(st.session_state.tr_stop_error)
     elif info["status"] == "finished":
         st.success(f"{info['text']}. Compare it with others on the Results page.")
+        nxt = st.columns(3)
+        nxt[0].page_link(nav.page("results"), label="Results: its mistakes", icon=":material/analytics:")
+        nxt[1].page_link(nav.page("predict"), label="Predict: draw for it", icon=":material/online_prediction:")
     elif info["status"] in ("failed", "diverged", "interrupted"):
         st.error(shared.for_browser(info["text"]))
     elif info["status"] == "cancelled":
