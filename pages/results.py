@@ -59,8 +59,8 @@ def page() -> None:
         left, right = st.columns(2)
         left.plotly_chart(common.curves_figure(long, "loss"), theme=None, key="res_loss")
         right.plotly_chart(common.curves_figure(long, "accuracy"), theme=None, key="res_acc")
-        st.caption("Solid: training set · dashed: validation set (held out from training). "
-                   "A widening gap between the two is overfitting.")
+        st.caption("Solid line, filled dots: training set · dashed line, open dots: validation set (held "
+                   "out from training). A widening gap between the two is overfitting.")
         note = common.loss_note(long)
         if note:
             st.caption(f":material/info: {note}")
@@ -97,8 +97,11 @@ def _detail(key: str, src: dict) -> None:
                    "watch it on the Train page.")
         else:
             why = shared.for_browser(src["info"].get("message", "")) or ""
-            msg = (f"This run ended **{src['status']}** before its test-set evaluation, so there are "
-                   f"no test metrics. {why[:1].upper()}{why[1:]}")
+            if src["status"] == "finished":
+                msg = "This run finished, but its test-set metrics are not in the run store."
+            else:
+                msg = (f"This run stopped (**{src['status']}**) before its test-set evaluation, so it has "
+                       "no test metrics" + (f": {why}." if why and why != src["status"] else "."))
         for t in tabs[:3]:
             t.info(msg)
     else:

@@ -207,11 +207,13 @@ def style(fig: go.Figure, height: int = 420, top: int = 60, legend_below: bool =
     legend = dict(orientation="h", x=0, title_text="", font=dict(size=FONT - 2))
     bottom = 10
     if legend_below:
-        rows = _legend_rows(fig)
+        rows, long_names = _legend_rows(fig)
         band = LEGEND_ROW * rows
         bottom = AXIS_BAND + band
         height += band
         legend.update(yref="container", y=0, yanchor="bottom")
+        if long_names:  # one run a row: two side by side cut each other's names off
+            legend.update(entrywidth=1, entrywidthmode="fraction")
     else:
         legend.update(yanchor="bottom", y=1.02)
     fig.update_layout(template="plotly_white", colorway=COLORS,
@@ -225,9 +227,9 @@ LEGEND_ROW = 26  # px per legend row at FONT - 2
 AXIS_BAND = 80   # px under the plot for the x tick labels and the axis title
 
 
-def _legend_rows(fig: go.Figure) -> int:
-    """How many rows a horizontal legend of this figure takes: long names (run labels) one
-    a row, short ones (splits, devices) three a row."""
+def _legend_rows(fig: go.Figure) -> tuple[int, bool]:
+    """(rows, long names?) of a horizontal legend of this figure: long names (run labels) one a
+    row, short ones (splits, devices) three a row."""
     names = []
     for t in fig.data:
         if t.showlegend is False or not t.name:
@@ -236,10 +238,10 @@ def _legend_rows(fig: go.Figure) -> int:
         if key not in names:
             names.append(t.name)
     if not names:
-        return 0
+        return 0, False
     if max(len(n) for n in names) > 22:
-        return len(names)
-    return -(-len(names) // 3)
+        return len(names), True
+    return -(-len(names) // 3), False
 
 
 def curves_figure(long_df, metric: str, by_split: bool = False, title: str | None = None) -> go.Figure:
@@ -258,7 +260,10 @@ def curves_figure(long_df, metric: str, by_split: bool = False, title: str | Non
             fig.add_trace(go.Scatter(
                 x=g["epoch"], y=g["value"], mode="lines+markers", legendgroup=run, cliponaxis=False,
                 name=split if by_split else run, showlegend=by_split or split == "train",
-                line=dict(color=colour, width=3, dash=dash[split]), marker=dict(size=8),
+                line=dict(color=colour, width=3, dash=dash[split]),
+                # open dots for validation: with one epoch there is no line to be dashed
+                marker=dict(size=9, symbol="circle" if split == "train" else "circle-open",
+                            line=dict(width=2, color=colour)),
                 hovertemplate=f"{run}<br>{split}, epoch %{{x}}: %{{y:.4f}}<extra></extra>"))
     fig.update_layout(title=title or ("Loss" if metric == "loss" else "Accuracy"))
     epochs = df["epoch"]
