@@ -289,7 +289,9 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
     c = st.columns(5)
     c[0].metric("Epoch", f"{info['epoch']} / {info['epochs']}" if info["epochs"] else "—")
     c[1].metric("Epoch time", format_seconds(info["epoch_seconds"]))
-    c[2].metric("Elapsed", format_seconds(info["elapsed"]))
+    c[2].metric("Elapsed", format_seconds(info["elapsed"]),
+                help="Since the run started: loading the data and the final test included, so more "
+                     "than the training time the run's message gives.")
     c[3].metric("ETA", format_seconds(info["eta"]) if info["active"] else "—")
     st_info = run["status_info"]
     if st_info.get("test_accuracy") is not None:
@@ -311,7 +313,7 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
         if st.session_state.get("tr_stop_error"):
             st.error(st.session_state.tr_stop_error)
     elif info["status"] == "finished":
-        st.success(f"{info['text']}. Compare it with others on the Results page.")
+        st.success(f"{info['text'][:1].upper()}{info['text'][1:]}. Compare it with others on the Results page.")
         nxt = st.columns(3)
         nxt[0].page_link(nav.page("results"), label="Results: its mistakes", icon=":material/analytics:")
         nxt[1].page_link(nav.page("predict"), label="Predict: draw for it", icon=":material/online_prediction:")

@@ -396,7 +396,8 @@ def _queue_panel(was_active: bool) -> None:
         else:
             q = line.get(r["run_id"]) or {}
             wait = q.get("wait")
-            st.caption(f":material/hourglass_top: **#{q.get('position', '?')} in line**: {r['label']}"
-                       + (f" · starts in about {format_seconds(max(wait, 1.0))}" if wait is not None else ""))
+            when = ("" if wait is None else " · starting" if wait < 1 else
+                    f" · starts in about {format_seconds(wait)}")
+            st.caption(f":material/hourglass_top: **#{q.get('position', '?')} in line**: {r['label']}{when}")
     if was_active and not active:
         st.rerun()  # a full rerun redraws this panel without run_every: polling stops
