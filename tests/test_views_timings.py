@@ -96,6 +96,9 @@ def test_the_same_work_gets_one_figure_or_a_reason():
     assert "PyTorch nn.Module 46 ms taking turns, 15 ms alone" in text and "NumPy twin 19 ms" not in text
     assert "spinning" in text and "2 threads" in text
     assert tv.turns_sentence([{**p, "turns_ms": p["alone_ms"]} for p in pairs]) is None  # they agree: nothing
+    # a file measured with the pause between turns: the difference is the machine's other work
+    paused = tv.turns_sentence([{**p, "pause_s": 0.2} for p in pairs])
+    assert "idle 0.2 s before each turn" in paused and "spinning" not in paused
     # a quick run has no DataLoader bar in the headline, and says why
     assert tv.headline_missing([res]) == [f"DataLoader + PIL: {tv.QUICK_DATALOADER}"]
     # the detail chart: each implementation without a bar for this choice gets its reason

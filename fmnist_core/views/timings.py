@@ -312,13 +312,17 @@ def turns_vs_alone(results_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if own is None or abs(own["median_s"] - s) < 1e-12:
                 continue  # no row of its own, or the headline quotes that row (the DataLoader)
             out.append({"source": res.get("label"), "impl": impl, "name": IMPL_NAMES.get(impl, impl),
-                        "turns_ms": s * 1000, "alone_ms": own["median_s"] * 1000, "threads": threads})
+                        "turns_ms": s * 1000, "alone_ms": own["median_s"] * 1000, "threads": threads,
+                        "pause_s": h.get("pause_s") or 0.0})
     return out
 
 
 def turns_sentence(pairs: list[dict[str, Any]]) -> str | None:
     """One paragraph on why the headline and the detail chart differ for the same work, with the
-    figures of the first source; None when they agree within 25%."""
+    figures of the first source; None when they agree within 25%. A file measured before the
+    benchmark paused between turns (no "pause_s" in its headline) differs for a known reason:
+    thread pools still spinning from the previous call; one measured with the pause, because the
+    machine's other work changed between the two measurements."""
     if not pairs:
         return None
     first = [p for p in pairs if p["source"] == pairs[0]["source"]]
@@ -327,13 +331,18 @@ def turns_sentence(pairs: list[dict[str, Any]]) -> str | None:
         return None
     figures = "; ".join(f"{p['name']} {_ms_text(p['turns_ms'])} taking turns, {_ms_text(p['alone_ms'])} alone"
                         for p in differ)
-    return ("The same work, two figures: here the implementations take turns, one call each round; in "
+    head = ("The same work, two figures: here the implementations take turns, one call each round; in "
             "the detail chart below (inference, batch 10,000, all threads) each one runs alone, many calls "
-            f"in a row. {figures} ({plural(first[0]['threads'] or 0, 'thread')}). On a CPU with few cores, "
-            "taking turns costs extra: after a call, NumPy's BLAS threads and PyTorch's thread pool keep "
-            "spinning for a moment and hold the cores the next implementation needs, and its weights are "
-            "no longer in the cache. Alone: what one implementation can do. Taking turns: a fair "
-            "comparison when other work on the machine comes and goes during the run.")
+            f"in a row. {figures} ({plural(first[0]['threads'] or 0, 'thread')}). ")
+    if first[0]["pause_s"]:
+        return head + (f"The benchmark let the CPU idle {first[0]['pause_s']:g} s before each turn, so the "
+                       "difference is other work on the machine that came or went between the two "
+                       "measurements (see the load average on its card): compare figures of one kind.")
+    return head + ("This file was measured without a pause between turns: after a call, NumPy's BLAS "
+                   "threads and PyTorch's thread pool keep spinning for a moment, waiting for more work, on "
+                   "the cores the next implementation needs (on 2 cores PyTorch took 28-48 ms taking turns "
+                   "against 13-14 ms alone). Benchmarks run now pause 0.2 s before each turn, and the two "
+                   "figures agree: take the detail chart's.")
 
 
 def _ms_text(ms: float) -> str:
