@@ -70,7 +70,7 @@ class BestEpoch:
         """Non-empty when early stopping ends the run after `epoch`."""
         if self.patience and self.since_best >= self.patience:
             return (f"early stop after epoch {epoch}: no better validation accuracy for "
-                    f"{self.patience} epochs; best was epoch {self.best_epoch}")
+                    f"{self.patience} epoch{'s' if self.patience != 1 else ''}; best was epoch {self.best_epoch}")
         return ""
 
     @property
@@ -145,7 +145,8 @@ class EpochLog:
     def finish(self, model: FashionNet, seconds: float, device: str, precision: str) -> TrainResult:
         """The result (model: best weights, eval mode, CPU) and the end event."""
         if self.status == "finished" and not self.message:
-            self.message = f"finished {len(self.history)} epochs in {seconds:.1f} s"
+            n = len(self.history)
+            self.message = f"finished {n} epoch{'s' if n != 1 else ''} in {seconds:.1f} s"
         result = TrainResult(status=self.status, message=self.message, history=self.history,
                              best_epoch=self.best.best_epoch, best_val_accuracy=self.best.best_val_accuracy,
                              epochs_run=len(self.history), train_seconds=seconds, device=device,

@@ -12,8 +12,10 @@ pipeline for drawings, scans and photos:
     palette handled) -> shrink big images to ~512 px -> alpha composited over the detected
     background -> grayscale -> light or dark background? (light: negate; dark canvas: keep)
     -> background removed (a smooth surface fitted to the border, so uneven light is
-    flattened) -> trim to the item (tolerance) -> longest edge to 28 (Lanczos) -> contrast to
-    full range -> sharpen (only when shrunk a lot) -> short edge padded to 28, centred -> 8-bit
+    flattened) -> trim to the item (tolerance, on a lightly blurred copy of a big picture;
+    specks and patches far smaller than the item ignored, so noise cannot move the box)
+    -> longest edge to 28 (Lanczos) -> contrast to full range -> sharpen (only when shrunk a
+    lot) -> short edge padded to 28, centred -> 8-bit
 
 `preprocess(image, return_steps=True)` also returns every intermediate image, so the
 dashboard can show the 28x28 the model really sees next to the original.
@@ -64,6 +66,11 @@ TRIM_TOLERANCE = 0.08   # how far (0..1) from the background a pixel must be to 
                         # the paper used 5%, photos and JPEG noise need a little more
 NOISE_SIGMAS = 4.0      # ... or this many times the background's noise, if that is more
 SPECK_FRACTION = 0.005  # a row/column is item only if this share of it is (dust is ignored)
+COMPONENT_SHARE = 0.01  # a connected patch of item pixels smaller than this share of the largest
+                        # one is noise or dust, not item: photo noise makes isolated specks of a
+                        # few pixels wherever it pleases, so without this the box (and the result)
+                        # changed with the noise seed
+BLUR_MIN_SIDE = 4 * IMAGE_SIZE  # trim on a slightly blurred copy of pictures at least this big
 SHARPEN_MIN_SCALE = 2.0  # sharpen only when shrunk at least this much (lanczos softened it)
 SHARPEN_AMOUNT = 0.6     # unsharp mask, gaussian sigma 1 as in the paper; 0.6: crisp, no halos
 DISPLAY_SIDE = 1024       # the "original" step is a copy at most this big
@@ -345,18 +352,72 @@ def _background(gray: np.ndarray) -> tuple[np.ndarray, float]:
     return np.clip(surface, 0.0, 1.0, out=surface), sigma
 
 
+def _large_components(mask: np.ndarray, share: float = COMPONENT_SHARE) -> np.ndarray:
+    """The mask without its connected patches (8-connected) smaller than `share` of the
+    largest one. Run-length labelling in NumPy (no scipy here on purpose): each row's runs of
+    True are joined to the touching runs of the row above, then labels are merged until stable."""
+    h, w = mask.shape
+    edges = np.diff(np.pad(mask, ((0, 0), (1, 1))).astype(np.int8), axis=1)
+    row, start = np.nonzero(edges == 1)   # runs [start, end) per row, in row-major order
+    end = np.nonzero(edges == -1)[1]
+    n = len(row)
+    if n <= 1:
+        return mask
+    stride = w + 2
+    # the runs of the row above that touch run i (diagonals too) are one contiguous slice
+    lo = np.searchsorted(row * stride + end, (row - 1) * stride + start, side="left")
+    hi = np.searchsorted(row * stride + start, (row - 1) * stride + end, side="right")
+    count = np.maximum(hi - lo, 0)
+    a = np.repeat(np.arange(n), count)
+    b = lo[a] + (np.arange(len(a)) - np.repeat(np.cumsum(count) - count, count))
+    label = np.arange(n)
+    while True:  # hook both ways, then jump to the root: a few rounds for any shape
+        before = label.copy()
+        np.minimum.at(label, label[a], label[b])
+        np.minimum.at(label, label[b], label[a])
+        label = label[label]
+        while not np.array_equal(label, label[label]):
+            label = label[label]
+        if np.array_equal(label, before):
+            break
+    area = np.bincount(label, weights=end - start, minlength=n)
+    keep = area[label] >= share * area.max()
+    if keep.all():
+        return mask
+    out = np.zeros((h, w + 1), np.int32)
+    np.add.at(out, (row[keep], start[keep]), 1)
+    np.add.at(out, (row[keep], end[keep]), -1)
+    return np.cumsum(out, axis=1)[:, :w] > 0
+
+
 def _item_box(x: np.ndarray, tolerance: float) -> tuple[int, int, int, int] | None:
     """Bounding box (top, bottom, left, right; exclusive ends) of the pixels that differ from
-    the background (0) by more than `tolerance`, ignoring rows/columns that hold only specks."""
+    the background (0) by more than `tolerance`, ignoring specks: patches much smaller than the
+    item (_large_components), and rows/columns that hold only a few item pixels."""
     mask = x > tolerance
     h, w = mask.shape
     if mask.sum() < max(4, 0.0005 * h * w):
         return None
+    mask = _large_components(mask)
     rows = np.flatnonzero(mask.sum(1) >= max(1.0, SPECK_FRACTION * w))
     cols = np.flatnonzero(mask.sum(0) >= max(1.0, SPECK_FRACTION * h))
     if not len(rows) or not len(cols):
         return None
     return int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+
+
+def _trim_map(x: np.ndarray, noise: float) -> tuple[np.ndarray, float]:
+    """(map, tolerance) the item's box is found on. A big picture is blurred a little first
+    (sigma 1 px, under a quarter of a model pixel): that divides pixel noise by ~3.5, so the
+    tolerance stays at TRIM_TOLERANCE on a noisy photo too, instead of rising with the noise
+    and cutting the item's faint edges (measured: scripts/measure_photo_crop.py). The noise
+    is then measured again on the blurred border: JPEG noise is not white, and blurs less."""
+    if max(x.shape) < BLUR_MIN_SIDE:
+        return np.clip(x, 0.0, 1.0), max(TRIM_TOLERANCE, NOISE_SIGMAS * noise)
+    blurred = _gaussian_blur(x.astype(np.float32), 1.0)
+    ring = _ring(blurred)
+    sigma = float(1.4826 * np.median(np.abs(ring - np.median(ring))))
+    return blurred, max(TRIM_TOLERANCE, NOISE_SIGMAS * sigma)
 
 
 def _gaussian_blur(x: np.ndarray, sigma: float = 1.0) -> np.ndarray:
@@ -410,11 +471,11 @@ def preprocess(image: ImageInput, return_steps: bool = False):
     else:
         x = (gray - surface) / np.maximum(1.0 - surface, 0.25)
         noise /= max(1.0 - float(surface.mean()), 0.25)
+    box = _item_box(*_trim_map(x, noise))
     x = np.clip(x, 0.0, 1.0)
     if return_steps:
         steps.append(("background removed", _as_image(x)))
 
-    box = _item_box(x, max(TRIM_TOLERANCE, NOISE_SIGMAS * noise))
     if box is None:
         raise ImageError(EMPTY_MESSAGE)
     top, bottom, left, right = box

@@ -10,7 +10,8 @@ import streamlit as st
 
 from fmnist_core.views import home as view, shared
 from fmnist_core.data import CLASSES, IMAGE_SIZE, summary
-from ui import common
+from fmnist_core.views.format import plural
+from ui import common, nav
 
 
 def page() -> None:
@@ -22,6 +23,7 @@ def page() -> None:
     st.markdown("Train small neural networks on **Fashion-MNIST** — 70,000 grayscale photos of "
                 "clothing in 10 classes (Zalando Research, 2017) — watch them learn, and read their "
                 "mistakes.")
+    _start_here()
     c = st.columns(4)
     c[0].metric("Training images", f"{s['train']:,}")
     c[1].metric("Test images", f"{s['test']:,}")
@@ -69,17 +71,18 @@ def page() -> None:
              "epochs": m["metrics"].get("epochs_run"), "trained": m["metrics"].get("trained"),
              "on": m["metrics"].get("device")} for m in shipped if m["available"]]
     if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", column_config={
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch", placeholder="—", column_config={
             "test accuracy": st.column_config.NumberColumn(format="percent"),
             "parameters": st.column_config.NumberColumn(format="localized")})
     for m in shipped:
         if not m["available"]:
-            st.info(f"**{m['name']}**: " + (m["error"] or f"not yet trained — `make models` writes "
+            st.info(f"**{m['name']}**: " + (shared.for_browser(m["error"]) or f"not yet trained — `make models` writes "
                                                          f"{Path(m['path']).name}."))
 
     st.subheader("Devices")
     info = common.machine()
-    lines = [f"- **cpu**: {info['cpu']} ({info['cores']} cores, PyTorch uses {info['torch_threads']} threads)"]
+    lines = [f"- **cpu**: {info['cpu']} ({plural(info['cores'], 'core')}, PyTorch uses "
+             f"{plural(info['torch_threads'], 'thread')})"]
     for name, why in common.devices().items():
         if name == "cpu":
             continue
@@ -89,6 +92,29 @@ def page() -> None:
             gpu = f" ({info['gpu']})" if name == "cuda" and info.get("gpu") else ""
             lines.append(f"- **{name}**: available{gpu}")
     st.markdown("\n".join(lines))
+
+
+
+def _start_here() -> None:
+    """A first visitor's next step: three pages, in the order a first lesson takes them."""
+    with st.container(border=True):
+        st.markdown("##### :material/flag: Start here")
+        steps = st.columns(3, gap="large")
+        with steps[0]:
+            st.markdown("**1 · Train the course project's MLP**")
+            st.caption("Train opens on *mlp-seed000* (784-128-10, 101,770 parameters). In a class, type "
+                       "your name in the sidebar first; then press **Launch training**.")
+            st.page_link(nav.page("train"), label="Train", icon=":material/model_training:")
+        with steps[1]:
+            st.markdown("**2 · Watch it learn**")
+            st.caption("Right after Launch the live view shows each epoch: the loss falls, the accuracy "
+                       "climbs to about 88% in ten epochs. Then Results shows what it confuses.")
+            st.page_link(nav.page("results"), label="Results", icon=":material/analytics:")
+        with steps[2]:
+            st.markdown("**3 · Draw a garment**")
+            st.caption("Draw a T-shirt, trousers or a shoe as a solid shape and see what a trained model "
+                       "makes of it, step by step down to its 28×28 input.")
+            st.page_link(nav.page("predict"), label="Predict", icon=":material/online_prediction:")
 
 
 if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py

@@ -17,6 +17,7 @@ import streamlit as st
 from fmnist_core import twin
 from fmnist_core.views import inside as view, shared
 from fmnist_core.data import CLASSES
+from fmnist_core.views.format import plural
 from ui import common, model_picker
 
 UNITS = (16, 32, 48, 64)  # first-layer units shown for an MLP
@@ -74,7 +75,7 @@ def _first_layer(entry) -> None:
     if first["kind"] == "conv":
         w = first["weights"]
         st.image(view.weight_grid(w, cols=min(len(w), 16), target=112 if len(w) <= 8 else 64),
-                 caption=f"all {first['total']} filters of {first['layer']} ({w.shape[1]}×{w.shape[2]} each)")
+                 caption=f"all {plural(first['total'], 'filter')} of {first['layer']} ({w.shape[1]}×{w.shape[2]} each)")
         st.caption("Each square is one filter sliding over the image: red weights respond to light "
                    "pixels there, blue ones to dark — edge, stripe and blob detectors. Each filter "
                    "has its own colour scale.")
@@ -198,7 +199,7 @@ def _whole_test_set(entry) -> None:
     c[1].metric("Accuracy, PyTorch", f"{s['accuracy_torch']:.2%}")
     c[2].metric("Accuracy, NumPy twin", f"{s['accuracy_manual']:.2%}")
     c[3].metric("Largest output difference", f"{s['max_abs_diff']:.1e}")
-    st.dataframe(s["layers"], hide_index=True, width="stretch", column_config={
+    st.dataframe(s["layers"], hide_index=True, width="stretch", placeholder="—", column_config={
         "max |PyTorch − NumPy| over all images": st.column_config.NumberColumn(format="%.1e")})
 
 

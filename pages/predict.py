@@ -45,11 +45,13 @@ def page() -> None:
                  label_visibility="collapsed")
         source = st.session_state.pr_source
         got = {"draw": _draw, "upload": _upload, "camera": _camera, "test": _test_image}[source]()
+        # under the canvas: what in this drawing makes the model misread it, filled in below
+        advice = st.container() if source == "draw" else None
     with right:
         if isinstance(got, str):
             st.info(got)  # what to do first, where the result will appear
         elif got is not None:
-            _show(entry, *got)
+            _show(entry, *got, advice=advice)
 
 
 # --- the four inputs: each returns (image for preprocess or None, prepared 28x28 or None,
@@ -77,8 +79,9 @@ def _draw():
     drawn = bool((canvas.json_data or {}).get("objects"))
     image = canvas.image_data if drawn else None
     if image is None:
-        return ("Draw a garment in the black square — a T-shirt, trousers, a bag, a shoe — big and "
-                "filling the frame, as the dataset's photos do. The prediction appears here.")
+        return ("Draw a garment in the black square — a T-shirt, trousers, a bag, a shoe — as a solid "
+                "shape (scribble it full, not just its outline), the way the dataset's photos show "
+                "garments. The prediction appears here.")
     return image, None, "your drawing", None
 
 
@@ -131,7 +134,7 @@ def _test_image():
 
 # --- preprocessing and the prediction -------------------------------------------------------
 
-def _show(entry, image, prepared, what: str, truth: str | None) -> None:
+def _show(entry, image, prepared, what: str, truth: str | None, advice=None) -> None:
     if prepared is not None:
         x = shared.as_input(prepared)  # a test image is already a model input: used as is
         steps = None
@@ -149,6 +152,32 @@ def _show(entry, image, prepared, what: str, truth: str | None) -> None:
         return
     result = view.predict_both(entry["model"], entry["net"], x)
     _prediction(result, truth)
+    if advice is not None and steps:
+        with advice:
+            _drawing_advice(entry, x, steps, result)
+
+
+def _drawing_advice(entry, x, steps, result: dict) -> None:
+    """Under the canvas: each way this drawing differs from the dataset's look that measurably
+    changes the reading (views.predict.drawing_advice), and an outline read filled in."""
+    named = dict(steps)
+    # the pen width in the pixels the trim measured in: the canvas image comes at the screen's
+    # pixel ratio, and preprocessing may have shrunk it
+    pen = st.session_state.pr_stroke * named["grayscale"].size[0] / CANVAS_SIDE
+    tips = view.drawing_advice(x, named["trimmed to the item"].size, pen, result["label"])
+    if not tips:
+        return
+    st.markdown("**Why the model may misread this drawing**")
+    for kind, text in tips:
+        st.caption(text)
+        if kind == "outline":
+            filled = view.filled_in(x)
+            other = view.predict_both(entry["model"], entry["net"], filled)
+            a, b = st.columns([1, 3], vertical_alignment="center")
+            a.image(shared.upscale(filled * 255, 3), caption="filled in")
+            b.caption(f"The same drawing filled in: the model reads **{other['label']}** "
+                      f"({other['probability']:.0%}) instead of **{result['label']}** "
+                      f"({result['probability']:.0%}).")
 
 
 def _steps(steps) -> None:
@@ -162,20 +191,22 @@ def _steps(steps) -> None:
 
 
 def _prediction(r: dict, truth: str | None) -> None:
-    a, b, c = st.columns(3)
+    # two wide cards: a class name such as "T-shirt/top" does not fit a third of this column
+    a, b = st.columns(2)
     a.metric("PyTorch says", r["label"], f"{r['probability']:.1%} sure", delta_color="off", delta_arrow="off")
     b.metric("NumPy twin says", r["manual_label"], f"{r['manual'][r['index']]:.1%} sure", delta_color="off",
-             delta_arrow="off")
-    c.metric("Largest difference", f"{r['max_prob_diff']:.1e}", "in any probability", delta_color="off",
              delta_arrow="off")
     if truth is not None:
         (st.success if truth == r["label"] else st.warning)(
             f"The true class is **{truth}**: the model is {'right' if truth == r['label'] else 'wrong'}.")
+    c, d = st.columns([1, 2], vertical_alignment="center")
+    c.metric("Largest difference", f"{r['max_prob_diff']:.1e}", "in any probability", delta_color="off",
+             delta_arrow="off")
     if r["agree"]:
-        st.caption("Both implementations compute the same numbers (to float32 rounding) from the same "
-                   "weights, so they always pick the same class.")
+        d.caption("Both implementations compute the same numbers (to float32 rounding) from the same "
+                  "weights, so they always pick the same class.")
     else:
-        st.error("PyTorch and the NumPy twin disagree — that would be a bug in the twin.")
+        d.error("PyTorch and the NumPy twin disagree — that would be a bug in the twin.")
     st.markdown("**Probability of each class**")
     df = view.probability_table(r)
     fig = go.Figure()

@@ -15,7 +15,8 @@ from fmnist_core import roles, runs
 from fmnist_core.views import results as view, shared
 from fmnist_core.data import CLASSES
 from fmnist_core.errors import WorkbenchError
-from ui import common, identity
+from fmnist_core.views.format import plural
+from ui import common, identity, nav
 
 PCT = st.column_config.NumberColumn(format="percent")
 NUM = st.column_config.NumberColumn(format="%.4f")
@@ -35,6 +36,7 @@ def page() -> None:
     if not sources:
         st.info("Nothing to show yet: no run has been trained and the shipped models are not there. "
                 "Launch a run on the Train page.")
+        st.page_link(nav.page("train"), label="Train a model", icon=":material/model_training:")
         return
     keys = list(sources)
     me = identity.current_user()
@@ -57,17 +59,24 @@ def page() -> None:
         left, right = st.columns(2)
         left.plotly_chart(common.curves_figure(long, "loss"), theme=None, key="res_loss")
         right.plotly_chart(common.curves_figure(long, "accuracy"), theme=None, key="res_acc")
-        st.caption("Solid: training set · dashed: validation set (held out from training). "
-                   "A widening gap between the two is overfitting.")
+        st.caption("Solid line, filled dots: training set · dashed line, open dots: validation set (held "
+                   "out from training). A widening gap between the two is overfitting.")
+        note = common.loss_note(long)
+        if note:
+            st.caption(f":material/info: {note}")
     no_hist = [s["name"] for s in chosen if not s["history"]]
     if no_hist:
         st.caption(f"No per-epoch history stored for: {', '.join(no_hist)}.")
 
     table = pd.DataFrame([view.summary_row(s["name"], s["history"], s["status"], s["metrics"],
                                             s["model_config"], s["info"]) for s in chosen])
-    st.dataframe(table, hide_index=True, width="stretch", column_config={
-        "best val acc": PCT, "last train acc": PCT, "last val acc": PCT, "test acc": PCT,
-        "test loss": NUM})
+    # the run name stays put and its test accuracy comes right after it: visible without
+    # scrolling sideways whatever the width (the long model description is last)
+    st.dataframe(table, hide_index=True, width="stretch", placeholder="—", column_config={
+        "run": st.column_config.TextColumn(pinned=True, width="medium"),
+        "best val acc": PCT, "last train acc": PCT, "last val acc": PCT,
+        "test acc": st.column_config.NumberColumn(format="percent", pinned=True),
+        "test loss": NUM, "model": st.column_config.TextColumn(width="large")})
     st.caption("best val acc: the best validation accuracy and the epoch it was reached (the checkpoint "
                "kept) · last: the final epoch · test: the 10,000 test images, measured once at the end.")
 
@@ -87,9 +96,12 @@ def _detail(key: str, src: dict) -> None:
             msg = (f"Test-set metrics appear when the run has finished (now {src['status']}); "
                    "watch it on the Train page.")
         else:
-            why = src["info"].get("message", "")
-            msg = (f"This run ended **{src['status']}** before its test-set evaluation, so there are "
-                   f"no test metrics. {why[:1].upper()}{why[1:]}")
+            why = shared.for_browser(src["info"].get("message", "")) or ""
+            if src["status"] == "finished":
+                msg = "This run finished, but its test-set metrics are not in the run store."
+            else:
+                msg = (f"This run stopped (**{src['status']}**) before its test-set evaluation, so it has "
+                       "no test metrics" + (f": {why}." if why and why != src["status"] else "."))
         for t in tabs[:3]:
             t.info(msg)
     else:
@@ -173,7 +185,7 @@ def _image_grid(items: list[tuple[int, str]], cols: int = 8) -> None:
 def _per_class(metrics: dict) -> None:
     df = view.per_class_frame(metrics)
     left, right = st.columns([1, 1], gap="large")
-    left.dataframe(df, hide_index=True, width="stretch", height=420, column_config={
+    left.dataframe(df, hide_index=True, width="stretch", height=420, placeholder="—", column_config={
         "precision": PCT, "recall": PCT, "f1": PCT})
     long = df.melt(id_vars="class", value_vars=["precision", "recall", "f1"], var_name="measure")
     fig = px.bar(long, x="class", y="value", color="measure", barmode="group",
@@ -192,7 +204,7 @@ def _mistakes(metrics: dict) -> None:
         return
     n = st.select_slider("How many", [16, 32, 48, 64], value=32, key="res_n_mistakes")
     total = metrics["n"] - round(metrics["accuracy"] * metrics["n"])
-    st.caption(f"The {min(n, len(wrong))} most confident of {total:,} mistakes: "
+    st.caption(f"The {min(n, len(wrong))} most confident of {plural(total, 'mistake')}: "
                "true class → predicted class (confidence).")
     _image_grid([(m["index"], f"{CLASSES[m['true']]} → {CLASSES[m['pred']]} ({m['confidence']:.0%})")
                  for m in wrong[:n]], cols=8)

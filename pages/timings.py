@@ -15,7 +15,7 @@ import streamlit as st
 
 from fmnist_core import bench
 from fmnist_core.errors import WorkbenchError
-from fmnist_core.views import timings as timing_views
+from fmnist_core.views import axes, shared, timings as timing_views
 from fmnist_core.views.format import format_seconds
 from fmnist_core.models import preset_names
 from ui import common, identity
@@ -48,7 +48,7 @@ def page() -> None:
     rows = bench.merge_results(results)
     _machines(results)
     _headline(results)
-    _detail_charts(rows)
+    _detail_charts(rows, quick=tuple(r["label"] for r in results if timing_views.is_quick(r)))
     _skipped(rows)
     _table(rows)
     _why(rows, results[0].get("model"))
@@ -107,7 +107,7 @@ def _job_panel(was_running: bool) -> None:
         if identity.current_user().teacher:
             st.button("Stop the benchmark", icon=":material/stop_circle:", key="tm_stop", on_click=_stop)
     elif state == "failed":
-        st.error(f"The benchmark failed:\n\n```\n{status.get('error', '')}\n```")
+        st.error(f"The benchmark failed:\n\n```\n{shared.for_browser(status.get('error', ''))}\n```")
     elif state == "cancelled":
         st.caption("The last benchmark was stopped before it finished.")
     if was_running and state != "running":
@@ -130,15 +130,22 @@ def _choose_results() -> list[dict]:
         st.session_state.tm_seen_job = status.get("started")
         path = status["results_path"]
         st.session_state.tm_files = [path] + [p for p in st.session_state.tm_files if p != path]
+        st.session_state.tm_new = path
     st.session_state.tm_files = [p for p in st.session_state.tm_files if p in good]
     left, right = st.columns(2, gap="large")
+    # short chip labels: a long one is cut in the box, and a new result looked like it was not chosen
     left.multiselect("Saved results", list(good), key="tm_files", placeholder="Choose results files",
-                     format_func=lambda p: ("★ reference: " if good[p]["reference"] else "")
-                     + timing_views.file_title(good[p]["results"]) + f" ({good[p]['name']})",
-                     help="Files under artifacts/benchmarks/; ★ marks the committed reference figures.")
+                     format_func=lambda p: timing_views.chip_title(good[p]["results"], good[p]["reference"],
+                                                                   new=p == st.session_state.get("tm_new")),
+                     help="Files under artifacts/benchmarks/; ★ marks the committed reference figures. "
+                          "Which machine each came from is in the cards below.")
+    new = st.session_state.get("tm_new")
+    if new in st.session_state.tm_files:
+        left.success(f"The benchmark that just finished: {timing_views.file_title(good[new]['results'])}. "
+                     "Selected, and shown first in every chart below.", icon=":material/new_releases:")
     for s in saved:
         if s["error"]:
-            left.caption(f":material/warning: skipped {s['name']}: {s['error']}")
+            left.caption(f":material/warning: skipped {s['name']}: {shared.for_browser(s['error'])}")
     uploads = right.file_uploader("Results file from another machine", type=["json"], key="tm_upload",
                                   accept_multiple_files=True,
                                   help="The JSON that `python -m fmnist_core bench --out FILE` writes, "
@@ -181,13 +188,29 @@ def _headline(results: list[dict]) -> None:
                              textposition="outside", cliponaxis=False,
                              hovertemplate="%{x}: %{y:.1f} ms<extra>" + src + "</extra>"))
     fig.update_layout(barmode="group")
-    fig.update_yaxes(title="milliseconds (median)", type="log" if timing_views.wants_log_axis(df["median_ms"]) else "linear")
+    _ms_axis(fig, df["median_ms"], "milliseconds (median)")
     st.plotly_chart(common.style(fig, height=440, legend_below=True), theme=None, key="tm_headline")
     st.caption("One batch of 10,000 images, all CPU threads; the implementations take turns round by round, "
                "so a neighbour's job slows all of them alike. Lower is faster.")
+    for line in timing_views.headline_missing(results):
+        st.caption(f":material/info: No bar for {line}.")
+    why = timing_views.turns_sentence(timing_views.turns_vs_alone(results))
+    if why:
+        st.info(why, icon=":material/compare_arrows:")
 
 
-def _detail_charts(rows: list[dict]) -> None:
+def _ms_axis(fig: go.Figure, ms, title: str) -> None:
+    """Milliseconds on a log axis when they span more than 20x, with 1-2-5 ticks written out
+    (Plotly's own minor labels read "9 8 7 6 5 4 3 2" when crowded), else a linear one."""
+    if not timing_views.wants_log_axis(ms):
+        fig.update_yaxes(title=title, type="linear")
+        return
+    vals = [float(v) for v in ms if v and v > 0]
+    ticks, text = axes.log_ticks(min(vals), max(vals))
+    fig.update_yaxes(title=title, type="log", tickvals=ticks, ticktext=text)
+
+
+def _detail_charts(rows: list[dict], quick: tuple[str, ...] = ()) -> None:
     options = timing_views.work_options(rows)
     if not options:
         return
@@ -221,11 +244,14 @@ def _detail_charts(rows: list[dict]) -> None:
             hovertemplate="%{x}: %{y:.1f} GFLOP/s (%{customdata:.0%} of peak)<extra>" + series + "</extra>"))
     time_fig.update_layout(barmode="group", title="Time (median; bars: fastest – slowest run)",
                            showlegend=True)
-    time_fig.update_yaxes(title="milliseconds", type="log" if timing_views.wants_log_axis(df["median_ms"]) else "linear")
+    _ms_axis(time_fig, df["median_ms"], "milliseconds")
     rate_fig.update_layout(barmode="group", title="Arithmetic rate")
     rate_fig.update_yaxes(title="GFLOP/s (higher is better)")
     left.plotly_chart(common.style(time_fig, height=500, legend_below=True), theme=None, key="tm_time")
     right.plotly_chart(common.style(rate_fig, height=500, legend_below=True), theme=None, key="tm_rate")
+    for line in timing_views.chart_missing(rows, st.session_state.tm_work, st.session_state.tm_batch,
+                                           st.session_state.tm_one_thread, quick_sources=quick):
+        st.caption(f":material/info: No bar for {line}.")
 
 
 def _skipped(rows: list[dict]) -> None:
@@ -238,10 +264,10 @@ def _skipped(rows: list[dict]) -> None:
 
 def _table(rows: list[dict]) -> None:
     with st.expander("Every figure (table)"):
-        st.dataframe(timing_views.timing_table(rows), hide_index=True, width="stretch", column_config={
-            "median (ms)": MS, "min (ms)": MS, "max (ms)": MS, "transfer (ms)": MS,
-            "GFLOP/s": st.column_config.NumberColumn(format="%.1f"),
-            "share of peak": st.column_config.NumberColumn(format="percent")})
+        st.dataframe(timing_views.timing_table(rows), hide_index=True, width="stretch", placeholder="—",
+                     column_config={"median (ms)": MS, "min (ms)": MS, "max (ms)": MS, "transfer (ms)": MS,
+                                    "GFLOP/s": st.column_config.NumberColumn(format="%.1f"),
+                                    "share of peak": st.column_config.NumberColumn(format="percent")})
         st.caption("median of the timed runs after a warm-up; min–max is the spread; GFLOP/s counts the "
                    "matrix products (2 × inputs × outputs per layer and image); share of peak compares "
                    "it with a large fp32 matrix product on the same device; transfer is the copy of the "

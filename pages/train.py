@@ -22,7 +22,7 @@ from fmnist_core.views.format import format_seconds
 from fmnist_core.errors import ConfigError, WorkbenchError
 from fmnist_core.models import ACTIVATIONS, config_to_dict, preset, preset_names
 from fmnist_core.train import OPTIMIZERS, SCHEDULES
-from ui import common, identity
+from ui import common, identity, nav
 
 DEFAULT_START = "mlp-seed000"
 ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP only)"}
@@ -76,11 +76,13 @@ def _launch(spec: dict, label: str) -> None:
     try:
         run_id = jobs.submit(spec, label=label, user=me)
     except (WorkbenchError, OSError) as exc:
-        st.session_state.tr_launch_error = f"Could not start the run: {exc}"
+        st.session_state.tr_launch_error = f"Could not start the run: {shared.for_browser(str(exc))}"
         return
     st.session_state.tr_last_launch = (fingerprint, time.time())
     st.session_state.tr_launch_error = None
     st.session_state.tr_watch = run_id
+    # the settings fold away: the run just launched comes into view, its place in the queue first
+    st.session_state.tr_form_open = False
     common.run_list.clear()
     st.toast(f"Run launched: {label}")
 
@@ -90,14 +92,21 @@ def page() -> None:
     st.title("Train a model")
     st.caption("Training runs as its own process: you can close this tab or switch pages, the run "
                "goes on and its results stay in the run registry.")
-    form, side = st.columns([3, 2], gap="large")
-    with form:
-        _model_widgets()
-        _training_widgets()
-        _where_widgets()
-    with side:
-        _summary_and_launch()
-    st.divider()
+    common.init_state({"tr_form_open": True})
+    # a student who presses Launch at the bottom of a long form would see nothing happen: the
+    # live view is ~1,000 px further down. So the form folds away on Launch (one click opens it)
+    with st.expander("Model, training and launch", key="tr_form_open", on_change="rerun",
+                     icon=":material/tune:"):
+        form, side = st.columns([3, 2], gap="large")
+        with form:
+            _model_widgets()
+            _training_widgets()
+            _where_widgets()
+        with side:
+            _summary_and_launch()
+    if not st.session_state.tr_form_open:
+        st.caption(":material/arrow_upward: Open **Model, training and launch** to change the settings "
+                   "and launch another run.")
     _watch_section()
 
 
@@ -253,23 +262,36 @@ def _stop(run_id: str) -> None:
         roles.stop_run(identity.current_user(), run_id)  # owner or teacher, checked in the core
         st.session_state.tr_stop_error = None
     except WorkbenchError as exc:
-        st.session_state.tr_stop_error = str(exc)
+        st.session_state.tr_stop_error = shared.for_browser(str(exc))
 
 
 def _watch_panel(run_id: str, drawn_status: str) -> None:
-    """The live view of one run; `drawn_status` is its status when the page was last drawn."""
+    """The live view of one run; `drawn_status` is its status when the page was last drawn.
+
+    Status and progress come from the cached run list, the very snapshot the sidebar's queue
+    panel shows (both poll every POLL_SECONDS), so the two never disagree by more than one
+    poll; the history from run_detail, read once per heartbeat for every session."""
+    listed = next((r for r in common.run_list() if r["run_id"] == run_id), None)
     try:
-        run = runs.load_run(run_id)
+        if listed is None:
+            raise WorkbenchError(f"no run {run_id}")
+        run = {**common.run_detail(listed), "status": listed["status"], "status_info": listed["status_info"]}
     except WorkbenchError:
         st.info("This run was deleted.")
         return
     info = view.progress_info(run)
+    if info["status"] == "queued":
+        # its place in line from the first second, from the run list (the trainer process
+        # only writes it once Python and PyTorch have loaded)
+        info["text"] = view.queue_text(common.queue().get(run_id))
     pct = f"{info['progress']:.0%}"
     st.progress(info["progress"], text=f"**{info['status']}** — {info['text']} ({pct})")
     c = st.columns(5)
     c[0].metric("Epoch", f"{info['epoch']} / {info['epochs']}" if info["epochs"] else "—")
     c[1].metric("Epoch time", format_seconds(info["epoch_seconds"]))
-    c[2].metric("Elapsed", format_seconds(info["elapsed"]))
+    c[2].metric("Elapsed", format_seconds(info["elapsed"]),
+                help="Since the run started: loading the data and the final test included, so more "
+                     "than the training time the run's message gives.")
     c[3].metric("ETA", format_seconds(info["eta"]) if info["active"] else "—")
     st_info = run["status_info"]
     if st_info.get("test_accuracy") is not None:
@@ -291,24 +313,30 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
         if st.session_state.get("tr_stop_error"):
             st.error(st.session_state.tr_stop_error)
     elif info["status"] == "finished":
-        st.success(f"{info['text']}. Compare it with others on the Results page.")
+        st.success(f"{info['text'][:1].upper()}{info['text'][1:]}. Compare it with others on the Results page.")
+        nxt = st.columns(3)
+        nxt[0].page_link(nav.page("results"), label="Results: its mistakes", icon=":material/analytics:")
+        nxt[1].page_link(nav.page("predict"), label="Predict: draw for it", icon=":material/online_prediction:")
     elif info["status"] in ("failed", "diverged", "interrupted"):
-        st.error(info["text"])
+        st.error(shared.for_browser(info["text"]))
     elif info["status"] == "cancelled":
-        st.warning(info["text"])
+        st.warning(shared.for_browser(info["text"]))
 
     if run["history"]:
         long = shared.curves_long([(run_id, run["history"])])
         left, right = st.columns(2)
         left.plotly_chart(common.curves_figure(long, "loss", by_split=True), theme=None, key="watch_loss")
         right.plotly_chart(common.curves_figure(long, "accuracy", by_split=True), theme=None, key="watch_acc")
+        note = common.loss_note(long)
+        if note:
+            st.caption(f":material/info: {note}")
     elif info["active"]:
         st.caption("Curves appear after the first epoch.")
     with st.expander("Configuration of this run"):
         cfg = run["config"]
         st.caption(f"{labels_view.run_label(run)} · run id `{run_id}`")
-        options = [{"option": k, "value": str(v)} for k, v in cfg.get("train_config", {}).items()]
-        st.dataframe(pd.DataFrame(options), hide_index=True)
+        options = [{"option": k, "value": "—" if v is None else str(v)} for k, v in cfg.get("train_config", {}).items()]
+        st.dataframe(pd.DataFrame(options), hide_index=True, placeholder="—")
     if info["status"] != drawn_status:
         # queued -> running -> finished: a full rerun refreshes the run picker's label and,
         # once the run has ended, redraws this panel without run_every (polling stops)

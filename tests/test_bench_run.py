@@ -142,3 +142,19 @@ def test_events_name_a_jsonl_file_and_a_failure_is_the_last_event(tmp_path):
     assert p.returncode == 2
     end = read_events(events)[-1]
     assert end["event"] == "end" and end["status"] == "failed" and "missing.pt" in end["error"]
+
+
+def test_the_headline_pauses_before_each_turn(ds, monkeypatch):
+    """The CPU idles before each implementation's turn (a thread pool still spinning after the
+    previous call took its cores), and the headline says how long."""
+    from fmnist_core.evaluate import images_to_tensor
+    from fmnist_core.bench.harness import forward_flops
+    bm = resolve_model(preset_name="mlp-seed000")
+    cfg = BenchConfig.quick()
+    ctx = run.RunContext(bm=bm, data=ds, cfg=cfg, flops=forward_flops(bm.config),
+                         x_test=images_to_tensor(ds.x_test[:500]).contiguous())
+    slept = []
+    monkeypatch.setattr(run.time, "sleep", slept.append)
+    h = run.interleaved_inference(ctx, ["pytorch", "manual-numpy"], rounds=2, pause_s=cfg.turn_pause_s)
+    assert slept == [cfg.turn_pause_s] * (3 * 2) and h["pause_s"] == cfg.turn_pause_s > 0
+    assert set(h["median_s"]) == {"pytorch", "manual-numpy"}

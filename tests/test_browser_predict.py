@@ -152,3 +152,43 @@ def test_upload_corrupt_then_real_image(server, page, trouser_png):
     assert page.get_by_text("Cannot use upload").count() == 0
     assert metric(page, "PyTorch says") == "Trouser" == metric(page, "NumPy twin says")
     screenshot(page, "predict-upload")
+
+
+def draw_path(page, canvas, points) -> None:
+    """One stroke through these points (fractions of the canvas side), closed."""
+    box = canvas.bounding_box()
+    x0, y0, w = box["x"], box["y"], box["width"]
+    page.mouse.move(x0 + points[0][0] * w, y0 + points[0][1] * w)
+    page.mouse.down()
+    for (ax, ay), (bx, by) in zip(points, points[1:] + points[:1]):
+        for k in range(1, 11):
+            t = k / 10
+            page.mouse.move(x0 + (ax + t * (bx - ax)) * w, y0 + (ay + t * (by - ay)) * w)
+    page.mouse.up()
+
+
+def test_an_outlined_shoe_gets_the_hint_under_the_canvas(server, page):
+    """Outlines are what the model misreads most (scripts/measure_drawings.py: an outlined
+    sneaker is a Sandal 9 times in 9): the hint under the canvas says why and shows the
+    same drawing filled in, with what the model says then."""
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    open_page(page, server, "predict")
+    canvas = page.locator('[data-testid="stMain"] canvas.upper-canvas')
+    canvas.wait_for()
+    draw_path(page, canvas, [(0.08, 0.45), (0.4, 0.42), (0.55, 0.55), (0.92, 0.6), (0.93, 0.78), (0.08, 0.78)])
+    page.get_by_text("Why the model may misread this drawing").wait_for(timeout=30_000)
+    wait_idle(page)
+    assert exceptions(page) == []
+    hint = page.get_by_text("Your drawing is an outline").first
+    assert hint.is_visible()
+    assert hint.bounding_box()["x"] < canvas.bounding_box()["x"] + canvas.bounding_box()["width"]  # under the canvas
+    assert page.get_by_text("The same drawing filled in: the model reads").is_visible()
+    # the class cards are wide enough for the longest class name in their own font (it was
+    # cut to "T-shirt/…"), whatever this drawing is read as
+    fits = """e => { const s = document.createElement('span'); s.style.font = getComputedStyle(e).font;
+                     s.style.whiteSpace = 'nowrap'; s.textContent = 'T-shirt/top'; document.body.appendChild(s);
+                     const w = s.getBoundingClientRect().width; s.remove(); return w <= e.clientWidth; }"""
+    for label in ("PyTorch says", "NumPy twin says"):
+        card = page.locator('[data-testid="stMetric"]').filter(has_text=label).first
+        assert card.locator('[data-testid="stMetricValue"]').evaluate(fits), label
+    screenshot(page, "predict-outline-hint")

@@ -75,7 +75,14 @@ def test_every_page_loads_without_an_exception(server, page, artifacts):
         assert [r["status"] for r in runs.list_runs()] == ["interrupted"]
 
 
+def in_view(page, locator) -> bool:
+    """Is this element inside the window, as it is scrolled now?"""
+    box = locator.bounding_box()
+    return box is not None and 0 <= box["y"] and box["y"] + box["height"] <= page.viewport_size["height"]
+
+
 def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page):
+    page.set_viewport_size({"width": 1400, "height": 1000})  # the laptop of issue 14
     open_page(page, server, PAGES["train"])
     page.get_by_label("Hidden layer widths", exact=True).wait_for()
     commit(page, "Hidden layer widths", "32")
@@ -83,10 +90,21 @@ def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page)
     commit(page, "Training images (0 = all)", "3000")
     assert page.get_by_text("Trainable parameters").is_visible()
     assert exceptions(page) == []
-    page.get_by_role("button", name="Launch training").click()
+    launch = page.get_by_role("button", name="Launch training")
+    launch.scroll_into_view_if_needed()
+    launch.click()
+    # the form folds away and the run just launched is in view at once, with its place in line
+    page.get_by_label("Hidden layer widths", exact=True).wait_for(state="hidden", timeout=10_000)
+    bar = page.locator('[data-testid="stMain"] [data-testid="stProgress"]').first
+    bar.wait_for(timeout=10_000)
+    page.wait_for_timeout(500)  # the expander's folding animation
+    assert in_view(page, bar), bar.bounding_box()
+    said = bar.inner_text()
+    assert "first in line" in said or "position 1" in said or "running" in said, said
+    screenshot(page, "train-just-launched")
     # while it is queued or running the live panel offers Stop and a progress bar
     page.get_by_role("button", name="Stop", exact=True).wait_for(timeout=30_000)
-    page.locator('[data-testid="stMain"] [data-testid="stProgress"]').first.wait_for(timeout=10_000)
+    assert in_view(page, page.get_by_role("button", name="Stop", exact=True))
     screenshot(page, "train-live-run")
 
     # the live fragment polls the run folder until the run ends, then the page settles
@@ -100,7 +118,7 @@ def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page)
     assert page.get_by_text("Test accuracy").first.is_visible()
     screenshot(page, "train-finished-run")
 
-    page.get_by_role("link", name="Results").click()
+    page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Results").click()
     wait_idle(page)
     page.get_by_text("Look closer at").wait_for()
     assert exceptions(page) == []

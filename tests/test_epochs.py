@@ -67,3 +67,17 @@ def test_both_trainers_stop_at_the_time_limit_with_the_epoch_recorded(trainer, d
     assert res.status == "finished" and res.message == "time limit of 1e-09 s reached in epoch 1"
     assert res.epochs_run == 1 and res.best_epoch == 1 and "val_accuracy" in res.history[0]
     assert [e["event"] for e in events] == ["start", "epoch", "end"]
+
+
+def test_messages_count_in_words():
+    """'finished 1 epoch', 'for 1 epoch': never '1 epochs' (issue 14)."""
+    log, _, _ = _log(epochs=1, patience=1)
+    log.start(4, 256, 64, "cpu", "fp32")
+    log.end_epoch({"epoch": 1, "val_accuracy": 0.5}, lambda: {"w": 1})
+    assert log.finish(model=None, seconds=2.0, device="cpu", precision="fp32").message == "finished 1 epoch in 2.0 s"
+    log, _, _ = _log(epochs=3, patience=1)
+    log.start(4, 256, 64, "cpu", "fp32")
+    for epoch, acc in [(1, 0.5), (2, 0.4)]:
+        log.end_epoch({"epoch": epoch, "val_accuracy": acc}, lambda: {"w": epoch})
+    assert "for 1 epoch;" in log.message
+

@@ -1,5 +1,6 @@
-"""The Home / Data page under AppTest: classes, devices, the shipped models' table (or what to
-do when they are missing), and the "Other examples" button."""
+"""The Home / Data page under AppTest: where to start (links to Train, Results, Predict), classes,
+devices, the shipped models' table (or what to do when they are missing), and the "Other
+examples" button."""
 from __future__ import annotations
 
 import pytest
@@ -17,6 +18,10 @@ def test_home_page_shows_classes_models_and_devices(runs_dir):
     assert "**cpu**" in body
     # the shipped models are either listed with their accuracy or reported as not trained yet
     assert at.dataframe or "not yet trained" in body
+    # a first visitor's next step: Train, then Results, then Predict, as links
+    assert "Start here" in body
+    assert [(link.proto.label, link.proto.page) for link in at.get("page_link")] == \
+        [("Train", "train"), ("Results", "results"), ("Predict", "predict")]
     seed = at.session_state["home_seed"]
     at.button(key="home_shuffle").click().run()
     assert not at.exception and at.session_state["home_seed"] == seed + 1

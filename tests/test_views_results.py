@@ -31,3 +31,18 @@ def test_cell_indices_and_summary_rows():
                            {"kind": "mlp", "hidden": [8]})
     assert row["best val acc"] == 0.72 and row["at epoch"] == 1 and row["last val acc"] == 0.71
     assert row["model"] == "MLP 784-8-10, relu" and row["time (s)"] == 6.0
+
+
+def test_comparison_columns_put_test_accuracy_next_to_the_run():
+    row = view.summary_row("r", [], "running", None, {"kind": "mlp", "hidden": [8]})
+    assert list(row)[:2] == ["run", "test acc"] and list(row)[-1] == "model"
+    assert row["test acc"] is None  # shown as "—" by the page (st.dataframe placeholder)
+
+
+def test_confusion_csv_writes_counts_as_whole_numbers():
+    cm = view.confusion({"confusion_matrix": (np.eye(10, dtype=int) * 859 + 1).tolist()})
+    rows = view.confusion_csv(cm).splitlines()
+    assert rows[1].split(",")[1:3] == ["860", "1"]  # not 860.0000
+    norm = view.confusion_csv(view.confusion({"confusion_matrix": np.eye(10).tolist()}, normalise=True),
+                              normalised=True)
+    assert norm.splitlines()[1].split(",")[1] == "1.0000"

@@ -97,3 +97,22 @@ def test_inputs_are_checked_and_copied(ds):
 def test_random_test_index_of_one_class():
     y = np.array([0, 1, 1, 2, 1])
     assert {shared.random_test_index(y, 1, np.random.default_rng(s)) for s in range(20)} == {1, 2, 4}
+
+
+def test_messages_for_the_browser_leave_the_servers_folders_out(monkeypatch, tmp_path):
+    from fmnist_core import data
+    from fmnist_core.views.shared import for_browser, data_origin
+    monkeypatch.setattr(data, "ARTIFACTS", tmp_path / "arts")
+    assert for_browser(f"checkpoint not found: {data.PROJECT_ROOT}/artifacts/models/cnn.pt") == \
+        "checkpoint not found: artifacts/models/cnn.pt"
+    assert for_browser(f"{tmp_path}/arts/work/r1/best.pt: not a readable checkpoint") == \
+        "artifacts/work/r1/best.pt: not a readable checkpoint"
+    assert for_browser("FileNotFoundError: [Errno 2] No such file: '/home/teacher/secret/x.json'") == \
+        "FileNotFoundError: [Errno 2] No such file: '…/x.json'"
+    assert for_browser("no run named 'r9' in the run store (sqlite:////srv/class/mlflow.db)") == \
+        "no run named 'r9' in the run store"
+    assert for_browser("see http://class.example:5000/api/2.0/runs and 3/4 of them") == \
+        "see http://class.example:5000/api/2.0/runs and 3/4 of them"  # URLs and fractions stay
+    assert for_browser(None) is None
+    assert data_origin(str(data.DEBIAN_DIR)) == "from Debian's dataset-fashion-mnist package"
+    assert "/" not in data_origin("/srv/data/fmnist")

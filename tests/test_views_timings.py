@@ -75,3 +75,45 @@ def test_machine_block_says_where_and_how_busy():
     assert m["peaks"] == ["cpu, 2 threads: 67 GFLOP/s"]
     assert m["model"] == "mlp-seed000 (101,770 parameters), quick run"
     assert m["devices"] == {"cuda": "no CUDA device on this machine"}
+
+
+def _results(label, rows, headline, quick=True, impls=("pytorch", "manual-numpy", "dataloader")):
+    return {"label": label, "created": "2025-05-14T05:10:00", "rows": rows, "headline": headline,
+            "model": {"name": "mlp-seed000"}, "settings": {"epochs": False if quick else True, "impls": list(impls)}}
+
+
+def test_the_same_work_gets_one_figure_or_a_reason():
+    """The headline (taking turns) and the detail chart (alone) measure the same 10,000-image
+    inference: where they differ the page says both figures and why (issue 14: 46 ms vs 15 ms)."""
+    rows = [_row("pytorch", "cpu", "inference", 10000, 2, 0.015), _row("manual-numpy", "cpu", "inference", 10000, 2, 0.018),
+            _row("dataloader", "cpu", "train_step", 256, 2, 0.4)]
+    res = _results("here", rows, {"median_s": {"pytorch": 0.046, "manual-numpy": 0.019}, "threads": 2,
+                                  "batch_size": 10000})
+    pairs = tv.turns_vs_alone([res])
+    assert [(p["impl"], round(p["turns_ms"]), round(p["alone_ms"])) for p in pairs] == \
+        [("pytorch", 46, 15), ("manual-numpy", 19, 18)]
+    text = tv.turns_sentence(pairs)
+    assert "PyTorch nn.Module 46 ms taking turns, 15 ms alone" in text and "NumPy twin 19 ms" not in text
+    assert "spinning" in text and "2 threads" in text
+    assert tv.turns_sentence([{**p, "turns_ms": p["alone_ms"]} for p in pairs]) is None  # they agree: nothing
+    # a file measured with the pause between turns: the difference is the machine's other work
+    paused = tv.turns_sentence([{**p, "pause_s": 0.2} for p in pairs])
+    assert "idle 0.2 s before each turn" in paused and "spinning" not in paused
+    # a quick run has no DataLoader bar in the headline, and says why
+    assert tv.headline_missing([res]) == [f"DataLoader + PIL: {tv.QUICK_DATALOADER}"]
+    # the detail chart: each implementation without a bar for this choice gets its reason
+    rows += [_row("dataloader", "cpu", "inference", 256, 2, 0.5), _row("pytorch", "cpu", "inference", 256, 1, 0.01)]
+    missing = tv.chart_missing(rows, "inference", 10000, quick_sources=())
+    assert missing == ["DataLoader + PIL: inference timed with batch 256 only"]
+    missing = tv.chart_missing(rows, "inference", 256, one_thread=True)
+    assert missing == ["manual NumPy twin: inference timed with batch 10,000 only",
+                       "DataLoader + PIL: timed with 2 threads only (it spends its time in Python, one image "
+                       "at a time: more threads change nothing)"]
+    assert tv.chart_missing(rows[:3], "inference", 10000, quick_sources=("here",)) == \
+        ["DataLoader + PIL: not timed for this work in a quick run; the full benchmark times it"]
+
+
+def test_chip_titles_are_short():
+    res = _results("Intel(R) Xeon(R) Platinum 8480C CPU @ 2.00GHz, 2 cores", [], None)
+    assert tv.chip_title(res, reference=True) == "★ reference 05-14 05:10 · mlp-seed000, quick"
+    assert tv.chip_title(res, new=True) == "new · 05-14 05:10 · mlp-seed000, quick"

@@ -70,3 +70,32 @@ def test_progress_and_eta(store):
     info = view.progress_info(runs.load_run(d), now=now)
     assert info["active"] and info["epoch_seconds"] == 7.5
     assert info["eta"] == pytest.approx(90.0)  # 30 s for a quarter: 90 s to go
+
+
+def _listed(run_id_n, status, created, epochs=2, **info):
+    """A run as runs.list_runs() gives it, alive in this process."""
+    spec = run_spec(MLPConfig(hidden=(8,)), TrainConfig(epochs=epochs))
+    return {"run_id": f"r{run_id_n}", "status": status, "config": {**spec, "created": created},
+            "status_info": {"pid": os.getpid(), "host": runs.HOST, **info}, "history": []}
+
+
+def test_queue_places_and_waits_from_the_first_second():
+    """Each waiting run's place and wait come from the run list (the sidebar and the live view
+    agree, and need nothing from the trainer process, which takes seconds to start)."""
+    now = 1000.0
+    done = [_listed(i, "finished", 100.0 + i, started=200.0, finished=260.0, epochs_run=2) for i in range(3)]
+    running = _listed(10, "running", 900.0, started=970.0, progress=0.5)  # ETA 30 s
+    a, b = _listed(11, "queued", 950.0), _listed(12, "queued", 960.0, epochs=4)
+    q = view.queue_estimates([b, a, running, *done], slots=1, now=now)
+    assert q["r11"] == {"position": 1, "ahead": 0, "wait": pytest.approx(30.0)}
+    assert q["r12"] == {"position": 2, "ahead": 1, "wait": pytest.approx(90.0)}  # + a run like r11: 60 s
+    assert view.queue_text(q["r12"]) == "waiting in the queue: position 2 — starts in about 1 min 30 s"
+    # two slots: the first in line starts now
+    q2 = view.queue_estimates([b, a, running, *done], slots=2, now=now)
+    assert q2["r11"]["wait"] == 0 and view.queue_text(q2["r11"]).startswith("first in line, a training slot is free")
+    # b trains 4 epochs: a run of the same model took 30 s an epoch
+    assert q2["r12"]["wait"] == pytest.approx(30.0)
+    # nothing like them has finished yet: a place, no guess
+    q3 = view.queue_estimates([b, a, running], slots=1, now=now)
+    assert q3["r12"]["wait"] is None and "no estimate yet" in view.queue_text(q3["r12"])
+    assert view.queue_estimates([a], slots=1, now=now, blocked=True)["r11"]["wait"] is None

@@ -5,6 +5,9 @@
                   session-state helpers, and `run_app` (see below)
   * model_picker  the model selectbox of Predict and "Inside the network", with the models
                   loaded once per checkpoint version
+  * nav           the pages as st.Page objects, declared once: app.py routes over them, pages
+                  link to each other with them (st.page_link)
+  * identity      who the user is (name, teacher unlock)
 
 Not here: the pages themselves (pages/, one module per page with `def page()`), and anything
 that computes what a page shows (fmnist_core.views, which never imports streamlit).

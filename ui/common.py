@@ -15,14 +15,15 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from fmnist_core import runs
-from fmnist_core.views import home as home_view, results as results_view, shared
+from fmnist_core.views import axes, home as home_view, results as results_view, shared
 from fmnist_core.data import FashionMNIST, load, summary
 from fmnist_core.errors import WorkbenchError
+from fmnist_core.views.format import format_seconds, plural
 
 APP_FILE = Path(__file__).resolve().parent.parent / "app.py"
 FONT = 17            # chart font size: readable from the back of a classroom
 COLORS = px.colors.qualitative.Safe  # colour-blind-safe, distinct on a washed-out projector
-POLL_SECONDS = 1.5   # live views re-read the run folder this often while a run is active
+POLL_SECONDS = 1.5   # live views (and the sidebar's queue) re-read the run list this often while a run is active
 
 # widget keys whose values survive a visit to another page (Streamlit drops the state of
 # widgets that were not drawn in a run; re-assigning the value keeps it)
@@ -237,21 +238,57 @@ def style(fig: go.Figure, height: int = 420, top: int = 60, legend_below: bool =
     these font sizes with its own small ones. The font family stays Plotly's: Streamlit's
     web font can arrive after Plotly has measured the legend, which then clips the text.
     Plotly Express colours traces itself: pass color_discrete_sequence=COLORS there.
+
+    legend_below: the legend sits under the x axis title in a band of its own, as tall as its
+    entries need (the chart grows by that much), so many runs never cover the axis title.
     """
+    legend = dict(orientation="h", x=0, title_text="", font=dict(size=FONT - 2))
+    bottom = 10
+    if legend_below:
+        rows, long_names = _legend_rows(fig)
+        band = LEGEND_ROW * rows
+        bottom = AXIS_BAND + band
+        height += band
+        legend.update(yref="container", y=0, yanchor="bottom")
+        if long_names:  # one run a row: two side by side cut each other's names off
+            legend.update(entrywidth=1, entrywidthmode="fraction")
+    else:
+        legend.update(yanchor="bottom", y=1.02)
     fig.update_layout(template="plotly_white", colorway=COLORS,
                       font=dict(size=FONT),
-                      height=height, margin=dict(l=10, r=10, t=top, b=10),
-                      legend=dict(orientation="h", x=0, title_text="", font=dict(size=FONT - 2),
-                                  **(dict(yanchor="top", y=-0.22) if legend_below
-                                     else dict(yanchor="bottom", y=1.02))),
-                      title_font=dict(size=FONT + 3), **layout)
+                      height=height, margin=dict(l=10, r=10, t=top, b=bottom),
+                      legend=legend, title_font=dict(size=FONT + 3), **layout)
     return fig
+
+
+LEGEND_ROW = 26  # px per legend row at FONT - 2
+AXIS_BAND = 80   # px under the plot for the x tick labels and the axis title
+
+
+def _legend_rows(fig: go.Figure) -> tuple[int, bool]:
+    """(rows, long names?) of a horizontal legend of this figure: long names (run labels) one a
+    row, short ones (splits, devices) three a row."""
+    names = []
+    for t in fig.data:
+        if t.showlegend is False or not t.name:
+            continue
+        key = t.legendgroup or t.name
+        if key not in names:
+            names.append(t.name)
+    if not names:
+        return 0, False
+    if max(len(n) for n in names) > 22:
+        return len(names), True
+    return -(-len(names) // 3), False
 
 
 def curves_figure(long_df, metric: str, by_split: bool = False, title: str | None = None) -> go.Figure:
     """Loss or accuracy per epoch. Several runs: one colour per run (one legend entry each),
     solid for training and dashed for validation (say so in a caption: a legend key for the
-    dashes collides with long run names). by_split (one run): one colour per split."""
+    dashes collides with long run names). by_split (one run): one colour per split.
+
+    The y axis fits the values (views.axes): accuracy inside 0..100% with ticks that never
+    repeat, loss on a log scale when one run's loss dwarfs the others (loss_note says so)."""
     df = long_df[long_df["metric"] == metric]
     fig = go.Figure()
     dash = {"train": "solid", "validation": "dash"}
@@ -259,15 +296,34 @@ def curves_figure(long_df, metric: str, by_split: bool = False, title: str | Non
         for split, g in group.groupby("split", sort=False):
             colour = COLORS[(0 if split == "train" else 1) if by_split else i % len(COLORS)]
             fig.add_trace(go.Scatter(
-                x=g["epoch"], y=g["value"], mode="lines+markers", legendgroup=run,
+                x=g["epoch"], y=g["value"], mode="lines+markers", legendgroup=run, cliponaxis=False,
                 name=split if by_split else run, showlegend=by_split or split == "train",
-                line=dict(color=colour, width=3, dash=dash[split]), marker=dict(size=8),
+                line=dict(color=colour, width=3, dash=dash[split]),
+                # open dots for validation: with one epoch there is no line to be dashed
+                marker=dict(size=9, symbol="circle" if split == "train" else "circle-open",
+                            line=dict(width=2, color=colour)),
                 hovertemplate=f"{run}<br>{split}, epoch %{{x}}: %{{y:.4f}}<extra></extra>"))
     fig.update_layout(title=title or ("Loss" if metric == "loss" else "Accuracy"))
-    fig.update_xaxes(title="epoch", dtick=1 if df["epoch"].nunique() <= 12 else None)
-    fig.update_yaxes(title="cross-entropy loss" if metric == "loss" else "accuracy",
-                     tickformat=".0%" if metric == "accuracy" else None)
+    epochs = df["epoch"]
+    few = epochs.nunique() <= 12
+    fig.update_xaxes(title="epoch", dtick=1 if few else None,
+                     range=[epochs.min() - 0.4, epochs.max() + 0.4] if len(epochs) and few else None)
+    if metric == "accuracy":
+        fig.update_yaxes(title="accuracy", **axes.accuracy_axis(df["value"]))
+    else:
+        ax = axes.loss_axis(df["value"])
+        fig.update_yaxes(title="cross-entropy loss", type=ax["type"], range=ax["range"])
+        if ax["type"] == "log":
+            vals = [v for v in df["value"] if v > 0]
+            ticks, text = axes.log_ticks(min(vals), max(vals))
+            fig.update_yaxes(tickvals=ticks, ticktext=text)
     return style(fig, height=460, legend_below=True)
+
+
+def loss_note(long_df) -> str | None:
+    """The sentence that goes under a loss chart drawn on a log scale (None on a linear one)."""
+    df = long_df[long_df["metric"] == "loss"]
+    return axes.loss_axis(df["value"], df["run"])["note"]
 
 
 # --- the sidebar -----------------------------------------------------------------------
@@ -291,7 +347,8 @@ def sidebar() -> None:
         _class_settings(identity.current_user())
         from fmnist_core.jobs import benchmark_state
         active = shared.active_runs(active_run_list()) or benchmark_state()
-        st.fragment(_queue_panel, run_every=POLL_SECONDS * 2 if active else None)(bool(active))
+        # the same period as the Train page's live view: a slower sidebar showed 23% beside 53%
+        st.fragment(_queue_panel, run_every=POLL_SECONDS if active else None)(bool(active))
 
 
 @st.cache_data(ttl=2.0, show_spinner=False)
@@ -326,9 +383,10 @@ def _save_settings(user) -> None:
 def _class_settings(user) -> None:
     cfg = class_settings()
     if not user.teacher:
-        st.caption(f"{cfg['max_concurrent']} training(s) at once, first come first served · "
-                   f"per student: {cfg['max_active_per_student']} run(s) at once, ≤ {cfg['max_parameters']:,} "
-                   f"parameters, ≤ {cfg['max_epochs']} epochs, ≤ {cfg['max_seconds']:.0f} s. Set by the teacher.")
+        st.caption(f"{plural(cfg['max_concurrent'], 'training')} at once, first come first served · "
+                   f"per student: {plural(cfg['max_active_per_student'], 'run')} at once, ≤ "
+                   f"{plural(cfg['max_parameters'], 'parameter')}, ≤ {plural(cfg['max_epochs'], 'epoch')}, "
+                   f"≤ {cfg['max_seconds']:.0f} s. Set by the teacher.")
         return
     with st.expander("Class settings" if roles_class_mode() else "Queue settings"):
         for k, label in SETTING_NAMES.items():
@@ -350,6 +408,14 @@ def roles_class_mode() -> bool:
     return class_mode()
 
 
+def queue() -> dict[str, dict]:
+    """run_id -> place in line and estimated wait of every run waiting in the queue (views.train
+    .queue_estimates), from the cached run list: the sidebar and the Train page say the same."""
+    from fmnist_core.jobs import benchmark_state
+    from fmnist_core.views.train import queue_estimates
+    return queue_estimates(run_list(), class_settings()["max_concurrent"], blocked=benchmark_state() is not None)
+
+
 def _queue_panel(was_active: bool) -> None:
     from fmnist_core.jobs import benchmark_state
     active = shared.active_runs(active_run_list())
@@ -360,11 +426,16 @@ def _queue_panel(was_active: bool) -> None:
                       ": it starts when the trainings running now finish"))
     if not active and not bench_job:
         st.caption("No training running or waiting.")
+    line = queue()
     for r in active:
         if r["status"] == "running":
             p = r["progress"] or 0.0
             st.progress(min(max(p, 0.0), 1.0), text=f"**running** {r['label']} — {p:.0%}")
         else:
-            st.caption(f":material/hourglass_top: **#{r['queue_position']} in line**: {r['label']}")
+            q = line.get(r["run_id"]) or {}
+            wait = q.get("wait")
+            when = ("" if wait is None else " · starting" if wait < 1 else
+                    f" · starts in about {format_seconds(wait)}")
+            st.caption(f":material/hourglass_top: **#{q.get('position', '?')} in line**: {r['label']}{when}")
     if was_active and not active:
         st.rerun()  # a full rerun redraws this panel without run_every: polling stops

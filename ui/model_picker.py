@@ -19,7 +19,7 @@ import streamlit as st
 from fmnist_core import runs
 from fmnist_core.views import shared
 from fmnist_core.errors import WorkbenchError
-from ui import common
+from ui import common, nav
 
 CHOICE = "nv_model"  # the chosen model's key, shared by Predict and Inside
 
@@ -52,6 +52,7 @@ def pick(widget_key: str) -> dict[str, Any] | None:
         where.info("No trained model yet: the shipped models (artifacts/models/mlp.pt and cnn.pt) "
                    "are not there — `make models` trains them — and no run has finished. "
                    "Train one on the Train page; it appears here when it finishes.")
+        where.page_link(nav.page("train"), label="Train a model", icon=":material/model_training:")
         return None
     if st.session_state.get(CHOICE) not in options:
         st.session_state[CHOICE] = shared.default_choice(options)
@@ -63,7 +64,7 @@ def pick(widget_key: str) -> dict[str, Any] | None:
     try:
         entry["model"], entry["net"] = pair(runs.ensure_checkpoint(entry["checkpoint"]))
     except (WorkbenchError, OSError) as exc:
-        where.error(f"Cannot load this model: {exc}")
+        where.error(f"Cannot load this model: {shared.for_browser(str(exc))}")
         return None
     beside.caption(_describe(entry))
     return entry

@@ -38,6 +38,10 @@ class BenchConfig:
     numpy_peak: bool = True                      # numpy's own matmul rate, for the BLAS question
     fold_normalization: bool = True              # MLP inference: fold (x-m)/s into fc1, as the twin does
     headline_rounds: int = 15                    # interleaved 10k-inference rounds (0 = none)
+    turn_pause_s: float = 0.2                    # idle before each headline turn: NumPy's BLAS and
+                                                 # PyTorch's threads spin ~0.1 s after a call and took
+                                                 # the next one's cores (PyTorch 28-48 ms in turns vs
+                                                 # 13-14 alone; 15 ms with the pause, 2 cores)
     seed: int = 0                                # the same weights and batches on every run
 
     @classmethod

@@ -149,7 +149,7 @@ def _headline(ctx: RunContext, rows: list[dict], all_threads: int, say) -> dict 
         return None
     say("the headline: inference over the 10,000 test images, implementations interleaved")
     with cpu_threads(all_threads):
-        headline = interleaved_inference(ctx, list(own), rounds)
+        headline = interleaved_inference(ctx, list(own), rounds, pause_s=cfg.turn_pause_s)
     headline["threads"] = all_threads
     for r in rows:  # the others (the DataLoader: ~100x slower): their own row's median is as good
         if (not IMPL_CLASSES[r["impl"]].interleaved and r["device"] == "cpu" and r["work"] == "inference"
@@ -160,10 +160,14 @@ def _headline(ctx: RunContext, rows: list[dict], all_threads: int, say) -> dict 
     return headline
 
 
-def interleaved_inference(ctx: RunContext, impls: list[str], rounds: int) -> dict:
+def interleaved_inference(ctx: RunContext, impls: list[str], rounds: int, pause_s: float = 0.0) -> dict:
     """The issue's headline figure, robust to a shared machine: inference over all 10,000 test
     images in one batch on the CPU, the implementations taking turns round by round, so a
-    neighbour's job that starts or stops mid-run slows all of them alike. Medians per impl."""
+    neighbour's job that starts or stops mid-run slows all of them alike. Medians per impl.
+
+    pause_s: the CPU idles this long before each turn. Without it a turn started while the
+    previous implementation's thread pool (NumPy's BLAS, PyTorch's) still spun, waiting for
+    more work, on the cores it needed: on 2 cores PyTorch took 2-3x its own row's time."""
     runners = {}
     for name in impls:
         cls = IMPL_CLASSES[name]
@@ -174,12 +178,14 @@ def interleaved_inference(ctx: RunContext, impls: list[str], rounds: int) -> dic
     times: dict[str, list[float]] = {n: [] for n in runners}
     for r in range(rounds + 1):  # round 0 is the warm-up
         for name, fn in runners.items():
+            if pause_s:
+                time.sleep(pause_s)
             t0 = time.perf_counter()
             fn()
             if r:
                 times[name].append(time.perf_counter() - t0)
     return {"work": "inference", "device": "cpu", "batch_size": len(ctx.x_test), "rounds": rounds,
-            "median_s": {n: statistics.median(t) for n, t in times.items()},
+            "pause_s": pause_s, "median_s": {n: statistics.median(t) for n, t in times.items()},
             "min_s": {n: min(t) for n, t in times.items()}}
 
 

@@ -1,5 +1,6 @@
-"""Times written for people, for every page: how long something took or will take
-(format_seconds), and when something happened (clock).
+"""Times and counts written for people, for every page: how long something took or will take
+(format_seconds), when something happened (clock), and how many of something (plural:
+"1 epoch", "2 epochs", never "1 epochs").
 
 The one time formatter of the views: a page or a view module that shows a duration imports
 it from here rather than writing its own.
@@ -29,3 +30,8 @@ def format_seconds(s: float | None) -> str:
 def clock(t: float, with_date: bool = False) -> str:
     """A moment (seconds since the epoch) in local time: '14:03:12', or '05-01 14:03:12'."""
     return time.strftime("%m-%d %H:%M:%S" if with_date else "%H:%M:%S", time.localtime(t))
+
+
+def plural(n: int | float, word: str, many: str | None = None) -> str:
+    """'1 epoch', '2 epochs', '10,000 images'; `many` for irregular words ('1 run at once')."""
+    return f"{n:,} {word if n == 1 else many or word + 's'}"

@@ -1,5 +1,7 @@
 """What the Predict page shows: one prepared 28x28 input through PyTorch and the NumPy twin,
-their probabilities side by side, and the preprocessing steps big enough to see.
+their probabilities side by side, the preprocessing steps big enough to see, and for a
+drawing what in it makes the model misread it (an outline, a top drawn wider than tall, a
+hairline stroke) with the same drawing filled in.
 
 Left out: preprocessing itself (fmnist_core.preprocess) and the model list (shared).
 """
@@ -64,3 +66,88 @@ def camera_blocked(page_url: str) -> str | None:
     return (f"Your browser will not open the camera on {parts.scheme or 'http'}://{parts.netloc}: cameras "
             "work only on https (or on the server's own screen). Ask the teacher for the https address "
             "(`make class` serves one), or take the photo with your phone's camera app and upload it.")
+
+
+# --- drawings: what makes the model misread them ------------------------------------------
+
+# Measured on drawings made like the canvas's, through the real preprocessing and the shipped
+# models (python scripts/measure_drawings.py; CNN / MLP, share read right):
+#   outline     a sneaker drawn as an outline: 0/9 and 0/9, every one read Sandal (the only
+#               shoes in the dataset with empty space inside); a dress outline: CNN 0/9, read
+#               Bag. Filled: sneaker 8/9 and 7/9, dress 9/9 and 9/9. The outline filled in by
+#               filled_in(): sneaker 7/9 and 7/9, dress 9/9, ankle boot 9/9 (outline 5/9, 1/9)
+#   proportion  the dataset's T-shirts are taller than wide (height / width: median 1.27, 10th
+#               percentile 1.12); T-shirts drawn under 0.7 : 1 are read right 33% / 34%, over
+#               1 : 1 48% / 68% (the rest mostly Bag or Shirt)
+#   line width  T-shirt outlines with a line under 1.5 px in the 28x28 input: 10% / 57%;
+#               over 3 px: 70% / 94%
+#   not causes  a blur of 0.5 px (43% -> 49% / 53% -> 50%) or the dataset's gray level (48% /
+#               44%) after preprocessing; filling a T-shirt in (50% / 49% with 1.5-3 px lines)
+OUTLINE_SHARE = 0.75   # ink / filled silhouette below this is an outline (dataset: 1% of test images)
+THIN_STROKE_PX = 1.5   # a stroke thinner than this at 28x28 is a faint hairline to the model
+TOPS = ("T-shirt/top", "Pullover", "Coat", "Shirt")
+INK_LEVEL = 0.2        # a 28x28 pixel brighter than this is ink
+
+
+def silhouette(x: np.ndarray, level: float = INK_LEVEL) -> tuple[np.ndarray, np.ndarray]:
+    """(silhouette, ink) masks of a 28x28 input: ink is x > level; the silhouette is the ink
+    with every enclosed hole filled (what is not reachable from the border through no-ink)."""
+    ink = np.asarray(x) > level
+    outside = np.zeros_like(ink)
+    for edge in (np.s_[0, :], np.s_[-1, :], np.s_[:, 0], np.s_[:, -1]):
+        outside[edge] = ~ink[edge]
+    while True:  # flood fill from the border, 4-connected (a 28x28 image: a few dozen rounds)
+        grown = outside.copy()
+        grown[1:] |= outside[:-1]
+        grown[:-1] |= outside[1:]
+        grown[:, 1:] |= outside[:, :-1]
+        grown[:, :-1] |= outside[:, 1:]
+        grown &= ~ink
+        if np.array_equal(grown, outside):
+            return ~outside, ink
+        outside = grown
+
+
+def ink_share(x: np.ndarray) -> float:
+    """How much of the garment's silhouette is ink: ~1 for the dataset's solid photos (median
+    1.00, 1st percentile 0.72), low for an outline drawing."""
+    sil, ink = silhouette(x)
+    return float(ink.sum()) / max(int(sil.sum()), 1)
+
+
+def filled_in(x: np.ndarray) -> np.ndarray:
+    """The input with the holes of its silhouette filled at the drawing's mean ink level: an
+    outline drawn as the solid shape the dataset's photos show."""
+    x = as_input(x)
+    sil, ink = silhouette(x)
+    if not ink.any():
+        return x
+    holes = sil & ~ink
+    x[holes] = np.maximum(x[holes], float(x[ink].mean()))
+    return x
+
+
+def drawing_advice(x: np.ndarray, trimmed_size: tuple[int, int], stroke: float, label: str) -> list[tuple[str, str]]:
+    """(kind, sentence) for each way this drawing differs from the dataset's look that measurably
+    changes what the model says: "outline", "wide" (a top drawn wider than tall), "thin".
+
+    x: the 28x28 model input; trimmed_size: (width, height) of the drawing once trimmed, in the
+    canvas image's pixels; stroke: the pen width in those pixels; label: what the model said."""
+    out = []
+    if ink_share(x) < OUTLINE_SHARE:
+        out.append(("outline", "Your drawing is an outline. Every garment in the dataset is a solid photo: "
+                               "an empty inside is what the model knows from sandals (straps) and bags, so "
+                               "outlined shoes come out **Sandal** and outlined dresses **Bag**. Fill it in "
+                               "(scribble inside the shape)."))
+    w, h = trimmed_size
+    if label in (*TOPS, "Bag") and h < 0.95 * w:
+        out.append(("wide", f"Your drawing is wider than tall ({h / w:.2f} : 1). If it is a top: in the dataset "
+                            "T-shirts, shirts, pullovers and coats are taller than wide (a T-shirt about "
+                            "1.3 : 1, sleeves short and close to the body); a wide shape is read as **Bag** "
+                            "or **Shirt**."))
+    px = stroke * 28 / max(w, h, 1)
+    if out and out[0][0] == "outline" and px < THIN_STROKE_PX:
+        # measured on outlines only: a filled shape has no line width to speak of
+        out.append(("thin", f"Your line is about {px:.1f} pixels wide in the 28×28 input, a faint hairline "
+                            "to the model: pick a wider stroke with the slider."))
+    return out

@@ -29,21 +29,23 @@ def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
 
 def summary_row(name: str, history: list[dict], status: str, test: dict | None,
                 model_config: dict | None, info: dict | None = None) -> dict[str, Any]:
-    """Best and final numbers of one run (or shipped model) for the comparison table."""
+    """Best and final numbers of one run (or shipped model) for the comparison table, the
+    columns in the order a reader needs them: the run, then its test accuracy (what the class
+    compares), then how it got there; the long model description last."""
     info = info or {}
     vals = [h for h in history if h.get("val_accuracy") is not None]
     best = max(vals, key=lambda h: h["val_accuracy"]) if vals else None
     last = history[-1] if history else {}
     test = test or {}
     secs = info.get("train_seconds") or (last.get("elapsed") if last else None)
-    return {"run": name, "model": describe_model(model_config), "status": status,
-            "epochs": len(history) or info.get("epochs_run"),
+    return {"run": name, "test acc": test.get("accuracy", info.get("test_accuracy")),
             "best val acc": best["val_accuracy"] if best else info.get("best_val_accuracy"),
             "at epoch": best["epoch"] if best else info.get("best_epoch"),
+            "epochs": len(history) or info.get("epochs_run"),
             "last train acc": last.get("train_accuracy"), "last val acc": last.get("val_accuracy"),
-            "test acc": test.get("accuracy", info.get("test_accuracy")),
             "test loss": test.get("loss", info.get("test_loss")),
-            "time (s)": round(secs, 1) if isinstance(secs, (int, float)) else None}
+            "time (s)": round(secs, 1) if isinstance(secs, (int, float)) else None,
+            "status": status, "model": describe_model(model_config)}
 
 
 # --- one model -----------------------------------------------------------------------------
@@ -56,9 +58,12 @@ def confusion(metrics: dict[str, Any], normalise: bool = False) -> np.ndarray:
     return cm
 
 
-def confusion_csv(cm: np.ndarray) -> str:
-    df = pd.DataFrame(cm, index=[f"true {c}" for c in CLASSES], columns=[f"pred {c}" for c in CLASSES])
-    return df.to_csv(float_format="%.4f")
+def confusion_csv(cm: np.ndarray, normalised: bool = False) -> str:
+    """Counts as whole numbers (859, not 859.0000); a row-normalised matrix with 4 decimals."""
+    cm = np.asarray(cm)
+    df = pd.DataFrame(cm if normalised else np.round(cm).astype(np.int64),
+                      index=[f"true {c}" for c in CLASSES], columns=[f"pred {c}" for c in CLASSES])
+    return df.to_csv(float_format="%.4f" if normalised else None)
 
 
 def _font(size: int):

@@ -15,6 +15,7 @@ Left out: what only one page shows (that page's module), and anything that train
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -162,16 +163,35 @@ def load_pair(path: str | Path):
 # --- the data and the inputs -----------------------------------------------------------
 
 def data_origin(source: str) -> str:
-    """Where the dataset was read from, in words."""
+    """Where the dataset was read from, in words, without the server's folders (the page is
+    read in every student's browser; `python -m fmnist_core data` prints the path)."""
     from ..data import DEBIAN_DIR, DOWNLOAD_ROOT
     src = Path(source)
     if os.environ.get("FMNIST_DATA_DIR") and src == Path(os.environ["FMNIST_DATA_DIR"]):
-        return f"from $FMNIST_DATA_DIR ({src})"
+        return "from the folder $FMNIST_DATA_DIR names"
     if src == DEBIAN_DIR:
-        return f"from Debian's dataset-fashion-mnist package ({src})"
+        return "from Debian's dataset-fashion-mnist package"
     if src.is_relative_to(DOWNLOAD_ROOT):
-        return f"downloaded by torchvision into {src}"
-    return f"from {src}"
+        return "downloaded by torchvision"
+    return f"from a local folder ({src.name})"
+
+
+_SQLITE_URI = re.compile(r"\s*\(sqlite:///[^)]*\)|sqlite:///[^\s)'\"]+")
+_ABS_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)*[\w.@+-]+")
+
+
+def for_browser(text: str | None) -> str | None:
+    """A message for a page: the server's folders left out. Paths inside the project read
+    relative to it (artifacts/models/cnn.pt), any other absolute path as '…/' and its last
+    part; an SQLite store's address is left out. Messages from the core name paths for the
+    command line; a browser in a class needs the file, not where it lives on the server."""
+    from ..data import ARTIFACTS
+    if not text:
+        return text
+    text = _SQLITE_URI.sub(lambda m: "" if m.group(0).lstrip().startswith("(") else "the run store", text)
+    for root, shown in ((ARTIFACTS, "artifacts/"), (PROJECT_ROOT, "")):
+        text = text.replace(f"{root}/", shown)
+    return _ABS_PATH.sub(lambda m: "…/" + m.group(0).rsplit("/", 1)[-1], text)
 
 
 def upscale(img: np.ndarray, factor: int = 3) -> np.ndarray:

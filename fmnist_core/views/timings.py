@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .format import plural
+
 IMPL_NAMES = {"pytorch": "PyTorch nn.Module", "manual-numpy": "manual NumPy twin",
               "manual-torch": "manual, torch ops", "dataloader": "DataLoader + PIL"}
 # for chart axes: two short lines each, so a narrow chart needs no slanted, cut-off labels
@@ -32,11 +34,24 @@ def source_title(results: dict[str, Any]) -> str:
     return " · ".join(p for p in (" ".join(label.split()), created) if p)
 
 
+def is_quick(results: dict[str, Any]) -> bool:
+    """A quick run: no epochs, no DataLoader pass over a whole split."""
+    return (results.get("settings") or {}).get("epochs") is False
+
+
+def chip_title(results: dict[str, Any], reference: bool = False, new: bool = False) -> str:
+    """'★ reference 11-22 00:24 · mlp-seed000' / 'new 05-14 05:10 · mlp-seed000, quick': short
+    enough to read whole in a multiselect chip (the machine is on the cards below)."""
+    created = str(results.get("created") or "")[5:16].replace("T", " ")
+    model = (results.get("model") or {}).get("name") or "?"
+    tag = "★ reference " if reference else "new · " if new else ""
+    return f"{tag}{created} · {model}" + (", quick" if is_quick(results) else "")
+
+
 def file_title(results: dict[str, Any]) -> str:
     """source_title plus what was timed: '... · mlp-seed000, quick' (for pickers)."""
-    quick = (results.get("settings") or {}).get("epochs") is False
     model = (results.get("model") or {}).get("name")
-    return source_title(results) + f" · {model or '?'}" + (", quick" if quick else "")
+    return source_title(results) + f" · {model or '?'}" + (", quick" if is_quick(results) else "")
 
 
 def with_sources(results_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -67,16 +82,16 @@ def machine_block(results: dict[str, Any]) -> dict[str, Any]:
     load = None
     if la.get("before") and la.get("after"):
         # the 1-minute load average: above the core count, other work competed for the CPU
-        load = f"{la['before'][0]:.1f} before, {la['after'][0]:.1f} after ({m.get('cores')} cores)"
+        load = f"{la['before'][0]:.1f} before, {la['after'][0]:.1f} after ({plural(m.get('cores') or 0, 'core')})"
     return {"label": results.get("label"), "origin": results.get("origin", "this machine"),
             "load": load,
-            "cpu": f"{m.get('cpu')} ({m.get('cores')} cores)", "gpu": m.get("gpu") or "none",
+            "cpu": f"{m.get('cpu')} ({plural(m.get('cores') or 0, 'core')})", "gpu": m.get("gpu") or "none",
             "software": f"PyTorch {m.get('torch')}, NumPy {m.get('numpy')}, Python {m.get('python', '?')}",
             "blas": f"NumPy: {nb.get('internal_api', '?')} {nb.get('version', '')}".strip()
                     + f" · PyTorch: {blas.get('torch', '?')}",
             "date": str(m.get("date", ""))[:19].replace("T", " "),
             "model": f"{model.get('name', '?')} ({model.get('parameters', 0):,} parameters), "
-                     + ("quick run" if (results.get("settings") or {}).get("epochs") is False else "full run"),
+                     + ("quick run" if is_quick(results) else "full run"),
             "peaks": peaks,
             "devices": {d: why for d, why in (m.get("devices") or {}).items() if why}}
 
@@ -146,13 +161,8 @@ def chart_rows(rows: list[dict[str, Any]], work: str, batch: int, one_thread: bo
     chart with min..max error bars: implementation, series ('cpu · source'), median_ms,
     plus, minus, gflops, peak_share, device, source, threads."""
     import pandas as pd
-    top = _max_threads(rows)
     recs = []
-    for r in rows:
-        if r["work"] != work or r["batch_size"] != batch or r["median_s"] is None:
-            continue
-        if r["device"] == "cpu" and r.get("threads") != (1 if one_thread else top.get(r["source"])):
-            continue
+    for r in _drawn(rows, work, batch, one_thread):
         med = r["median_s"] * 1000
         dev = r["device"] + (f", {r['threads']} thr" if r["device"] == "cpu" else "")
         recs.append({"implementation": IMPL_CHART.get(r["impl"], r["impl"]),
@@ -278,3 +288,125 @@ def explanations(rows: list[dict[str, Any]], model: dict[str, Any] | None = None
                  f"{inf['batch_size']:,} images")
     out.append(("NumPy twin vs PyTorch", line + "."))
     return out
+
+
+# --- the same work, two figures; bars that are not there ------------------------------------
+
+QUICK_DATALOADER = ("not timed over the 10,000 test images in a quick run (one pass takes about half "
+                    "a second); the full benchmark times it")
+
+
+def turns_vs_alone(results_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """For each source and implementation in its headline: the headline's figure (the
+    implementations taking turns, one call each round) next to the same work's own row (10,000
+    images, the same threads, that implementation alone, many calls in a row). Keys: source,
+    impl, name, turns_ms, alone_ms, threads."""
+    out = []
+    for res in results_list:
+        h = res.get("headline") or {}
+        threads, n = h.get("threads"), h.get("batch_size", 10000)
+        for impl, s in (h.get("median_s") or {}).items():
+            own = next((r for r in res.get("rows", []) if r["impl"] == impl and r["device"] == "cpu"
+                        and r["work"] == "inference" and r["batch_size"] == n and r.get("threads") == threads
+                        and r.get("median_s") is not None), None)
+            if own is None or abs(own["median_s"] - s) < 1e-12:
+                continue  # no row of its own, or the headline quotes that row (the DataLoader)
+            out.append({"source": res.get("label"), "impl": impl, "name": IMPL_NAMES.get(impl, impl),
+                        "turns_ms": s * 1000, "alone_ms": own["median_s"] * 1000, "threads": threads,
+                        "pause_s": h.get("pause_s") or 0.0})
+    return out
+
+
+def turns_sentence(pairs: list[dict[str, Any]]) -> str | None:
+    """One paragraph on why the headline and the detail chart differ for the same work, with the
+    figures of the first source; None when they agree within 25%. A file measured before the
+    benchmark paused between turns (no "pause_s" in its headline) differs for a known reason:
+    thread pools still spinning from the previous call; one measured with the pause, because the
+    machine's other work changed between the two measurements."""
+    if not pairs:
+        return None
+    first = [p for p in pairs if p["source"] == pairs[0]["source"]]
+    differ = [p for p in first if max(p["turns_ms"], p["alone_ms"]) > 1.25 * min(p["turns_ms"], p["alone_ms"])]
+    if not differ:
+        return None
+    figures = "; ".join(f"{p['name']} {_ms_text(p['turns_ms'])} taking turns, {_ms_text(p['alone_ms'])} alone"
+                        for p in differ)
+    head = ("The same work, two figures: here the implementations take turns, one call each round; in "
+            "the detail chart below (inference, batch 10,000, all threads) each one runs alone, many calls "
+            f"in a row. {figures} ({plural(first[0]['threads'] or 0, 'thread')}). ")
+    if first[0]["pause_s"]:
+        return head + (f"The benchmark let the CPU idle {first[0]['pause_s']:g} s before each turn, so the "
+                       "difference is other work on the machine that came or went between the two "
+                       "measurements (see the load average on its card): compare figures of one kind.")
+    return head + ("This file was measured without a pause between turns: after a call, NumPy's BLAS "
+                   "threads and PyTorch's thread pool keep spinning for a moment, waiting for more work, on "
+                   "the cores the next implementation needs (on 2 cores PyTorch took 28-48 ms taking turns "
+                   "against 13-14 ms alone). Benchmarks run now pause 0.2 s before each turn, and the two "
+                   "figures agree: take the detail chart's.")
+
+
+def _ms_text(ms: float) -> str:
+    return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f} ms"
+
+
+def headline_missing(results_list: list[dict[str, Any]]) -> list[str]:
+    """'<implementation>: why' for each implementation a results file timed that has no bar in
+    the headline chart."""
+    out = []
+    for res in results_list:
+        h = res.get("headline")
+        if not h:
+            continue
+        impls = (res.get("settings") or {}).get("impls") or []
+        for impl in impls:
+            if impl in (h.get("median_s") or {}):
+                continue
+            if impl == "dataloader" and is_quick(res):
+                why = QUICK_DATALOADER
+            else:
+                row = next((r for r in res.get("rows", []) if r["impl"] == impl and r["device"] == "cpu"
+                            and r["work"] == "inference"), None)
+                why = (row or {}).get("reason") or "its inference over the 10,000 test images was not timed"
+            out.append(f"{IMPL_NAMES.get(impl, impl)}" + (f" ({res.get('label')})" if len(results_list) > 1 else "")
+                       + f": {why}")
+    return out
+
+
+def chart_missing(rows: list[dict[str, Any]], work: str, batch: int, one_thread: bool = False,
+                  quick_sources: tuple[str, ...] = ()) -> list[str]:
+    """'<implementation>: why' for each implementation with timed rows in these results that has
+    no bar in the detail chart for this work x batch size (x threads): timed with other batch
+    sizes or threads only, not timed in a quick run, or the row's own reason."""
+    out: dict[str, str] = {}
+    timed = [r for r in rows if r["median_s"] is not None]
+    shown = {(r["impl"], r.get("source")) for r in _drawn(rows, work, batch, one_thread)}
+    for impl, src in sorted({(r["impl"], r.get("source")) for r in timed}, key=lambda k: list(IMPL_NAMES).index(k[0])
+                            if k[0] in IMPL_NAMES else 99):
+        if (impl, src) in shown or IMPL_NAMES.get(impl, impl) in out:
+            continue
+        mine = [r for r in rows if r["impl"] == impl and r.get("source") == src and r["work"] == work]
+        here = [r for r in mine if r["batch_size"] == batch]
+        sizes = sorted({r["batch_size"] for r in mine if r["median_s"] is not None})
+        threads = sorted({r.get("threads") for r in here if r["median_s"] is not None and r["device"] == "cpu"})
+        if here and threads:
+            why = f"timed with {plural(threads[0], 'thread')} only" if len(threads) == 1 else "not timed with these threads"
+            if impl == "dataloader":
+                why += " (it spends its time in Python, one image at a time: more threads change nothing)"
+        elif sizes:
+            why = f"{WORK_NAMES.get(work, work)} timed with batch {' and '.join(f'{b:,}' for b in sizes)} only"
+        elif here and here[0].get("reason"):
+            why = here[0]["reason"]
+        elif impl == "dataloader" and src in quick_sources:
+            why = "not timed for this work in a quick run; the full benchmark times it"
+        else:
+            why = f"{WORK_NAMES.get(work, work)} not timed"
+        out[IMPL_NAMES.get(impl, impl)] = why
+    return [f"{name}: {why}" for name, why in out.items()]
+
+
+def _drawn(rows: list[dict[str, Any]], work: str, batch: int, one_thread: bool) -> list[dict[str, Any]]:
+    """The rows the detail chart draws: timed, this work and batch size, CPU rows with all of
+    their machine's threads (or one)."""
+    top = _max_threads(rows)
+    return [r for r in rows if r["work"] == work and r["batch_size"] == batch and r["median_s"] is not None
+            and not (r["device"] == "cpu" and r.get("threads") != (1 if one_thread else top.get(r["source"])))]

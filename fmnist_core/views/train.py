@@ -4,6 +4,8 @@
                   MLP/CNN, the fields changed from the preset, every problem as one sentence
                   before launch, and the run spec the launcher takes
   * progress      progress fraction, epoch x/y, last epoch time, elapsed and ETA of a run
+  * the queue     each waiting run's place in line and its wait, estimated from the runs
+                  running now and how long runs like the ones ahead took
 
 Left out: launching (fmnist_core.jobs) and the layer table (shared.layer_summary).
 """
@@ -187,3 +189,80 @@ def progress_info(run: dict[str, Any], now: float | None = None) -> dict[str, An
             "epochs": epochs, "epoch_seconds": epoch_seconds, "elapsed": elapsed, "eta": eta,
             "text": text, "active": status in runs.ACTIVE,
             "batch_loss": st.get("batch_loss") if status == "running" else None}
+
+
+# --- the queue: place in line and the wait ------------------------------------------------------
+
+def _spec_key(run: dict[str, Any], same_model_only: bool = False) -> str:
+    import json
+    c = run.get("config") or {}
+    keep = ("model_config", "train_limit", "engine") if same_model_only else (
+        "model_config", "train_config", "train_limit", "engine")
+    return json.dumps({k: c.get(k) for k in keep}, sort_keys=True, default=str)
+
+
+def expected_seconds(run: dict[str, Any], finished: list[dict[str, Any]]) -> float | None:
+    """How long `run` will take from start to end (wall clock, loading and evaluation
+    included), from finished runs: the median of those with the same settings, else those with
+    the same model scaled by epochs; None when no run like it has finished yet."""
+    import statistics
+    def wall(r):
+        st = r.get("status_info") or {}
+        return (st["finished"] - st["started"]) if st.get("finished") and st.get("started") else None
+    same = [w for r in finished if _spec_key(r) == _spec_key(run) and (w := wall(r))]
+    if same:
+        return statistics.median(same)
+    epochs = ((run.get("config") or {}).get("train_config") or {}).get("epochs") or 1
+    per_epoch = [w / max((r.get("status_info") or {}).get("epochs_run") or 1, 1) for r in finished
+                 if _spec_key(r, True) == _spec_key(run, True) and (w := wall(r))]
+    return statistics.median(per_epoch) * epochs if per_epoch else None
+
+
+def queue_estimates(run_list: list[dict[str, Any]], slots: int, now: float | None = None,
+                    blocked: bool = False) -> dict[str, dict[str, Any]]:
+    """run_id -> {"position", "ahead", "wait"} for every live queued run of runs.list_runs(),
+    first come first served over the whole class, as the trainers' queue (jobs.py) counts it.
+
+    wait (seconds, or None when unknown): the runs running now finish at their ETA, then each
+    run ahead takes a slot for as long as runs like it took (expected_seconds), `slots` at a
+    time. blocked: the teacher's benchmark goes first (its length is unknown)."""
+    import heapq
+    now = now or time.time()
+    live = [r for r in run_list if r["status"] in runs.ACTIVE and runs._alive(r, now)]
+    finished = [r for r in run_list if r["status"] == "finished"]
+    free = []
+    for r in (r for r in live if r["status"] == "running"):
+        info = progress_info(r, now)
+        left = info["eta"]
+        if left is None:
+            total = expected_seconds(r, finished)
+            left = None if total is None else max(total - (info["elapsed"] or 0.0), 0.0)
+        free.append(left)
+    unknown = blocked or any(f is None for f in free)
+    free = sorted(f for f in free if f is not None)
+    free += [0.0] * max(slots - len(free), 0)
+    heapq.heapify(free)
+    out = {}
+    queued = sorted((r for r in live if r["status"] == "queued"), key=lambda r: r["config"]["created"])
+    for pos, r in enumerate(queued, 1):
+        start = heapq.heappop(free) if free else 0.0
+        out[r["run_id"]] = {"position": pos, "ahead": pos - 1, "wait": None if unknown else start}
+        took = expected_seconds(r, finished)
+        if took is None:
+            unknown = True
+        heapq.heappush(free, start + (took or 0.0))
+    return out
+
+
+def queue_text(q: dict[str, Any] | None) -> str:
+    """'waiting in the queue: position 2 — starts in about 1 min 20 s', for the live view and the
+    sidebar (q: one entry of queue_estimates)."""
+    from .format import format_seconds
+    if not q:
+        return "waiting in the queue"
+    if q["ahead"] == 0 and q["wait"] is not None and q["wait"] < 1:
+        return "first in line, a training slot is free: starting (Python and PyTorch load in a few seconds)"
+    text = f"waiting in the queue: position {q['position']}"
+    if q["wait"] is not None:
+        return text + f" — starts in about {format_seconds(max(q['wait'], 1.0))}"
+    return text + " — no estimate yet: no run like the ones ahead has finished"
