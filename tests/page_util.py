@@ -48,6 +48,17 @@ def metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
 
+def rerun_until(at: AppTest, pred, timeout: float = 15.0):
+    """Rerun the page until pred(at) holds, as a student waits for the next refresh: the run
+    list the pages read is at most a second old (ui.common.run_list)."""
+    deadline = time.time() + timeout
+    while True:
+        at.run()
+        if pred(at) or time.time() > deadline:
+            return at
+        time.sleep(0.5)
+
+
 def wait_for_status(run_id, statuses=("finished",), timeout=180):
     deadline = time.time() + timeout
     while time.time() < deadline:
