@@ -176,8 +176,9 @@ def browser():
 
 
 @pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+def page(browser, request):
+    """A fresh context and page; a module sets VIEWPORT_HEIGHT to look at another window size."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": getattr(request.module, "VIEWPORT_HEIGHT", 900)})
     pg = ctx.new_page()
     pg.set_default_timeout(60_000)
     yield pg

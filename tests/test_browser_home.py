@@ -9,26 +9,18 @@ from __future__ import annotations
 
 import pytest
 
-from browser_util import (browser, browser_marks, exceptions, open_page, screenshot,  # noqa: F401 (fixtures)
+from browser_util import (browser, browser_marks, exceptions, open_page, page, screenshot,  # noqa: F401 (fixtures)
                           streamlit_server, wait_idle)
 
 pytestmark = browser_marks()
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+VIEWPORT_HEIGHT = 1000  # the 1400x1000 window of issue 14
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     with streamlit_server(tmp_path_factory.mktemp("artifacts_home")) as url:
         yield url
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
-    yield pg
-    ctx.close()
 
 
 def home_shown(page) -> None:

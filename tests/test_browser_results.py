@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import pytest
 
-from browser_util import (browser, browser_marks, exceptions, open_page, screenshot,  # noqa: F401 (fixtures)
+from browser_util import (browser, browser_marks, exceptions, open_page, page, screenshot,  # noqa: F401 (fixtures)
                           streamlit_server, using_store, wait_idle)
 
 pytestmark = browser_marks()
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+VIEWPORT_HEIGHT = 1000  # the 1400x1000 window of issue 14
 
 MANY = ["Alexandrina Featherstonehaugh", "Bartholomew Cholmondeley", "Chidimma Okonkwo-Adeyemi",
         "Dagmar Wróblewska-Nowak", "Eleftheria Papadopoulou", "Fionnuala Ní Bhriain"]
@@ -63,15 +64,6 @@ def artifacts(tmp_path_factory):
 def server(artifacts):
     with streamlit_server(artifacts) as url:
         yield url
-
-
-@pytest.fixture
-def page(browser):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    pg = ctx.new_page()
-    pg.set_default_timeout(60_000)
-    yield pg
-    ctx.close()
 
 
 def compare(page, owners: list[str]) -> None:
