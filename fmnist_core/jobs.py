@@ -135,8 +135,9 @@ class RunReporter:
             try:
                 fn(*args, **kwargs)
                 return
-            except WorkbenchError:
-                raise
+            except WorkbenchError as exc:  # the store refused it for good (the run was deleted)
+                print(f"warning: the run store refused {getattr(fn, '__name__', fn)}: {exc}", file=sys.stderr)
+                return
             except Exception as exc:  # a store that is unreachable for a while: wait, retry
                 self.errors += 1
                 if time.time() > deadline:

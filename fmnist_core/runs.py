@@ -59,6 +59,8 @@ STALE_SECONDS = 90.0
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
 HISTORY_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds")
 HOST = socket.gethostname()
+# what a store answers for an id it does not have (SQL stores and the REST API differ)
+NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "BAD_REQUEST", "NOT_FOUND")
 T = "fmnist."  # our tag prefix
 
 
@@ -272,7 +274,9 @@ def get_run(run_id: str):
     s = store()
     try:
         run = s.client.get_run(run_id)
-    except MlflowException:
+    except MlflowException as exc:
+        if exc.error_code not in NOT_FOUND:
+            raise  # the store is unreachable (a tracking server restarting): not "no such run"
         run = None
     if run is None or run.info.experiment_id != s.experiment_id or run.info.lifecycle_stage != "active":
         raise WorkbenchError(f"no run named {run_id!r} in the run store ({s.uri})")

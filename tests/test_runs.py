@@ -209,3 +209,22 @@ def test_list_runs_by_status_searches_the_store(store):
     active = runs.list_runs(statuses=runs.ACTIVE)
     assert {r["run_id"] for r in active} == set(ids["queued"] + ids["running"])
     assert len(runs.list_runs()) == 4
+
+
+def test_an_unreachable_store_is_not_a_missing_run(tmp_path, monkeypatch):
+    """A tracking server that does not answer must not read as "no such run": the trainer's
+    writer retries on the first and would give up on the second."""
+    from mlflow.exceptions import MlflowException
+    monkeypatch.setenv("FMNIST_TRACKING_URI", f"sqlite:///{tmp_path / 'm.db'}")
+    s = runs.store()
+
+    def down(run_id):
+        raise MlflowException("API request failed: connection refused", error_code="TEMPORARILY_UNAVAILABLE")
+    monkeypatch.setattr(s.client, "get_run", down)
+    with pytest.raises(MlflowException):
+        runs.get_run("0" * 32)
+    reporter = jobs.RunReporter("0" * 32, give_up_s=2)
+    calls = []
+    reporter.call(lambda: (calls.append(1), runs.get_run("0" * 32)))
+    reporter.close()  # retried until it gave up, the writer thread survived and closed
+    assert len(calls) >= 2

@@ -19,6 +19,7 @@ import time
 import pytest
 
 from fmnist_core import jobs, roles, runs
+from fmnist_core.errors import WorkbenchError
 from fmnist_core.jobs import run_spec
 from fmnist_core.models import MLPConfig, load_model
 from fmnist_core.train import TrainConfig
@@ -79,6 +80,8 @@ def test_a_training_logs_into_a_postgres_backed_tracking_server(remote):
     assert ck is not None and str(runs.ARTIFACTS / "cache" / "runs" / rid) in r["checkpoint"]
     mr = runs.store().client.get_run(rid)
     assert mr.info.status == "FINISHED" and mr.data.params["preset"] == "mlp-seed000"
+    with pytest.raises(WorkbenchError, match="no run named"):  # the REST API's "not found", in our words
+        runs.get_run("0" * 32)
 
 
 def test_the_tracking_server_restarts_mid_run_and_no_epoch_is_lost(remote):
