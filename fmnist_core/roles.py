@@ -61,10 +61,6 @@ def clean_name(name: str) -> str:
     return name
 
 
-def make_user(name: str, token: str, teacher: bool = False) -> User:
-    return User(clean_name(name), user_id(token), teacher or not class_mode())
-
-
 def single_user() -> User:
     """The laptop's one user (the CLI's too): the teacher when no class is configured."""
     return User(os.environ.get("USER") or "me", user_id("single-user"), teacher=not class_mode())

@@ -233,8 +233,7 @@ def _summary(run) -> dict[str, Any]:
          "owner": tags.get("owner") or "", "owner_id": tags.get("owner_id") or "",
          "config": {**spec, "run_id": run.info.run_id, "created": created},
          "status": status if status in STATUSES else "interrupted", "status_info": info,
-         "hidden": tags.get("hidden") == "1", "artifact_uri": run.info.artifact_uri,
-         "metrics_latest": dict(run.data.metrics)}
+         "hidden": tags.get("hidden") == "1", "artifact_uri": run.info.artifact_uri}
     r["checkpoint"] = _checkpoint_guess(r)
     return r
 
@@ -304,7 +303,7 @@ def read_history(run_id: str, run=None) -> list[dict[str, Any]]:
     return [rows[k] for k in sorted(rows)]
 
 
-def list_runs(include_hidden: bool = True, statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
+def list_runs(statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
     """Every run, newest first (one search, no histories); queued runs get their place in
     the queue: first come, first served over the whole class. `statuses`: only runs in these
     (searched in the store, so a waiting trainer polling the queue does not read 500 runs)."""
@@ -322,8 +321,6 @@ def list_runs(include_hidden: bool = True, statuses: tuple[str, ...] | None = No
                 break
     if statuses and len(statuses) > 1:
         out.sort(key=lambda r: r["config"]["created"], reverse=True)
-    if not include_hidden:
-        out = [r for r in out if not r["hidden"]]
     _queue_positions(out)
     return out
 
