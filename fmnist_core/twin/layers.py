@@ -147,15 +147,18 @@ class BatchNorm1d(Layer):
             self.num_batches_tracked += 1
         else:
             mean, var = self.running_mean, self.running_var
+        self.batch_stats = train
         self.inv_std = 1.0 / np.sqrt(var + BN_EPS)
         self.xhat = standardize(x, mean, self.inv_std)
         return scale_shift(self.xhat, self.params["weight"], self.params["bias"])
 
-    def backward(self, grad):           # (N, F) -> (N, F); training mode only
+    def backward(self, grad):           # (N, F) -> (N, F)
         n = len(grad)
         self.grads["weight"] = (grad * self.xhat).sum(0)
         self.grads["bias"] = grad.sum(0)
         dxhat = grad * self.params["weight"]
+        if not self.batch_stats:        # eval: fixed running statistics, a per-feature scale
+            return dxhat * self.inv_std
         # the mean and variance depend on every x in the batch: the two extra terms
         return self.inv_std / n * (n * dxhat - dxhat.sum(0) - self.xhat * (dxhat * self.xhat).sum(0))
 
