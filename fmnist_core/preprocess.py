@@ -18,7 +18,9 @@ pipeline for drawings, scans and photos:
     lot) -> short edge padded to 28, centred -> 8-bit
 
 `preprocess(image, return_steps=True)` also returns every intermediate image, so the
-dashboard can show the 28x28 the model really sees next to the original.
+dashboard can show the 28x28 the model really sees next to the original;
+`preprocess_mapped(image)` also returns the `Frame`: where the 28x28 input lies in the
+original's pixels, to draw what the model made of each input pixel over the user's photo.
 
 Safety: the byte size is capped before reading (MAX_UPLOAD_BYTES, the same 10 MB as
 .streamlit/config.toml's maxUploadSize) and the pixel count from the header before decoding
@@ -40,6 +42,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -434,6 +437,20 @@ def _as_image(x: np.ndarray) -> Image.Image:
     return Image.fromarray(np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8))
 
 
+@dataclass(frozen=True)
+class Frame:
+    """Where the 28x28 model input lies in the original image (EXIF orientation applied): its
+    edges in the original's pixel coordinates (floats; the frame may reach past the image
+    where the short edge was padded). Model pixel (row, col) covers original x from
+    left + col * (right - left) / 28, and likewise for y."""
+    width: int      # the original image's size
+    height: int
+    left: float
+    top: float
+    right: float
+    bottom: float
+
+
 def preprocess(image: ImageInput, return_steps: bool = False):
     """Any image -> (28, 28) float32 in [0, 1], item bright on black (the model contract).
 
@@ -444,12 +461,24 @@ def preprocess(image: ImageInput, return_steps: bool = False):
     Raises ImageError with a plain sentence for anything that is not a usable image,
     including a blank one.
     """
+    out, steps, _ = _pipeline(image, return_steps)
+    return (out, steps) if return_steps else out
+
+
+def preprocess_mapped(image: ImageInput) -> tuple[np.ndarray, list[tuple[str, Any]], Frame]:
+    """preprocess(image, return_steps=True) and the Frame of the 28x28 input in the original."""
+    return _pipeline(image, True)
+
+
+def _pipeline(image: ImageInput, return_steps: bool) -> tuple[np.ndarray, list[tuple[str, Any]], Frame]:
     steps: list[tuple[str, Any]] = []
     im = open_image(image)
+    size0 = im.size
     if return_steps:
         steps.append(("original", _display(im)))
 
     im = _shrink(_to_basic_mode(im))
+    kx, ky = size0[0] / im.size[0], size0[1] / im.size[1]  # original pixels per working pixel
     gray, alpha = _gray_alpha(im)
     if alpha is not None:
         gray = _composite(gray, alpha)
@@ -487,6 +516,7 @@ def preprocess(image: ImageInput, return_steps: bool = False):
     h, w = x.shape
     scale = max(h, w) / IMAGE_SIZE
     size = (max(1, round(w / scale)), max(1, round(h / scale)))
+    sx, sy = w / size[0], h / size[1]  # working pixels per model pixel, per axis
     if size != (w, h):
         x = np.asarray(Image.fromarray(np.ascontiguousarray(x, dtype=np.float32))
                        .resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0), dtype=np.float32)
@@ -515,8 +545,9 @@ def preprocess(image: ImageInput, return_steps: bool = False):
     out = (np.rint(out * 255.0) / 255.0).astype(np.float32)
     if return_steps:
         steps.append(("model input", _as_image(out)))
-        return out, steps
-    return out
+    frame = Frame(size0[0], size0[1], (left - ox * sx) * kx, (top - oy * sy) * ky,
+                  (left + (IMAGE_SIZE - ox) * sx) * kx, (top + (IMAGE_SIZE - oy) * sy) * ky)
+    return out, steps, frame
 
 
 def _display(im: Image.Image) -> Image.Image:
