@@ -85,7 +85,7 @@ def class_index(target: str | int) -> int:
     names = {c.lower(): i for i, c in enumerate(CLASSES)}
     if text.lower() in names:
         return names[text.lower()]
-    raise ConfigError(f"unknown class {target!r}; give 0-{len(CLASSES) - 1} or one of {', '.join(CLASSES)}")
+    raise ConfigError(f"unknown class {text!r}; give 0-{len(CLASSES) - 1} or one of {', '.join(CLASSES)}")
 
 
 def _last_conv(model) -> tuple[str, torch.nn.Module] | None:
@@ -205,3 +205,55 @@ def deletion_check(model, x: np.ndarray, method: str, fraction: float = 0.1, see
         out[f"after_{name}"] = float(p.mean())
         out[f"drop_{name}"] = out["before"] - float(p.mean())
     return out
+
+
+# --- the figures: speed and faithfulness on the shipped models ----------------------------
+
+SPEED_GOAL_MS = {"saliency": 50, "gradcam": 50, "ig": 1000, "occlusion": 1000}
+
+
+def _shipped() -> list[tuple[str, Any]]:
+    from .data import ARTIFACTS
+    from .models import load_model
+    paths = [ARTIFACTS / "models" / f"{n}.pt" for n in ("cnn", "mlp")]
+    return [(p.name, load_model(p)) for p in paths if p.is_file()]
+
+
+def _test_images(n: int) -> np.ndarray:
+    from .data import load
+    return load().x_test[:n].astype(np.float32) / np.float32(255)
+
+
+def bench(progress=None) -> list[dict[str, Any]]:
+    """Median milliseconds of `attribute` for one test image, per method, on the shipped CNN and
+    MLP (torch.utils.benchmark, at least 1 s of runs each), as it runs on the Predict page."""
+    import os
+    from torch.utils.benchmark import Timer
+    from .device import machine_info
+    x = _test_images(1)[0]
+    cpu = machine_info().get("cpu")
+    rows = []
+    for name, model in _shipped():
+        for method in methods_for(model):
+            if progress:
+                progress(f"timing {method} on {name}")
+            attribute(model, x, method, 0)  # warm-up: captum's imports and torch's first call
+            m = Timer("f()", globals={"f": lambda: attribute(model, x, method, 0)}).blocked_autorange(min_run_time=1.0)
+            ms = m.median * 1e3
+            rows.append({"model": name, "method": method, "median_ms": round(ms, 2), "runs": len(m.times) * m.number_per_run,
+                         "goal_ms": SPEED_GOAL_MS[method], "meets_goal": ms <= SPEED_GOAL_MS[method],
+                         "cpu": cpu, "load_average": [round(v, 2) for v in os.getloadavg()]})
+    return rows
+
+
+def deletion_figures(n: int = 200, progress=None) -> list[dict[str, Any]]:
+    """deletion_check of every method on the first n test images, for each shipped model."""
+    x = _test_images(n)
+    rows = []
+    for name, model in _shipped():
+        for method in methods_for(model):
+            if progress:
+                progress(f"deletion check: {method} on {name}, {n} images")
+            rows.append({"model": name, **{k: round(v, 4) if isinstance(v, float) else v
+                                           for k, v in deletion_check(model, x, method).items()}})
+    return rows
