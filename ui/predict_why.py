@@ -82,7 +82,7 @@ def _twin(why: dict, x: np.ndarray) -> None:
     a, b, c = st.columns([2, 2, 3], vertical_alignment="center")
     a.image(view.on_input(x, t["captum"], 5), caption="captum saliency", width="stretch")
     b.image(view.on_input(x, t["twin"], 5), caption="NumPy twin's backward", width="stretch")
-    c.metric("Largest difference", f"{t['max_diff']:.1e}", f"gradients up to {t['scale']:.2g}",
+    c.metric("Twin vs captum: largest difference", f"{t['max_diff']:.1e}", f"gradients up to {t['scale']:.2g}",
              delta_color="off", delta_arrow="off")
     c.caption("Saliency is the gradient of the class score with respect to each pixel. The twin "
               "gets it with its own backward pass: one-hot at the scores, then each layer's "
