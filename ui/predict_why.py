@@ -41,7 +41,7 @@ def section(entry, x: np.ndarray, result: dict, image=None) -> None:
         st.session_state.pr_why_class = result["label"]
     methods = explain.methods_for(model)
     if st.session_state.get("pr_why_method") not in methods:
-        st.session_state.pr_why_method = methods[0]
+        st.session_state.pr_why_method = "ig"  # reads best: on the garment, signed, little noise
     a, b = st.columns(2)
     a.selectbox("Method", methods, key="pr_why_method", format_func=lambda m: explain.METHODS[m]["title"],
                 help="Grad-CAM needs conv layers: it is offered for CNNs only.")
