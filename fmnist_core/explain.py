@@ -5,8 +5,8 @@ Four methods, all from captum (none written out here), each answering the questi
   saliency   d score / d pixel: which pixels would raise the score (positive) or lower it
              (negative) if brightened a little (captum Saliency, abs=False; one backward pass)
   ig         Integrated Gradients from a black image (the dataset's background, 0): the
-             gradient averaged along the straight path from black to the input, times the
-             input; its pixels add up to score(input) - score(black)
+             gradient averaged along the straight path from black to the input (50 steps),
+             times the input; its pixels add up to score(input) - score(black)
   occlusion  how much the score falls when a 4x4 patch is set to black (captum Occlusion,
              stride 2: 169 patches, one batched forward pass)
   gradcam    Grad-CAM (CNNs only): the last conv layer's feature maps (rectified: the output
@@ -48,9 +48,10 @@ from .data import CLASSES, IMAGE_SIZE
 from .errors import ConfigError, ImageError
 
 OCCLUSION_WINDOW = 4   # a 4x4 patch: a seventh of the side, the size of a strap or a heel;
-OCCLUSION_STRIDE = 2   # stride 2: 12x12 = 144 placements overlap, so the map reads smoothly
-IG_STEPS = 32          # Riemann steps along the path (captum's default 50): the completeness
-                       # error stays a few percent on the shipped models and it is ~1.5x faster
+OCCLUSION_STRIDE = 2   # stride 2: 13x13 = 169 placements overlap, so the map reads smoothly
+IG_STEPS = 50          # Riemann steps along the path (captum's default). Completeness error
+                       # |sum - (score(x) - score(black))| / that gap on 50 test images, shipped
+                       # CNN: median 0.7%, max 4.8% (32 steps: 1.6%, max 11%); well under 1 s
 METHODS: dict[str, dict[str, str]] = {
     "saliency": {"title": "Gradient saliency",
                  "about": "how strongly a small change of each pixel would move the class score"},
