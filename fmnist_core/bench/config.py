@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-IMPLS = ("pytorch", "manual-numpy", "manual-torch", "dataloader")  # impls.IMPL_CLASSES, in this order
+IMPLS = ("pytorch", "onnxruntime", "manual-numpy", "manual-torch", "dataloader")  # impls.IMPL_CLASSES, in this order
+PRECISIONS = ("fp32", "bf16", "fp16")  # fp32 everywhere; bf16 on CPUs with AMX and on CUDA; fp16 on CUDA
 WORKS = ("inference", "latency", "train_step", "epoch")
 DEVICES = ("cpu", "cuda", "mps")
 DEFAULT_PRESET = "mlp-seed000"  # the course project's MLP (784-128-10), the one the questions are about
@@ -18,7 +19,9 @@ DEFAULT_PRESET = "mlp-seed000"  # the course project's MLP (784-128-10), the one
 @dataclass
 class BenchConfig:
     devices: tuple[str, ...] = DEVICES           # unavailable ones still get rows saying why
-    impls: tuple[str, ...] = IMPLS               # all four: the comparison is the point
+    impls: tuple[str, ...] = IMPLS               # all five: the comparison is the point
+    precisions: tuple[str, ...] = PRECISIONS     # lower ones: PyTorch inference only, where the
+                                                 # hardware has them (rows say why not elsewhere)
     inference_batches: tuple[int, ...] = (1, 32, 256, 10000)  # the four batch sizes
     train_batches: tuple[int, ...] = (1, 32, 256, 10000)      # the same four, for one training step
     epoch_batches: tuple[int, ...] = (64, 256)   # 64: what the presets train with
