@@ -48,7 +48,8 @@ def test_quick_runs_and_follows_the_schema(quick):
         assert set(results.ROW_KEYS) <= set(r)
     # the interleaved 10k-inference comparison covers the implementations whose own row fit
     # the time limit (all of them unless the machine is very busy)
-    timed = {run.row_name(r["impl"], r["precision"]) for r in res["rows"] if r["device"] == "cpu" and r["work"] == "inference"
+    timed = {run.row_name(r["impl"], r["precision"]) for r in res["rows"]
+             if r["device"] == "cpu" and r["work"] == "inference"
              and r["batch_size"] == 10000 and r["threads"] == m["threads_all"]
              and r["median_s"] is not None}
     h = res["headline"]

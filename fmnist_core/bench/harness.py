@@ -3,9 +3,10 @@ matmul peak, its BLAS libraries and the machine block of a results file.
 
 Method: warm-up runs, then torch.utils.benchmark.Timer's blocked_autorange for the timed stage
 (`time_runs`; medians of its blocks), the clock read only after GPU work is synchronized
-(`sync_for`). A row too slow for its limit is found by doing a little of it (`probe`, which raises `Skip`). FLOPs are counted analytically
-from the layer plan (2*in*out per linear, 2*k*k*cin*cout*H*W per conv, per image), and the
-fp32 peak is a 2048x2048 torch matmul measured in the same run.
+(`sync_for`). A row too slow for its limit is found by doing a little of it (`probe`, which
+raises `Skip`). FLOPs are counted analytically from the layer plan (2*in*out per linear,
+2*k*k*cin*cout*H*W per conv, per image), and the fp32 peak is a 2048x2048 torch matmul measured
+in the same run.
 
 Left out: what is timed (impls.py) and in which order (run.py); FLOPs of elementwise layers
 (activations, pooling, normalization: O(activations), small next to the matmuls).
