@@ -148,8 +148,8 @@ def test_precision_and_onnx_runtime_rows():
     res = {"label": "here", "goals": {
         "pytorch_vs_onnxruntime": {"goal": "fp32 PyTorch within 1.1x of ONNX Runtime's time", "value": 0.8,
                                    "met": True, "note": "PyTorch 0.80x ONNX Runtime's time"},
-        "bf16_speedup": {"goal": "bf16", "value": None, "met": None, "note": "not measured: no AMX"}}}
+        "bf16_speedup": {"goal": "bf16", "value": None, "met": None, "note": "no AMX on this CPU"}}}
     assert [(g["status"], g["note"]) for g in tv.goal_lines([res, {"label": "old file"}])] == [
-        ("met", "PyTorch 0.80x ONNX Runtime's time"), ("not measured", "not measured: no AMX")]
+        ("met", "PyTorch 0.80x ONNX Runtime's time"), ("not measured", "no AMX on this CPU")]
     # a headline key with a precision names both
     assert tv.impl_name("pytorch bf16") == "PyTorch nn.Module bf16"

@@ -261,8 +261,8 @@ def goals(headline: dict | None, rows: list[dict]) -> dict:
     def goal(key, value, met, note):
         return key, {"goal": GOALS[key], "value": value, "met": met, "note": note}
 
-    def missing(key, what):
-        return goal(key, None, None, f"not measured: {what}")
+    def missing(key, why):
+        return goal(key, None, None, why)
     out = []
     if pt and t.get("onnxruntime"):
         r = pt / t["onnxruntime"]

@@ -155,7 +155,7 @@ def goal_lines(results_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's speed goals as each results file measured them (files from before the goals
     have none): source, goal, status ('met', 'not met', 'not measured'), met, note."""
     return [{"source": res.get("label"), "goal": g["goal"], "status": GOAL_MARKS[g.get("met")],
-             "met": g.get("met"), "note": g.get("note") or ""}
+             "met": g.get("met"), "note": (g.get("note") or "").removeprefix("not measured: ")}
             for res in results_list for g in (res.get("goals") or {}).values()]
 
 
