@@ -197,4 +197,4 @@ def test_the_goals_are_reported(quick):
         assert (g["value"] is None) == (g["met"] is None)
         assert f"goal ({'met' if g['met'] else 'NOT met' if g['met'] is False else 'not measured'})" in quick["stderr"]
     # the quick preset does not run the DataLoader over the test set: that goal says so
-    assert goals["vs_dataloader"]["met"] is None and "quick" in goals["vs_dataloader"]["note"]
+    assert goals["vs_dataloader"]["met"] is None and "DataLoader" in goals["vs_dataloader"]["note"]
