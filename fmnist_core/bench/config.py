@@ -40,6 +40,10 @@ class BenchConfig:
     peak_repeats: int = 7                        # its median: an odd count, one middle run
     numpy_peak: bool = True                      # numpy's own matmul rate, for the BLAS question
     fold_normalization: bool = True              # MLP inference: fold (x-m)/s into fc1, as the twin does
+    onednn: bool = True                          # fp32 MLP inference on the CPU of >= 1,000 images through
+                                                 # oneDNN (torch.utils.mkldnn): on AMD EPYC MKL's sgemm
+                                                 # took 2x ONNX Runtime's time (183 vs 88 ms, 1 thread),
+                                                 # oneDNN 90 ms; one image stays dense (17 vs 67 us)
     headline_rounds: int = 15                    # interleaved 10k-inference rounds (0 = none)
     turn_pause_s: float = 0.2                    # idle before each headline turn: NumPy's BLAS and
                                                  # PyTorch's threads spin ~0.1 s after a call and took

@@ -2,7 +2,8 @@
 one's runs are timed.
 
   pytorch       the nn.Module from models.py, inference_mode, the test set converted once to
-                one float32 tensor (MLP inference with the input normalization folded into fc1);
+                one float32 tensor (MLP inference with the input normalization folded into fc1,
+                batches of >= 1,000 images on oneDNN kernels: `onednn_mlp`);
                 also in bf16 (CPUs with AMX; CUDA) and fp16 (CUDA), inference only
   onnxruntime   the same model exported by export.py (the module the ONNX download uses),
                 run by ONNX Runtime: CPU provider, CUDA provider when the build has one
@@ -261,6 +262,10 @@ class PyTorchImpl(Impl):
         self.dtype = DTYPES[precision]
         if precision != "fp32":  # the whole model cast once: weights and activations in 16 bits
             self.infer_model = copy.deepcopy(self.infer_model).to(self.dtype)
+        self.onednn = None
+        if (self.folds and cfg.onednn and precision == "fp32" and device.type == "cpu"
+                and bm.config.kind == "mlp"):
+            self.onednn = onednn_mlp(self.infer_model)
         # the trainer's choice (train._optimizer): fused Adam where PyTorch has it
         fast = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, **fast)
@@ -270,6 +275,8 @@ class PyTorchImpl(Impl):
 
     def forward(self, x):
         with torch.inference_mode():
+            if self.onednn is not None and len(x) >= ONEDNN_MIN_BATCH:
+                return self.onednn(x.reshape(len(x), -1).to_mkldnn()).to_dense()
             return self.infer_model(x)
 
     def train_step(self, x, y):
@@ -284,6 +291,29 @@ class PyTorchImpl(Impl):
     def train_epochs(self, tcfg, data):
         from ..train import train
         return train(self.bm.config, tcfg, data)
+
+
+ONEDNN_MIN_BATCH = 1000  # below this the layout conversions cost more than oneDNN saves
+
+
+def onednn_mlp(model: torch.nn.Module) -> torch.nn.Module | None:
+    """An inference copy of a (folded) MLP whose linear layers run on oneDNN kernels
+    (torch.utils.mkldnn.to_mkldnn), or None where it cannot (batchnorm1d, say) or computes
+    something else than the model on a few images."""
+    import warnings
+    from torch.utils import mkldnn
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # it builds on torch.jit, which warns it is deprecated
+            fast = mkldnn.to_mkldnn(copy.deepcopy(model)).eval()
+        x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            same = torch.allclose(fast(x.reshape(8, -1).to_mkldnn()).to_dense(), model(x), atol=1e-4)
+    except (RuntimeError, TypeError, NotImplementedError):
+        return None
+    return fast if same else None
 
 
 def fold_normalization(model: torch.nn.Module) -> torch.nn.Module:
