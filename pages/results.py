@@ -17,6 +17,7 @@ from fmnist_core.data import CLASSES
 from fmnist_core.errors import WorkbenchError
 from fmnist_core.views.format import plural
 from ui import common, identity, nav
+from ui.onnx_download import onnx_download
 
 PCT = st.column_config.NumberColumn(format="percent")
 NUM = st.column_config.NumberColumn(format="%.4f")
@@ -245,6 +246,8 @@ def _downloads(key: str, src: dict, metrics: dict | None) -> None:
                                 data=lambda: view.confusion_png(cm, title=src["name"]),
                                 file_name=f"{stem}-confusion.png", mime="image/png", key="res_dl_cm_png",
                                 on_click="ignore")
+    if src["checkpoint"]:
+        onnx_download(src["checkpoint"], stem)
     if src["source"] != "run":
         st.caption("Shipped models are part of the repository and cannot be deleted here.")
         return

@@ -33,8 +33,9 @@ def _init_state() -> None:
 def page() -> None:
     _init_state()
     st.title("Timings")
-    st.caption("The same network four ways — PyTorch's nn.Module, the hand-written NumPy twin, the twin "
-               "written with torch tensor ops, and the usual DataLoader pipeline — timed on this "
+    st.caption("The same network five ways — PyTorch's nn.Module, the same model exported to ONNX Runtime, "
+               "the hand-written NumPy twin, the twin written with torch tensor ops, and the usual "
+               "DataLoader pipeline — in fp32 and, where the hardware has it, bf16/fp16, timed on this "
                "machine's CPU (and GPU, if it has one). Load a results file from another machine to "
                "put its figures beside these.")
     _run_section()
@@ -48,6 +49,8 @@ def page() -> None:
     rows = bench.merge_results(results)
     _machines(results)
     _headline(results)
+    _goals(results)
+    _agreement(rows)
     _detail_charts(rows, quick=tuple(r["label"] for r in results if timing_views.is_quick(r)))
     _skipped(rows)
     _table(rows)
@@ -199,6 +202,30 @@ def _headline(results: list[dict]) -> None:
         st.info(why, icon=":material/compare_arrows:")
 
 
+def _goals(results: list[dict]) -> None:
+    lines = timing_views.goal_lines(results)
+    if not lines:
+        return
+    st.markdown("#### The speed goals (10,000-image inference, one run)")
+    icon = {True: ":material/check_circle:", False: ":material/cancel:", None: ":material/remove_circle_outline:"}
+    several = len({g["source"] for g in lines}) > 1
+    st.markdown("\n".join(f"- {icon[g['met']]} **{g['status']}** — {g['goal']}: {g['note']}"
+                          + (f" ({g['source']})" if several else "") for g in lines))
+
+
+def _agreement(rows: list[dict]) -> None:
+    df = timing_views.agreement_rows(rows)
+    if df.empty:
+        return
+    with st.expander("Same answers? Each implementation against fp32 PyTorch on the test images"):
+        st.dataframe(df, hide_index=True, width="stretch", placeholder="—",
+                     column_config={"label agreement": st.column_config.NumberColumn(format="percent"),
+                                    "max |logit diff|": st.column_config.NumberColumn(format="%.1e")})
+        st.caption("label agreement: the share of the test images given the same class as fp32 PyTorch; "
+                   "max |logit diff|: the largest difference of any logit. A faster row that disagrees "
+                   "computes something else.")
+
+
 def _ms_axis(fig: go.Figure, ms, title: str) -> None:
     """Milliseconds on a log axis when they span more than 20x, with 1-2-5 ticks written out
     (Plotly's own minor labels read "9 8 7 6 5 4 3 2" when crowded), else a linear one."""
@@ -267,7 +294,9 @@ def _table(rows: list[dict]) -> None:
         st.dataframe(timing_views.timing_table(rows), hide_index=True, width="stretch", placeholder="—",
                      column_config={"median (ms)": MS, "min (ms)": MS, "max (ms)": MS, "transfer (ms)": MS,
                                     "GFLOP/s": st.column_config.NumberColumn(format="%.1f"),
-                                    "share of peak": st.column_config.NumberColumn(format="percent")})
+                                    "share of peak": st.column_config.NumberColumn(format="percent"),
+                                    "label agreement": st.column_config.NumberColumn(format="percent"),
+                                    "max |logit diff|": st.column_config.NumberColumn(format="%.1e")})
         st.caption("median of the timed runs after a warm-up; min–max is the spread; GFLOP/s counts the "
                    "matrix products (2 × inputs × outputs per layer and image); share of peak compares "
                    "it with a large fp32 matrix product on the same device; transfer is the copy of the "

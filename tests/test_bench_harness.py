@@ -15,7 +15,7 @@ def test_time_runs_synchronizes_around_every_timed_run():
     assert events == ["sync", "run", "sync"] * 5
     adaptive = harness.time_runs(lambda: None, lambda: None, warmup=1, min_repeats=3, max_repeats=7,
                                  budget_s=1.0)
-    assert 3 <= len(adaptive) <= 7
+    assert len(adaptive) >= 3  # blocked_autorange: one figure per block, at least min_repeats
 
 
 def test_gpu_sync_functions():
@@ -30,3 +30,16 @@ def test_flops_from_the_layer_plan():
     lenet = (2 * 25 * 1 * 6 * 28 * 28 + 2 * 25 * 6 * 16 * 14 * 14
              + 2 * (16 * 7 * 7 * 120 + 120 * 84 + 84 * 10))
     assert harness.forward_flops(preset("cnn-seed003")["model"]) == lenet
+
+
+def test_timer_blocks_read_the_clock_through_sync_and_keep_the_threads():
+    """The adaptive path is torch.utils.benchmark.Timer: every clock reading syncs first, the
+    process's thread count is what it was (Timer's own default is one thread)."""
+    syncs = []
+    before = torch.get_num_threads()
+    seen = []
+    times = harness.time_runs(lambda: seen.append(torch.get_num_threads()), lambda: syncs.append(1),
+                              warmup=1, min_repeats=3, max_repeats=50, budget_s=0.05)
+    assert len(times) >= 3 and all(t > 0 for t in times)
+    assert set(seen) == {before} and torch.get_num_threads() == before
+    assert len(syncs) >= 2 * len(times)

@@ -16,3 +16,25 @@ def test_folded_normalization_computes_the_same_function():
     assert isinstance(model.norm, type(build_model(preset("mlp-seed000")["model"]).norm))  # untouched
     cnn = build_model(preset("cnn-seed003")["model"])
     assert fold_normalization(cnn) is cnn
+
+
+def test_onednn_mlp_computes_the_same_function():
+    """The oneDNN copy of a folded MLP gives the module's logits; a batchnorm MLP it cannot take
+    falls back (None), never a wrong copy."""
+    from fmnist_core.bench.impls import onednn_mlp
+    torch.manual_seed(0)
+    model = fold_normalization(build_model(preset("mlp-seed000")["model"]).eval())
+    fast = onednn_mlp(model)
+    if not torch.backends.mkldnn.is_available():
+        assert fast is None
+        return
+    x = torch.rand(1000, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(fast(x.reshape(1000, -1).to_mkldnn()).to_dense(), model(x), atol=1e-4)
+    from dataclasses import replace
+    bn = build_model(replace(preset("mlp-seed000")["model"], batchnorm=True)).eval()
+    got = onednn_mlp(fold_normalization(bn))
+    if got is not None:  # converted: then it must agree
+        x = torch.rand(8, 1, 28, 28)
+        with torch.no_grad():
+            assert torch.allclose(got(x.reshape(8, -1).to_mkldnn()).to_dense(), bn(x), atol=1e-4)

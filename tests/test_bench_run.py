@@ -31,7 +31,7 @@ def quick(tmp_path_factory):
 
 
 def _keys(rows):
-    return {(r["impl"], r["device"], r["work"], r["batch_size"], r["threads"]) for r in rows}
+    return {(r["impl"], r["device"], r["precision"], r["work"], r["batch_size"], r["threads"]) for r in rows}
 
 
 def test_quick_runs_and_follows_the_schema(quick):
@@ -48,7 +48,8 @@ def test_quick_runs_and_follows_the_schema(quick):
         assert set(results.ROW_KEYS) <= set(r)
     # the interleaved 10k-inference comparison covers the implementations whose own row fit
     # the time limit (all of them unless the machine is very busy)
-    timed = {r["impl"] for r in res["rows"] if r["device"] == "cpu" and r["work"] == "inference"
+    timed = {run.row_name(r["impl"], r["precision"]) for r in res["rows"]
+             if r["device"] == "cpu" and r["work"] == "inference"
              and r["batch_size"] == 10000 and r["threads"] == m["threads_all"]
              and r["median_s"] is not None}
     h = res["headline"]
@@ -72,14 +73,16 @@ def test_a_row_for_every_planned_combination(quick):
     for dev in DEVICES:
         for impl in IMPLS:
             cls = IMPL_CLASSES[impl]
-            can_run = avail[dev] is None and cls.unavailable(dev) is None
-            for work, batch in cls.planned(cfg):
-                threads = cls.thread_counts(cfg, dev, work, all_threads) if can_run else [None]
-                expected |= {(impl, dev, work, batch, t) for t in threads}
+            for prec, why_not in cls.precisions(dev):
+                can_run = avail[dev] is None and cls.unavailable(dev) is None and why_not is None
+                for work, batch in cls.planned(cfg, prec):
+                    threads = cls.thread_counts(cfg, dev, work, all_threads) if can_run else [None]
+                    expected |= {(impl, dev, prec, work, batch, t) for t in threads}
     assert _keys(res["rows"]) == expected
     assert len(res["rows"]) == len(expected)  # no duplicates
     # CPU inference is compared at 1 thread and all threads
-    cpu_threads = {r["threads"] for r in res["rows"] if r["device"] == "cpu" and r["impl"] == "pytorch"}
+    cpu_threads = {r["threads"] for r in res["rows"] if r["device"] == "cpu" and r["impl"] == "pytorch"
+                   and r["precision"] == "fp32"}
     assert cpu_threads == {1, all_threads}
 
 
@@ -158,3 +161,40 @@ def test_the_headline_pauses_before_each_turn(ds, monkeypatch):
     h = run.interleaved_inference(ctx, ["pytorch", "manual-numpy"], rounds=2, pause_s=cfg.turn_pause_s)
     assert slept == [cfg.turn_pause_s] * (3 * 2) and h["pause_s"] == cfg.turn_pause_s > 0
     assert set(h["median_s"]) == {"pytorch", "manual-numpy"}
+
+
+def test_every_timed_row_says_whether_it_computes_the_same_thing(quick):
+    """Label agreement with fp32 PyTorch on the 10,000 test images and max |logit diff| on every
+    timed row; fp32 implementations agree (the same function), ONNX Runtime among them."""
+    rows = quick["stdout"]["rows"]
+    timed = [r for r in rows if r["median_s"] is not None]
+    assert {r["impl"] for r in timed} >= {"pytorch", "onnxruntime", "manual-numpy"}
+    for r in timed:
+        assert 0 <= r["agreement"] <= 1 and r["max_logit_diff"] >= 0
+        if r["precision"] == "fp32":
+            assert r["agreement_images"] == 10000
+            assert r["agreement"] >= 0.999 and r["max_logit_diff"] < 1e-3, r
+    for r in rows:
+        if r["median_s"] is None:
+            assert r["agreement"] is None
+
+
+def test_bf16_rows_say_why_where_the_cpu_has_no_amx(quick):
+    from fmnist_core.bench.harness import cpu_has_amx
+    bf16 = [r for r in quick["stdout"]["rows"] if r["device"] == "cpu" and r["precision"] == "bf16"]
+    assert bf16 and {r["work"] for r in bf16} == {"inference", "latency"}  # inference only
+    if not cpu_has_amx():
+        assert all(not r["available"] and r["reason"].startswith("not measured: no AMX") for r in bf16)
+    else:
+        assert any(r["median_s"] is not None and r["agreement"] > 0.99 for r in bf16)
+
+
+def test_the_goals_are_reported(quick):
+    goals = quick["stdout"]["goals"]
+    assert set(goals) == set(run.GOALS)
+    for key, g in goals.items():
+        assert g["goal"] == run.GOALS[key] and g["met"] in (True, False, None) and g["note"]
+        assert (g["value"] is None) == (g["met"] is None)
+        assert f"goal ({'met' if g['met'] else 'NOT met' if g['met'] is False else 'not measured'})" in quick["stderr"]
+    # the quick preset does not run the DataLoader over the test set: that goal says so
+    assert goals["vs_dataloader"]["met"] is None and "DataLoader" in goals["vs_dataloader"]["note"]

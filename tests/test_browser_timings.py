@@ -24,7 +24,7 @@ def artifacts(tmp_path_factory, ds):
     """An artifacts folder with one results file of this machine, made here."""
     from fmnist_core import bench
     base = tmp_path_factory.mktemp("artifacts_timings")
-    cfg = bench.BenchConfig.quick(impls=("pytorch", "manual-numpy", "dataloader"), max_run_s=30.0,
+    cfg = bench.BenchConfig.quick(impls=("pytorch", "onnxruntime", "manual-numpy", "dataloader"), max_run_s=30.0,
                                   headline_rounds=3, min_repeats=2, max_repeats=3, row_budget_s=0.05)
     res = bench.run_benchmark(bench.resolve_model(preset_name="mlp-seed000"), ds, cfg)
     bench.save_results(res, bench_dir=base / "benchmarks")
@@ -49,6 +49,15 @@ def test_timings_shows_results_and_a_running_benchmark(server, page):
     assert page.get_by_text("Page not found").count() == 0
     assert page.get_by_text("Why the numbers differ").is_visible()
     page.locator('[data-testid="stPlotlyChart"]').nth(1).wait_for()  # time and GFLOP/s at least
+    # the precision axis and ONNX Runtime: the goals, and bf16 said why where it was not measured
+    assert page.get_by_text("The speed goals").is_visible()
+    assert page.get_by_text("fp32 PyTorch within 1.1x of ONNX Runtime's time").is_visible()
+    from fmnist_core.bench.harness import cpu_has_amx
+    if not cpu_has_amx():
+        assert page.get_by_text("PyTorch nn.Module bf16").first.is_visible()
+        assert page.get_by_text("no AMX on this CPU").first.is_visible()
+    page.get_by_text("Same answers?").click()
+    page.get_by_text("A faster row that disagrees computes something else").wait_for()
     screenshot(page, "page-timings")
     page.get_by_role("button", name="Run").click()
     # the live fragment: a progress bar while the benchmark process runs

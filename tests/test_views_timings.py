@@ -117,3 +117,39 @@ def test_chip_titles_are_short():
     res = _results("Intel(R) Xeon(R) Platinum 8480C CPU @ 2.00GHz, 2 cores", [], None)
     assert tv.chip_title(res, reference=True) == "★ reference 05-14 05:10 · mlp-seed000, quick"
     assert tv.chip_title(res, new=True) == "new · 05-14 05:10 · mlp-seed000, quick"
+
+
+def test_precision_and_onnx_runtime_rows():
+    """bf16 rows and ONNX Runtime rows: named apart from fp32 PyTorch in tables and charts, their
+    agreement listed once per implementation x precision, a missing bf16 row said why, the goals."""
+    no_amx = "not measured: no AMX on this CPU (bf16 would be slower)"
+    rows = [_row("pytorch", "cpu", "inference", 10000, 2, 0.02, precision="fp32", agreement=1.0,
+                 max_logit_diff=0.0),
+            _row("pytorch", "cpu", "latency", 1, 2, 20e-6, precision="fp32", agreement=1.0, max_logit_diff=0.0),
+            _row("onnxruntime", "cpu", "inference", 10000, 2, 0.025, precision="fp32", agreement=0.9999,
+                 max_logit_diff=2e-6, agreement_images=10000),
+            _row("pytorch", "cpu", "inference", 10000, None, None, precision="bf16", reason=no_amx),
+            _row("pytorch", "cuda", "inference", 10000, 16, 0.001, precision="bf16", agreement=0.998,
+                 max_logit_diff=0.05, source="gpu box")]
+    table = tv.timing_table(rows)
+    assert table["precision"].tolist() == ["fp32", "fp32", "fp32", "bf16"]
+    assert table["label agreement"].tolist() == [1.0, 1.0, 0.9999, 0.998]
+    chart = tv.chart_rows(rows, "inference", 10000)
+    assert chart["implementation"].tolist() == ["PyTorch<br>nn.Module", "ONNX<br>Runtime",
+                                                "PyTorch<br>nn.Module<br>bf16"]
+    agree = tv.agreement_rows(rows)
+    assert agree["implementation"].tolist() == ["PyTorch nn.Module", "ONNX Runtime", "PyTorch nn.Module bf16"]
+    assert agree["max |logit diff|"].tolist() == [0.0, 2e-6, 0.05]
+    assert tv.skipped(rows) == [{"source": "here", "device": "cpu", "reason": no_amx,
+                                 "what": "PyTorch nn.Module bf16"}]
+    lines = dict(tv.explanations(rows))
+    assert "25.0 ms vs PyTorch's 20.0 ms for 10,000 images" in lines["ONNX Runtime vs PyTorch"]
+    assert "99.99%" in lines["ONNX Runtime vs PyTorch"] and no_amx in lines["bf16 on the CPU"]
+    res = {"label": "here", "goals": {
+        "pytorch_vs_onnxruntime": {"goal": "fp32 PyTorch within 1.1x of ONNX Runtime's time", "value": 0.8,
+                                   "met": True, "note": "PyTorch 0.80x ONNX Runtime's time"},
+        "bf16_speedup": {"goal": "bf16", "value": None, "met": None, "note": "no AMX on this CPU"}}}
+    assert [(g["status"], g["note"]) for g in tv.goal_lines([res, {"label": "old file"}])] == [
+        ("met", "PyTorch 0.80x ONNX Runtime's time"), ("not measured", "no AMX on this CPU")]
+    # a headline key with a precision names both
+    assert tv.impl_name("pytorch bf16") == "PyTorch nn.Module bf16"

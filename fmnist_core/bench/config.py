@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-IMPLS = ("pytorch", "manual-numpy", "manual-torch", "dataloader")  # impls.IMPL_CLASSES, in this order
+IMPLS = ("pytorch", "onnxruntime", "manual-numpy", "manual-torch", "dataloader")  # impls.IMPL_CLASSES, in this order
+PRECISIONS = ("fp32", "bf16", "fp16")  # fp32 everywhere; bf16 on CPUs with AMX and on CUDA; fp16 on CUDA
 WORKS = ("inference", "latency", "train_step", "epoch")
 DEVICES = ("cpu", "cuda", "mps")
 DEFAULT_PRESET = "mlp-seed000"  # the course project's MLP (784-128-10), the one the questions are about
@@ -18,7 +19,9 @@ DEFAULT_PRESET = "mlp-seed000"  # the course project's MLP (784-128-10), the one
 @dataclass
 class BenchConfig:
     devices: tuple[str, ...] = DEVICES           # unavailable ones still get rows saying why
-    impls: tuple[str, ...] = IMPLS               # all four: the comparison is the point
+    impls: tuple[str, ...] = IMPLS               # all five: the comparison is the point
+    precisions: tuple[str, ...] = PRECISIONS     # lower ones: PyTorch inference only, where the
+                                                 # hardware has them (rows say why not elsewhere)
     inference_batches: tuple[int, ...] = (1, 32, 256, 10000)  # the four batch sizes
     train_batches: tuple[int, ...] = (1, 32, 256, 10000)      # the same four, for one training step
     epoch_batches: tuple[int, ...] = (64, 256)   # 64: what the presets train with
@@ -37,6 +40,10 @@ class BenchConfig:
     peak_repeats: int = 7                        # its median: an odd count, one middle run
     numpy_peak: bool = True                      # numpy's own matmul rate, for the BLAS question
     fold_normalization: bool = True              # MLP inference: fold (x-m)/s into fc1, as the twin does
+    onednn: bool = True                          # fp32 MLP inference on the CPU of >= 1,000 images through
+                                                 # oneDNN (torch.utils.mkldnn): on AMD EPYC MKL's sgemm
+                                                 # took 2x ONNX Runtime's time (183 vs 88 ms, 1 thread),
+                                                 # oneDNN 90 ms; one image stays dense (17 vs 67 us)
     headline_rounds: int = 15                    # interleaved 10k-inference rounds (0 = none)
     turn_pause_s: float = 0.2                    # idle before each headline turn: NumPy's BLAS and
                                                  # PyTorch's threads spin ~0.1 s after a call and took

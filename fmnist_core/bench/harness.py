@@ -1,12 +1,12 @@
 """Timing primitives and what the figures are measured against: FLOP counts, this machine's
 matmul peak, its BLAS libraries and the machine block of a results file.
 
-Method (nanoGPT bench.py: a burn-in stage, then a timed stage, torch.cuda.synchronize() before
-reading the clock): warm-up runs, then repeated timed runs (`time_runs`); GPU work is
-synchronized before and after each timed run (`sync_for`). A row too slow for its limit is
-found by doing a little of it (`probe`, which raises `Skip`). FLOPs are counted analytically
-from the layer plan (2*in*out per linear, 2*k*k*cin*cout*H*W per conv, per image), and the
-fp32 peak is a 2048x2048 torch matmul measured in the same run.
+Method: warm-up runs, then torch.utils.benchmark.Timer's blocked_autorange for the timed stage
+(`time_runs`; medians of its blocks), the clock read only after GPU work is synchronized
+(`sync_for`). A row too slow for its limit is found by doing a little of it (`probe`, which
+raises `Skip`). FLOPs are counted analytically from the layer plan (2*in*out per linear,
+2*k*k*cin*cout*H*W per conv, per image), and the fp32 peak is a 2048x2048 torch matmul measured
+in the same run.
 
 Left out: what is timed (impls.py) and in which order (run.py); FLOPs of elementwise layers
 (activations, pooling, normalization: O(activations), small next to the matmuls).
@@ -62,14 +62,22 @@ def sync_for(device: torch.device) -> Callable[[], None]:
 
 def time_runs(fn: Callable[[], Any], sync: Callable[[], None], warmup: int, min_repeats: int,
               max_repeats: int, budget_s: float | None) -> list[float]:
-    """Warm up, then time repeated runs; returns each run's seconds.
+    """Warm up, then time repeated runs; returns seconds per run, one figure per timed block.
 
-    budget_s=None: exactly `warmup` burn-in runs and `min_repeats` timed ones. Otherwise the
-    first burn-in run sizes the timed stage so the row takes about budget_s (between
-    min_repeats and max_repeats runs); a run much slower than the budget is itself the first
-    sample, and gets fewer repeats. The clock is read only after sync(): GPU kernels run asynchronously and
-    a launch returns long before the work is done.
+    budget_s=None: exactly `warmup` burn-in runs and `min_repeats` timed ones, one run each.
+    Otherwise torch.utils.benchmark.Timer.blocked_autorange times the row: it sizes blocks of
+    runs (a fast call is repeated inside a block, so clock overhead vanishes), runs blocks for
+    about budget_s (at most max_repeats first-run times: more adds time, not certainty) and
+    gives each block's seconds per run; a row with fewer blocks than min_repeats gets more
+    single runs. The Timer keeps this process's thread count (its default is one thread) and
+    reads the clock through `sync` (GPU kernels run asynchronously). A run much slower than the
+    budget is itself the first sample, and gets fewer repeats.
     """
+    import logging
+    # torch.utils.benchmark imports cpp_extension, which warns about a missing CUDA toolkit
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils.benchmark import Timer
+
     def once() -> float:
         sync()
         t0 = time.perf_counter()
@@ -88,8 +96,13 @@ def time_runs(fn: Callable[[], Any], sync: Callable[[], None], warmup: int, min_
         return [first] + [once() for _ in range(min(min_repeats - 1, int(budget_s * 4 / first)))]
     for _ in range(warmup - 1):
         once()
-    n = int(min(max_repeats, max(min_repeats, budget_s / max(first, 1e-9))))
-    return [once() for _ in range(n)]
+
+    def clock() -> float:
+        sync()
+        return time.perf_counter()
+    timer = Timer("fn()", globals={"fn": fn}, timer=clock, num_threads=torch.get_num_threads())
+    times = list(timer.blocked_autorange(min_run_time=min(budget_s, max_repeats * first)).times)
+    return times + [once() for _ in range(min_repeats - len(times))]
 
 
 class Skip(Exception):
@@ -126,6 +139,16 @@ def cpu_threads(n: int):
             yield
     finally:
         torch.set_num_threads(before)
+
+
+def cpu_has_amx() -> bool:
+    """AMX (amx_bf16 in /proc/cpuinfo's flags, Linux): the only CPUs where bf16 inference beats
+    fp32. Without it PyTorch emulates bf16 convolutions and matmuls (~10x slower on AMD EPYC)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
+    except OSError:  # not Linux: assume none
+        return False
 
 
 # --- what the figures are compared with: the matmul peak, the BLAS, the machine ------------------

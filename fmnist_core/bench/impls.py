@@ -1,7 +1,12 @@
-"""The implementations a benchmark compares, each on one device, and how each one's runs are timed.
+"""The implementations a benchmark compares, each on one device at one precision, and how each
+one's runs are timed.
 
   pytorch       the nn.Module from models.py, inference_mode, the test set converted once to
-                one float32 tensor (MLP inference with the input normalization folded into fc1)
+                one float32 tensor (MLP inference with the input normalization folded into fc1,
+                batches of >= 1,000 images on oneDNN kernels: `onednn_mlp`);
+                also in bf16 (CPUs with AMX; CUDA) and fp16 (CUDA), inference only
+  onnxruntime   the same model exported by export.py (the module the ONNX download uses),
+                run by ONNX Runtime: CPU provider, CUDA provider when the build has one
   manual-numpy  the NumPy twin (twin.ManualNet, twin.train_numpy); CPU only, trains MLPs only
   manual-torch  the same explicit math with torch ops (twin.TorchOpsNet), the twin that can run
                 on a GPU; inference only
@@ -10,15 +15,17 @@
                 per-image conversion and the per-batch copy inside the clock
 
 What differs between them lives here, as methods and attributes of the Impl classes: which
-(work, batch size) pairs each is planned for (`planned`), at which CPU thread counts
-(`thread_counts`), what it refuses (`unavailable`, `refuses`), which trainer runs its epochs
-(`train_epochs`), how its runs are timed (`measure`) and whether it takes part in the
-interleaved headline (`interleaved`). The run loop (run.py) asks; it never checks names.
+precisions each runs on a device (`precisions`), which (work, batch size) pairs each is planned
+for (`planned`), at which CPU thread counts (`thread_counts`), what it refuses (`unavailable`,
+`refuses`), which trainer runs its epochs (`train_epochs`), how its runs are timed (`measure`),
+its logits for the agreement check (`outputs`) and whether it takes part in the interleaved
+headline (`interleaved`). The run loop (run.py) asks; it never checks names.
 
 Left out: the order rows are run in and the rows themselves (run.py); the timing primitives
-(harness.py). Deliberately not timed: bf16/autocast (all fp32, so FLOP/s compare with the fp32
-peak), torch.compile, pinned memory and non_blocking copies, DataLoader worker processes (the
-course projects used num_workers=0).
+(harness.py). Deliberately not timed: bf16 on a CPU without AMX (emulated: ~10x slower than fp32;
+its rows say so), autocast (a whole-model cast is what inference at the limit uses),
+torch.compile, pinned memory and non_blocking copies, DataLoader worker processes (the course
+projects used num_workers=0).
 """
 from __future__ import annotations
 
@@ -34,13 +41,15 @@ import torch.nn.functional as F
 from .. import twin  # the hand-written twin: imported here only, nowhere else in bench/
 from ..models import build_model
 from .config import IMPLS, WORKS, BenchConfig
-from .harness import Skip, probe, sync_for, time_runs
+from .harness import Skip, cpu_has_amx, probe, sync_for, time_runs
 from .model import BenchModel
 
 if TYPE_CHECKING:
     from .run import RunContext
 
 TRAINING = ("train_step", "epoch")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+NO_AMX = "not measured: no AMX on this CPU (bf16 would be slower)"
 
 
 class TorchvisionStyleDataset(torch.utils.data.Dataset):
@@ -78,8 +87,8 @@ class Impl:
     sweeps_threads = True   # CPU rows at each thread count of cfg.threads (False: all threads only)
     interleaved = True      # takes its turn in the interleaved headline
 
-    def __init__(self, bm: BenchModel, device: torch.device, cfg: BenchConfig):
-        self.bm, self.device, self.cfg = bm, device, cfg
+    def __init__(self, bm: BenchModel, device: torch.device, cfg: BenchConfig, precision: str = "fp32"):
+        self.bm, self.device, self.cfg, self.precision = bm, device, cfg, precision
         self._x_test = None  # the whole test set as this implementation's input, converted once
 
     @classmethod
@@ -88,10 +97,19 @@ class Impl:
         return None
 
     @classmethod
-    def planned(cls, cfg: BenchConfig) -> list[tuple[str, int]]:
-        """The (work, batch size) pairs this implementation is timed on under `cfg`."""
+    def precisions(cls, device: str) -> list[tuple[str, str | None]]:
+        """(precision, why not) pairs this implementation is planned at on `device`: fp32 only,
+        unless a subclass says otherwise. A reason makes rows that say why, not missing rows."""
+        return [("fp32", None)]
+
+    @classmethod
+    def planned(cls, cfg: BenchConfig, precision: str = "fp32") -> list[tuple[str, int]]:
+        """The (work, batch size) pairs this implementation is timed on under `cfg`; below fp32,
+        inference and latency only (training in bf16/fp16 is autocast's job, not timed here)."""
         pairs = [("inference", b) for b in cfg.inference_batches]
         pairs.append(("latency", 1))
+        if precision != "fp32":
+            return pairs
         if "train_step" in cls.works:
             pairs += [("train_step", b) for b in cfg.train_batches]
         if cfg.epochs and "epoch" in cls.works:
@@ -122,6 +140,13 @@ class Impl:
 
     def forward(self, x) -> Any:
         raise NotImplementedError
+
+    def outputs(self, x: torch.Tensor) -> np.ndarray:
+        """Logits of float32 CPU images as a float32 NumPy array (for the agreement check)."""
+        out = self.forward(self.to_input(x))
+        if isinstance(out, torch.Tensor):
+            return out.float().cpu().numpy()
+        return np.asarray(out, dtype=np.float32)
 
     def train_step(self, x, y) -> Any:
         raise NotImplementedError
@@ -218,18 +243,40 @@ class PyTorchImpl(Impl):
     works = WORKS
     folds = True  # MLP inference with the normalization folded into fc1 (when cfg says so)
 
-    def __init__(self, bm, device, cfg):
-        super().__init__(bm, device, cfg)
+    @classmethod
+    def precisions(cls, device):
+        if device == "cpu":
+            return [("fp32", None), ("bf16", None if cpu_has_amx() else NO_AMX)]
+        if device == "cuda":
+            bf16 = None if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else \
+                "not measured: this GPU has no native bf16"
+            return [("fp32", None), ("fp16", None), ("bf16", bf16)]
+        return [("fp32", None)]
+
+    def __init__(self, bm, device, cfg, precision="fp32"):
+        super().__init__(bm, device, cfg, precision)
         self.model = build_model(bm.config)
         self.model.load_state_dict(bm.state_dict)
         self.model.to(device).eval()
         self.infer_model = fold_normalization(self.model) if self.folds and cfg.fold_normalization else self.model
+        self.dtype = DTYPES[precision]
+        if precision != "fp32":  # the whole model cast once: weights and activations in 16 bits
+            self.infer_model = copy.deepcopy(self.infer_model).to(self.dtype)
+        self.onednn = None
+        if (self.folds and cfg.onednn and precision == "fp32" and device.type == "cpu"
+                and bm.config.kind == "mlp"):
+            self.onednn = onednn_mlp(self.infer_model)
         # the trainer's choice (train._optimizer): fused Adam where PyTorch has it
         fast = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3, **fast)
 
+    def to_input(self, x):
+        return x.to(self.device, self.dtype)
+
     def forward(self, x):
         with torch.inference_mode():
+            if self.onednn is not None and len(x) >= ONEDNN_MIN_BATCH:
+                return self.onednn(x.reshape(len(x), -1).to_mkldnn()).to_dense()
             return self.infer_model(x)
 
     def train_step(self, x, y):
@@ -244,6 +291,29 @@ class PyTorchImpl(Impl):
     def train_epochs(self, tcfg, data):
         from ..train import train
         return train(self.bm.config, tcfg, data)
+
+
+ONEDNN_MIN_BATCH = 1000  # below this the layout conversions cost more than oneDNN saves
+
+
+def onednn_mlp(model: torch.nn.Module) -> torch.nn.Module | None:
+    """An inference copy of a (folded) MLP whose linear layers run on oneDNN kernels
+    (torch.utils.mkldnn.to_mkldnn), or None where it cannot (batchnorm1d, say) or computes
+    something else than the model on a few images."""
+    import warnings
+    from torch.utils import mkldnn
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # it builds on torch.jit, which warns it is deprecated
+            fast = mkldnn.to_mkldnn(copy.deepcopy(model)).eval()
+        x = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+        with torch.inference_mode():
+            same = torch.allclose(fast(x.reshape(8, -1).to_mkldnn()).to_dense(), model(x), atol=1e-4)
+    except (RuntimeError, TypeError, NotImplementedError):
+        return None
+    return fast if same else None
 
 
 def fold_normalization(model: torch.nn.Module) -> torch.nn.Module:
@@ -271,6 +341,40 @@ def fold_normalization(model: torch.nn.Module) -> torch.nn.Module:
     return folded.eval()
 
 
+class OnnxRuntimeImpl(Impl):
+    """The model exported to ONNX by export.py, in an ONNX Runtime session with its intra-op
+    threads set to the row's thread count. The MLP is exported with the normalization folded
+    into fc1 when the PyTorch rows fold it (the same function; see fold_normalization), so both
+    do the same arithmetic. Inputs and outputs are host NumPy arrays: on CUDA each run includes
+    the copies (no I/O binding)."""
+
+    name = "onnxruntime"
+    works = ("inference", "latency")
+
+    @classmethod
+    def unavailable(cls, device):
+        import onnxruntime as ort
+        if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+            return "this onnxruntime build has no CUDA provider (onnxruntime-gpu has)"
+        if device == "mps":
+            return "ONNX Runtime on Apple GPUs (CoreML provider) is not timed"
+        return None
+
+    def __init__(self, bm, device, cfg, precision="fp32"):
+        super().__init__(bm, device, cfg, precision)
+        from ..export import ort_session
+        provider = "CUDAExecutionProvider" if device.type == "cuda" else "CPUExecutionProvider"
+        self.session = ort_session(bm.onnx(fold=cfg.fold_normalization), threads=torch.get_num_threads(),
+                                   provider=provider)
+        self.input_name = self.session.get_inputs()[0].name
+
+    def to_input(self, x):
+        return np.ascontiguousarray(x.numpy(), dtype=np.float32)
+
+    def forward(self, x):
+        return self.session.run(None, {self.input_name: x})[0]
+
+
 class ManualNumpyImpl(Impl):
     name = "manual-numpy"
     works = WORKS
@@ -281,8 +385,8 @@ class ManualNumpyImpl(Impl):
             return "NumPy computes on the CPU only; manual-torch is the same math on a GPU"
         return None
 
-    def __init__(self, bm, device, cfg):
-        super().__init__(bm, device, cfg)
+    def __init__(self, bm, device, cfg, precision="fp32"):
+        super().__init__(bm, device, cfg, precision)
         self.net = twin.ManualNet(bm.config, twin.state_dict_to_numpy(bm.state_dict))
         self._step = None
 
@@ -327,8 +431,8 @@ class ManualTorchImpl(Impl):
     name = "manual-torch"
     works = ("inference", "latency")
 
-    def __init__(self, bm, device, cfg):
-        super().__init__(bm, device, cfg)
+    def __init__(self, bm, device, cfg, precision="fp32"):
+        super().__init__(bm, device, cfg, precision)
         self.net = twin.TorchOpsNet(bm.config, bm.state_dict, device=str(device))
 
     def forward(self, x):
@@ -349,7 +453,11 @@ class DataLoaderImpl(PyTorchImpl):
     max_step_batch = 1024
 
     @classmethod
-    def planned(cls, cfg):
+    def precisions(cls, device):
+        return [("fp32", None)]  # the seed-style loop as it was written
+
+    @classmethod
+    def planned(cls, cfg, precision="fp32"):
         pairs: list[tuple[str, int]] = []
         if cfg.dataloader_full:
             pairs += [("inference", b) for b in cfg.dataloader_batches]
@@ -382,9 +490,11 @@ class DataLoaderImpl(PyTorchImpl):
             def infer(data):
                 with torch.no_grad():
                     model(data.to(dev))
+            # the epoch-scale limit: one pass over the test set is the baseline of the goal
+            # ">= 50x the DataLoader loop", and a busy 2-core machine made it ~10 s
             probe(((lambda d=data: infer(d)) for data, _ in loader), len(loader), sync,
-                  sample=math.ceil(1000 / batch), limit=cfg.max_run_s)
-            # ~a second a run: one warm-up, three timed
+                  sample=math.ceil(1000 / batch), limit=cfg.max_epoch_s)
+            # ~a second a run on an idle machine: one warm-up, three timed
             return time_runs(run, sync, 1, 3, 3, None), note
         if work == "latency":
             def one():
@@ -413,5 +523,6 @@ class DataLoaderImpl(PyTorchImpl):
 
 
 IMPL_CLASSES: dict[str, type[Impl]] = {c.name: c for c in
-                                       (PyTorchImpl, ManualNumpyImpl, ManualTorchImpl, DataLoaderImpl)}
+                                       (PyTorchImpl, OnnxRuntimeImpl, ManualNumpyImpl, ManualTorchImpl,
+                                        DataLoaderImpl)}
 assert tuple(IMPL_CLASSES) == IMPLS  # config.IMPLS names them for the CLI and the results schema

@@ -7,7 +7,7 @@ Left out: anything that runs the model (impls.py).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -27,6 +27,19 @@ class BenchModel:
     state_dict: dict[str, torch.Tensor]  # on the CPU, float32
     name: str
     source: str                          # which weights: a checkpoint path or "random weights"
+    _onnx: dict[bool, bytes] = field(default_factory=dict, repr=False)
+
+    def onnx(self, fold: bool = False) -> bytes:
+        """The model as ONNX (export.py: the exporter the download uses), exported once per run;
+        fold: an MLP with its input normalization folded into fc1, as the PyTorch rows run it."""
+        if fold not in self._onnx:
+            from ..export import onnx_bytes
+            from .impls import fold_normalization
+            model = build_model(self.config)
+            model.load_state_dict(self.state_dict)
+            model.eval()
+            self._onnx[fold] = onnx_bytes(fold_normalization(model) if fold else model, source=self.source)
+        return self._onnx[fold]
 
     def describe(self) -> dict:
         return {"name": self.name, "source": self.source, "config": config_to_dict(self.config),

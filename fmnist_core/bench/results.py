@@ -24,12 +24,14 @@ from typing import Any
 from ..data import ARTIFACTS
 from ..errors import WorkbenchError
 from ..files import write_bytes_atomic
-from .config import DEVICES, IMPLS, WORKS
+from .config import DEVICES, IMPLS, PRECISIONS, WORKS
 
 SCHEMA = "fmnist-workbench/bench/1"
 BENCH_DIR = ARTIFACTS / "benchmarks"
 ROW_KEYS = ("impl", "device", "work", "batch_size", "threads", "median_s", "min_s", "max_s",
             "gflops", "peak_share", "available")
+# newer rows also carry "precision" (default fp32), "agreement" (label agreement with fp32 PyTorch
+# on the test images, 0..1) and "max_logit_diff"; files written before them still load
 
 
 class ResultsFileError(WorkbenchError):
@@ -120,6 +122,12 @@ def validate_results(obj: Any, origin: str = "results") -> dict:
             bad(f"row {i}: expected min_s <= median_s <= max_s")
         if r["available"] and r["median_s"] is None and not isinstance(r.get("reason"), str):
             bad(f"row {i} has no timing and gives no reason")
+        if r.get("precision", "fp32") not in PRECISIONS:
+            bad(f"row {i}: unknown precision {r['precision']!r} (expected one of {', '.join(PRECISIONS)})")
+        for k, top in (("agreement", 1.0), ("max_logit_diff", math.inf)):
+            v = r.get(k)
+            if v is not None and not (_is_num(v) and 0 <= v <= top):
+                bad(f"row {i}: '{k}' must be a number from 0 to {top:g} or null, got {v!r}")
     return obj
 
 
@@ -207,25 +215,29 @@ def fmt_s(s: float | None) -> str:
 def format_table(rows: list[dict], by_source: bool = False) -> str:
     """Readable text: timed rows, then one line per implementation x device that cannot run.
     by_source: rows from merge_results, each line ending with the machine it came from."""
-    head = (f"{'impl':<13}{'device':<7}{'work':<11}{'batch':>6}{'thr':>4}{'median':>11}"
-            f"{'min..max':>22}{'GFLOP/s':>9}{'peak':>6}{'transfer':>10}")
+    head = (f"{'impl':<13}{'device':<7}{'prec':<5}{'work':<11}{'batch':>6}{'thr':>4}{'median':>11}"
+            f"{'min..max':>22}{'GFLOP/s':>9}{'peak':>6}{'transfer':>10}{'agree':>8}{'max|dlogit|':>12}")
     if by_source:
         head += "  source"
     lines = [head, "-" * len(head)]
     missing: dict[tuple, str] = {}
     for r in rows:
         src = f"  {r.get('source', '')}" if by_source else ""
+        prec = r.get("precision", "fp32")
         if not r["available"]:
-            missing.setdefault((r["impl"], r["device"], src), r.get("reason", ""))
+            missing.setdefault((r["impl"], r["device"], prec, src), r.get("reason", ""))
             continue
-        key = f"{r['impl']:<13}{r['device']:<7}{r['work']:<11}{r['batch_size']:>6}{r['threads'] or '':>4}"
+        key = (f"{r['impl']:<13}{r['device']:<7}{prec:<5}{r['work']:<11}{r['batch_size']:>6}"
+               f"{r['threads'] or '':>4}")
         if r["median_s"] is None:
             lines.append(f"{key}  {r.get('reason', '')}{src}")
             continue
         share = f"{r['peak_share']:.0%}" if r["peak_share"] is not None else "-"
         span = f"{fmt_s(r['min_s'])}..{fmt_s(r['max_s'])}"
+        agree = f"{r['agreement']:.2%}" if r.get("agreement") is not None else "-"
+        diff = f"{r['max_logit_diff']:.1e}" if r.get("max_logit_diff") is not None else "-"
         lines.append(f"{key}{fmt_s(r['median_s']):>11}{span:>22}{r['gflops']:>9.1f}{share:>6}"
-                     f"{fmt_s(r.get('transfer_s')):>10}{src}")
-    for (impl, dev, src), reason in missing.items():
-        lines.append(f"{impl:<13}{dev:<7}not run: {reason}{src}")
+                     f"{fmt_s(r.get('transfer_s')):>10}{agree:>8}{diff:>12}{src}")
+    for (impl, dev, prec, src), reason in missing.items():
+        lines.append(f"{impl:<13}{dev:<7}{prec:<5}not run: {reason}{src}")
     return "\n".join(lines)

@@ -16,6 +16,7 @@ from ..files import check_output_file
 
 def _bench_args(p):
     from ..bench import DEVICES, IMPLS
+    from ..bench.config import PRECISIONS
     p.add_argument("--quick", action="store_true",
                    help="a few seconds: fewer repeats, no epochs, no DataLoader pass over a whole split")
     p.add_argument("--out", help="also write the results JSON here")
@@ -29,6 +30,9 @@ def _bench_args(p):
                    help="only these devices (repeatable; default: cpu, cuda, mps, the missing "
                         "ones reported with their reason)")
     p.add_argument("--impl", action="append", choices=IMPLS, help="only these implementations (repeatable)")
+    p.add_argument("--precision", action="append", choices=PRECISIONS,
+                   help="only these precisions (repeatable; default: fp32, bf16, fp16, the ones "
+                        "this hardware lacks reported with their reason)")
     p.add_argument("--no-epoch", action="store_true", help="skip the one-epoch rows")
     p.add_argument("--no-fold", action="store_true",
                    help="time the PyTorch MLP exactly as saved, its Normalize layer included "
@@ -76,6 +80,8 @@ def cmd_bench(args) -> int:
         cfg = replace(cfg, devices=tuple(dict.fromkeys(args.device)))
     if args.impl:
         cfg = replace(cfg, impls=tuple(dict.fromkeys(args.impl)))
+    if args.precision:
+        cfg = replace(cfg, precisions=tuple(dict.fromkeys(args.precision)))
     if args.no_epoch:
         cfg = replace(cfg, epochs=False)
     if args.no_fold:
@@ -101,6 +107,9 @@ def cmd_bench(args) -> int:
                  for k, v in h["median_s"].items()]
         _say(f"headline, 10,000 test images on the CPU ({h['threads']} threads, {h['rounds']} "
              f"interleaved rounds): " + ", ".join(parts))
+    for g in (results.get("goals") or {}).values():
+        mark = {True: "met", False: "NOT met", None: "not measured"}[g["met"]]
+        _say(f"goal ({mark}): {g['goal']}: {g['note']}")
     blas, m = results["machine"]["blas"], results["machine"]
     nb = blas.get("numpy") or {}
     _say(f"numpy BLAS: {nb.get('internal_api', '?')} {nb.get('version', '')} "

@@ -14,11 +14,20 @@ from typing import Any
 
 from .format import plural
 
-IMPL_NAMES = {"pytorch": "PyTorch nn.Module", "manual-numpy": "manual NumPy twin",
+IMPL_NAMES = {"pytorch": "PyTorch nn.Module", "onnxruntime": "ONNX Runtime", "manual-numpy": "manual NumPy twin",
               "manual-torch": "manual, torch ops", "dataloader": "DataLoader + PIL"}
 # for chart axes: two short lines each, so a narrow chart needs no slanted, cut-off labels
-IMPL_CHART = {"pytorch": "PyTorch<br>nn.Module", "manual-numpy": "manual<br>NumPy twin",
-              "manual-torch": "manual<br>torch ops", "dataloader": "DataLoader<br>+ PIL"}
+IMPL_CHART = {"pytorch": "PyTorch<br>nn.Module", "onnxruntime": "ONNX<br>Runtime",
+              "manual-numpy": "manual<br>NumPy twin", "manual-torch": "manual<br>torch ops",
+              "dataloader": "DataLoader<br>+ PIL"}
+
+
+def impl_name(impl: str, precision: str = "fp32", chart: bool = False) -> str:
+    """'PyTorch nn.Module', 'PyTorch nn.Module bf16'; impl may be a headline key ('pytorch bf16')."""
+    impl, _, prec = impl.partition(" ")
+    prec = prec or precision
+    name = (IMPL_CHART if chart else IMPL_NAMES).get(impl, impl)
+    return name if prec == "fp32" else f"{name}{'<br>' if chart else ' '}{prec}"
 WORK_NAMES = {"inference": "inference", "latency": "one image (latency)",
               "train_step": "training step", "epoch": "one epoch"}
 
@@ -108,15 +117,46 @@ def timing_table(rows: list[dict[str, Any]]):
         if not r["available"] or r["median_s"] is None:
             continue
         recs.append({"source": r.get("source", ""), "implementation": IMPL_NAMES.get(r["impl"], r["impl"]),
+                     "precision": r.get("precision", "fp32"),
                      "device": r["device"], "work": WORK_NAMES.get(r["work"], r["work"]),
                      "batch": r["batch_size"], "threads": r.get("threads"),
                      "median (ms)": _ms(r["median_s"]), "min (ms)": _ms(r["min_s"]),
                      "max (ms)": _ms(r["max_s"]), "GFLOP/s": r.get("gflops"),
                      "share of peak": r.get("peak_share"), "transfer (ms)": _ms(r.get("transfer_s")),
+                     "label agreement": r.get("agreement"), "max |logit diff|": r.get("max_logit_diff"),
                      "note": r.get("note") or ""})
-    return pd.DataFrame(recs, columns=["source", "implementation", "device", "work", "batch", "threads",
-                                       "median (ms)", "min (ms)", "max (ms)", "GFLOP/s", "share of peak",
-                                       "transfer (ms)", "note"])
+    return pd.DataFrame(recs, columns=["source", "implementation", "precision", "device", "work", "batch",
+                                       "threads", "median (ms)", "min (ms)", "max (ms)", "GFLOP/s",
+                                       "share of peak", "transfer (ms)", "label agreement",
+                                       "max |logit diff|", "note"])
+
+
+def agreement_rows(rows: list[dict[str, Any]]):
+    """Does each row compute what fp32 PyTorch computes? One line per source x implementation x
+    device x precision: label agreement on the test images and the largest |logit difference|."""
+    import pandas as pd
+    recs, seen = [], set()
+    for r in rows:
+        key = (r.get("source", ""), r["impl"], r["device"], r.get("precision", "fp32"))
+        if r.get("agreement") is None or key in seen:
+            continue
+        seen.add(key)
+        recs.append({"source": key[0], "implementation": impl_name(r["impl"], key[3]), "device": r["device"],
+                     "label agreement": r["agreement"], "max |logit diff|": r.get("max_logit_diff"),
+                     "images": r.get("agreement_images")})
+    return pd.DataFrame(recs, columns=["source", "implementation", "device", "label agreement",
+                                       "max |logit diff|", "images"])
+
+
+GOAL_MARKS = {True: "met", False: "not met", None: "not measured"}
+
+
+def goal_lines(results_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's speed goals as each results file measured them (files from before the goals
+    have none): source, goal, status ('met', 'not met', 'not measured'), met, note."""
+    return [{"source": res.get("label"), "goal": g["goal"], "status": GOAL_MARKS[g.get("met")],
+             "met": g.get("met"), "note": (g.get("note") or "").removeprefix("not measured: ")}
+            for res in results_list for g in (res.get("goals") or {}).values()]
 
 
 def skipped(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -127,7 +167,7 @@ def skipped(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
             continue
         reason = r.get("reason") or "not measured"
         key = (r.get("source", ""), r["device"], reason)
-        name = IMPL_NAMES.get(r["impl"], r["impl"])
+        name = impl_name(r["impl"], r.get("precision", "fp32"))
         if r["available"]:  # a row skipped for time: name its work too
             name += f" ({WORK_NAMES.get(r['work'], r['work'])}, batch {r['batch_size']})"
         groups.setdefault(key, [])
@@ -165,7 +205,7 @@ def chart_rows(rows: list[dict[str, Any]], work: str, batch: int, one_thread: bo
     for r in _drawn(rows, work, batch, one_thread):
         med = r["median_s"] * 1000
         dev = r["device"] + (f", {r['threads']} thr" if r["device"] == "cpu" else "")
-        recs.append({"implementation": IMPL_CHART.get(r["impl"], r["impl"]),
+        recs.append({"implementation": impl_name(r["impl"], r.get("precision", "fp32"), chart=True),
                      "series": f"{dev} · {r['source']}", "median_ms": med,
                      "plus": r["max_s"] * 1000 - med, "minus": med - r["min_s"] * 1000,
                      "gflops": r.get("gflops"), "peak_share": r.get("peak_share"),
@@ -181,7 +221,7 @@ def headline_rows(results_list: list[dict[str, Any]]):
     for res in results_list:
         h = res.get("headline") or {}
         for impl, s in (h.get("median_s") or {}).items():
-            recs.append({"source": res.get("label"), "implementation": IMPL_CHART.get(impl, impl),
+            recs.append({"source": res.get("label"), "implementation": impl_name(impl, chart=True),
                          "median_ms": s * 1000, "threads": h.get("threads")})
     return pd.DataFrame(recs, columns=["source", "implementation", "median_ms", "threads"])
 
@@ -218,7 +258,9 @@ def _times(ratio: float) -> str:
 
 def explanations(rows: list[dict[str, Any]], model: dict[str, Any] | None = None) -> list[tuple[str, str]]:
     """(topic, one line) for each reason the figures differ, with this data's numbers where
-    the rows hold them (the first source's CPU rows with all threads), general words otherwise."""
+    the rows hold them (the first source's fp32 CPU rows with all threads), general words otherwise."""
+    lower = [r for r in rows if r.get("precision", "fp32") != "fp32"]
+    rows = [r for r in rows if r.get("precision", "fp32") == "fp32"]
     src = rows[0].get("source") if rows else None
     mine = [r for r in rows if r.get("source") == src]
     top = _max_threads(mine).get(src)
@@ -287,6 +329,23 @@ def explanations(rows: list[dict[str, Any]], model: dict[str, Any] | None = None
         line += (f": {_t(np_inf['median_s'])} vs {_t(inf['median_s'])} for "
                  f"{inf['batch_size']:,} images")
     out.append(("NumPy twin vs PyTorch", line + "."))
+
+    ort = _find(mine, "onnxruntime", "cpu", "inference", inf["batch_size"] if inf else None, top)
+    line = ("ONNX Runtime runs the same model exported to an ONNX graph (the file the Results page "
+            "downloads), with its own kernels and no Python between the layers")
+    if ort and inf:
+        line += f": {_t(ort['median_s'])} vs PyTorch's {_t(inf['median_s'])} for {inf['batch_size']:,} images"
+        if ort.get("agreement") is not None:
+            line += f", the same labels on {ort['agreement']:.2%} of the test images"
+    out.append(("ONNX Runtime vs PyTorch", line + "."))
+
+    bf16 = next((r for r in lower if r.get("source") == src and r["device"] == "cpu"), None)
+    line = ("bf16 halves the bytes of every weight and activation, but only CPUs with AMX (recent "
+            "Intel Xeons) multiply in it natively; elsewhere PyTorch emulates it and it is several "
+            "times slower than fp32")
+    if bf16 and not bf16["available"]:
+        line += f" — {bf16.get('reason')}"
+    out.append(("bf16 on the CPU", line + "."))
     return out
 
 
@@ -306,12 +365,14 @@ def turns_vs_alone(results_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
         h = res.get("headline") or {}
         threads, n = h.get("threads"), h.get("batch_size", 10000)
         for impl, s in (h.get("median_s") or {}).items():
-            own = next((r for r in res.get("rows", []) if r["impl"] == impl and r["device"] == "cpu"
+            name, _, prec = impl.partition(" ")
+            own = next((r for r in res.get("rows", []) if r["impl"] == name and r["device"] == "cpu"
+                        and r.get("precision", "fp32") == (prec or "fp32")
                         and r["work"] == "inference" and r["batch_size"] == n and r.get("threads") == threads
                         and r.get("median_s") is not None), None)
             if own is None or abs(own["median_s"] - s) < 1e-12:
                 continue  # no row of its own, or the headline quotes that row (the DataLoader)
-            out.append({"source": res.get("label"), "impl": impl, "name": IMPL_NAMES.get(impl, impl),
+            out.append({"source": res.get("label"), "impl": impl, "name": impl_name(impl),
                         "turns_ms": s * 1000, "alone_ms": own["median_s"] * 1000, "threads": threads,
                         "pause_s": h.get("pause_s") or 0.0})
     return out

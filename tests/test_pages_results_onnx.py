@@ -1,0 +1,63 @@
+"""The Results page's ONNX export (ui/onnx_download.py) under AppTest: the shipped MLP is exported
+on request, checked on the test images and offered as a download; an export that fails is one
+clear error on the page and no download."""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from conftest import ROOT
+from page_util import page_app, texts
+
+
+@pytest.fixture
+def shipped_only(runs_dir, tmp_path, monkeypatch):
+    """The real shipped MLP as the only model; an empty run store."""
+    from fmnist_core.views import shared
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copyfile(ROOT / "artifacts" / "models" / "mlp.pt", models / "mlp.pt")
+    monkeypatch.setattr(shared, "SHIPPED_DIR", models)
+    return models / "mlp.pt"
+
+
+def _open(at):
+    at.run()
+    at.multiselect(key="res_sel").select("shipped:mlp").run()
+    at.selectbox(key="res_detail").select("shipped:mlp").run()
+    assert not at.exception
+    return at
+
+
+def _downloads(at) -> list[str]:
+    return [e.proto.label for e in at.get("download_button")]
+
+
+def test_export_to_onnx_then_download(shipped_only):
+    import streamlit as st
+    st.cache_data.clear()
+    at = _open(page_app("results"))
+    assert "Model (.onnx)" not in _downloads(at)  # nothing exported before it is asked for
+    at.button(key="res_onnx_btn").click().run()
+    assert not at.exception and not at.error
+    assert "Model (.onnx)" in _downloads(at)
+    assert "the same class as PyTorch on 100% of the 10,000 test images" in texts(at)
+    at.run()  # a rerun keeps the download without exporting again
+    assert "Model (.onnx)" in _downloads(at)
+
+
+def test_a_failed_export_is_one_clear_error(shipped_only, monkeypatch):
+    import streamlit as st
+    from fmnist_core import export
+    st.cache_data.clear()
+
+    def refuse(model, source=""):
+        raise export.ExportError("torch.onnx.export could not export this model (a test)")
+    monkeypatch.setattr(export, "onnx_bytes", refuse)
+    at = _open(page_app("results"))
+    at.button(key="res_onnx_btn").click().run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [
+        "Could not export this model: torch.onnx.export could not export this model (a test)"]
+    assert "Model (.onnx)" not in _downloads(at)
