@@ -18,6 +18,7 @@ for cnn-seed003, the Zalando Fashion-MNIST benchmark for the conv presets.
 from __future__ import annotations
 
 import json
+import pickle
 from collections import OrderedDict
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -315,8 +316,12 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:200]})") from None
+        # torch's own message for a refused pickle suggests weights_only=False: never here
+        why = ("not a weights-only PyTorch file: damaged, not a checkpoint, or holding Python "
+                "objects, which are never unpickled"
+               if isinstance(exc, pickle.UnpicklingError) else
+               f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}")
+        raise CheckpointError(f"{path}: not a readable checkpoint ({why})") from None
     if not isinstance(ckpt, dict) or "model_config" not in ckpt or "state_dict" not in ckpt:
         raise CheckpointError(f"{path}: not a workbench checkpoint (needs model_config and state_dict)")
     return ckpt
