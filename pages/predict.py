@@ -18,6 +18,7 @@ from fmnist_core.data import CLASSES
 from fmnist_core.errors import ImageError
 from fmnist_core.preprocess import FORMATS, preprocess
 from ui import common, model_picker
+from ui import predict_fool  # "Fool the model" under the prediction
 
 SOURCES = {"draw": ":material/draw: Draw", "upload": ":material/upload_file: Upload",
            "camera": ":material/photo_camera: Camera", "test": ":material/image: Test image"}
@@ -152,6 +153,7 @@ def _show(entry, image, prepared, what: str, truth: str | None, advice=None) -> 
         return
     result = view.predict_both(entry["model"], entry["net"], x)
     _prediction(result, truth)
+    predict_fool.section(entry, x, what)
     if advice is not None and steps:
         with advice:
             _drawing_advice(entry, x, steps, result)
