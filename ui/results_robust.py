@@ -19,8 +19,8 @@ SUBSET = {"FGSM": "all 10,000 test images",
 
 
 @st.cache_data(show_spinner=False, max_entries=256)
-def _cache_path(path: str, version: float, attack: str) -> str:
-    return str(adversarial.cache_path(path, attack))  # hashes the checkpoint: once per version
+def _cache_path(path: str, version: float, attack: str, epsilons: tuple) -> str:
+    return str(adversarial.cache_path(path, attack, epsilons))  # hashes the checkpoint: once per version
 
 
 def _checkpoint(src: dict) -> str | None:
@@ -34,7 +34,7 @@ def _checkpoint(src: dict) -> str | None:
 
 def _cached(path: str, attack: str) -> dict | None:
     from fmnist_core.files import read_json
-    got = read_json(_cache_path(path, common.mtime(path), attack))
+    got = read_json(_cache_path(path, common.mtime(path), attack, adversarial.CURVE_EPSILONS))
     return got if isinstance(got, dict) and isinstance(got.get("accuracy"), list) else None
 
 
@@ -68,7 +68,8 @@ def section(chosen: list[dict], detail: dict) -> None:
             for k, attack in enumerate(missing):
                 def show(done: float, text: str, k=k) -> None:
                     bar.progress(min(1.0, (k + done) / len(missing)), text=text)
-                adversarial.robustness_curve(path, common.dataset(), attack, progress=show)
+                adversarial.robustness_curve(path, common.dataset(), attack, adversarial.CURVE_EPSILONS,
+                                             progress=show)
             bar.empty()
             st.rerun()
         else:
