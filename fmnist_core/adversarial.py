@@ -172,7 +172,7 @@ def smallest_flip(model: torch.nn.Module, x: np.ndarray, attack: str = "FGSM",
             tried = n
             if flips.any():
                 found = float(grid[int(np.argmax(flips))])
-            method = f"every epsilon from {resolution:.4g} to {search_max:g} in steps of {resolution:.4g}"
+            method = f"FGSM at all {n} grid points, in one batch"
         else:
             def flips_at(k: int) -> bool:
                 adv = perturb(model, x0, [k0], "PGD", float(grid[k]))
@@ -189,8 +189,8 @@ def smallest_flip(model: torch.nn.Module, x: np.ndarray, attack: str = "FGSM",
                     else:
                         lo = mid
                 found = float(grid[hi])
-            method = (f"bisection on the grid of steps of {resolution:.4g} up to {search_max:g} "
-                      "(assumes a larger radius flips whenever a smaller one does)")
+            method = (f"bisection over the {n} grid points (assumes a larger radius flips whenever a "
+                      "smaller one does)")
     return {"attack": name, "resolution": float(resolution), "search_max": float(search_max),
             "epsilon": found, "result": attack_one(model, x, name, found) if found is not None else None,
             "tried": tried, "method": method}

@@ -85,10 +85,10 @@ def _search(entry: dict, x: np.ndarray, what: str, name: str) -> None:
     found = st.session_state.pf_found
     if not found or found["key"] != key:
         return
-    res = f"{found['resolution'] * 255:.0f}/255"
+    grid = f"ε = 1/255, 2/255, … {round(found['search_max'] * 255)}/255"
     if found["epsilon"] is None:
         st.info(f"No ε up to {found['search_max']:.3f} ({MAX_LEVEL}/255) makes {name} change the answer "
-                f"(searched: {found['method']}).")
+                f"(searched {grid}: {found['method']}).")
         return
     level = round(found["epsilon"] * 255)
     r = found["result"]
@@ -97,4 +97,4 @@ def _search(entry: dict, x: np.ndarray, what: str, name: str) -> None:
                f"({level}/255): **{r['before']['label']}** becomes **{r['after']['label']}** "
                f"({r['after']['probability']:.1%}); one gray level less does not.")
     b.button("Try it", key="pf_try", on_click=_use_found, args=(level,), icon=":material/tune:")
-    st.caption(f"Searched: {found['method']}, resolution {res}; {found['tried']} attacks run.")
+    st.caption(f"Searched {grid} (one gray level apart): {found['method']}; {found['tried']} attacks run.")
