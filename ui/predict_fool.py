@@ -79,8 +79,12 @@ def _search(entry: dict, x: np.ndarray, what: str, name: str) -> None:
     key = (entry["key"], what, name, hash(np.asarray(x).tobytes()))
     if st.button(f"Find the smallest ε that changes the answer ({name})", icon=":material/search:",
                  key="pf_search"):
-        with st.spinner(f"Trying {name} at ε up to {MAX_LEVEL}/255…"):
-            found = adversarial.smallest_flip(entry["model"], x, name, search_max=MAX_LEVEL / 255)
+        try:
+            with st.spinner(f"Trying {name} at ε up to {MAX_LEVEL}/255…"):
+                found = adversarial.smallest_flip(entry["model"], x, name, search_max=MAX_LEVEL / 255)
+        except WorkbenchError as exc:
+            st.error(f"Cannot search for {what}: {exc}")
+            return
         st.session_state.pf_found = {"key": key, **found}
     found = st.session_state.pf_found
     if not found or found["key"] != key:

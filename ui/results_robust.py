@@ -10,6 +10,7 @@ import streamlit as st
 
 from fmnist_core import adversarial, runs
 from fmnist_core.errors import WorkbenchError
+from fmnist_core.views import shared
 from ui import common
 
 DASH = {"FGSM": "solid", "PGD": "dash"}
@@ -65,11 +66,16 @@ def section(chosen: list[dict], detail: dict) -> None:
         if st.button(f"Compute the {' and '.join(missing)} curve{'s' if len(missing) > 1 else ''} of "
                      f"{detail['name']}", icon=":material/play_arrow:", key="res_robust_btn"):
             bar = st.progress(0.0, text="Starting…")
-            for k, attack in enumerate(missing):
-                def show(done: float, text: str, k=k) -> None:
-                    bar.progress(min(1.0, (k + done) / len(missing)), text=text)
-                adversarial.robustness_curve(path, common.dataset(), attack, adversarial.CURVE_EPSILONS,
-                                             progress=show)
+            try:
+                for k, attack in enumerate(missing):
+                    def show(done: float, text: str, k=k) -> None:
+                        bar.progress(min(1.0, (k + done) / len(missing)), text=text)
+                    adversarial.robustness_curve(path, common.dataset(), attack, adversarial.CURVE_EPSILONS,
+                                                 progress=show)
+            except WorkbenchError as exc:
+                bar.empty()
+                st.error(f"Cannot compute the curve of {detail['name']}: {shared.for_browser(str(exc))}")
+                return
             bar.empty()
             st.rerun()
         else:
