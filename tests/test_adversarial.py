@@ -147,3 +147,15 @@ def test_bad_input_gets_one_clear_sentence(tmp_path, monkeypatch, ds, attack, ep
     with pytest.raises(ConfigError, match=words.split(";")[0].replace("(", r"\(")):
         adv.robustness_curve(tmp_path / "never-read.pt", ds, attack, (0.0, eps))
     assert not (tmp_path / "cache").exists()
+
+
+def test_a_missing_or_damaged_checkpoint_is_one_sentence(tmp_path, monkeypatch, ds):
+    from fmnist_core.errors import CheckpointError
+    monkeypatch.setenv("FMNIST_ARTIFACTS", str(tmp_path))
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        adv.robustness_curve(tmp_path / "gone.pt", ds)
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        adv.robustness_curve(bad, ds)
+    assert not list((tmp_path / "cache").glob("**/*.json"))
