@@ -35,6 +35,7 @@ import math
 import os
 import time
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable
 
@@ -45,6 +46,7 @@ import torch.nn.functional as F
 from .data import ARTIFACTS, CLASSES, IMAGE_SIZE
 from .errors import CheckpointError, ConfigError
 from .files import read_json, write_json_atomic
+from .predict import SMALL_BATCH, one_thread_for_few
 
 ATTACKS = ("FGSM", "PGD")
 MAX_EPSILON = 1.0          # a pixel cannot move further than the whole [0, 1] range
@@ -89,33 +91,43 @@ def _tensor(x: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 def perturb(model: torch.nn.Module, x, target, attack: str, epsilon: float) -> torch.Tensor:
     """A batch attacked away from `target` (class indices): (N, 1, 28, 28) in [0, 1], each pixel
-    within epsilon of the input. The model must be in eval mode; it is not changed."""
-    from captum.robust import FGSM, PGD
+    within epsilon of the input. The model runs in eval mode (dropout off, batchnorm's running
+    statistics untouched) and is left as it was."""
     name = check(attack, epsilon)
     x = _tensor(x)
     target = torch.as_tensor(np.asarray(target), dtype=torch.long).reshape(-1)
     if epsilon == 0:
         return x.clone()
-    with warnings.catch_warnings():
+    with _evaluating(model), warnings.catch_warnings():
         # captum says each time that it switched on the input's gradient, which is what we want
         warnings.filterwarnings("ignore", message="Input Tensor 0 did not already require gradients")
-        if name == "FGSM":
-            out = FGSM(model, _loss, lower_bound=0.0, upper_bound=1.0).perturb(x, epsilon, target)
-        else:
-            out = PGD(model, _loss, lower_bound=0.0, upper_bound=1.0).perturb(
-                x, radius=epsilon, step_size=PGD_STEP_FACTOR * epsilon / PGD_STEPS, step_num=PGD_STEPS,
-                target=target)
-    return out.detach()
+        return _captum(model, name, x, target, float(epsilon)).detach()
+
+
+@contextmanager
+def _evaluating(model: torch.nn.Module, n: int = SMALL_BATCH + 1):
+    """The model in eval mode (dropout off, batchnorm's running statistics untouched), put back
+    as it was after; on one torch thread for a few images (predict.one_thread_for_few)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with one_thread_for_few(n):
+            yield
+    finally:
+        model.train(was_training)
+
+
+def _captum(model, name: str, x: torch.Tensor, target: torch.Tensor, epsilon: float) -> torch.Tensor:
+    from captum.robust import FGSM, PGD
+    if name == "FGSM":
+        return FGSM(model, _loss, lower_bound=0.0, upper_bound=1.0).perturb(x, epsilon, target)
+    return PGD(model, _loss, lower_bound=0.0, upper_bound=1.0).perturb(
+        x, radius=epsilon, step_size=PGD_STEP_FACTOR * epsilon / PGD_STEPS, step_num=PGD_STEPS, target=target)
 
 
 @torch.inference_mode()
 def _probs(model: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     return model(x).float().softmax(1).numpy()
-
-
-def _few_threads(n: int):
-    from .predict import one_thread_for_few
-    return one_thread_for_few(n)
 
 
 def attack_one(model: torch.nn.Module, x: np.ndarray, attack: str, epsilon: float) -> dict[str, Any]:
@@ -128,7 +140,7 @@ def attack_one(model: torch.nn.Module, x: np.ndarray, attack: str, epsilon: floa
     x0 = _tensor(x)
     if len(x0) != 1:
         raise ConfigError(f"attack() takes one 28×28 image, got {len(x0)}")
-    with _few_threads(1):
+    with _evaluating(model, 1):
         p0 = _probs(model, x0)[0]
         k0 = int(p0.argmax())
         adv = perturb(model, x0, [k0], name, float(epsilon))
@@ -159,7 +171,7 @@ def smallest_flip(model: torch.nn.Module, x: np.ndarray, attack: str = "FGSM",
     n = int(round(search_max / resolution))
     grid = np.arange(1, n + 1) * resolution
     found: float | None = None
-    with _few_threads(1):
+    with _evaluating(model, 1):
         k0 = int(_probs(model, x0)[0].argmax())
         if name == "FGSM":
             # one gradient sign, every epsilon at once: x + eps * sign(grad), clamped

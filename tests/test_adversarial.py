@@ -159,3 +159,21 @@ def test_a_missing_or_damaged_checkpoint_is_one_sentence(tmp_path, monkeypatch, 
     with pytest.raises(CheckpointError, match="not a readable checkpoint"):
         adv.robustness_curve(bad, ds)
     assert not list((tmp_path / "cache").glob("**/*.json"))
+
+
+def test_the_attack_leaves_the_model_as_it_was(ds):
+    """A model in training mode is attacked in eval mode (batchnorm's running statistics, used
+    by every other prediction, stay untouched) and handed back in training mode."""
+    from fmnist_core.models import load_model
+    if not SHIPPED["mlp"].is_file():
+        pytest.skip("the shipped MLP is not there")
+    model = load_model(SHIPPED["mlp"])
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    clean = adv.attack_one(model, ds.x_test[1], "PGD", 0.03)
+    model.train()
+    again = adv.attack_one(model, ds.x_test[1], "PGD", 0.03)
+    assert model.training
+    np.testing.assert_array_equal(clean["adversarial"], again["adversarial"])
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(p.grad is None for p in model.parameters())
