@@ -79,8 +79,8 @@ def section(chosen: list[dict], detail: dict) -> None:
             bar.empty()
             st.rerun()
         else:
-            st.caption(f"Not computed yet for {detail['name']}: about half a minute for an MLP, a few "
-                       "minutes for a CNN on a 2-core CPU.")
+            st.caption(f"Not computed yet for {detail['name']}. On a 2-core CPU: from half a minute (an MLP, "
+                       "nothing else running) to several minutes (a CNN while others train).")
 
 
 def _figure(curves: list[tuple[str, str, dict]]) -> go.Figure:
