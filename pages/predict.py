@@ -17,7 +17,7 @@ from fmnist_core.views import predict as view, shared
 from fmnist_core.data import CLASSES
 from fmnist_core.errors import ImageError
 from fmnist_core.preprocess import FORMATS, preprocess
-from ui import common, model_picker, predict_why
+from ui import common, model_picker, predict_fool, predict_why
 
 SOURCES = {"draw": ":material/draw: Draw", "upload": ":material/upload_file: Upload",
            "camera": ":material/photo_camera: Camera", "test": ":material/image: Test image"}
@@ -153,6 +153,7 @@ def _show(entry, image, prepared, what: str, truth: str | None, advice=None) -> 
     result = view.predict_both(entry["model"], entry["net"], x)
     _prediction(result, truth)
     predict_why.section(entry, x, result, image if prepared is None else None)
+    predict_fool.section(entry, x, what)
     if advice is not None and steps:
         with advice:
             _drawing_advice(entry, x, steps, result)

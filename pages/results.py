@@ -17,6 +17,7 @@ from fmnist_core.data import CLASSES
 from fmnist_core.errors import WorkbenchError
 from fmnist_core.views.format import plural
 from ui import common, identity, nav
+from ui import results_robust  # the robustness curve (FGSM / PGD)
 from ui.onnx_download import onnx_download
 
 PCT = st.column_config.NumberColumn(format="percent")
@@ -87,6 +88,7 @@ def page() -> None:
         st.session_state.res_detail = detail_keys[0]
     st.selectbox("Look closer at", detail_keys, key="res_detail", format_func=lambda k: sources[k]["label"])
     _detail(st.session_state.res_detail, common.with_details(sources[st.session_state.res_detail]))
+    results_robust.section(chosen, common.with_details(sources[st.session_state.res_detail]))
 
 
 def _detail(key: str, src: dict) -> None:
