@@ -28,7 +28,7 @@ from .device import autocast, resolve_device, resolve_precision
 from .epochs import EpochLog, TrainResult
 from .errors import ConfigError
 from .evaluate import images_to_tensor, predict_logits
-from .models import ModelConfig, build_model
+from .models import CONV_KINDS, ModelConfig, build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "onecycle", "cosine")
@@ -151,7 +151,7 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
     x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
 
     model = build_model(model_config).to(device)
-    cl = cfg.channels_last and model_config.kind == "cnn" and device.type != "mps"
+    cl = cfg.channels_last and model_config.kind in CONV_KINDS and device.type != "mps"
     if cl:
         model = model.to(memory_format=torch.channels_last)
     opt = _optimizer(model, cfg, device)

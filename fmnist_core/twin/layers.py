@@ -373,16 +373,19 @@ class NumpyMLP:
 # Feature maps are channels-last, (N, H, W, C): then a window's pixels are contiguous
 # runs of C numbers, and a convolution's matrix product needs no transpose.
 
-def conv2d(x, wt, b, kernel, padding):
+def conv2d(x, wt, b, kernel, padding, stride=1):
     """Convolution as one matrix product (im2col): every k x k window becomes a row.
 
     (N, H, W, C) -> pad -> windows (N*H'*W', k*k*C) -> linear(., wt (k*k*C, O), b) -> (N, H', W', O).
     wt is torch's weight (O, C, kh, kw) permuted to (kh, kw, C) rows, matching the windows.
+    stride 2 keeps every second window in each direction (the ResNet's downsampling).
     """
     n, _, _, ch = x.shape
     if padding:
         x = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     win = sliding_window_view(x, (kernel, kernel), axis=(1, 2))   # (N, H', W', C, kh, kw), a view
+    if stride > 1:
+        win = win[:, ::stride, ::stride]
     oh, ow = win.shape[1], win.shape[2]
     # the one copy: (kh, kw, C) order, channels innermost, copies contiguous runs
     # (4x faster here than torch's (C, kh, kw) order)
@@ -406,6 +409,42 @@ def pool2d(x, kind):                    # (N, H, W, C) -> (N, H/2, W/2, C): 2x2 
     out += d
     out *= np.float32(0.25)
     return out
+
+
+def batchnorm_eval(x, c, prefix, out=None):  # (..., C) -> (..., C) with running statistics
+    xhat = standardize(x, c[f"{prefix}mean"], c[f"{prefix}inv_std"], out=out)
+    return scale_shift(xhat, c[f"{prefix}gamma"], c[f"{prefix}beta"], out=xhat)
+
+
+def resblock(x, c, stride, fn):
+    """The residual block of models.ResBlock, channels-last: (N, H, W, C) -> (N, H/s, W/s, O).
+
+    act(bn2(conv2(act(bn1(conv1(x))))) + shortcut(x)), shortcut = bn(1x1 conv, stride s)
+    when c holds "short.wt", else x itself. c holds the convs' weights as conv2d wants them
+    ("conv1.wt", "conv1.b", ...) and each batchnorm's running statistics ("bn1.mean",
+    "bn1.inv_std", "bn1.gamma", "bn1.beta"); a batchnorm already folded into its conv
+    (twin.infer's fused steps) is simply absent.
+    """
+    act = ACTIVATIONS[fn]
+    y = conv2d(x, c["conv1.wt"], c["conv1.b"], 3, 1, stride)
+    if "bn1.mean" in c:
+        y = batchnorm_eval(y, c, "bn1.", out=y)
+    y = act(y, out=y)
+    y = conv2d(y, c["conv2.wt"], c["conv2.b"], 3, 1)
+    if "bn2.mean" in c:
+        y = batchnorm_eval(y, c, "bn2.", out=y)
+    if "short.wt" in c:
+        skip = conv2d(x, c["short.wt"], c["short.b"], 1, 0, stride)
+        if "short_bn.mean" in c:
+            skip = batchnorm_eval(skip, c, "short_bn.", out=skip)
+    else:
+        skip = x
+    y += skip
+    return act(y, out=y)
+
+
+def global_avg_pool(x):                 # (N, H, W, C) -> (N, C): the mean of each map
+    return x.mean((1, 2), dtype=np.float32)
 
 
 # --- a numeric helper --------------------------------------------------------------------
