@@ -23,11 +23,10 @@ import torch.nn.functional as F
 from ..data import FashionMNIST, train_val_split
 from ..device import machine_info
 from ..evaluate import evaluate
-from ..models import build_model, preset
+from ..models import DEMO_PRESET, build_model, preset
 from ..train import TrainConfig, train
 
 TARGET = 0.93
-DEMO_PRESET = "cnn-fast"  # the Train page's default preset, whose time-to-93% this reports
 
 
 def mlp_inmemory_epochs(data: FashionMNIST, epochs: int, threads: int) -> list[float]:
