@@ -333,6 +333,12 @@ PRESETS: dict[str, dict[str, Any]] = {
                                "weight_decay": 5e-4, "schedule": "onecycle", "augment_flip": True,
                                "augment_shift": 2, "label_smoothing": 0.1, "val_fraction": 0.0},
                      "about": "small ResNet: 3 residual stages with batchnorm, augmented (shipped resnet.pt)"},
+    # wider (32-64-128 channels, 308k parameters): ~2.5x the compute of resnet-small per epoch
+    "resnet-wide": {"model": ResNetConfig(stem=32, stages=(32, 64, 128)),
+                    "train": {"epochs": 15, "batch_size": 256, "lr": 4e-3, "optimizer": "adamw",
+                              "weight_decay": 5e-4, "schedule": "onecycle", "augment_flip": True,
+                              "augment_shift": 1, "label_smoothing": 0.1, "val_fraction": 0.0},
+                    "about": "wider small ResNet (32-64-128 channels), augmented"},
 }
 
 

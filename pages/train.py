@@ -25,7 +25,7 @@ from fmnist_core.train import OPTIMIZERS, SCHEDULES
 from ui import common, identity, nav
 
 DEFAULT_START = DEMO_PRESET  # the fast CNN for live class demos (bench-train times it)
-ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP only)"}
+ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP, ResNet)"}
 # form field -> how the page names it, where the code name would not read well
 FIELD_NAMES = {"arch": "architecture", "hidden": "hidden layers", "fc": "fully connected layers",
                "lr": "learning rate", "l2": "L2", "l1": "L1", "val_fraction": "validation split",

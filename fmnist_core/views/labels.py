@@ -20,7 +20,7 @@ SHORT = {"lr": "lr", "epochs": "epochs", "batch_size": "batch", "optimizer": "",
          "hidden": "hidden", "channels": "channels", "kernel": "kernel", "fc": "fc",
          "activation": "", "batchnorm": "batchnorm", "pool": "pool", "seed": "seed"}
 IGNORED = {"device", "precision", "threads", "progress_every", "channels_last", "mean", "std", "kind",
-           "max_seconds"}
+           "max_seconds", "compile"}
 
 
 def model_summary(model_config: dict[str, Any]) -> str:

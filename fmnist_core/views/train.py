@@ -143,8 +143,8 @@ def check_form(v: dict[str, Any], devices: dict[str, str | None]) -> tuple[dict 
     if dev != "auto" and devices.get(dev) is not None:
         problems.append(f"Device {dev} is not available: {devices[dev]}.")
     if v.get("engine") == "numpy":
-        if v["arch"] != "mlp":
-            problems.append("The NumPy engine trains MLPs only; choose PyTorch for a CNN.")
+        if v["arch"] not in ("mlp", "resnet"):
+            problems.append("The NumPy engine trains MLPs and ResNets only; choose PyTorch for a CNN.")
         elif mcfg is not None and tcfg is not None:
             # the twin's own rules (device, precision...), so the form and the trainer agree
             from ..twin import check_trainable
