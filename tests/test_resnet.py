@@ -110,3 +110,18 @@ def test_twin_trains_a_resnet(ds):
     with torch.no_grad():
         ref = res.model(torch.from_numpy(x[:, None] / np.float32(255.0))).numpy()
     assert np.abs(ManualNet(cfg, res.model.state_dict()).forward(x) - ref).max() <= 1e-4
+
+
+def test_cli_trains_a_custom_resnet(store):
+    import json
+
+    from conftest import run_cli
+    p = run_cli("train", "--arch", "resnet", "--stem", "4", "--stages", "4,8", "--blocks", "1",
+                "--epochs", "1", "--train-limit", "512", "--val-fraction", "0")
+    assert p.returncode == 0, p.stderr
+    summary = json.loads(p.stdout)
+    assert summary["status"] == "finished"
+    ck = models.read_checkpoint(summary["checkpoint"])
+    assert ck["model_config"]["kind"] == "resnet" and ck["model_config"]["stages"] == [4, 8]
+    p = run_cli("train", "--arch", "resnet", "--hidden", "64")
+    assert p.returncode == 2 and p.stderr.startswith("error: a ResNet takes --stem")
