@@ -326,19 +326,27 @@ PRESETS: dict[str, dict[str, Any]] = {
                            "weight_decay": 5e-4, "schedule": "onecycle", "augment_flip": True,
                            "label_smoothing": 0.05, "val_fraction": 0.0},
                  "about": "2 conv + batchnorm + max pooling, trained fast (shipped cnn.pt)"},
-    # the shipped ResNet: stem + 3 stages of one basic residual block (24-48-96 channels at
-    # 28, 14, 7 pixels), global average pooling; flips, 2-pixel shifts, label smoothing, OneCycle
+    # the smallest ResNet preset: stem + 3 stages of one basic residual block (24-48-96 channels
+    # at 28, 14, 7 pixels), global average pooling; flips, 2-pixel shifts, label smoothing,
+    # OneCycle. Measured here (AMD EPYC, 2 cores, busy): 93.40% after 20 epochs, 1,669 s
     "resnet-small": {"model": ResNetConfig(stem=24, stages=(24, 48, 96)),
                      "train": {"epochs": 20, "batch_size": 256, "lr": 4e-3, "optimizer": "adamw",
                                "weight_decay": 5e-4, "schedule": "onecycle", "augment_flip": True,
                                "augment_shift": 2, "label_smoothing": 0.1, "val_fraction": 0.0},
-                     "about": "small ResNet: 3 residual stages with batchnorm, augmented (shipped resnet.pt)"},
+                     "about": "small ResNet: 3 residual stages (24-48-96 channels) with batchnorm, augmented"},
     # wider (32-64-128 channels, 308k parameters): ~2.5x the compute of resnet-small per epoch
     "resnet-wide": {"model": ResNetConfig(stem=32, stages=(32, 64, 128)),
                     "train": {"epochs": 15, "batch_size": 256, "lr": 4e-3, "optimizer": "adamw",
                               "weight_decay": 5e-4, "schedule": "onecycle", "augment_flip": True,
                               "augment_shift": 1, "label_smoothing": 0.1, "val_fraction": 0.0},
                     "about": "wider small ResNet (32-64-128 channels), augmented"},
+    # the shipped ResNet: resnet-wide trained longer (22 epochs)
+    "resnet": {"model": ResNetConfig(stem=32, stages=(32, 64, 128)),
+               "train": {"epochs": 22, "batch_size": 256, "lr": 4e-3, "optimizer": "adamw",
+                         "weight_decay": 5e-4, "schedule": "onecycle", "augment_flip": True,
+                         "augment_shift": 1, "label_smoothing": 0.1, "val_fraction": 0.0},
+               "about": "small ResNet (32-64-128 channels, one residual block per stage), augmented, "
+                        "22 epochs (shipped resnet.pt)"},
 }
 
 

@@ -11,8 +11,9 @@ of 128 features out. `NumpyMLP` stacks the layers in the order of `models.layer_
 Each forward's math is a plain function right above its class (`linear`, `relu`,
 `standardize` and `scale_shift` for batchnorm...): the class calls it in training,
 and twin.infer's ManualNet calls the very same function for inference (with `out=`
-to write in place into an array it owns), so every forward is written once. The
-convolution and pooling of the CNNs come last, forward only.
+to write in place into an array it owns), so every forward is written once. The ResNet's
+layers (Conv2d with its col2im backward, BatchNorm2d, ResBlock, GlobalAvgPool) follow the
+MLP's; the CNNs' pooling comes last, forward only.
 
 Tested against torch.autograd layer by layer (tests/test_twin_layers.py).
 
@@ -21,9 +22,9 @@ torch); CS231n notes on backpropagation and im2col; PyTorch's docs for nn.GELU (
 erf form) and the initialisation of nn.Linear; Numerical Recipes (2nd ed., section
 6.2) for the erfc approximation.
 
-Left out on purpose: convolution and pooling backward (CNNs are inference only in the
-twin: a readable conv backward is a lesson of its own, and far too slow in NumPy for
-48,000 images), and any GPU (twin.torch_ops is the GPU twin).
+Left out on purpose: pooling backward (the pooled CNNs are inference only in the twin;
+ResNets, which downsample with strided convolutions, train: slowly, an epoch takes minutes),
+and any GPU (twin.torch_ops is the GPU twin).
 """
 from __future__ import annotations
 

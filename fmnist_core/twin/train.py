@@ -1,4 +1,4 @@
-"""`train_numpy`: train an MLP from scratch with NumPy, and `check_trainable`.
+"""`train_numpy`: train an MLP (or a ResNet) from scratch with NumPy, and `check_trainable`.
 
 The loop a course teaches: shuffle, mini-batches, forward through the layers of
 twin.layers, softmax cross-entropy, backward, an optimizer step from twin.optim,
