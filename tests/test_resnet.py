@@ -125,3 +125,17 @@ def test_cli_trains_a_custom_resnet(store):
     assert ck["model_config"]["kind"] == "resnet" and ck["model_config"]["stages"] == [4, 8]
     p = run_cli("train", "--arch", "resnet", "--hidden", "64")
     assert p.returncode == 2 and p.stderr.startswith("error: a ResNet takes --stem")
+
+
+def test_inside_page_views_show_a_resnet_layer_by_layer(ds):
+    from fmnist_core.views import inside
+    from twin_util import random_model
+    cfg = models.ResNetConfig(stem=4, stages=(4, 8), blocks=1)
+    model = random_model(cfg)
+    layers = inside.layer_outputs(model, ManualNet(cfg, model.state_dict()), ds.x_test[0])
+    assert [d["name"] for d in layers] == [s.name for s in model.plan]
+    assert all(d["agree"] for d in layers), [(d["name"], d["max_abs_diff"]) for d in layers]
+    shapes = {d["name"]: d["shape"] for d in layers}
+    assert shapes["res1_1"] == (4, 28, 28) and shapes["res2_1"] == (8, 14, 14) and shapes["gap"] == (8,)
+    first = inside.first_layer(model)
+    assert first["layer"] == "stem" and first["weights"].shape == (4, 3, 3)
