@@ -45,6 +45,7 @@ test-fast: setup
 models: setup
 	$(PY) -m fmnist_core train --preset mlp-best --threads 1 --save artifacts/models/mlp.pt
 	$(PY) -m fmnist_core train --preset cnn-fast --threads 1 --save artifacts/models/cnn.pt
+	$(PY) -m fmnist_core train --preset resnet --threads 1 --save artifacts/models/resnet.pt
 
 bench: setup
 	$(PY) -m fmnist_core bench --out artifacts/benchmarks/latest.json

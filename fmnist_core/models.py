@@ -67,13 +67,30 @@ class CNNConfig:
     std: float = DATA_STD
 
 
-ModelConfig = MLPConfig | CNNConfig
+@dataclass
+class ResNetConfig:
+    """A small ResNet (He et al. 2016) for 28x28 images: a 3x3 stem conv + batchnorm + act,
+    then stages of residual blocks (the first block of every stage after the first halves
+    the map: 28 -> 14 -> 7), global average pooling and one linear layer."""
+    kind: str = "resnet"
+    stem: int = 32                         # channels of the stem conv, at full resolution
+    stages: tuple[int, ...] = (32, 64, 128)  # channels per stage
+    blocks: int = 1                        # residual blocks per stage
+    activation: str = "relu"
+    dropout: float = 0.0                   # before the final linear layer
+    mean: float = DATA_MEAN
+    std: float = DATA_STD
+
+
+ModelConfig = MLPConfig | CNNConfig | ResNetConfig
+CONV_KINDS = ("cnn", "resnet")  # the configs made of convolutions (channels_last, bf16 autocast)
 
 
 @dataclass
 class LayerSpec:
     name: str
     kind: str  # normalize | flatten | linear | conv | batchnorm1d | batchnorm2d | act | pool | dropout
+    #            | resblock | gap
     args: dict[str, Any] = field(default_factory=dict)
 
 
@@ -84,7 +101,12 @@ def validate_config(cfg: ModelConfig) -> None:
         raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
     if cfg.std <= 0:
         raise ConfigError("normalization std must be positive")
-    widths = cfg.hidden if isinstance(cfg, MLPConfig) else tuple(cfg.channels) + tuple(cfg.fc)
+    if isinstance(cfg, MLPConfig):
+        widths = cfg.hidden
+    elif isinstance(cfg, ResNetConfig):
+        widths = (cfg.stem,) + tuple(cfg.stages)
+    else:
+        widths = tuple(cfg.channels) + tuple(cfg.fc)
     if any(int(w) < 1 or int(w) > 8192 for w in widths):
         raise ConfigError(f"layer widths must be between 1 and 8192, got {list(widths)}")
     if isinstance(cfg, CNNConfig):
@@ -96,6 +118,11 @@ def validate_config(cfg: ModelConfig) -> None:
             raise ConfigError(f"pool must be 'max' or 'avg', got {cfg.pool!r}")
         if cfg.pool_every < 1 or not 0 <= cfg.max_pools <= 4:
             raise ConfigError("pool_every must be >= 1 and max_pools in 0..4")
+    if isinstance(cfg, ResNetConfig):
+        if not 1 <= len(cfg.stages) <= 4:
+            raise ConfigError(f"a ResNet needs 1 to 4 stages, got {len(cfg.stages)}")
+        if not 1 <= cfg.blocks <= 8:
+            raise ConfigError(f"blocks per stage must be 1..8, got {cfg.blocks}")
 
 
 def layer_plan(cfg: ModelConfig) -> list[LayerSpec]:
@@ -116,6 +143,8 @@ def layer_plan(cfg: ModelConfig) -> list[LayerSpec]:
             width = int(h)
         plan.append(LayerSpec("out", "linear", {"in": width, "out": NUM_CLASSES}))
         return plan
+    if isinstance(cfg, ResNetConfig):
+        return plan + _resnet_plan(cfg, act)
     ch, size, pools = 1, IMAGE_SIZE, 0
     for i, c in enumerate(cfg.channels, 1):
         plan.append(LayerSpec(f"conv{i}", "conv", {"in": ch, "out": int(c), "kernel": cfg.kernel,
@@ -141,6 +170,64 @@ def layer_plan(cfg: ModelConfig) -> list[LayerSpec]:
         width = int(h)
     plan.append(LayerSpec("out", "linear", {"in": width, "out": NUM_CLASSES}))
     return plan
+
+
+def _resnet_plan(cfg: ResNetConfig, act: dict) -> list[LayerSpec]:
+    plan = [LayerSpec("stem", "conv", {"in": 1, "out": int(cfg.stem), "kernel": 3, "padding": 1}),
+            LayerSpec("stem_bn", "batchnorm2d", {"features": int(cfg.stem)}),
+            LayerSpec("stem_act", "act", act)]
+    ch = int(cfg.stem)
+    for i, c in enumerate(cfg.stages, 1):
+        for j in range(1, cfg.blocks + 1):
+            stride = 2 if i > 1 and j == 1 else 1
+            plan.append(LayerSpec(f"res{i}_{j}", "resblock", {"in": ch, "out": int(c), "stride": stride,
+                                                            "fn": cfg.activation}))
+            ch = int(c)
+    plan.append(LayerSpec("gap", "gap"))  # (N, C, H, W) -> (N, C)
+    if cfg.dropout > 0:
+        plan.append(LayerSpec("drop", "dropout", {"p": cfg.dropout}))
+    plan.append(LayerSpec("out", "linear", {"in": ch, "out": NUM_CLASSES}))
+    return plan
+
+
+def resblock_has_shortcut(args: dict) -> bool:
+    """A 1x1 conv + batchnorm shortcut where the block changes the shape, else the identity."""
+    return args["stride"] != 1 or args["in"] != args["out"]
+
+
+class ResBlock(nn.Module):
+    """act(bn2(conv2(act(bn1(conv1(x))))) + shortcut(x)): the basic block of ResNet-18/34.
+
+    Convolutions before a batchnorm have no bias (the batchnorm's shift replaces it).
+    Children are named (conv1, bn1, conv2, bn2, short_conv, short_bn) so state_dict keys
+    are stable and the NumPy twin reads the same ones.
+    """
+
+    def __init__(self, c_in: int, c_out: int, stride: int, fn: str):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.act1 = _activation(fn)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.act2 = _activation(fn)
+        self.shortcut = resblock_has_shortcut({"in": c_in, "out": c_out, "stride": stride})
+        if self.shortcut:
+            self.short_conv = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False)
+            self.short_bn = nn.BatchNorm2d(c_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act1(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        skip = self.short_bn(self.short_conv(x)) if self.shortcut else x
+        return self.act2(out + skip)
+
+
+class GlobalAvgPool(nn.Module):
+    """(N, C, H, W) -> (N, C): the mean over every position of each map."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3))
 
 
 class Normalize(nn.Module):
@@ -181,6 +268,10 @@ def _module(spec: LayerSpec) -> nn.Module:
             return nn.MaxPool2d(2) if a["type"] == "max" else nn.AvgPool2d(2)
         case "dropout":
             return nn.Dropout(a["p"])
+        case "resblock":
+            return ResBlock(a["in"], a["out"], a["stride"], a["fn"])
+        case "gap":
+            return GlobalAvgPool()
     raise ConfigError(f"unknown layer kind {spec.kind!r}")
 
 
@@ -236,7 +327,32 @@ PRESETS: dict[str, dict[str, Any]] = {
                            "weight_decay": 5e-4, "schedule": "onecycle", "augment_flip": True,
                            "label_smoothing": 0.05, "val_fraction": 0.0},
                  "about": "2 conv + batchnorm + max pooling, trained fast (shipped cnn.pt)"},
+    # the smallest ResNet preset: stem + 3 stages of one basic residual block (24-48-96 channels
+    # at 28, 14, 7 pixels), global average pooling; flips, 2-pixel shifts, label smoothing,
+    # OneCycle. Measured here (AMD EPYC, 2 cores, busy): 93.40% after 20 epochs, 1,669 s
+    "resnet-small": {"model": ResNetConfig(stem=24, stages=(24, 48, 96)),
+                     "train": {"epochs": 20, "batch_size": 256, "lr": 4e-3, "optimizer": "adamw",
+                               "weight_decay": 5e-4, "schedule": "onecycle", "augment_flip": True,
+                               "augment_shift": 2, "label_smoothing": 0.1, "val_fraction": 0.0},
+                     "about": "small ResNet: 3 residual stages (24-48-96 channels) with batchnorm, augmented"},
+    # wider (32-64-128 channels, 308k parameters): ~2.5x the compute of resnet-small per epoch
+    "resnet-wide": {"model": ResNetConfig(stem=32, stages=(32, 64, 128)),
+                    "train": {"epochs": 15, "batch_size": 256, "lr": 4e-3, "optimizer": "adamw",
+                              "weight_decay": 5e-4, "schedule": "onecycle", "augment_flip": True,
+                              "augment_shift": 1, "label_smoothing": 0.1, "val_fraction": 0.0},
+                    "about": "wider small ResNet (32-64-128 channels), augmented"},
+    # the shipped ResNet: resnet-wide trained longer (22 epochs)
+    "resnet": {"model": ResNetConfig(stem=32, stages=(32, 64, 128)),
+               "train": {"epochs": 22, "batch_size": 256, "lr": 4e-3, "optimizer": "adamw",
+                         "weight_decay": 5e-4, "schedule": "onecycle", "augment_flip": True,
+                         "augment_shift": 1, "label_smoothing": 0.1, "val_fraction": 0.0},
+               "about": "small ResNet (32-64-128 channels, one residual block per stage), augmented, "
+                        "22 epochs (shipped resnet.pt)"},
 }
+
+
+# the Train page's default preset, for live class demos: bench-train reports its time-to-93%
+DEMO_PRESET = "cnn-fast"
 
 
 def preset_names() -> list[str]:
@@ -259,9 +375,9 @@ def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
 
 def config_from_dict(d: dict[str, Any]) -> ModelConfig:
     kind = d.get("kind")
-    cls = {"mlp": MLPConfig, "cnn": CNNConfig}.get(kind)
+    cls = {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig}.get(kind)
     if cls is None:
-        raise ConfigError(f"model config has unknown kind {kind!r} (expected 'mlp' or 'cnn')")
+        raise ConfigError(f"model config has unknown kind {kind!r} (expected 'mlp', 'cnn' or 'resnet')")
     names = {f.name for f in fields(cls)}
     unknown = set(d) - names
     if unknown:
@@ -293,6 +409,11 @@ def plan_parameters(cfg: ModelConfig) -> int:
             n += a["in"] * a["out"] * a["kernel"] ** 2 + a["out"]
         elif s.kind in ("batchnorm1d", "batchnorm2d"):
             n += 2 * a["features"]
+        elif s.kind == "resblock":  # two 3x3 convs without bias, two batchnorms, maybe a shortcut
+            i, o = a["in"], a["out"]
+            n += i * o * 9 + o * o * 9 + 4 * o
+            if resblock_has_shortcut(a):
+                n += i * o + 2 * o
     return n
 
 

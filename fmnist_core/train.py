@@ -28,7 +28,7 @@ from .device import autocast, resolve_device, resolve_precision
 from .epochs import EpochLog, TrainResult
 from .errors import ConfigError
 from .evaluate import images_to_tensor, predict_logits
-from .models import ModelConfig, build_model
+from .models import CONV_KINDS, ModelConfig, build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "onecycle", "cosine")
@@ -54,6 +54,8 @@ class TrainConfig:
     precision: str = "auto"        # auto | fp32 | bf16 (autocast; master weights stay fp32)
     channels_last: bool = True     # CNNs on CPU: faster convolutions (oneDNN)
     threads: int = 0               # torch threads; 0 = leave as is
+    compile: bool = False          # torch.compile the model for training (needs a C++ compiler; any
+                                   # failure falls back to eager, and history rows say which ran)
     max_seconds: float = 0.0       # stop after this much training time; 0 = no limit
     progress_every: int = 50       # batch events every N batches
 
@@ -113,6 +115,25 @@ def _optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, **fast)
 
 
+def compile_for_training(model: torch.nn.Module, enabled: bool) -> tuple[Callable, str]:
+    """(the callable a training step runs, "compiled" | "eager" | "eager (why not compiled)").
+
+    torch.compile (inductor, dynamic=False: one graph per batch shape) fuses the small
+    elementwise ops of a step into generated C++ and cuts the per-op dispatch that
+    dominates small-batch MLP steps on a CPU. It needs a working C++ compiler; without
+    one, or when compiling fails (at the first call), training runs eagerly.
+    """
+    if not enabled:
+        return model, "eager"
+    import shutil
+    if not any(shutil.which(c) for c in ("g++", "c++", "clang++")):
+        return model, "eager (no C++ compiler for torch.compile)"
+    try:
+        return torch.compile(model, dynamic=False), "compiled"
+    except Exception as exc:  # e.g. a platform torch.compile does not support
+        return model, f"eager (torch.compile failed: {type(exc).__name__})"
+
+
 def _scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "onecycle":
@@ -151,10 +172,11 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
     x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
 
     model = build_model(model_config).to(device)
-    cl = cfg.channels_last and model_config.kind == "cnn" and device.type != "mps"
+    cl = cfg.channels_last and model_config.kind in CONV_KINDS and device.type != "mps"
     if cl:
         model = model.to(memory_format=torch.channels_last)
     opt = _optimizer(model, cfg, device)
+    forward, step_kind = compile_for_training(model, cfg.compile)
     n = len(y_tr)
     steps = math.ceil(n / cfg.batch_size)
     sched = _scheduler(opt, cfg, steps)
@@ -184,7 +206,14 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
             if cl:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with autocast(device, precision):
-                logits = model(xb)
+                if step_kind == "compiled" and epoch == 1 and b == 0:
+                    try:  # compiling happens here, at the first call: fall back if it cannot
+                        logits = forward(xb)
+                    except Exception as exc:
+                        forward, step_kind = model, f"eager (torch.compile failed: {type(exc).__name__})"
+                        logits = forward(xb)
+                else:
+                    logits = forward(xb)
             loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
             if cfg.l1:
                 loss = loss + cfg.l1 * sum(p.abs().sum() for p in l1_params)
@@ -208,6 +237,8 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
         row = {"epoch": epoch, "train_loss": loss_sum.item() / seen,
                "train_accuracy": correct.item() / seen, "lr": opt.param_groups[0]["lr"],
                "epoch_seconds": epoch_seconds}
+        if cfg.compile:
+            row["step"] = step_kind
         if len(y_val):
             logits = predict_logits(model, x_val, batch_size=1000, device=device, precision=precision)
             yv = torch.as_tensor(y_val, dtype=torch.long)

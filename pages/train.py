@@ -20,12 +20,12 @@ from fmnist_core import jobs, roles, runs
 from fmnist_core.views import labels as labels_view, share, shared, train as view
 from fmnist_core.views.format import format_seconds
 from fmnist_core.errors import ConfigError, WorkbenchError
-from fmnist_core.models import ACTIVATIONS, config_to_dict, preset, preset_names
+from fmnist_core.models import ACTIVATIONS, DEMO_PRESET, config_to_dict, preset, preset_names
 from fmnist_core.train import OPTIMIZERS, SCHEDULES
 from ui import common, identity, nav
 
-DEFAULT_START = "mlp-seed000"
-ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP only)"}
+DEFAULT_START = DEMO_PRESET  # the fast CNN for live class demos (bench-train times it)
+ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP, ResNet)"}
 # form field -> how the page names it, where the code name would not read well
 FIELD_NAMES = {"arch": "architecture", "hidden": "hidden layers", "fc": "fully connected layers",
                "lr": "learning rate", "l2": "L2", "l1": "L1", "val_fraction": "validation split",
@@ -35,7 +35,7 @@ LAUNCH_DEBOUNCE_S = 10.0  # the same settings launched again within this is a do
 
 
 def _starts() -> list[str]:
-    return preset_names() + [view.CUSTOM["mlp"], view.CUSTOM["cnn"]]
+    return preset_names() + list(view.CUSTOM.values())
 
 
 def _apply_start() -> None:
@@ -122,11 +122,19 @@ def _model_widgets() -> None:
     if about or note:
         st.caption(" · ".join(x for x in (about, note) if x))
     st.subheader("Model")
-    st.radio("Architecture", ["mlp", "cnn"], key="tr_arch", horizontal=True,
-             format_func=lambda a: {"mlp": "MLP (fully connected)", "cnn": "CNN (convolutional)"}[a])
+    st.radio("Architecture", ["mlp", "cnn", "resnet"], key="tr_arch", horizontal=True,
+             format_func=lambda a: {"mlp": "MLP (fully connected)", "cnn": "CNN (convolutional)",
+                                    "resnet": "ResNet (residual blocks)"}[a])
     if st.session_state.tr_arch == "mlp":
         st.text_input("Hidden layer widths", key="tr_hidden",
                       help="Comma-separated, e.g. 256, 128 for 784-256-128-10. Empty = a linear model.")
+    elif st.session_state.tr_arch == "resnet":
+        a, b, c = st.columns(3)
+        a.number_input("Stem channels", step=8, key="tr_stem", help="The first 3×3 conv, at 28×28")
+        b.text_input("Residual stages", key="tr_stages",
+                     help="Channels per stage, e.g. 24, 48, 96: each stage after the first halves the map")
+        c.number_input("Blocks per stage", step=1, key="tr_blocks",
+                       help="Residual blocks (conv-bn-act-conv-bn + shortcut) in each stage")
     else:
         a, b, c, d = st.columns(4)
         a.text_input("Conv channels", key="tr_channels", help="One conv layer per number, e.g. 32, 64")
@@ -141,7 +149,8 @@ def _model_widgets() -> None:
     a, b, c = st.columns(3)
     a.selectbox("Activation", ACTIVATIONS, key="tr_activation")
     b.number_input("Dropout", step=0.05, format="%.2f", key="tr_dropout", help="0 = off; must be below 1")
-    c.checkbox("Batch normalisation", key="tr_batchnorm")
+    c.checkbox("Batch normalisation", key="tr_batchnorm", disabled=st.session_state.tr_arch == "resnet",
+               help="A ResNet always has it (in every block)" if st.session_state.tr_arch == "resnet" else None)
 
 
 def _training_widgets() -> None:

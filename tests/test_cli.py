@@ -45,7 +45,7 @@ def test_runs_lists_presets():
     (("train", "--preset", "mlp-seed000", "--channels", "3"), "CNN options"),
     (("evaluate", "/nonexistent/x.pt"), "checkpoint not found"),
     (("runs", "--delete", "nope"), "no run named"),
-    (("train", "--preset", "cnn-seed003", "--engine", "numpy"), "trains MLPs only"),
+    (("train", "--preset", "cnn-seed003", "--engine", "numpy"), "trains MLPs and ResNets only"),
 ])
 def test_errors_are_one_clear_line(args, msg):
     p = run_cli(*args)

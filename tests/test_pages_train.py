@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from fmnist_core import runs
-from fmnist_core.models import build_model, count_parameters, preset
+from fmnist_core.models import DEMO_PRESET, build_model, count_parameters, preset
 
 from page_util import page_app, rerun_until, texts, wait_for_status
 
@@ -14,7 +14,11 @@ from page_util import page_app, rerun_until, texts, wait_for_status
 def test_preset_fills_the_form_and_counts_parameters(runs_dir):
     at = page_app("train").run()
     assert not at.exception
-    assert at.metric[0].value == "101,770"  # mlp-seed000: 784-128-10
+    # the page opens on the class-demo preset
+    assert at.selectbox(key="tr_start").value == DEMO_PRESET
+    assert at.metric[0].value == f"{count_parameters(build_model(preset(DEMO_PRESET)['model'])):,}"
+    at.selectbox(key="tr_start").select("mlp-seed000").run()
+    assert at.metric[0].value == "101,770"  # 784-128-10
     at.selectbox(key="tr_start").select("cnn-seed002").run()
     assert not at.exception
     assert at.radio(key="tr_arch").value == "cnn"
@@ -33,6 +37,7 @@ def test_preset_fills_the_form_and_counts_parameters(runs_dir):
 ])
 def test_impossible_values_show_an_error_and_launch_nothing(runs_dir, key, value, message):
     at = page_app("train").run()
+    at.selectbox(key="tr_start").select("mlp-seed000").run()
     widget = at.selectbox(key=key) if key == "tr_device" else (
         at.text_input(key=key) if key == "tr_hidden" else at.number_input(key=key))
     (widget.select(value) if key == "tr_device" else widget.set_value(value)).run()
@@ -47,7 +52,7 @@ def test_numpy_engine_trains_mlps_only(runs_dir):
     at = page_app("train").run()
     at.radio(key="tr_arch").set_value("cnn").run()
     at.radio(key="tr_engine").set_value("numpy").run()
-    assert any("NumPy engine trains MLPs only" in e.value for e in at.error)
+    assert any("NumPy engine trains MLPs and ResNets only" in e.value for e in at.error)
     assert at.button(key="launch_btn").disabled
 
 

@@ -100,7 +100,7 @@ def test_numpy_training_cancel_diverge_and_early_stop(ds):
 
 
 def test_numpy_engine_refuses_what_it_does_not_do(ds):
-    with pytest.raises(ConfigError, match="MLPs only"):
+    with pytest.raises(ConfigError, match="MLPs and ResNets only"):
         train_numpy(models.preset("cnn-seed003")["model"], TrainConfig(), ds)
     with pytest.raises(ConfigError, match="CPU only"):
         train_numpy(models.MLPConfig(), TrainConfig(device="cuda"), ds)

@@ -45,7 +45,7 @@ def test_an_edited_preset_is_recorded_as_custom():
     ({"arch": "cnn", "kernel": 4}, "kernel must be 1, 3, 5 or 7"),
     ({"device": "cuda"}, "Device cuda is not available: no CUDA device on this machine"),
     ({"train_limit": -5}, "Training images"),
-    ({"arch": "cnn", "engine": "numpy"}, "NumPy engine trains MLPs only"),
+    ({"arch": "cnn", "engine": "numpy"}, "NumPy engine trains MLPs and ResNets only"),
 ])
 def test_impossible_values_are_named_in_one_sentence(change, message):
     values = {"start": view.CUSTOM["mlp"], **view.form_defaults(view.CUSTOM["mlp"]), **change}

@@ -30,6 +30,10 @@ LAYER_CONFIGS += [models.CNNConfig(channels=(4, 6, 5), kernel=k, pool=p, pool_ev
                                    fc=(20, 12), activation=a, batchnorm=bn, dropout=0.2)
                   for k, p, mp, a, bn in [(3, "max", 2, "relu", True), (5, "avg", 3, "gelu", False),
                                           (7, "max", 4, "leaky_relu", True), (1, "avg", 1, "tanh", False)]]
+# ResNets: identity and 1x1-conv shortcuts, 1 to 3 stages (28 -> 14 -> 7 -> 4: an odd size halved)
+LAYER_CONFIGS += [models.ResNetConfig(stem=4, stages=st, blocks=b, activation=a, dropout=d)
+                  for st, b, a, d in [((4, 6, 8), 2, "relu", 0.0), ((6,), 1, "gelu", 0.2),
+                                      ((4, 8, 8, 6), 1, "leaky_relu", 0.0)]]
 
 
 def layer_config_id(cfg) -> str:
@@ -121,7 +125,7 @@ def preset_checkpoint(tmp_path_factory, ds):
         # a few steps: weights that are no longer the initial ones, in seconds even for 5 convs
         p = models.preset(name)
         cfg = TrainConfig(epochs=1, batch_size=64, val_fraction=0.0, device="cpu", precision="fp32", seed=0)
-        res = train(p["model"], cfg, ds, train_limit=256 if p["model"].kind == "cnn" else 4096)
+        res = train(p["model"], cfg, ds, train_limit=256 if p["model"].kind in models.CONV_KINDS else 4096)
         path = tmp_path_factory.mktemp("ckpt") / f"{name}.pt"
         models.save_checkpoint(path, res.model, metrics={"preset": name})
         _CHECKPOINTS[name] = str(path)

@@ -72,13 +72,18 @@ def _train_args(p):
     from ..device import DEVICES
     from ..train import OPTIMIZERS, SCHEDULES
     p.add_argument("--preset", help="a preset name (see `runs --presets`); flags below override it")
-    p.add_argument("--arch", choices=("mlp", "cnn"), help="build your own model instead of a preset")
+    p.add_argument("--arch", choices=("mlp", "cnn", "resnet"), help="build your own model instead of a preset")
     p.add_argument("--hidden", type=_ints, help="MLP hidden sizes, e.g. 128,64")
     p.add_argument("--channels", type=_ints, help="CNN conv channels, e.g. 32,64")
     p.add_argument("--kernel", type=int, help="CNN kernel size (1, 3, 5, 7)")
     p.add_argument("--pool", choices=("max", "avg"))
     p.add_argument("--pool-every", type=int)
     p.add_argument("--fc", type=_ints, help="CNN hidden fully connected sizes, e.g. 128")
+    p.add_argument("--stem", type=int, help="ResNet stem conv channels, e.g. 24")
+    p.add_argument("--stages", type=_ints, help="ResNet channels per residual stage, e.g. 24,48,96")
+    p.add_argument("--blocks", type=int, help="ResNet residual blocks per stage")
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="torch.compile the training step (falls back to eager without a C++ compiler)")
     p.add_argument("--activation")
     p.add_argument("--dropout", type=float)
     p.add_argument("--batchnorm", action=argparse.BooleanOptionalAction, default=None)
@@ -112,23 +117,25 @@ def _train_args(p):
     p.add_argument("--save", help="also copy the best checkpoint to this path")
 
 
-MODEL_FLAGS = ("hidden", "channels", "kernel", "pool", "pool_every", "fc", "activation", "dropout", "batchnorm")
+MODEL_FLAGS = ("hidden", "channels", "kernel", "pool", "pool_every", "fc", "activation", "dropout", "batchnorm",
+               "stem", "stages", "blocks")
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "l1", "schedule",
                "val_fraction", "augment_flip", "augment_shift", "label_smoothing", "patience", "seed",
-               "device", "precision", "channels_last", "threads", "max_seconds")
+               "device", "precision", "channels_last", "threads", "max_seconds", "compile")
 
 
 def spec_from_args(args) -> tuple[dict, str]:
     from dataclasses import replace
     from ..jobs import run_spec
-    from ..models import CNNConfig, MLPConfig, preset, validate_config
+    from ..models import CNNConfig, MLPConfig, ResNetConfig, preset, validate_config
     from ..train import TrainConfig
     from ..errors import ConfigError
     if args.preset:
         p = preset(args.preset)
         mcfg, tdict, label = p["model"], p["train"], args.preset
     elif args.arch:
-        mcfg, tdict, label = (MLPConfig() if args.arch == "mlp" else CNNConfig()), {}, f"custom-{args.arch}"
+        mcfg = {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig}[args.arch]()
+        tdict, label = {}, f"custom-{args.arch}"
     else:
         raise ConfigError("give --preset NAME or --arch mlp|cnn")
     overrides = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}
@@ -136,6 +143,11 @@ def spec_from_args(args) -> tuple[dict, str]:
         raise ConfigError("--channels/--kernel/--pool/--fc are CNN options; this model is an MLP")
     if mcfg.kind == "cnn" and "hidden" in overrides:
         raise ConfigError("--hidden is an MLP option; use --fc for a CNN's fully connected layers")
+    resnet_flags = {"stem", "stages", "blocks"} & set(overrides)
+    if mcfg.kind != "resnet" and resnet_flags:
+        raise ConfigError(f"--{sorted(resnet_flags)[0]} is a ResNet option; this model is {mcfg.kind!r}")
+    if mcfg.kind == "resnet" and {"hidden", "channels", "kernel", "pool", "pool_every", "fc", "batchnorm"} & set(overrides):
+        raise ConfigError("a ResNet takes --stem, --stages and --blocks (batchnorm is always on)")
     try:
         mcfg = replace(mcfg, **overrides)
     except TypeError as exc:

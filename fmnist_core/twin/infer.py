@@ -1,4 +1,4 @@
-"""`ManualNet`: any checkpoint (every MLP and CNN config) run with NumPy only, fast.
+"""`ManualNet`: any checkpoint (every MLP, CNN and ResNet config) run with NumPy only, fast.
 
 This is an optimisation of the layers in twin.layers, not new math: the same
 network, computed in fewer passes over memory. The plan's layers become steps with
@@ -24,8 +24,9 @@ import numpy as np
 
 from ..data import IMAGE_SIZE, NUM_CLASSES
 from ..errors import CheckpointError, ConfigError, ImageError
-from ..models import LayerSpec, ModelConfig, config_from_dict, layer_plan, read_checkpoint
-from .layers import ACTIVATIONS, BN_EPS, conv2d, linear, normalize, pool2d, scale_shift, standardize
+from ..models import LayerSpec, ModelConfig, config_from_dict, layer_plan, read_checkpoint, resblock_has_shortcut
+from .layers import (ACTIVATIONS, BN_EPS, conv2d, global_avg_pool, linear, normalize, pool2d, resblock,
+                     scale_shift, standardize)
 
 # intermediate arrays per chunk stay under this: an im2col buffer of cnn-seed002 on
 # 10,000 images would be 9 GB, while 64 MB chunks are as fast and fit anywhere
@@ -89,6 +90,49 @@ def _param(params: dict, key: str, shape: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(v, dtype=np.float32)
 
 
+def _conv_wt(w: np.ndarray) -> np.ndarray:
+    """torch's conv weight (O, C, kh, kw) -> (kh*kw*C, O), the rows of twin.layers.conv2d's im2col.
+
+    Columns ordered (kh, kw, C), channels innermost: building them copies contiguous runs
+    (4x faster than torch's (C, kh, kw) order here)."""
+    return np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(-1, w.shape[0]))
+
+
+def _bn_consts(get, name: str, f: int, prefix: str = "") -> dict[str, np.ndarray]:
+    """A batchnorm's eval-mode constants: running mean, 1/sqrt(var + eps), gamma, beta."""
+    rm, rv = get(f"{name}.running_mean", (f,)), get(f"{name}.running_var", (f,))
+    get(f"{name}.num_batches_tracked", None)
+    return {f"{prefix}mean": rm, f"{prefix}inv_std": (1.0 / np.sqrt(rv + BN_EPS)).astype(np.float32),
+            f"{prefix}gamma": get(f"{name}.weight", (f,)), f"{prefix}beta": get(f"{name}.bias", (f,))}
+
+
+def _resblock_consts(get, name: str, a: dict) -> dict[str, np.ndarray]:
+    """A resblock's weights as twin.layers.resblock reads them (convs without bias: zeros)."""
+    i, o = a["in"], a["out"]
+    zero = np.zeros(o, np.float32)
+    c = {"conv1.wt": _conv_wt(get(f"{name}.conv1.weight", (o, i, 3, 3))), "conv1.b": zero,
+         **_bn_consts(get, f"{name}.bn1", o, "bn1."),
+         "conv2.wt": _conv_wt(get(f"{name}.conv2.weight", (o, o, 3, 3))), "conv2.b": zero,
+         **_bn_consts(get, f"{name}.bn2", o, "bn2.")}
+    if resblock_has_shortcut(a):
+        c["short.wt"] = _conv_wt(get(f"{name}.short_conv.weight", (o, i, 1, 1)))
+        c["short.b"] = zero
+        c.update(_bn_consts(get, f"{name}.short_bn", o, "short_bn."))
+    return c
+
+
+def _fold_resblock(c: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """A resblock's constants with each batchnorm folded into the conv before it."""
+    out = {}
+    for conv, bn in (("conv1", "bn1"), ("conv2", "bn2"), ("short", "short_bn")):
+        if f"{conv}.wt" in c:
+            scale = c[f"{bn}.inv_std"].astype(np.float64) * c[f"{bn}.gamma"]
+            out[f"{conv}.wt"] = (c[f"{conv}.wt"] * scale).astype(np.float32)
+            out[f"{conv}.b"] = ((c[f"{conv}.b"] - c[f"{bn}.mean"].astype(np.float64)) * scale
+                                + c[f"{bn}.beta"]).astype(np.float32)
+    return out
+
+
 def prepare_steps(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list[Step], list[Step], int]:
     """Check the weights against the plan and lay them out for the ops below.
 
@@ -104,7 +148,7 @@ def prepare_steps(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list
 
     def get(key, shape):
         used.add(key)
-        return _param(params, key, shape)
+        return None if shape is None else _param(params, key, shape)
 
     side, ch = IMAGE_SIZE, 1                 # current spatial size and channels (CNN part)
     per_image = side * side                  # largest float count per image, for chunking
@@ -136,25 +180,21 @@ def prepare_steps(cfg: ModelConfig, params: dict[str, np.ndarray]) -> tuple[list
             per_image = max(per_image, a["out"])
         elif s.kind == "conv":
             k, o = a["kernel"], a["out"]
-            w = get(f"{s.name}.weight", (o, a["in"], k, k))
-            # im2col columns are ordered (kh, kw, C): channels innermost, so building the
-            # columns copies contiguous runs (4x faster than torch's (C, kh, kw) order here);
-            # the weight (O, C, kh, kw) is permuted once to match
-            wt = np.ascontiguousarray(w.transpose(2, 3, 1, 0).reshape(-1, o))  # (kh*kw*C, O)
+            wt = _conv_wt(get(f"{s.name}.weight", (o, a["in"], k, k)))  # (kh*kw*C, O)
             steps.append(Step(s, wt=wt, b=get(f"{s.name}.bias", (o,))))
             per_image = max(per_image, side * side * a["in"] * k * k, side * side * o)
             ch = o
         elif s.kind in ("batchnorm1d", "batchnorm2d"):
-            f = a["features"]
-            rm, rv = get(f"{s.name}.running_mean", (f,)), get(f"{s.name}.running_var", (f,))
-            g, b = get(f"{s.name}.weight", (f,)), get(f"{s.name}.bias", (f,))
-            used.add(f"{s.name}.num_batches_tracked")
-            steps.append(Step(s, mean=rm, inv_std=(1.0 / np.sqrt(rv + BN_EPS)).astype(np.float32),
-                               gamma=g, beta=b))
+            steps.append(Step(s, **_bn_consts(get, s.name, a["features"])))
         elif s.kind == "pool":
             side //= 2
             steps.append(Step(s))
-        elif s.kind in ("act", "dropout"):
+        elif s.kind == "resblock":
+            per_image = max(per_image, side * side * a["in"] * 9, side * side * a["out"] * 9)
+            steps.append(Step(s, **_resblock_consts(get, s.name, a)))
+            side = (side - 1) // a["stride"] + 1  # 3x3, padding 1: 28 -> 14 -> 7 -> 4
+            ch = a["out"]
+        elif s.kind in ("act", "dropout", "gap"):
             steps.append(Step(s))
         else:
             raise ConfigError(f"the manual twin has no layer kind {s.kind!r}")
@@ -172,7 +212,8 @@ def _fuse(cfg: ModelConfig, steps: list[Step]) -> list[Step]:
       ((x - m) / s) @ W.T + b  ==  x @ (W / s).T + (b - (m / s) * W.sum(1)).
       (A CNN cannot fold it: zero padding must pad the *normalized* image.)
     * batchnorm (eval) is a per-channel scale and shift: it goes into the linear or conv
-      layer before it, W' = W * g / sqrt(v + eps), b' = (b - mean) * g / sqrt(v + eps) + beta.
+      layer before it, W' = W * g / sqrt(v + eps), b' = (b - mean) * g / sqrt(v + eps) + beta;
+      also the three inside each ResNet block (conv1/bn1, conv2/bn2, shortcut conv/bn).
     * dropout is the identity in evaluation: dropped.
     The arithmetic is done in float64 and rounded once; the results differ from the
     layer-by-layer path by float32 rounding only (see the tests).
@@ -198,6 +239,8 @@ def _fuse(cfg: ModelConfig, steps: list[Step]) -> list[Step]:
                               wt=(prev.c["wt"] * scale).astype(np.float32),
                               b=((prev.c["b"] - c["mean"].astype(np.float64)) * scale + c["beta"]).astype(np.float32))
             continue
+        if s.kind == "resblock":
+            s = Step(LayerSpec(s.name, s.kind, s.args), **_fold_resblock(s.c))
         fused.append(s)
     return fused
 
@@ -319,6 +362,10 @@ def _np_op(s: Step, h: np.ndarray, inplace: bool, chw: bool = False) -> tuple[np
             return ACTIVATIONS[s.args["fn"]](h, out=out), True
         case "pool":
             return pool2d(h, s.args["type"]), True
+        case "resblock":
+            return resblock(h, c, s.args["stride"], s.args["fn"]), True
+        case "gap":
+            return global_avg_pool(h), True
         case "dropout":
             return h, False  # eval mode: dropout is the identity
     raise ConfigError(f"the manual twin has no layer kind {s.kind!r}")

@@ -11,8 +11,9 @@ of 128 features out. `NumpyMLP` stacks the layers in the order of `models.layer_
 Each forward's math is a plain function right above its class (`linear`, `relu`,
 `standardize` and `scale_shift` for batchnorm...): the class calls it in training,
 and twin.infer's ManualNet calls the very same function for inference (with `out=`
-to write in place into an array it owns), so every forward is written once. The
-convolution and pooling of the CNNs come last, forward only.
+to write in place into an array it owns), so every forward is written once. The ResNet's
+layers (Conv2d with its col2im backward, BatchNorm2d, ResBlock, GlobalAvgPool) follow the
+MLP's; the CNNs' pooling comes last, forward only.
 
 Tested against torch.autograd layer by layer (tests/test_twin_layers.py).
 
@@ -21,9 +22,9 @@ torch); CS231n notes on backpropagation and im2col; PyTorch's docs for nn.GELU (
 erf form) and the initialisation of nn.Linear; Numerical Recipes (2nd ed., section
 6.2) for the erfc approximation.
 
-Left out on purpose: convolution and pooling backward (CNNs are inference only in the
-twin: a readable conv backward is a lesson of its own, and far too slow in NumPy for
-48,000 images), and any GPU (twin.torch_ops is the GPU twin).
+Left out on purpose: pooling backward (the pooled CNNs are inference only in the twin;
+ResNets, which downsample with strided convolutions, train: slowly, an epoch takes minutes),
+and any GPU (twin.torch_ops is the GPU twin).
 """
 from __future__ import annotations
 
@@ -289,15 +290,139 @@ class SoftmaxCrossEntropy:
         return (self.p - self.target) / len(self.p)
 
 
+# --- the ResNet's layers: convolution, batchnorm over maps, residual block, average pool
+#
+# Maps are channels-last, (N, H, W, C), as in ManualNet; conv2d and resblock (forward) are
+# the functions further down, shared with inference.
+
+class Conv2d(Layer):
+    """A k x k convolution (stride 1 or 2, zero padding) as im2col + one matmul; backward is
+    the same matmul transposed, and col2im adds each window's gradient back onto its pixels."""
+
+    def __init__(self, name, c_in, c_out, kernel, padding, stride, rng, dtype, bias=True):
+        super().__init__(name)
+        self.k, self.pad, self.stride = kernel, padding, stride
+        # torch's default init (kaiming_uniform with a=sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+        bound = 1.0 / math.sqrt(c_in * kernel * kernel)
+        self.params = {"weight": rng.uniform(-bound, bound, (c_out, c_in, kernel, kernel)).astype(dtype)}
+        if bias:
+            self.params["bias"] = rng.uniform(-bound, bound, c_out).astype(dtype)
+
+    def forward(self, x, train=False):  # (N, H, W, C) or (N, 28, 28) -> (N, H', W', O)
+        self.squeeze = x.ndim == 3      # the stem gets the images without a channel axis
+        if self.squeeze:
+            x = x[..., None]
+        n, h, w, c = x.shape
+        k, p, st = self.k, self.pad, self.stride
+        wk = self.params["weight"]                                    # (O, C, kh, kw)
+        self.wt = wk.transpose(2, 3, 1, 0).reshape(-1, wk.shape[0])   # (kh*kw*C, O), as conv2d's
+        b = self.params.get("bias", np.zeros(wk.shape[0], wk.dtype))
+        if not train:  # nothing to keep for a backward: conv2d in chunks (validation sets are big)
+            step = max(1, (32 << 20) // (8 * h * w * k * k * c))
+            return np.concatenate([conv2d(x[i:i + step], self.wt, b, k, p, st) for i in range(0, n, step)])
+        xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0))) if p else x
+        win = sliding_window_view(xp, (k, k), axis=(1, 2))[:, ::st, ::st]  # (N, H', W', C, kh, kw)
+        oh, ow = win.shape[1], win.shape[2]
+        self.in_shape, self.out_hw = x.shape, (oh, ow)
+        self.cols = win.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, k * k * c)
+        return linear(self.cols, self.wt, b).reshape(n, oh, ow, -1)
+
+    def backward(self, grad, input_grad=True):  # (N, H', W', O) -> (N, H, W, C)
+        n, h, w, c = self.in_shape
+        k, p, st = self.k, self.pad, self.stride
+        oh, ow = self.out_hw
+        g = grad.reshape(-1, grad.shape[-1])                          # (N*H'*W', O)
+        dwt = self.cols.T @ g                                         # (kh*kw*C, O)
+        self.grads["weight"] = dwt.reshape(k, k, c, -1).transpose(3, 2, 0, 1)  # (O, C, kh, kw)
+        if "bias" in self.params:
+            self.grads["bias"] = g.sum(0)
+        if not input_grad:
+            return None
+        dcols = (g @ self.wt.T).reshape(n, oh, ow, k, k, c)
+        dxp = np.zeros((n, h + 2 * p, w + 2 * p, c), dtype=grad.dtype)
+        for i in range(k):              # col2im: window offset (i, j) read pixel (st*y + i, st*x + j)
+            for j in range(k):
+                dxp[:, i:i + st * (oh - 1) + 1:st, j:j + st * (ow - 1) + 1:st] += dcols[:, :, :, i, j]
+        dx = dxp[:, p:p + h, p:p + w] if p else dxp
+        return dx[..., 0] if self.squeeze else dx
+
+
+class BatchNorm2d(BatchNorm1d):
+    """BatchNorm1d over every pixel of a channels-last map: the features are the channels."""
+
+    def forward(self, x, train=False):  # (N, H, W, C) -> (N, H, W, C)
+        return super().forward(x.reshape(-1, x.shape[-1]), train).reshape(x.shape)
+
+    def backward(self, grad):
+        return super().backward(grad.reshape(-1, grad.shape[-1])).reshape(grad.shape)
+
+
+class GlobalAvgPool(Layer):
+    def forward(self, x, train=False):  # (N, H, W, C) -> (N, C)
+        self.shape = x.shape
+        return global_avg_pool(x)
+
+    def backward(self, grad):           # (N, C) -> (N, H, W, C): each pixel had weight 1/(H*W)
+        n, h, w, c = self.shape
+        return np.broadcast_to(grad[:, None, None, :] / (h * w), self.shape).copy()
+
+
+class ResBlock(Layer):
+    """models.ResBlock: act(bn2(conv2(act(bn1(conv1(x))))) + shortcut(x)), its sublayers named
+    as torch's children, so params / grads keys read 'conv1.weight', 'bn1.bias', ..."""
+
+    def __init__(self, name, c_in, c_out, stride, fn, rng, dtype):
+        super().__init__(name)
+        self.subs = {"conv1": Conv2d("conv1", c_in, c_out, 3, 1, stride, rng, dtype, bias=False),
+                     "bn1": BatchNorm2d("bn1", c_out, dtype), "act1": ACTIVATION_LAYERS[fn]("act1"),
+                     "conv2": Conv2d("conv2", c_out, c_out, 3, 1, 1, rng, dtype, bias=False),
+                     "bn2": BatchNorm2d("bn2", c_out, dtype)}
+        self.shortcut = stride != 1 or c_in != c_out
+        if self.shortcut:
+            self.subs["short_conv"] = Conv2d("short_conv", c_in, c_out, 1, 0, stride, rng, dtype, bias=False)
+            self.subs["short_bn"] = BatchNorm2d("short_bn", c_out, dtype)
+        self.act2 = ACTIVATION_LAYERS[fn]("act2")
+        # the sublayers' very arrays: the optimizer updates them in place
+        self.params = {f"{sn}.{k}": v for sn, sub in self.subs.items() for k, v in sub.params.items()}
+
+    def _sync(self):                    # after load_state_dict put new arrays into self.params
+        for sn, sub in self.subs.items():
+            for k in sub.params:
+                sub.params[k] = self.params[f"{sn}.{k}"]
+
+    def forward(self, x, train=False):  # (N, H, W, C) -> (N, H/s, W/s, O)
+        self._sync()
+        sb = self.subs
+        y = x
+        for sn in ("conv1", "bn1", "act1", "conv2", "bn2"):
+            y = sb[sn].forward(y, train)
+        skip = sb["short_bn"].forward(sb["short_conv"].forward(x, train), train) if self.shortcut else x
+        return self.act2.forward(y + skip, train)
+
+    def backward(self, grad):           # the sum's gradient flows into both branches; dx adds them up
+        sb = self.subs
+        g = self.act2.backward(grad)
+        dx_main = g
+        for sn in ("bn2", "conv2", "act1", "bn1", "conv1"):
+            dx_main = sb[sn].backward(dx_main)
+        dx_skip = sb["short_conv"].backward(sb["short_bn"].backward(g)) if self.shortcut else g
+        self.grads = {f"{sn}.{k}": v for sn, sub in sb.items() for k, v in sub.grads.items()}
+        return dx_main + dx_skip
+
+    def batchnorms(self):
+        return [(f"{self.name}.{sn}", sub) for sn, sub in self.subs.items() if isinstance(sub, BatchNorm2d)]
+
+
 # --- the MLP: the layers in the order of the plan --------------------------------------
 
 class NumpyMLP:
-    """An MLP config's layer plan as the layers above; names and state_dict keys match torch's."""
+    """An MLP's (or a ResNet's) layer plan as the layers above; names and state_dict keys match torch's."""
 
     def __init__(self, config: ModelConfig, rng: np.random.Generator, dtype=np.float32):
-        if config.kind != "mlp":
-            raise ConfigError("the NumPy trainer trains MLPs only (a CNN's backward by hand is left out); "
-                              "train CNNs with the torch engine — the manual twin still runs them for inference")
+        if config.kind not in ("mlp", "resnet"):
+            raise ConfigError("the NumPy trainer trains MLPs and ResNets only (a CNN's pooling backward is "
+                              "left out); train CNNs with the torch engine — the manual twin still runs "
+                              "them for inference")
         self.config, self.dtype = config, dtype
         self.layers = []
         for s in layer_plan(config):
@@ -312,6 +437,14 @@ class NumpyMLP:
                     layer = Linear(s.name, a["in"], a["out"], rng, dtype)
                 case "batchnorm1d":
                     layer = BatchNorm1d(s.name, a["features"], dtype)
+                case "batchnorm2d":
+                    layer = BatchNorm2d(s.name, a["features"], dtype)
+                case "conv":
+                    layer = Conv2d(s.name, a["in"], a["out"], a["kernel"], a["padding"], 1, rng, dtype)
+                case "resblock":
+                    layer = ResBlock(s.name, a["in"], a["out"], a["stride"], a["fn"], rng, dtype)
+                case "gap":
+                    layer = GlobalAvgPool(s.name)
                 case "act":
                     layer = ACTIVATION_LAYERS[a["fn"]](s.name)
                 case "dropout":
@@ -354,21 +487,31 @@ class NumpyMLP:
                 sd[f"{layer.name}.std"] = np.asarray(layer.std, np.float32)
             for k, v in layer.params.items():
                 sd[f"{layer.name}.{k}"] = v.copy()
-            if isinstance(layer, BatchNorm1d):
-                sd[f"{layer.name}.running_mean"] = layer.running_mean.copy()
-                sd[f"{layer.name}.running_var"] = layer.running_var.copy()
-                sd[f"{layer.name}.num_batches_tracked"] = np.asarray(layer.num_batches_tracked, np.int64)
+        for name, bn in self.batchnorms():
+            sd[f"{name}.running_mean"] = bn.running_mean.copy()
+            sd[f"{name}.running_var"] = bn.running_var.copy()
+            sd[f"{name}.num_batches_tracked"] = np.asarray(bn.num_batches_tracked, np.int64)
         return sd
+
+    def batchnorms(self) -> list[tuple[str, BatchNorm1d]]:
+        """(state_dict prefix, layer) of every batchnorm, the ones inside residual blocks too."""
+        out = []
+        for layer in self.layers:
+            if isinstance(layer, BatchNorm1d):
+                out.append((layer.name, layer))
+            elif isinstance(layer, ResBlock):
+                out.extend(layer.batchnorms())
+        return out
 
     def load_state_dict(self, sd: dict) -> None:
         sd = {k: np.asarray(v.detach().cpu().numpy() if hasattr(v, "detach") else v) for k, v in sd.items()}
         for layer in self.layers:
             for k in layer.params:
                 layer.params[k] = sd[f"{layer.name}.{k}"].astype(self.dtype).copy()
-            if isinstance(layer, BatchNorm1d):
-                layer.running_mean = sd[f"{layer.name}.running_mean"].astype(self.dtype).copy()
-                layer.running_var = sd[f"{layer.name}.running_var"].astype(self.dtype).copy()
-                layer.num_batches_tracked = int(sd.get(f"{layer.name}.num_batches_tracked", 0))
+        for name, bn in self.batchnorms():
+            bn.running_mean = sd[f"{name}.running_mean"].astype(self.dtype).copy()
+            bn.running_var = sd[f"{name}.running_var"].astype(self.dtype).copy()
+            bn.num_batches_tracked = int(sd.get(f"{name}.num_batches_tracked", 0))
 
 
 # --- forward only: the CNN layers (ManualNet runs trained CNNs; no backward by hand) --
@@ -376,16 +519,19 @@ class NumpyMLP:
 # Feature maps are channels-last, (N, H, W, C): then a window's pixels are contiguous
 # runs of C numbers, and a convolution's matrix product needs no transpose.
 
-def conv2d(x, wt, b, kernel, padding):
+def conv2d(x, wt, b, kernel, padding, stride=1):
     """Convolution as one matrix product (im2col): every k x k window becomes a row.
 
     (N, H, W, C) -> pad -> windows (N*H'*W', k*k*C) -> linear(., wt (k*k*C, O), b) -> (N, H', W', O).
     wt is torch's weight (O, C, kh, kw) permuted to (kh, kw, C) rows, matching the windows.
+    stride 2 keeps every second window in each direction (the ResNet's downsampling).
     """
     n, _, _, ch = x.shape
     if padding:
         x = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
     win = sliding_window_view(x, (kernel, kernel), axis=(1, 2))   # (N, H', W', C, kh, kw), a view
+    if stride > 1:
+        win = win[:, ::stride, ::stride]
     oh, ow = win.shape[1], win.shape[2]
     # the one copy: (kh, kw, C) order, channels innermost, copies contiguous runs
     # (4x faster here than torch's (C, kh, kw) order)
@@ -409,6 +555,42 @@ def pool2d(x, kind):                    # (N, H, W, C) -> (N, H/2, W/2, C): 2x2 
     out += d
     out *= np.float32(0.25)
     return out
+
+
+def batchnorm_eval(x, c, prefix, out=None):  # (..., C) -> (..., C) with running statistics
+    xhat = standardize(x, c[f"{prefix}mean"], c[f"{prefix}inv_std"], out=out)
+    return scale_shift(xhat, c[f"{prefix}gamma"], c[f"{prefix}beta"], out=xhat)
+
+
+def resblock(x, c, stride, fn):
+    """The residual block of models.ResBlock, channels-last: (N, H, W, C) -> (N, H/s, W/s, O).
+
+    act(bn2(conv2(act(bn1(conv1(x))))) + shortcut(x)), shortcut = bn(1x1 conv, stride s)
+    when c holds "short.wt", else x itself. c holds the convs' weights as conv2d wants them
+    ("conv1.wt", "conv1.b", ...) and each batchnorm's running statistics ("bn1.mean",
+    "bn1.inv_std", "bn1.gamma", "bn1.beta"); a batchnorm already folded into its conv
+    (twin.infer's fused steps) is simply absent.
+    """
+    act = ACTIVATIONS[fn]
+    y = conv2d(x, c["conv1.wt"], c["conv1.b"], 3, 1, stride)
+    if "bn1.mean" in c:
+        y = batchnorm_eval(y, c, "bn1.", out=y)
+    y = act(y, out=y)
+    y = conv2d(y, c["conv2.wt"], c["conv2.b"], 3, 1)
+    if "bn2.mean" in c:
+        y = batchnorm_eval(y, c, "bn2.", out=y)
+    if "short.wt" in c:
+        skip = conv2d(x, c["short.wt"], c["short.b"], 1, 0, stride)
+        if "short_bn.mean" in c:
+            skip = batchnorm_eval(skip, c, "short_bn.", out=skip)
+    else:
+        skip = x
+    y += skip
+    return act(y, out=y)
+
+
+def global_avg_pool(x):                 # (N, H, W, C) -> (N, C): the mean of each map
+    return x.mean((1, 2))
 
 
 # --- a numeric helper --------------------------------------------------------------------

@@ -93,6 +93,45 @@ def _torch_layout(h):
     return h.permute(0, 3, 1, 2).contiguous() if h.dim() == 4 else h
 
 
+def _conv(h, wt, b, k: int, pad: int, stride: int = 1):
+    """im2col convolution of channels-last maps, as twin.layers.conv2d."""
+    n, _, _, ch = h.shape
+    if pad:
+        h = torch.nn.functional.pad(h, (0, 0, pad, pad, pad, pad))
+    win = h.unfold(1, k, stride).unfold(2, k, stride)   # (N, H', W', C, kh, kw), a view
+    oh, ow = win.shape[1], win.shape[2]
+    cols = win.permute(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, k * k * ch)  # im2col (copies)
+    return torch.addmm(b, cols, wt).reshape(n, oh, ow, -1)
+
+
+def _bn(h, c, prefix: str = ""):
+    if f"{prefix}mean" not in c:  # folded into the conv before it
+        return h
+    return (h - c[f"{prefix}mean"]) * c[f"{prefix}inv_std"] * c[f"{prefix}gamma"] + c[f"{prefix}beta"]
+
+
+def _act(h, fn: str, inplace: bool):
+    if fn == "relu":
+        return h.clamp_min_(0) if inplace else h.clamp_min(0)
+    if fn == "leaky_relu":
+        return torch.maximum(h, h * LEAKY_SLOPE)
+    if fn == "tanh":
+        return torch.tanh(h)
+    if fn == "sigmoid":
+        return 1.0 / (1.0 + torch.exp(-h))
+    if fn == "gelu":
+        return 0.5 * h * (1.0 + torch.erf(h / math.sqrt(2.0)))
+    raise ConfigError(f"the manual twin has no activation {fn!r}")
+
+
+def _resblock(h, c, stride: int, fn: str):
+    """twin.layers.resblock with torch ops."""
+    y = _act(_bn(_conv(h, c["conv1.wt"], c["conv1.b"], 3, 1, stride), c, "bn1."), fn, True)
+    y = _bn(_conv(y, c["conv2.wt"], c["conv2.b"], 3, 1), c, "bn2.")
+    skip = _bn(_conv(h, c["short.wt"], c["short.b"], 1, 0, stride), c, "short_bn.") if "short.wt" in c else h
+    return _act(y + skip, fn, True)
+
+
 def _torch_op(s: Step, h, inplace: bool, chw: bool = False):
     c = s.c
     match s.kind:
@@ -104,27 +143,15 @@ def _torch_op(s: Step, h, inplace: bool, chw: bool = False):
             wt = c["wt_chw" if chw and "wt_chw" in c else "wt"]
             return torch.addmm(c["b"], h, wt), True   # b + (N, in) @ (in, out)
         case "conv":
-            k, pad = s.args["kernel"], s.args["padding"]
-            n, hh, ww, ch = h.shape
-            if pad:
-                h = torch.nn.functional.pad(h, (0, 0, pad, pad, pad, pad))
-            win = h.unfold(1, k, 1).unfold(2, k, 1)         # (N, H, W, C, kh, kw), a view
-            cols = win.permute(0, 1, 2, 4, 5, 3).reshape(n * hh * ww, k * k * ch)  # im2col (copies)
-            return torch.addmm(c["b"], cols, c["wt"]).reshape(n, hh, ww, -1), True
+            return _conv(h, c["wt"], c["b"], s.args["kernel"], s.args["padding"]), True
         case "batchnorm1d" | "batchnorm2d":
-            return (h - c["mean"]) * c["inv_std"] * c["gamma"] + c["beta"], True
+            return _bn(h, c), True
         case "act":
-            fn = s.args["fn"]
-            if fn == "relu":
-                return (h.clamp_min_(0) if inplace else h.clamp_min(0)), True
-            if fn == "leaky_relu":
-                return torch.maximum(h, h * LEAKY_SLOPE), True
-            if fn == "tanh":
-                return torch.tanh(h), True
-            if fn == "sigmoid":
-                return 1.0 / (1.0 + torch.exp(-h)), True
-            if fn == "gelu":
-                return 0.5 * h * (1.0 + torch.erf(h / math.sqrt(2.0))), True
+            return _act(h, s.args["fn"], inplace), True
+        case "resblock":
+            return _resblock(h, c, s.args["stride"], s.args["fn"]), True
+        case "gap":
+            return h.mean((1, 2)), True
         case "pool":
             n, hh, ww, ch = h.shape
             h2, w2 = hh // 2, ww // 2

@@ -1,4 +1,4 @@
-"""`train_numpy`: train an MLP from scratch with NumPy, and `check_trainable`.
+"""`train_numpy`: train an MLP (or a ResNet) from scratch with NumPy, and `check_trainable`.
 
 The loop a course teaches: shuffle, mini-batches, forward through the layers of
 twin.layers, softmax cross-entropy, backward, an optimizer step from twin.optim,
@@ -47,8 +47,8 @@ def _augment(xb: np.ndarray, cfg, rng: np.random.Generator) -> np.ndarray:
 
 def check_trainable(model_config: ModelConfig, cfg) -> None:
     """Raise ConfigError, saying why, when train_numpy cannot train this model/config pair."""
-    if model_config.kind != "mlp":
-        raise ConfigError("the NumPy engine trains MLPs only; train CNNs with the torch engine "
+    if model_config.kind not in ("mlp", "resnet"):
+        raise ConfigError("the NumPy engine trains MLPs and ResNets only; train CNNs with the torch engine "
                           "(the manual twin still runs trained CNNs for inference and compare)")
     if cfg.device not in ("auto", "cpu"):
         raise ConfigError(f"the NumPy engine runs on the CPU only; choose device auto or cpu, "

@@ -146,9 +146,10 @@ def first_layer(model, units: int = 32) -> dict[str, Any]:
     (out, 1, k, k). Returns {"kind", "layer", "weights" (N, h, w), "shown", "total"}.
     """
     sd = model.state_dict()
-    if "conv1.weight" in sd:
-        w = sd["conv1.weight"].float().numpy()          # (out, in=1, k, k)
-        return {"kind": "conv", "layer": "conv1", "weights": w[:, 0], "shown": len(w), "total": len(w)}
+    conv = next((k for k in ("conv1", "stem") if f"{k}.weight" in sd), None)  # a ResNet's first conv: stem
+    if conv:
+        w = sd[f"{conv}.weight"].float().numpy()          # (out, in=1, k, k)
+        return {"kind": "conv", "layer": conv, "weights": w[:, 0], "shown": len(w), "total": len(w)}
     w = sd["fc1.weight" if "fc1.weight" in sd else "out.weight"].float().numpy()  # (units, 784)
     layer = "fc1" if "fc1.weight" in sd else "out"
     n = min(units, len(w))

@@ -20,12 +20,15 @@ SHORT = {"lr": "lr", "epochs": "epochs", "batch_size": "batch", "optimizer": "",
          "hidden": "hidden", "channels": "channels", "kernel": "kernel", "fc": "fc",
          "activation": "", "batchnorm": "batchnorm", "pool": "pool", "seed": "seed"}
 IGNORED = {"device", "precision", "threads", "progress_every", "channels_last", "mean", "std", "kind",
-           "max_seconds"}
+           "max_seconds", "compile"}
 
 
 def model_summary(model_config: dict[str, Any]) -> str:
     c = model_config or {}
-    if c.get("kind") == "cnn":
+    if c.get("kind") == "resnet":
+        text = (f"ResNet stem {c.get('stem')}, stages " + "-".join(map(str, c.get("stages", [])))
+                + f" x{c.get('blocks', 1)}")
+    elif c.get("kind") == "cnn":
         parts = ["CNN " + "-".join(map(str, c.get("channels", []))), f"k{c.get('kernel')}", c.get("pool", "")]
         text = " ".join(p for p in parts if p)
         if c.get("fc"):

@@ -30,7 +30,7 @@ from .format import clock
 
 # shipped in git next to the code (not under $FMNIST_ARTIFACTS, which moves the runs)
 SHIPPED_DIR = PROJECT_ROOT / "artifacts" / "models"
-SHIPPED = {"mlp": "mlp.pt", "cnn": "cnn.pt"}
+SHIPPED = {"mlp": "mlp.pt", "cnn": "cnn.pt", "resnet": "resnet.pt"}
 
 
 # --- shipped models --------------------------------------------------------------------
@@ -71,6 +71,9 @@ def describe_model(model_config: dict[str, Any] | None) -> str:
     if c.get("kind") == "mlp":
         widths = [IMAGE_SIZE * IMAGE_SIZE, *c.get("hidden", []), NUM_CLASSES]
         text = f"MLP {'-'.join(str(w) for w in widths)}, {act}"
+    elif c.get("kind") == "resnet":
+        text = (f"ResNet stem {c.get('stem')}, residual stages {'-'.join(str(w) for w in c.get('stages', []))}"
+                f" ({c.get('blocks', 1)} block(s) each, batchnorm), global average pool, {act}")
     else:
         fc = c.get("fc", [])
         text = (f"CNN conv {'-'.join(str(w) for w in c.get('channels', []))} "

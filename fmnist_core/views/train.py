@@ -17,32 +17,37 @@ from typing import Any
 from .. import runs
 from ..errors import ConfigError
 
-CUSTOM = {"mlp": "custom MLP", "cnn": "custom CNN"}
+CUSTOM = {"mlp": "custom MLP", "cnn": "custom CNN", "resnet": "custom ResNet"}
 
 
 # --- the form ------------------------------------------------------------------------------
 
 def form_defaults(start: str) -> dict[str, Any]:
-    """Widget values for a preset name, or 'custom MLP' / 'custom CNN'."""
-    from ..models import CNNConfig, MLPConfig, preset
+    """Widget values for a preset name, or 'custom MLP' / 'custom CNN' / 'custom ResNet'."""
+    from ..models import CNNConfig, MLPConfig, ResNetConfig, preset
     from ..train import TrainConfig
     if start == CUSTOM["mlp"]:
         mcfg, tdict = MLPConfig(), {}
     elif start == CUSTOM["cnn"]:
         mcfg, tdict = CNNConfig(), {}
+    elif start == CUSTOM["resnet"]:
+        mcfg, tdict = ResNetConfig(), {}
     else:
         p = preset(start)
         mcfg, tdict = p["model"], p["train"]
     t = TrainConfig(**tdict)
     cnn = mcfg if isinstance(mcfg, CNNConfig) else CNNConfig()
     mlp = mcfg if isinstance(mcfg, MLPConfig) else MLPConfig()
+    res = mcfg if isinstance(mcfg, ResNetConfig) else ResNetConfig()
     return {
         "arch": mcfg.kind,
         "hidden": ", ".join(str(w) for w in mlp.hidden),
         "channels": ", ".join(str(w) for w in cnn.channels), "kernel": cnn.kernel, "pool": cnn.pool,
         "pool_every": cnn.pool_every, "max_pools": cnn.max_pools, "pool_first": bool(cnn.pool_first),
         "fc": ", ".join(str(w) for w in cnn.fc),
-        "activation": mcfg.activation, "dropout": float(mcfg.dropout), "batchnorm": bool(mcfg.batchnorm),
+        "stem": res.stem, "stages": ", ".join(str(w) for w in res.stages), "blocks": res.blocks,
+        "activation": mcfg.activation, "dropout": float(mcfg.dropout),
+        "batchnorm": bool(getattr(mcfg, "batchnorm", True)),  # a ResNet always has it
         "epochs": t.epochs, "batch_size": t.batch_size, "optimizer": t.optimizer, "lr": float(t.lr),
         "momentum": float(t.momentum), "l2": float(t.weight_decay), "l1": float(t.l1),
         "schedule": t.schedule, "val_fraction": float(t.val_fraction), "augment_flip": t.augment_flip,
@@ -72,8 +77,8 @@ def parse_widths(text: str, what: str, allow_empty: bool = False) -> tuple[int, 
 
 
 def model_config_from_form(v: dict[str, Any]):
-    """Form values -> MLPConfig / CNNConfig, validated (raises ConfigError)."""
-    from ..models import CNNConfig, MLPConfig, validate_config
+    """Form values -> MLPConfig / CNNConfig / ResNetConfig, validated (raises ConfigError)."""
+    from ..models import CNNConfig, MLPConfig, ResNetConfig, validate_config
     common = {"activation": v["activation"], "dropout": float(v["dropout"]), "batchnorm": bool(v["batchnorm"])}
     if v["arch"] == "mlp":
         cfg = MLPConfig(hidden=parse_widths(v["hidden"], "hidden layers", allow_empty=True), **common)
@@ -82,8 +87,13 @@ def model_config_from_form(v: dict[str, Any]):
                         pool=v["pool"], pool_every=int(v["pool_every"]), max_pools=int(v.get("max_pools", 2)),
                         pool_first=bool(v.get("pool_first", False)),
                         fc=parse_widths(v["fc"], "fully connected layers", allow_empty=True), **common)
+    elif v["arch"] == "resnet":
+        cfg = ResNetConfig(stem=_int(v["stem"], "stem channels"),
+                           stages=parse_widths(v["stages"], "residual stages"),
+                           blocks=_int(v["blocks"], "blocks per stage"),
+                           activation=v["activation"], dropout=float(v["dropout"]))
     else:
-        raise ConfigError(f"architecture must be mlp or cnn, got {v['arch']!r}")
+        raise ConfigError(f"architecture must be mlp, cnn or resnet, got {v['arch']!r}")
     validate_config(cfg)
     return cfg
 
@@ -133,8 +143,8 @@ def check_form(v: dict[str, Any], devices: dict[str, str | None]) -> tuple[dict 
     if dev != "auto" and devices.get(dev) is not None:
         problems.append(f"Device {dev} is not available: {devices[dev]}.")
     if v.get("engine") == "numpy":
-        if v["arch"] != "mlp":
-            problems.append("The NumPy engine trains MLPs only; choose PyTorch for a CNN.")
+        if v["arch"] not in ("mlp", "resnet"):
+            problems.append("The NumPy engine trains MLPs and ResNets only; choose PyTorch for a CNN.")
         elif mcfg is not None and tcfg is not None:
             # the twin's own rules (device, precision...), so the form and the trainer agree
             from ..twin import check_trainable
