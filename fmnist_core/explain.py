@@ -93,11 +93,13 @@ def _last_conv(model) -> tuple[str, torch.nn.Module] | None:
     """The last conv layer's rectified output: the last activation before `flatten` (after the
     last conv, its pooling and batchnorm, in whichever order the config puts them)."""
     names = [s.name for s in model.plan]
-    kinds = [s.kind for s in model.plan]
+    # a residual block ends in its own activation: the last block's output is the conv output
+    kinds = ["act" if k == "resblock" else k for k in (s.kind for s in model.plan)]
     if "conv" not in kinds:
         return None
     conv = len(kinds) - 1 - kinds[::-1].index("conv")
-    flat = kinds.index("flatten", conv) if "flatten" in kinds[conv:] else len(kinds)
+    ends = [i for i in range(conv, len(kinds)) if kinds[i] in ("flatten", "gap")]
+    flat = ends[0] if ends else len(kinds)
     acts = [i for i in range(conv, flat) if kinds[i] == "act"]
     name = names[acts[-1] if acts else conv]
     return name, model.get_submodule(name)
