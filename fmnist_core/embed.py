@@ -55,6 +55,9 @@ BATCH = 500           # images per forward pass
 NEIGHBOURS = 15       # UMAP's n_neighbors, and the k of the k-NN placement fallback
 PERPLEXITY = 30       # t-SNE's perplexity (openTSNE's default)
 SEED = 0
+# openTSNE on one thread: on a shared, busy 2-core machine its two threads waited for each
+# other — 1,000 points took 126 s with n_jobs=2 and 20 s with n_jobs=1 (load average 9)
+TSNE_JOBS = 1
 CACHE_VERSION = 1     # bump when what a cache file holds changes
 Progress = Callable[[float, str], None]  # fraction done in [0, 1], what is happening
 
@@ -205,8 +208,8 @@ def _tsne(reduced: np.ndarray, progress: Progress | None) -> np.ndarray:
                 progress(min(1.0, self.done / (early + late)), "t-SNE")
             return False
 
-    tsne = TSNE(perplexity=PERPLEXITY, n_jobs=max(1, os.cpu_count() or 1), random_state=SEED,
-                negative_gradient_method="fft", early_exaggeration_iter=early, n_iter=late,
+    tsne = TSNE(perplexity=PERPLEXITY, n_jobs=TSNE_JOBS, random_state=SEED,
+                negative_gradient_method="auto", early_exaggeration_iter=early,  # auto: FFT from 10,000 points, Barnes-Hut below, n_iter=late,
                 callbacks=Report(), callbacks_every_iters=25)
     return np.asarray(tsne.fit(reduced), dtype=np.float32)
 
@@ -288,9 +291,9 @@ def _tsne_embedding(digest: str, layer: str, b: dict, xy: np.ndarray):
         if key in _fitted:
             return _fitted[key]
     from openTSNE import TSNEEmbedding, affinity
-    aff = affinity.PerplexityBasedNN(b["reduced"], perplexity=PERPLEXITY, n_jobs=max(1, os.cpu_count() or 1),
+    aff = affinity.PerplexityBasedNN(b["reduced"], perplexity=PERPLEXITY, n_jobs=TSNE_JOBS,
                                      random_state=SEED)
-    emb = TSNEEmbedding(xy.astype(np.float64), aff, negative_gradient_method="fft", random_state=SEED)
+    emb = TSNEEmbedding(xy.astype(np.float64), aff, negative_gradient_method="auto", random_state=SEED)
     with _fitted_lock:
         _fitted[key] = emb
     return emb

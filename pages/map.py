@@ -123,7 +123,7 @@ def _chart(entry, result: dict, point: dict | None, ds) -> None:
     shown = min(len(picked), view.GRID_MAX)
     st.subheader(f"{plural(len(picked), 'image')} selected")
     st.caption(" · ".join(f"{c}: {n}" for c, n in counts.items())
-               + (f" — showing the first {shown}" if shown < len(picked) else ""))
+               + (f" — showing the {shown} with the lowest test numbers" if shown < len(picked) else ""))
     st.image(view.selection_grid(ds.x_test, picked), caption=None)
     if len(picked) == 1:
         i = picked[0]

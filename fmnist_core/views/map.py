@@ -78,8 +78,9 @@ def selected_indices(selection: dict | None, labels: np.ndarray) -> list[int]:
 
 
 def selection_grid(images: np.ndarray, indices: Sequence[int], cols: int = GRID_COLS) -> np.ndarray | None:
-    """The first GRID_MAX selected test images as one uint8 picture (2x upscaled), or None."""
-    shown = list(indices)[:GRID_MAX]
+    """The selected test images with the GRID_MAX lowest numbers as one uint8 picture (2x
+    upscaled), or None."""
+    shown = sorted(indices)[:GRID_MAX]  # in test-set order: a mix of the classes selected
     if not shown:
         return None
     return tile_grid(np.asarray(images)[shown], cols=min(cols, len(shown)), factor=2, gap=2)
