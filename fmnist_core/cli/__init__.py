@@ -10,6 +10,7 @@ each command group is one module that registers its commands with @command:
   * bench_train  bench-train (training speed)
   * explain      explain (which pixels made the class: captum attributions)
   * export       export (a checkpoint as an ONNX file)
+  * embed        embed (a 2-D map of one layer for the test set)
 
 A problem with input prints one line on stderr and exits 2; a traceback only with
 FMNIST_DEBUG=1. A new command: a function decorated with @command in the module of its
@@ -75,4 +76,4 @@ def main(argv: list[str] | None = None) -> int:
 
 # the command groups, in the order `--help` lists them; imported last because they
 # register themselves with `command` above
-from . import core, twin, bench, predict, bench_train, explain, export  # noqa: E402,F401
+from . import core, twin, bench, predict, bench_train, explain, export, embed  # noqa: E402,F401
