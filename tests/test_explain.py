@@ -177,3 +177,15 @@ def test_cli_explain_json_lines_and_errors(tmp_path, ds, capsys):
         assert main(["explain", *args, str(boot)]) == 2, args
         out, err = capsys.readouterr()
         assert out == "" and len(err.strip().splitlines()) == 1 and err.startswith(f"error: ") and message in err
+
+
+def test_gradcam_on_the_shipped_resnet_reads_its_last_residual_block(ds):
+    from fmnist_core.models import load_model
+    resnet = load_model(MODELS / "resnet.pt")
+    name, _ = explain.last_conv(resnet)
+    blocks = [s.name for s in resnet.plan if s.kind == "resblock"]
+    assert name == blocks[-1]  # not the stem: Grad-CAM needs the last, coarsest maps
+    x = images(ds, 1)[0]
+    a = explain.attribute(resnet, x, "gradcam", int(explain.probabilities(resnet, x).argmax()))
+    pos = np.clip(a, 0, None)
+    assert a.shape == (28, 28) and pos[x > 0.1].sum() > pos[x <= 0.1].sum()
