@@ -7,7 +7,7 @@ one's runs are timed.
                 also in bf16 (CPUs with AMX; CUDA) and fp16 (CUDA), inference only
   onnxruntime   the same model exported by export.py (the module the ONNX download uses),
                 run by ONNX Runtime: CPU provider, CUDA provider when the build has one
-  manual-numpy  the NumPy twin (twin.ManualNet, twin.train_numpy); CPU only, trains MLPs only
+  manual-numpy  the NumPy twin (twin.ManualNet, twin.train_numpy); CPU only, training timed for MLPs only
   manual-torch  the same explicit math with torch ops (twin.TorchOpsNet), the twin that can run
                 on a GPU; inference only
   dataloader    "how it is usually done": a torchvision-style Dataset with a PIL image and
@@ -392,7 +392,7 @@ class ManualNumpyImpl(Impl):
 
     def refuses(self, work, batch):
         if work in TRAINING and self.bm.config.kind != "mlp":
-            return "the NumPy twin trains MLPs only (CNN inference only)"
+            return "the benchmark times the NumPy twin's training for MLPs only (CNNs: inference)"
         return super().refuses(work, batch)
 
     def to_input(self, x):
