@@ -136,3 +136,44 @@ def test_many_runs_legend_clears_the_axis_title_and_test_accuracy_is_in_view(ser
     assert page.get_by_text("None", exact=True).count() == 0
     screenshot(page, "results-many-runs")
     assert exceptions(page) == []
+
+
+def visible_heatmap_text(page) -> list[list[str]] | None:
+    """The cell texts of the confusion matrix heatmap in view (the open tab's)."""
+    return page.evaluate("""() => { const d = Array.from(document.querySelectorAll('.js-plotly-plot')).find(
+        d => d.offsetParent !== null && d.data && d.data[0].type === 'heatmap'); return d ? d.data[0].text : null; }""")
+
+
+def test_the_epoch_slider_of_the_shipped_cnn_changes_the_confusion_matrix(server, page):
+    """The shipped CNN (the real artifacts/models/cnn.pt, from `make models`) carries its
+    per-epoch history: curves on a first visit, and each epoch's confusion matrix of the test
+    set it watched (it trained without a validation split, and the page says so)."""
+    from conftest import ROOT
+    import torch
+    meta = torch.load(ROOT / "artifacts" / "models" / "cnn.pt", weights_only=True)["metrics"]
+    if not any(h.get("watch_confusion") for h in meta.get("history") or []):
+        pytest.skip("this cnn.pt predates per-epoch confusion matrices: run `make models`")
+    open_page(page, server, "results")
+    compare(page, ["shipped CNN"])
+    assert page.get_by_text("No per-epoch history stored").count() == 0
+    loss, acc = charts(page)
+    assert acc["range"][0] >= 0 and len(acc["ticks"]) >= 2  # the curves are drawn
+    page.get_by_role("tab", name="How it learned").click()
+    wait_idle(page)
+    page.wait_for_timeout(800)
+    md = page.locator('[data-testid="stMarkdownContainer"]')
+    assert md.filter(has_text="scored the test set at each epoch end").first.is_visible()
+    last = visible_heatmap_text(page)
+    assert last is not None and len(last) == 10
+    assert md.filter(has_text=f"Epoch {len(meta['history'])} · test (watched) accuracy").first.is_visible()
+    slider = page.locator('[role="slider"]:visible').first
+    slider.focus()
+    page.keyboard.press("Home")  # back to epoch 1
+    wait_idle(page)
+    page.wait_for_timeout(800)
+    first = visible_heatmap_text(page)
+    assert first is not None and first != last
+    acc1 = meta["history"][0]["watch_accuracy"]
+    assert md.filter(has_text=f"Epoch 1 · test (watched) accuracy {acc1:.1%}").first.is_visible()
+    screenshot(page, "results-epoch-slider")
+    assert exceptions(page) == []
