@@ -81,3 +81,13 @@ def test_the_shipped_models_carry_their_history_and_each_epochs_watched_confusio
     story = " ".join(results.learning_story(cms))
     assert all(story.count(c) >= 1 for c in CLASSES)  # every class is placed: first, later or never
     assert [f.rule for f in results.diagnosis(entry, {"accuracy": meta["test_accuracy"]})] == ["healthy"]
+
+
+def test_the_train_page_diagnoses_a_finished_run_and_waits_for_an_active_one():
+    from fmnist_core.views import train as train_view
+    run = {"status": "finished", "status_info": {"test_accuracy": 0.128},
+           "config": {"train_config": {"lr": 10.0}},
+           "history": [{"epoch": 1, "train_loss": 2.4, "train_accuracy": 0.1, "val_accuracy": 0.1, "val_loss": 2.3}]}
+    f = train_view.diagnosis(run)
+    assert f[0].severity == "error" and "learning rate is too high (now 10)" in f[0].text
+    assert train_view.diagnosis({**run, "status": "running"}) == []
