@@ -164,8 +164,10 @@ def test_the_epoch_slider_of_the_shipped_cnn_changes_the_confusion_matrix(server
     page.locator('[role="option"]').filter(has_text="shipped CNN").first.click()
     page.keyboard.press("Escape")
     wait_idle(page, timeout=slow)
-    page.locator('[data-testid="stSelectbox"]').filter(has_text="Look closer at").click()
-    page.locator('[role="option"]').filter(has_text="shipped CNN").first.click()
+    look = page.locator('[data-testid="stSelectbox"]').filter(has_text="Look closer at")
+    look.locator("input").click()
+    look.locator("input").fill("shipped CNN")
+    page.locator('[role="option"]').filter(has_text="shipped CNN").first.click(timeout=slow * 1000)
     wait_idle(page, timeout=slow)
     page.wait_for_timeout(800)
     assert page.get_by_text("No per-epoch history stored").count() == 0
