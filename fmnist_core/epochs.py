@@ -8,7 +8,11 @@ a `TrainResult`. Everything that must read the same in both lives here, once:
 
 * `TrainResult`: status (finished | cancelled | diverged), message, history rows,
   best epoch, and the model with the best weights;
-* the events: start, batch, epoch, end, as plain dicts, in that order;
+* the events: start, batch, epoch, end, as plain dicts, in that order; a batch event is
+  also a point of the live curves: the running training loss and accuracy of the epoch so
+  far at a fractional epoch (`x`), every `progress_every` batches;
+* `confusion_counts`: the (10, 10) confusion matrix an epoch row carries for its
+  validation split (from the logits the trainer computed anyway, no second pass);
 * the messages: cancelled, time limit, early stop, diverged, finished;
 * `BestEpoch`: which epoch is best so far and when patience runs out;
 * `EpochLog`: the clock, the history, the status, `on_best`, and the final result.
@@ -22,6 +26,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
 
 if TYPE_CHECKING:  # the annotation only: this module needs no torch
     from .models import FashionNet
@@ -45,6 +51,12 @@ def diverged_message(epoch: int, batch: int, lr: float) -> str:
     """What both trainers say when the loss stops being a finite number."""
     return (f"the loss became NaN/inf in epoch {epoch}, batch {batch}: the run "
             f"diverged; try a smaller learning rate (now {lr:g})")
+
+
+def confusion_counts(y_true, y_pred, n_classes: int = 10) -> list[list[int]]:
+    """Rows: true class, columns: predicted class; plain ints, so a row stays JSON."""
+    idx = np.asarray(y_true, dtype=np.int64) * n_classes + np.asarray(y_pred, dtype=np.int64)
+    return np.bincount(idx, minlength=n_classes * n_classes).reshape(n_classes, n_classes).tolist()
 
 
 class BestEpoch:
@@ -109,15 +121,18 @@ class EpochLog:
     def diverged(self, epoch: int, batch: int) -> None:
         self.status, self.message = "diverged", diverged_message(epoch, batch, self.cfg.lr)
 
-    def after_batch(self, epoch: int, batch: int, steps: int, mean_loss: Callable[[], float],
+    def after_batch(self, epoch: int, batch: int, steps: int, running: Callable[[], tuple[float, float]],
                     should_stop: Callable[[], bool] | None) -> bool:
         """Batch `batch` (1-based) is done: progress event, cancellation, time limit.
-        True: leave the epoch now. mean_loss is called only for a progress event (on a
-        GPU reading the loss is a synchronization)."""
+        True: leave the epoch now. running() returns the epoch's running (mean loss,
+        accuracy) so far; it is called only for a progress event (on a GPU reading the
+        sums the trainer keeps on the device is a synchronization)."""
         cfg = self.cfg
         if batch % cfg.progress_every == 0:
+            loss, acc = running()
             self.emit({"event": "batch", "epoch": epoch, "batch": batch, "steps": steps,
-                       "loss": mean_loss(), "elapsed": self.elapsed()})
+                       "x": round(epoch - 1 + batch / steps, 4), "loss": loss, "accuracy": acc,
+                       "elapsed": self.elapsed()})
         if should_stop is not None and batch % 10 == 0 and should_stop():
             self.status, self.message = "cancelled", f"cancelled in epoch {epoch}, batch {batch}"
             return True

@@ -11,6 +11,11 @@ Executors (FMNIST_EXECUTOR, or `--executor` on the CLI):
   ray     each run is a Ray task on the cluster at RAY_ADDRESS, with num_cpus and, when the run
           asks for CUDA, a fraction of a GPU (executors_ray.py). Ray is imported only there.
 
+Live curves: every batch event (each `progress_every` batches) is a point of the running
+training loss and accuracy at a fractional epoch; the points are sent in bunches, at most one
+write a second (runs.log_points), and each epoch's confusion matrices (validation, and the
+watched test set of `make models`) go to the artifact epoch_confusion.json.
+
 The trainer never waits for the store: progress, epochs and checkpoints go through one
 background writer (RunReporter) in order, so a tracking server that restarts mid-run delays
 the curves, not the training; the writer retries and everything arrives. Cancel is a flag in
@@ -285,11 +290,29 @@ def _execute(run_id: str, spec: dict, callback, reporter: RunReporter, here: dic
     data = load()
     work = runs.work_dir(run_id)
     last_write = [0.0]
+    points: list[dict] = []     # every curve point of the run (for the checkpoint)
+    unsent: list[dict] = []     # those not handed to the writer yet
+    confusions: list[dict] = []  # per epoch: {"epoch", "val_confusion"?, "watch_confusion"?}
+
+    def send_points() -> None:
+        if unsent:
+            reporter.call(runs.log_points, run_id, list(unsent))
+            unsent.clear()
 
     def on_event(ev: dict) -> None:
         now = time.time()
+        if ev["event"] == "batch":
+            pt = {"x": ev["x"], "train_loss": ev["loss"], "train_accuracy": ev["accuracy"]}
+            points.append(pt)
+            unsent.append(pt)
         if ev["event"] == "epoch":
+            send_points()
             reporter.epoch({k: v for k, v in ev.items() if k not in ("event", "epochs", "best_epoch")})
+            cms = {k: ev[k] for k in runs.CONFUSION_KEYS if k in ev}
+            if cms:
+                confusions.append({"epoch": ev["epoch"], **cms})
+                path = write_json_atomic(work / runs.CONFUSION_FILE, {"epochs": confusions})
+                reporter.call(runs.log_artifact, run_id, path)
             reporter.progress("running", epoch=ev["epoch"], epochs=ev["epochs"], batch=None,
                               progress=ev["epoch"] / ev["epochs"], best_epoch=ev["best_epoch"],
                               epoch_seconds=ev.get("epoch_seconds"),
@@ -297,6 +320,7 @@ def _execute(run_id: str, spec: dict, callback, reporter: RunReporter, here: dic
                               message=f"epoch {ev['epoch']}/{ev['epochs']} done")
         elif ev["event"] == "batch" and now - last_write[0] > 1.0:
             last_write[0] = now
+            send_points()
             epochs = tcfg.epochs
             reporter.progress("running", epoch=ev["epoch"], epochs=epochs, batch=ev["batch"],
                               steps=ev["steps"], batch_loss=ev["loss"],
@@ -318,8 +342,11 @@ def _execute(run_id: str, spec: dict, callback, reporter: RunReporter, here: dic
         reporter.call(_upload_best, run_id, path)
 
     trainer = _trainer(spec.get("engine", "torch"))
+    # `make models`: the test set scored at each epoch end, for the record (see train.train)
+    watch = {"watch": (data.x_test, data.y_test)} if spec.get("watch_test") else {}
     result: TrainResult = trainer(mcfg, tcfg, data, callback=on_event, should_stop=lambda: reporter.cancelled,
-                                  on_best=on_best, train_limit=spec.get("train_limit"))
+                                  on_best=on_best, train_limit=spec.get("train_limit"), **watch)
+    send_points()
     test_acc = None
     if result.epochs_run > 0 and result.status in ("finished", "cancelled"):
         reporter.progress("running", message="evaluating on the test set")
@@ -333,7 +360,7 @@ def _execute(run_id: str, spec: dict, callback, reporter: RunReporter, here: dic
             "preset": spec.get("preset"), "engine": spec.get("engine", "torch"),
             "train_config": spec["train_config"], "device": result.device, "precision": result.precision,
             "machine": machine_info(), "trained": time.strftime("%Y-%m-%d %H:%M:%S"), "run_id": run_id,
-            "history": result.history})
+            "history": result.history, "points": points, "watch_test": bool(spec.get("watch_test"))})
         for name, path in _report_files(work, m, result.history).items():
             reporter.call(runs.log_artifact, run_id, path)
         reporter.call(_upload_best, run_id, final)
@@ -381,7 +408,7 @@ def _report_files(work: Path, m: dict, history: list[dict]) -> dict[str, Path]:
         for row in m.get("per_class", []):
             w.writerow([row[k] for k in keys])
     out["per_class.csv"] = work / "per_class.csv"
-    keys = sorted({k for row in history for k in row}, key=lambda k: (k != "epoch", k))
+    keys = sorted({k for row in history for k in row if k not in runs.CONFUSION_KEYS}, key=lambda k: (k != "epoch", k))
     with open(work / "history.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(keys)

@@ -13,13 +13,16 @@ What a run holds, in MLflow's terms:
   params     the whole model and training config flattened (model.hidden, train.lr...),
              preset, engine; `fmnist.spec` (tag) keeps the exact JSON that rebuilds it
   metrics    per epoch with step = epoch: train/val loss and accuracy, lr, epoch seconds;
+             the live curve points: point_train_loss / point_train_accuracy (the epoch's
+             running mean every few dozen batches) with step = fractional epoch x POINT_SCALE;
              at the end test_accuracy, test_loss
   tags       fmnist.status (queued, running, finished, failed, diverged, cancelled,
              interrupted: finer than MLflow's own RUNNING/FINISHED/FAILED/KILLED, which is
              kept in step), fmnist.owner / fmnist.owner_id, fmnist.label, progress fields
              (fmnist.epoch, fmnist.progress, ...), fmnist.heartbeat, fmnist.cancel, fmnist.hidden
   artifacts  best.pt (the best checkpoint so far, uploaded at every new best, so a killed run
-             keeps it), and at the end metrics.json, confusion.csv, per_class.csv,
+             keeps it), epoch_confusion.json (each epoch's validation confusion matrix,
+             rewritten at every epoch end), and at the end metrics.json, confusion.csv, per_class.csv,
              history.csv, log.txt
 
 Guarantees kept from the folder registry this replaces: a kill -9 leaves a readable run that
@@ -57,7 +60,12 @@ STALE_SECONDS = 90.0
 # ids are what MLflow makes (32 hex digits) or at least letters, digits, '-' and '_': an id
 # can never name a path ('.', '..', '/' and absolute paths all fail this)
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,99}")
-HISTORY_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds")
+HISTORY_KEYS = ("train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "epoch_seconds",
+                "watch_loss", "watch_accuracy")
+POINT_KEYS = ("train_loss", "train_accuracy")  # stored as point_<key>
+POINT_SCALE = 10000  # MLflow steps are integers: step = round(fractional epoch * POINT_SCALE)
+CONFUSION_KEYS = ("val_confusion", "watch_confusion")
+CONFUSION_FILE = "epoch_confusion.json"
 HOST = socket.gethostname()
 # what a store answers for an id it does not have (SQL stores and the REST API differ)
 NOT_FOUND = ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "BAD_REQUEST", "NOT_FOUND")
@@ -182,6 +190,16 @@ def log_epoch(run_id: str, row: dict[str, Any]) -> None:
     store().client.log_batch(run_id, metrics=metrics)
 
 
+def log_points(run_id: str, points: list[dict[str, Any]]) -> None:
+    """Live curve points {"x": fractional epoch, "train_loss", "train_accuracy"}, one request."""
+    from mlflow.entities import Metric
+    ts = int(time.time() * 1000)
+    metrics = [Metric(f"point_{k}", float(p[k]), ts, round(p["x"] * POINT_SCALE))
+               for p in points for k in POINT_KEYS if p.get(k) is not None]
+    if metrics:
+        store().client.log_batch(run_id, metrics=metrics)
+
+
 def log_artifact(run_id: str, path: str | Path) -> None:
     """Add a file to the run's artifacts. On this machine's disk (the embedded store) it is
     copied atomically, so a kill mid-copy never leaves a half checkpoint for readers."""
@@ -286,6 +304,9 @@ def load_run(run_id: str, history: bool = True) -> dict[str, Any]:
     run = get_run(run_id)
     r = _summary(run)
     r["history"] = read_history(run_id, run) if history else []
+    r["points"] = read_points(run_id, run) if history else []
+    if history and r["history"]:
+        _add_confusions(r)
     r["metrics"] = _final_metrics(r) if r["status"] not in ACTIVE else None
     r["checkpoint"] = checkpoint_path(r)
     return r
@@ -301,6 +322,30 @@ def read_history(run_id: str, run=None) -> list[dict[str, Any]]:
         for m in store().client.get_metric_history(run_id, key):
             rows.setdefault(m.step, {"epoch": m.step})[key] = m.value
     return [rows[k] for k in sorted(rows)]
+
+
+def read_points(run_id: str, run=None) -> list[dict[str, Any]]:
+    """The live curve points, in order: {"x": fractional epoch, "train_loss", "train_accuracy"}."""
+    run = run or get_run(run_id)
+    pts: dict[int, dict] = {}
+    for key in POINT_KEYS:
+        if f"point_{key}" not in run.data.metrics:
+            continue
+        for m in store().client.get_metric_history(run_id, f"point_{key}"):
+            pts.setdefault(m.step, {"x": m.step / POINT_SCALE})[key] = m.value
+    return [pts[k] for k in sorted(pts)]
+
+
+def _add_confusions(r: dict[str, Any]) -> None:
+    """Each epoch's confusion matrices (epoch_confusion.json) into its history row."""
+    p = artifact_file(r, CONFUSION_FILE, refresh=r["status"] in ACTIVE)
+    stored = (read_json(p) or {}).get("epochs", []) if p else []
+    by_epoch = {int(e["epoch"]): e for e in stored if isinstance(e, dict) and "epoch" in e}
+    for row in r["history"]:
+        for k in CONFUSION_KEYS:
+            cm = by_epoch.get(int(row["epoch"]), {}).get(k)
+            if cm is not None:
+                row[k] = cm
 
 
 def list_runs(statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:

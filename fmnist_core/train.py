@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from .data import FashionMNIST, train_val_split
 from .device import autocast, resolve_device, resolve_precision
-from .epochs import EpochLog, TrainResult
+from .epochs import EpochLog, TrainResult, confusion_counts
 from .errors import ConfigError
 from .evaluate import images_to_tensor, predict_logits
 from .models import CONV_KINDS, ModelConfig, build_model
@@ -57,7 +57,7 @@ class TrainConfig:
     compile: bool = False          # torch.compile the model for training (needs a C++ compiler; any
                                    # failure falls back to eager, and history rows say which ran)
     max_seconds: float = 0.0       # stop after this much training time; 0 = no limit
-    progress_every: int = 50       # batch events every N batches
+    progress_every: int = 20       # batch events (live curve points) every N batches
 
     def validate(self) -> None:
         checks = [
@@ -147,7 +147,7 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
           callback: Callable[[dict], None] | None = None,
           should_stop: Callable[[], bool] | None = None,
           on_best: Callable[[dict, dict], None] | None = None,
-          train_limit: int | None = None) -> TrainResult:
+          train_limit: int | None = None, watch: tuple[np.ndarray, np.ndarray] | None = None) -> TrainResult:
     """Train a fresh model.
 
     callback(event): progress events (start, batch, epoch, end), plain dicts.
@@ -155,6 +155,9 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
     on_best(state_dict, history_row): called whenever validation accuracy improves,
       so a caller can checkpoint the best weights as they appear.
     train_limit: use only the first N training images (after the split), for demos/tests.
+    watch: (images, labels) scored at every epoch end for the record only (watch_loss,
+      watch_accuracy, watch_confusion in the row); never used to pick the best epoch or to
+      stop. `make models` watches the test set of models trained without a validation split.
     """
     cfg.validate()
     device = resolve_device(cfg.device)
@@ -229,7 +232,8 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
                 if not math.isfinite(loss_sum.item()):
                     log.diverged(epoch, b + 1)
                     break
-            if log.after_batch(epoch, b + 1, steps, lambda: loss_sum.item() / seen, should_stop):
+            if log.after_batch(epoch, b + 1, steps, lambda: (loss_sum.item() / seen, correct.item() / seen),
+                               should_stop):
                 break
         if log.status != "finished":
             break
@@ -244,6 +248,13 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
             yv = torch.as_tensor(y_val, dtype=torch.long)
             row["val_loss"] = F.cross_entropy(logits, yv).item()
             row["val_accuracy"] = (logits.argmax(1) == yv).float().mean().item()
+            row["val_confusion"] = confusion_counts(yv, logits.argmax(1))
+        if watch is not None:  # scored for the record only: it never picks an epoch or stops a run
+            logits = predict_logits(model, watch[0], batch_size=1000, device=device, precision=precision)
+            yw = torch.tensor(watch[1], dtype=torch.long)
+            row["watch_loss"] = F.cross_entropy(logits, yw).item()
+            row["watch_accuracy"] = (logits.argmax(1) == yw).float().mean().item()
+            row["watch_confusion"] = confusion_counts(yw, logits.argmax(1))
         if log.end_epoch(row, snapshot):  # early stop, or the time limit reached in this epoch
             break
     seconds = log.elapsed()

@@ -43,7 +43,7 @@ def _board() -> None:
     c[1].metric("Runs on the board", len(df))
     c[2].metric("Students", df["owner"].nunique())
     table = df.drop(columns=["run_id", "kind", "status"] + ([] if me.teacher else ["hidden"]))
-    st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 560),
+    st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 560), placeholder="—",
                  column_config={
                      "rank": st.column_config.NumberColumn("#", width="small"),
                      "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),

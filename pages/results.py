@@ -1,6 +1,8 @@
-"""Results page: compare runs (and the shipped models), then look closely at one:
-confusion matrix (click a cell to see those test images), per-class precision /
-recall / F1, the most confident mistakes, downloads, and deleting a run."""
+"""Results page: compare runs (and the shipped models), then look closely at one: a
+diagnosis in plain words, confusion matrix (click a cell to see those test images), how it
+learned (an epoch slider over each epoch's held-out confusion matrix, recall per class by
+epoch), per-class precision / recall / F1, the most confident mistakes, downloads, and
+deleting a run."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -56,13 +58,16 @@ def page() -> None:
         st.info("Choose at least one run above.")
         return
 
-    long = shared.curves_long([(s["name"], s["history"]) for s in chosen])
+    long = shared.curves_long([(s["name"], s["history"]) for s in chosen],
+                              {s["name"]: s.get("points") for s in chosen})
     if len(long):
         left, right = st.columns(2)
         left.plotly_chart(common.curves_figure(long, "loss"), theme=None, key="res_loss")
         right.plotly_chart(common.curves_figure(long, "accuracy"), theme=None, key="res_acc")
-        st.caption("Solid line, filled dots: training set · dashed line, open dots: validation set (held "
-                   "out from training). A widening gap between the two is overfitting.")
+        st.caption("Solid line, filled dots: training set (between the dots, the running mean of the "
+                   "epoch so far) · dashed line, open dots: validation set (held out from training) · "
+                   "dotted: the test set, watched at each epoch end for models trained without a "
+                   "validation split (it chose nothing). A widening gap is overfitting.")
         note = common.loss_note(long)
         if note:
             st.caption(f":material/info: {note}")
@@ -91,9 +96,21 @@ def page() -> None:
     results_robust.section(chosen, common.with_details(sources[st.session_state.res_detail]))
 
 
+def _diagnosis(src: dict, metrics: dict | None) -> None:
+    """What a teacher would say about this run (fmnist_core.diagnose), one box per finding."""
+    if src["status"] in runs.ACTIVE:
+        return
+    boxes = {"error": st.error, "warning": st.warning, "info": st.info, "ok": st.success}
+    icons = {"error": ":material/error:", "warning": ":material/warning:", "info": ":material/lightbulb:",
+             "ok": ":material/check_circle:"}
+    for f in view.diagnosis(src, metrics):
+        boxes[f.severity](f.text, icon=icons[f.severity])
+
+
 def _detail(key: str, src: dict) -> None:
     metrics = _test_metrics(src)
-    tabs = st.tabs(["Confusion matrix", "Per class", "Mistakes", "Downloads & delete"])
+    _diagnosis(src, metrics)
+    tabs = st.tabs(["Confusion matrix", "Per class", "Mistakes", "How it learned", "Downloads & delete"])
     if metrics is None:
         if src["status"] in runs.ACTIVE:
             msg = (f"Test-set metrics appear when the run has finished (now {src['status']}); "
@@ -107,6 +124,8 @@ def _detail(key: str, src: dict) -> None:
                        "no test metrics" + (f": {why}." if why and why != src["status"] else "."))
         for t in tabs[:3]:
             t.info(msg)
+        with tabs[3]:
+            _learning(key, src)
     else:
         with tabs[0]:
             _confusion(src, metrics)
@@ -114,8 +133,69 @@ def _detail(key: str, src: dict) -> None:
             _per_class(metrics)
         with tabs[2]:
             _mistakes(metrics)
-    with tabs[3]:
+        with tabs[3]:
+            _learning(key, src)
+    with tabs[4]:
         _downloads(key, src, metrics)
+
+
+def _cm_figure(counts: np.ndarray, norm: bool) -> tuple[go.Figure, list[list[str]]]:
+    """A confusion-matrix heatmap of counts (or row shares) and its cell texts."""
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    names = list(CLASSES)
+    text = [[f"{v:.2f}" if norm else f"{int(v)}" for v in row] for row in (share if norm else counts)]
+    # colour = share of the row, square-rooted: a 3% confusion is still visibly blue
+    fig = go.Figure(go.Heatmap(z=np.sqrt(share), x=names, y=names, colorscale="Blues", showscale=False,
+                               zmin=0, zmax=1, text=text, texttemplate="%{text}", textfont=dict(size=15),
+                               hoverinfo="skip"))
+    fig.update_yaxes(range=[len(names) - 0.5, -0.5], title="true class")
+    fig.update_xaxes(range=[-0.5, len(names) - 0.5], title="predicted class", tickangle=-45)
+    return fig, text
+
+
+def _learning(key: str, src: dict) -> None:
+    """Each epoch's held-out confusion matrix under an epoch slider, and recall per class."""
+    split, cms = view.epoch_confusions(src["history"])
+    if not cms:
+        tc = src.get("train_config") or {}
+        if src["history"] and not any(h.get("val_accuracy") is not None for h in src["history"]) \
+                and not tc.get("val_fraction", 0.2):
+            st.info("This model trained on all 60,000 training images, without a validation split: there is "
+                    "no held-out set it was scored on at each epoch, so no per-epoch confusion matrix. "
+                    "Train with a validation split (Train page) to see one.")
+        else:
+            st.info("No per-epoch confusion matrices are stored for this model (runs from before they were "
+                    "recorded, or a run that stopped before its first epoch ended).")
+        return
+    if split.startswith("test"):
+        st.caption(":material/info: No validation split: this model trained on all 60,000 training images. "
+                   "`make models` scored the **test set** at each epoch end for this view only; it chose "
+                   "nothing (the model kept is the last epoch's, with settings fixed in advance).")
+    epochs = sorted(cms)
+    left, right = st.columns([3, 2], gap="medium")
+    with left:
+        if len(epochs) > 1:
+            epoch = st.select_slider("Epoch", epochs, value=epochs[-1], key=f"res_epoch_{key}",
+                                     help="Drag to watch the confusions untangle, epoch by epoch")
+        else:
+            epoch = epochs[0]
+            st.caption("One epoch: nothing to slide through.")
+        cm = cms[epoch]
+        acc = float(np.trace(cm) / max(cm.sum(), 1))
+        st.markdown(f"**Epoch {epoch}** · {split} accuracy **{acc:.1%}** on {int(cm.sum()):,} images "
+                    "(row-normalised: the diagonal is each class's recall)")
+        fig, _ = _cm_figure(cm, True)
+        st.plotly_chart(common.style(fig, height=560, top=10), theme=None, key="res_epoch_cm",
+                        config={"displayModeBar": False})
+    with right:
+        rec = view.recall_by_epoch(cms)
+        fig = px.line(rec, x="epoch", y="recall", color="class", markers=True,
+                      color_discrete_sequence=px.colors.qualitative.Dark24)
+        fig.update_yaxes(tickformat=".0%", title=f"recall ({split})")
+        fig.update_xaxes(dtick=1 if len(epochs) <= 12 else None)
+        st.plotly_chart(common.style(fig, height=460, legend_below=True), theme=None, key="res_recall")
+        for line in view.learning_story(cms):
+            st.markdown(line)
 
 
 def _cm_clicked() -> None:
@@ -134,14 +214,8 @@ def _confusion(src: dict, metrics: dict) -> None:
     st.radio("Show", ["counts", "row-normalised"], key="res_cm_mode", horizontal=True,
              help="Row-normalised: each row sums to 1, so the diagonal is the recall of that class.")
     norm = st.session_state.res_cm_mode == "row-normalised"
-    cm = view.confusion(metrics, normalise=norm)
-    share = view.confusion(metrics, normalise=True)
     names = list(CLASSES)
-    text = [[f"{v:.2f}" if norm else f"{int(v)}" for v in row] for row in cm]
-    # colour = share of the row, square-rooted: a 3% confusion is still visibly blue
-    fig = go.Figure(go.Heatmap(z=np.sqrt(share), x=names, y=names, colorscale="Blues", showscale=False,
-                               zmin=0, zmax=1, text=text, texttemplate="%{text}", textfont=dict(size=15),
-                               hoverinfo="skip"))
+    fig, text = _cm_figure(view.confusion(metrics), norm)
     # a transparent marker on every cell carries hover and click: Streamlit reports clicks
     # on scatter points, not on heatmap cells
     xs, ys = np.meshgrid(names, names)
@@ -149,9 +223,7 @@ def _confusion(src: dict, metrics: dict) -> None:
                              customdata=np.ravel(text),
                              hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
                              marker=dict(size=40, color="rgba(0,0,0,0)", symbol="square")))
-    # fixed ranges: the markers' size would otherwise pad the axes and shift the cells
-    fig.update_yaxes(range=[len(names) - 0.5, -0.5], title="true class")
-    fig.update_xaxes(range=[-0.5, len(names) - 0.5], title="predicted class", tickangle=-45)
+    # the fixed ranges of _cm_figure: the markers' size would otherwise pad the axes and shift the cells
     left, right = st.columns([3, 2], gap="medium")
     with left:
         st.plotly_chart(common.style(fig, height=580, top=10), theme=None, key="res_cm_chart",

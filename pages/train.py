@@ -322,17 +322,32 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
         if st.session_state.get("tr_stop_error"):
             st.error(st.session_state.tr_stop_error)
     elif info["status"] == "finished":
-        st.success(f"{info['text'][:1].upper()}{info['text'][1:]}. Compare it with others on the Results page.")
+        # finished is not the same as learned: the diagnosis says what a teacher would
+        findings = view.diagnosis(run)
+        worst = findings[0].severity if findings else "ok"
+        box = {"error": st.error, "warning": st.warning}.get(worst, st.success)
+        head = f"{info['text'][:1].upper()}{info['text'][1:]}"
+        box(f"{head}" + (" — but:" if worst in ("error", "warning") else ". Compare it with others on the "
+                         "Results page."))
+        for f in findings:
+            if f.severity != "ok":
+                {"error": st.error, "warning": st.warning, "info": st.info}[f.severity](f.text)
+            else:
+                st.caption(f":material/check_circle: {f.text}")
         nxt = st.columns(3)
         nxt[0].page_link(nav.page("results"), label="Results: its mistakes", icon=":material/analytics:")
         nxt[1].page_link(nav.page("predict"), label="Predict: draw for it", icon=":material/online_prediction:")
     elif info["status"] in ("failed", "diverged", "interrupted"):
         st.error(shared.for_browser(info["text"]))
+        for f in view.diagnosis(run):
+            if f.rule != "diverged" and f.severity in ("error", "warning"):
+                st.warning(f.text)
     elif info["status"] == "cancelled":
         st.warning(shared.for_browser(info["text"]))
 
-    if run["history"]:
-        long = shared.curves_long([(run_id, run["history"])])
+    if run["history"] or run.get("points"):
+        # the training curve moves every few dozen batches; validation at each epoch end
+        long = shared.curves_long([(run_id, run["history"])], {run_id: run.get("points")})
         left, right = st.columns(2)
         left.plotly_chart(common.curves_figure(long, "loss", by_split=True), theme=None, key="watch_loss")
         right.plotly_chart(common.curves_figure(long, "accuracy", by_split=True), theme=None, key="watch_acc")
@@ -340,7 +355,7 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
         if note:
             st.caption(f":material/info: {note}")
     elif info["active"]:
-        st.caption("Curves appear after the first epoch.")
+        st.caption("Curves appear after the first few dozen batches; validation at each epoch's end.")
     with st.expander("Configuration of this run"):
         cfg = run["config"]
         st.caption(f"{labels_view.run_label(run)} · run id `{run_id}`")

@@ -136,3 +136,63 @@ def test_many_runs_legend_clears_the_axis_title_and_test_accuracy_is_in_view(ser
     assert page.get_by_text("None", exact=True).count() == 0
     screenshot(page, "results-many-runs")
     assert exceptions(page) == []
+
+
+def visible_heatmap_text(page) -> list[list[str]] | None:
+    """The cell texts of the confusion matrix heatmap in view (the open tab's)."""
+    return page.evaluate("""() => { const d = Array.from(document.querySelectorAll('.js-plotly-plot')).find(
+        d => d.offsetParent !== null && d.data && d.data[0].type === 'heatmap'); return d ? d.data[0].text : null; }""")
+
+
+@pytest.mark.xfail(strict=False, reason="unfinished (issue 12 part 4): the page draws the epoch-10 matrix and "
+                   "caption (checked), but the locator for the select_slider's thumb is not found yet")
+def test_the_epoch_slider_of_the_shipped_cnn_changes_the_confusion_matrix(server, page):
+    """The shipped CNN (the real artifacts/models/cnn.pt, from `make models`) carries its
+    per-epoch history: curves on a first visit, and each epoch's confusion matrix of the test
+    set it watched (it trained without a validation split, and the page says so)."""
+    from conftest import ROOT
+    import torch
+    meta = torch.load(ROOT / "artifacts" / "models" / "cnn.pt", weights_only=True)["metrics"]
+    if not any(h.get("watch_confusion") for h in meta.get("history") or []):
+        pytest.skip("this cnn.pt predates per-epoch confusion matrices: run `make models`")
+    slow = 300  # s: the shipped CNN is evaluated on the 10,000 test images, on a busy 2-core machine
+    try:
+        open_page(page, server, "results")
+    except sync_api.TimeoutError:  # alone (-k), this test pays the server's cold start
+        wait_idle(page, timeout=slow)
+    box = page.locator('[data-testid="stMultiSelect"]').first  # add the shipped CNN to the comparison
+    box.locator("input").click()
+    box.locator("input").fill("shipped CNN")
+    page.locator('[role="option"]').filter(has_text="shipped CNN").first.click()
+    page.keyboard.press("Escape")
+    wait_idle(page, timeout=slow)
+    look = page.locator('[data-testid="stSelectbox"]').filter(has_text="Look closer at")
+    look.locator("input").click()
+    look.locator("input").fill("shipped CNN")
+    page.locator('[role="option"]').filter(has_text="shipped CNN").first.click(timeout=slow * 1000)
+    wait_idle(page, timeout=slow)
+    page.wait_for_timeout(800)
+    assert page.get_by_text("No per-epoch history stored").count() == 0
+    loss, acc = charts(page)
+    assert acc["range"][0] >= 0 and len(acc["ticks"]) >= 2  # the curves are drawn
+    page.get_by_role("tab", name="How it learned").click()
+    wait_idle(page, timeout=slow)
+    page.wait_for_timeout(800)
+    screenshot(page, "results-how-it-learned")
+    md = page.locator('[data-testid="stMarkdownContainer"]')
+    page.locator('[data-testid="stCaptionContainer"]').filter(
+        has_text="scored the test set at each epoch end").first.wait_for(timeout=30_000)
+    last = visible_heatmap_text(page)
+    assert last is not None and len(last) == 10
+    assert md.filter(has_text=f"Epoch {len(meta['history'])} · test (watched) accuracy").first.is_visible()
+    slider = page.locator('[role="slider"]:visible').first
+    slider.focus()
+    page.keyboard.press("Home")  # back to epoch 1
+    wait_idle(page, timeout=slow)
+    page.wait_for_timeout(800)
+    first = visible_heatmap_text(page)
+    assert first is not None and first != last
+    acc1 = meta["history"][0]["watch_accuracy"]
+    assert md.filter(has_text=f"Epoch 1 · test (watched) accuracy {acc1:.1%}").first.is_visible()
+    screenshot(page, "results-epoch-slider")
+    assert exceptions(page) == []

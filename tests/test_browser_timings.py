@@ -52,10 +52,10 @@ def test_timings_shows_results_and_a_running_benchmark(server, page):
     # the precision axis and ONNX Runtime: the goals, and bf16 said why where it was not measured
     assert page.get_by_text("The speed goals").is_visible()
     assert page.get_by_text("fp32 PyTorch within 1.1x of ONNX Runtime's time").is_visible()
-    from fmnist_core.bench.harness import cpu_has_amx
-    if not cpu_has_amx():
+    from fmnist_core.device import cpu_has_fast_bf16
+    if not cpu_has_fast_bf16():
         assert page.get_by_text("PyTorch nn.Module bf16").first.is_visible()
-        assert page.get_by_text("no AMX on this CPU").first.is_visible()
+        assert page.get_by_text("no AMX or AVX512-BF16 on this CPU").first.is_visible()
     page.get_by_text("Same answers?").click()
     page.get_by_text("A faster row that disagrees computes something else").wait_for()
     screenshot(page, "page-timings")

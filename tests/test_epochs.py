@@ -20,7 +20,7 @@ def test_a_run_sends_start_batch_epoch_end_and_keeps_the_best_weights():
     snapshots = iter([{"w": 1}, {"w": 2}, {"w": 3}])
     for epoch, acc in [(1, 0.5), (2, 0.7), (3, 0.6)]:
         for b in range(1, 5):
-            assert not log.after_batch(epoch, b, 4, lambda: 1.0, should_stop=None)
+            assert not log.after_batch(epoch, b, 4, lambda: (1.0, 0.25 * b), should_stop=None)
         stop = log.end_epoch({"epoch": epoch, "val_accuracy": acc}, lambda: next(snapshots))
     assert stop and log.message.startswith("early stop after epoch 3") and "best was epoch 2" in log.message
     assert best == [({"w": 1}, 1), ({"w": 2}, 2)] and log.best_state == {"w": 2}
@@ -29,19 +29,21 @@ def test_a_run_sends_start_batch_epoch_end_and_keeps_the_best_weights():
     assert res.epochs_run == 3 and res.message == log.message
     kinds = [e["event"] for e in events]
     assert kinds == ["start"] + (["batch"] * 2 + ["epoch"]) * 3 + ["end"]
-    assert events[1] == {"event": "batch", "epoch": 1, "batch": 2, "steps": 4, "loss": 1.0,
-                         "elapsed": events[1]["elapsed"]}
+    # a batch event is a point of the live curves: running loss and accuracy at a fractional epoch
+    assert events[1] == {"event": "batch", "epoch": 1, "batch": 2, "steps": 4, "x": 0.5, "loss": 1.0,
+                         "accuracy": 0.5, "elapsed": events[1]["elapsed"]}
+    assert [e["x"] for e in events if e["event"] == "batch"] == [0.5, 1.0, 1.5, 2.0, 2.5, 3.0]
     assert events[3]["best_epoch"] == 1 and events[3]["epochs"] == 3 and "elapsed" in events[3]
 
 
 def test_cancel_time_limit_and_divergence_say_why():
     log, events, _ = _log(epochs=2)
-    assert log.after_batch(1, 10, 20, lambda: 0.0, should_stop=lambda: True)
+    assert log.after_batch(1, 10, 20, lambda: (0.0, 0.0), should_stop=lambda: True)
     assert (log.status, log.message) == ("cancelled", "cancelled in epoch 1, batch 10")
-    assert not _log()[0].after_batch(1, 9, 20, lambda: 0.0, should_stop=lambda: True)  # polled every 10
+    assert not _log()[0].after_batch(1, 9, 20, lambda: (0.0, 0.0), should_stop=lambda: True)  # polled every 10
 
     log, _, _ = _log(max_seconds=1e-9)
-    assert log.after_batch(2, 1, 20, lambda: 0.0, should_stop=None)
+    assert log.after_batch(2, 1, 20, lambda: (0.0, 0.0), should_stop=None)
     assert log.status == "finished" and log.message == "time limit of 1e-09 s reached in epoch 2"
 
     log, _, _ = _log(lr=0.5)
@@ -81,3 +83,20 @@ def test_messages_count_in_words():
         log.end_epoch({"epoch": epoch, "val_accuracy": acc}, lambda: {"w": epoch})
     assert "for 1 epoch;" in log.message
 
+
+
+@pytest.mark.parametrize("trainer", [train, train_numpy], ids=["torch", "numpy"])
+def test_both_trainers_send_curve_points_and_each_epochs_validation_confusion(trainer, ds):
+    events = []
+    cfg = TrainConfig(epochs=2, batch_size=64, progress_every=5, val_fraction=0.1, device="cpu")
+    res = trainer(models.MLPConfig(hidden=(32,)), cfg, ds, callback=events.append, train_limit=640)
+    pts = [e for e in events if e["event"] == "batch"]
+    assert [p["x"] for p in pts] == [0.5, 1.0, 1.5, 2.0]  # 10 batches an epoch, a point every 5
+    for epoch, row in enumerate(res.history, 1):
+        end = pts[2 * epoch - 1]  # the running mean at the epoch's last batch is the epoch's figure
+        assert end["loss"] == pytest.approx(row["train_loss"]) and end["accuracy"] == pytest.approx(row["train_accuracy"])
+        assert 0 <= pts[2 * epoch - 2]["accuracy"] <= 1
+        cm = row["val_confusion"]
+        assert len(cm) == 10 and all(len(r) == 10 for r in cm) and sum(map(sum, cm)) == 6000
+        assert sum(cm[i][i] for i in range(10)) / 6000 == pytest.approx(row["val_accuracy"], abs=1e-6)
+    assert res.history[0]["val_confusion"] != res.history[1]["val_confusion"]

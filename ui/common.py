@@ -198,7 +198,7 @@ def with_details(entry: dict) -> dict:
     if entry["source"] != "run":
         return entry
     r = run_detail({"run_id": entry["run_id"], "status": entry["status"], "status_info": entry["info"]})
-    return {**entry, "history": r["history"], "metrics": r["metrics"],
+    return {**entry, "history": r["history"], "points": r.get("points") or [], "metrics": r["metrics"],
             "checkpoint": r["checkpoint"] or entry["checkpoint"]}
 
 
@@ -291,21 +291,23 @@ def curves_figure(long_df, metric: str, by_split: bool = False, title: str | Non
     repeat, loss on a log scale when one run's loss dwarfs the others (loss_note says so)."""
     df = long_df[long_df["metric"] == metric]
     fig = go.Figure()
-    dash = {"train": "solid", "validation": "dash"}
+    dash = {"train": "solid", "validation": "dash", "test (watched)": "dot"}
     for i, (run, group) in enumerate(df.groupby("run", sort=False)):
         for split, g in group.groupby("split", sort=False):
-            colour = COLORS[(0 if split == "train" else 1) if by_split else i % len(COLORS)]
+            colour = COLORS[list(dash).index(split) if by_split else i % len(COLORS)]
+            # live points within an epoch: the line only; a dot at each epoch's end
+            ends = g["end"] if "end" in g else [True] * len(g)
             fig.add_trace(go.Scatter(
                 x=g["epoch"], y=g["value"], mode="lines+markers", legendgroup=run, cliponaxis=False,
                 name=split if by_split else run, showlegend=by_split or split == "train",
                 line=dict(color=colour, width=3, dash=dash[split]),
                 # open dots for validation: with one epoch there is no line to be dashed
-                marker=dict(size=9, symbol="circle" if split == "train" else "circle-open",
-                            line=dict(width=2, color=colour)),
-                hovertemplate=f"{run}<br>{split}, epoch %{{x}}: %{{y:.4f}}<extra></extra>"))
+                marker=dict(size=[9 if e else 0 for e in ends], symbol="circle" if split == "train" else "circle-open",
+                            line=dict(width=[2 if e else 0 for e in ends], color=colour)),
+                hovertemplate=f"{run}<br>{split}, epoch %{{x:.2f}}: %{{y:.4f}}<extra></extra>"))
     fig.update_layout(title=title or ("Loss" if metric == "loss" else "Accuracy"))
     epochs = df["epoch"]
-    few = epochs.nunique() <= 12
+    few = len(epochs) and epochs.max() <= 12
     fig.update_xaxes(title="epoch", dtick=1 if few else None,
                      range=[epochs.min() - 0.4, epochs.max() + 0.4] if len(epochs) and few else None)
     if metric == "accuracy":

@@ -16,7 +16,7 @@ thread count (`python -m fmnist_core bench`), each row with its label agreement 
 
 Left out: the command line (cli_bench.py, cli_speed.py), the dashboard's figures
 (views/timings.py) and its chart styling (pages/timings.py), the ONNX exporter (export.py). Not
-measured, on purpose: bf16 on CPUs without AMX (its rows say why), torch.compile, DataLoader
+measured, on purpose: bf16 on CPUs without AMX or AVX512-BF16 (its rows say why), torch.compile, DataLoader
 worker processes (impls.py says why).
 """
 from .config import DEFAULT_PRESET, DEVICES, IMPLS, BenchConfig

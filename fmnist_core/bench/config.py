@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 IMPLS = ("pytorch", "onnxruntime", "manual-numpy", "manual-torch", "dataloader")  # impls.IMPL_CLASSES, in this order
-PRECISIONS = ("fp32", "bf16", "fp16")  # fp32 everywhere; bf16 on CPUs with AMX and on CUDA; fp16 on CUDA
+PRECISIONS = ("fp32", "bf16", "fp16")  # fp32 everywhere; bf16 on CPUs with AMX or AVX512-BF16 and on CUDA; fp16 on CUDA
 WORKS = ("inference", "latency", "train_step", "epoch")
 DEVICES = ("cpu", "cuda", "mps")
 DEFAULT_PRESET = "mlp-seed000"  # the course project's MLP (784-128-10), the one the questions are about

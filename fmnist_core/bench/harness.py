@@ -141,16 +141,6 @@ def cpu_threads(n: int):
         torch.set_num_threads(before)
 
 
-def cpu_has_amx() -> bool:
-    """AMX (amx_bf16 in /proc/cpuinfo's flags, Linux): the only CPUs where bf16 inference beats
-    fp32. Without it PyTorch emulates bf16 convolutions and matmuls (~10x slower on AMD EPYC)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return any(line.startswith("flags") and "amx_bf16" in line.split() for line in f)
-    except OSError:  # not Linux: assume none
-        return False
-
-
 # --- what the figures are compared with: the matmul peak, the BLAS, the machine ------------------
 
 def measure_peak(device: torch.device, size: int = 2048, repeats: int = 7) -> dict:

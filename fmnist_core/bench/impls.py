@@ -4,7 +4,7 @@ one's runs are timed.
   pytorch       the nn.Module from models.py, inference_mode, the test set converted once to
                 one float32 tensor (MLP inference with the input normalization folded into fc1,
                 batches of >= 1,000 images on oneDNN kernels: `onednn_mlp`);
-                also in bf16 (CPUs with AMX; CUDA) and fp16 (CUDA), inference only
+                also in bf16 (CPUs with AMX or AVX512-BF16; CUDA) and fp16 (CUDA), inference only
   onnxruntime   the same model exported by export.py (the module the ONNX download uses),
                 run by ONNX Runtime: CPU provider, CUDA provider when the build has one
   manual-numpy  the NumPy twin (twin.ManualNet, twin.train_numpy); CPU only, training timed for MLPs only
@@ -22,7 +22,7 @@ its logits for the agreement check (`outputs`) and whether it takes part in the 
 headline (`interleaved`). The run loop (run.py) asks; it never checks names.
 
 Left out: the order rows are run in and the rows themselves (run.py); the timing primitives
-(harness.py). Deliberately not timed: bf16 on a CPU without AMX (emulated: ~10x slower than fp32;
+(harness.py). Deliberately not timed: bf16 on a CPU without AMX or AVX512-BF16 (emulated: ~10x slower than fp32;
 its rows say so), autocast (a whole-model cast is what inference at the limit uses),
 torch.compile, pinned memory and non_blocking copies, DataLoader worker processes (the course
 projects used num_workers=0).
@@ -41,7 +41,8 @@ import torch.nn.functional as F
 from .. import twin  # the hand-written twin: imported here only, nowhere else in bench/
 from ..models import build_model
 from .config import IMPLS, WORKS, BenchConfig
-from .harness import Skip, cpu_has_amx, probe, sync_for, time_runs
+from ..device import cpu_has_fast_bf16
+from .harness import Skip, probe, sync_for, time_runs
 from .model import BenchModel
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ if TYPE_CHECKING:
 
 TRAINING = ("train_step", "epoch")
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-NO_AMX = "not measured: no AMX on this CPU (bf16 would be slower)"
+NO_BF16 = "not measured: no AMX or AVX512-BF16 on this CPU (bf16 would be slower)"
 
 
 class TorchvisionStyleDataset(torch.utils.data.Dataset):
@@ -246,7 +247,7 @@ class PyTorchImpl(Impl):
     @classmethod
     def precisions(cls, device):
         if device == "cpu":
-            return [("fp32", None), ("bf16", None if cpu_has_amx() else NO_AMX)]
+            return [("fp32", None), ("bf16", None if cpu_has_fast_bf16() else NO_BF16)]
         if device == "cuda":
             bf16 = None if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else \
                 "not measured: this GPU has no native bf16"

@@ -5,7 +5,7 @@ What one run measures, for one model (default: the 784-128-10 MLP of mlp-seed000
 
   implementations  pytorch, onnxruntime, manual-numpy, manual-torch, dataloader (impls.py)
   devices          cpu always; cuda and mps when present, else rows with available=false and why
-  precisions       fp32 everywhere; PyTorch inference also in bf16 (CPUs with AMX, CUDA) and fp16
+  precisions       fp32 everywhere; PyTorch inference also in bf16 (CPUs with AMX or AVX512-BF16, CUDA) and fp16
                    (CUDA); where the hardware lacks one, rows with available=false and why
   work             inference (all 10,000 test images), latency (one image), train_step (forward,
                    backward, Adam step on one batch), epoch (one pass over the 60,000 training

@@ -34,6 +34,8 @@ class Progress:
         elif kind == "epoch":
             val = (f" val_loss {ev['val_loss']:.4f} val_acc {ev['val_accuracy']:.4f}"
                    if "val_accuracy" in ev else "")
+            if "watch_accuracy" in ev:
+                val += f" test_acc {ev['watch_accuracy']:.4f} (watched)"
             self.line(f"\repoch {ev['epoch']}/{ev['epochs']} loss {ev['train_loss']:.4f} "
                       f"acc {ev['train_accuracy']:.4f}{val} ({ev['epoch_seconds']:.1f} s)\n")
         elif kind == "end" and ev.get("message"):
@@ -115,6 +117,9 @@ def _train_args(p):
     p.add_argument("--executor", choices=("local", "ray"), help="local: train in this process (default, "
                    "or FMNIST_EXECUTOR); ray: submit to the Ray cluster at RAY_ADDRESS and follow it")
     p.add_argument("--save", help="also copy the best checkpoint to this path")
+    p.add_argument("--watch-test", action="store_true", help="score the test set at every epoch end for "
+                   "the record (curves and per-epoch confusion of models trained without a validation "
+                   "split, as `make models` does); it never picks an epoch or stops the run")
 
 
 MODEL_FLAGS = ("hidden", "channels", "kernel", "pool", "pool_every", "fc", "activation", "dropout", "batchnorm",
@@ -158,8 +163,13 @@ def spec_from_args(args) -> tuple[dict, str]:
     tcfg.validate()
     if args.train_limit is not None and args.train_limit < 1:
         raise ConfigError(f"--train-limit must be >= 1, got {args.train_limit}")
-    return run_spec(mcfg, tcfg, preset=args.preset, engine=args.engine or "torch",
-                    train_limit=args.train_limit), label
+    spec = run_spec(mcfg, tcfg, preset=args.preset, engine=args.engine or "torch",
+                    train_limit=args.train_limit)
+    if getattr(args, "watch_test", False):
+        if spec["engine"] != "torch":
+            raise ConfigError("--watch-test needs the torch engine")
+        spec["watch_test"] = True
+    return spec, label
 
 
 @command("train", "train a model as a run in the run store; prints one JSON line at the end")

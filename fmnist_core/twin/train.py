@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from ..data import IMAGE_SIZE, train_val_split
-from ..epochs import EpochLog
+from ..epochs import EpochLog, confusion_counts
 from ..errors import ConfigError
 from ..models import ModelConfig, build_model
 from .layers import NumpyMLP, SoftmaxCrossEntropy
@@ -143,7 +143,7 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
             if not math.isfinite(loss_sum):
                 log.diverged(epoch, b + 1)
                 break
-            if log.after_batch(epoch, b + 1, steps, lambda: loss_sum / seen, should_stop):
+            if log.after_batch(epoch, b + 1, steps, lambda: (loss_sum / seen, correct / seen), should_stop):
                 break
         if log.status != "finished":
             break
@@ -153,6 +153,7 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
             vlogits = np.concatenate([net.forward(x_val[i:i + 4000]) for i in range(0, len(y_val), 4000)])
             row["val_loss"] = SoftmaxCrossEntropy().forward(vlogits, y_val)
             row["val_accuracy"] = float((vlogits.argmax(1) == y_val).mean())
+            row["val_confusion"] = confusion_counts(y_val, vlogits.argmax(1))
         if log.end_epoch(row, lambda: to_torch(net.state_dict())):  # early stop, or the time limit
             break
     seconds = log.elapsed()

@@ -45,6 +45,8 @@ def model_summary(model_config: dict[str, Any]) -> str:
 
 
 def _fmt(v: Any) -> str:
+    if v is None:
+        return "—"
     if isinstance(v, bool):
         return "on" if v else "off"
     if isinstance(v, float):

@@ -1,6 +1,9 @@
 """What the Results page shows: runs and shipped models compared, then one of them closely.
 
   * comparison    best and final numbers per run, its history as a table
+  * how it learned  the diagnosis in plain words (fmnist_core.diagnose), each epoch's
+                  confusion matrix on the held-out split (validation, or the test set watched
+                  by `make models`) and which classes were learned first / never untangled
   * one model     confusion matrix (counts, row-normalised) as CSV and as a PNG drawn with
                   Pillow, the per-class report, the test images behind one cell, and the
                   test-set predictions and metrics of a checkpoint
@@ -46,6 +49,66 @@ def summary_row(name: str, history: list[dict], status: str, test: dict | None,
             "test loss": test.get("loss", info.get("test_loss")),
             "time (s)": round(secs, 1) if isinstance(secs, (int, float)) else None,
             "status": status, "model": describe_model(model_config)}
+
+
+# --- how it learned --------------------------------------------------------------------------
+
+LEARNED = 0.80  # a class counts as learned once its recall on the held-out split reaches this
+
+
+def diagnosis(src: dict[str, Any], test: dict | None) -> list:
+    """The plain-words findings (diagnose.Finding) for a model-list entry and its test metrics."""
+    from ..diagnose import diagnose
+    info = src.get("info") or {}
+    acc = (test or {}).get("accuracy", info.get("test_accuracy"))
+    status = "finished" if src.get("status") == "shipped" else src.get("status", "finished")
+    return diagnose(src.get("history") or [], acc, status, (src.get("train_config") or {}).get("lr"))
+
+
+def epoch_confusions(history: list[dict[str, Any]]) -> tuple[str, dict[int, np.ndarray]]:
+    """(split name, {epoch: (10, 10) counts}) from the rows' val_confusion, else the watched
+    test set's (watch_confusion); ("", {}) when the run stored neither."""
+    for key, name in (("val_confusion", "validation"), ("watch_confusion", "test (watched)")):
+        cms = {int(h["epoch"]): np.asarray(h[key], dtype=np.float64) for h in history if h.get(key)}
+        if cms:
+            return name, cms
+    return "", {}
+
+
+def recall_by_epoch(cms: dict[int, np.ndarray]) -> pd.DataFrame:
+    """Long table epoch, class, recall (the diagonal of each row-normalised matrix)."""
+    rows = [{"epoch": e, "class": c, "recall": float(cm[i, i] / max(cm[i].sum(), 1))}
+            for e, cm in sorted(cms.items()) for i, c in enumerate(CLASSES)]
+    return pd.DataFrame(rows, columns=["epoch", "class", "recall"])
+
+
+def learning_story(cms: dict[int, np.ndarray]) -> list[str]:
+    """Which classes were learned first and which were never untangled, in sentences."""
+    if not cms:
+        return []
+    rec = recall_by_epoch(cms)
+    first, last = min(cms), max(cms)
+    learned_at = {c: g.loc[g["recall"] >= LEARNED, "epoch"].min() for c, g in rec.groupby("class", sort=False)}
+    end = rec[rec["epoch"] == last].set_index("class")["recall"]
+    never = sorted((c for c in CLASSES if end[c] < LEARNED), key=lambda c: end[c])
+    early = [c for c in CLASSES if learned_at[c] == first and c not in never]
+    out = []
+    if early:
+        out.append(f"Learned first (recall ≥ {LEARNED:.0%} after epoch {first}): {', '.join(early)}.")
+    later = sorted((c for c in CLASSES if c not in early and c not in never), key=lambda c: learned_at[c])
+    if later:
+        out.append("Learned later: " + ", ".join(f"{c} (epoch {int(learned_at[c])})" for c in later) + ".")
+    if never:
+        cm = cms[last]
+        worst = []
+        for c in never:
+            i = CLASSES.index(c)
+            row = cm[i].copy()
+            row[i] = -1
+            j = int(row.argmax())
+            worst.append(f"{c} ({end[c]:.0%}, most often taken for {CLASSES[j]})")
+        out.append(f"Never untangled (recall still below {LEARNED:.0%} at the last epoch): {', '.join(worst)}.")
+    return out
 
 
 # --- one model -----------------------------------------------------------------------------

@@ -108,7 +108,8 @@ def model_list(shipped: list[dict[str, Any]], run_list: list[dict[str, Any]]) ->
     `shipped` is shipped_models(), `run_list` is runs.list_runs(). An entry holds "source"
     ("shipped" | "run"), "name" (short, for legends), "label" (for pickers), "checkpoint"
     (None for a run without one yet), "model_config", "arch" ("mlp" | "cnn"), "status"
-    ("shipped", or the run's), "history" (per-epoch rows; [] for a shipped model), "metrics"
+    ("shipped", or the run's), "history" (per-epoch rows; a shipped model's from its checkpoint),
+    "points" (live curve points), "train_config", "metrics"
     (the run's test metrics; None for a shipped model, which is evaluated when shown), "info"
     (what the checkpoint or the run's status says: test accuracy, epochs, message), and for
     a run "run_id", "owner" and "owner_id" (the hash roles.User.owns compares).
@@ -122,14 +123,19 @@ def model_list(shipped: list[dict[str, Any]], run_list: list[dict[str, Any]]) ->
                 "label": f"shipped {m['name'].upper()}: {describe_model(m['model_config'])}"
                          + (f" — test {acc:.1%}" if isinstance(acc, (int, float)) else ""),
                 "checkpoint": m["path"], "model_config": m["model_config"],
-                "arch": (m["model_config"] or {}).get("kind"), "status": "shipped", "history": [],
+                "arch": (m["model_config"] or {}).get("kind"), "status": "shipped",
+                # checkpoints from `make models` carry their per-epoch history and curve points
+                "history": (m.get("metrics") or {}).get("history") or [],
+                "points": (m.get("metrics") or {}).get("points") or [],
+                "train_config": (m.get("metrics") or {}).get("train_config") or {},
                 "metrics": None, "info": m.get("metrics") or {}}
     for r in run_list:
         cfg = (r.get("config") or {}).get("model_config")
         out[f"run:{r['run_id']}"] = {
             "source": "run", "name": run_short_name(r), "label": f"run {run_label(r)}",
             "checkpoint": r.get("checkpoint"), "model_config": cfg, "arch": (cfg or {}).get("kind"),
-            "status": r["status"], "history": r.get("history") or [], "metrics": r.get("metrics"),
+            "status": r["status"], "history": r.get("history") or [], "points": r.get("points") or [],
+            "train_config": (r.get("config") or {}).get("train_config") or {}, "metrics": r.get("metrics"),
             "info": r.get("status_info") or {}, "run_id": r["run_id"], "owner": r.get("owner", ""),
             "owner_id": r.get("owner_id", "")}
     return out
@@ -288,15 +294,33 @@ def run_short_name(run: dict[str, Any]) -> str:
     return f"{labels.run_label(run)} @ {clock(created) if created else run['run_id']}"
 
 
-def curves_long(named_histories: list[tuple[str, list[dict[str, Any]]]]) -> pd.DataFrame:
-    """Long table for overlaid curves: run, epoch, metric (loss | accuracy), split, value."""
+SPLITS = {"train": "train", "val": "validation", "watch": "test (watched)"}
+
+
+def curves_long(named_histories: list[tuple[str, list[dict[str, Any]]]],
+                points: dict[str, list[dict[str, Any]]] | None = None) -> pd.DataFrame:
+    """Long table for overlaid curves: run, epoch (fractional for live points), metric (loss |
+    accuracy), split (train | validation | test (watched)), value, end (True at an epoch's end).
+
+    points: run name -> its live curve points ({"x", "train_loss", "train_accuracy"}, the
+    running mean of the epoch so far): the training curve moves within an epoch, the held-out
+    split is measured at each epoch's end."""
     rows = []
+    order = list(SPLITS.values())
     for name, hist in named_histories:
+        mine = []
+        for p in (points or {}).get(name) or []:
+            for metric in ("loss", "accuracy"):
+                v = p.get(f"train_{metric}")
+                if v is not None and float(p["x"]) % 1:  # whole epochs: the epoch row says it
+                    mine.append({"run": name, "epoch": float(p["x"]), "metric": metric, "split": "train",
+                                 "value": v, "end": False})
         for h in hist:
             for metric in ("loss", "accuracy"):
-                for split in ("train", "val"):
+                for split, split_name in SPLITS.items():
                     v = h.get(f"{split}_{metric}")
                     if v is not None:
-                        rows.append({"run": name, "epoch": h["epoch"], "metric": metric,
-                                     "split": "validation" if split == "val" else "train", "value": v})
-    return pd.DataFrame(rows, columns=["run", "epoch", "metric", "split", "value"])
+                        mine.append({"run": name, "epoch": h["epoch"], "metric": metric,
+                                     "split": split_name, "value": v, "end": True})
+        rows += sorted(mine, key=lambda r: (r["metric"], order.index(r["split"]), r["epoch"]))
+    return pd.DataFrame(rows, columns=["run", "epoch", "metric", "split", "value", "end"])

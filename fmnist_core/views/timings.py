@@ -340,9 +340,9 @@ def explanations(rows: list[dict[str, Any]], model: dict[str, Any] | None = None
     out.append(("ONNX Runtime vs PyTorch", line + "."))
 
     bf16 = next((r for r in lower if r.get("source") == src and r["device"] == "cpu"), None)
-    line = ("bf16 halves the bytes of every weight and activation, but only CPUs with AMX (recent "
-            "Intel Xeons) multiply in it natively; elsewhere PyTorch emulates it and it is several "
-            "times slower than fp32")
+    line = ("bf16 halves the bytes of every weight and activation; CPUs with AMX (recent Intel "
+            "Xeons) or AVX512-BF16 (e.g. recent AMD EPYCs) multiply in it natively; elsewhere "
+            "PyTorch emulates it and it is several times slower than fp32")
     if bf16 and not bf16["available"]:
         line += f" — {bf16.get('reason')}"
     out.append(("bf16 on the CPU", line + "."))

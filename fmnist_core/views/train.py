@@ -6,6 +6,7 @@
   * progress      progress fraction, epoch x/y, last epoch time, elapsed and ETA of a run
   * the queue     each waiting run's place in line and its wait, estimated from the runs
                   running now and how long runs like the ones ahead took
+  * the end       what a teacher would say about a run that ended (fmnist_core.diagnose)
 
 Left out: launching (fmnist_core.jobs) and the layer table (shared.layer_summary).
 """
@@ -199,6 +200,16 @@ def progress_info(run: dict[str, Any], now: float | None = None) -> dict[str, An
             "epochs": epochs, "epoch_seconds": epoch_seconds, "elapsed": elapsed, "eta": eta,
             "text": text, "active": status in runs.ACTIVE,
             "batch_loss": st.get("batch_loss") if status == "running" else None}
+
+
+def diagnosis(run: dict[str, Any]) -> list:
+    """diagnose.Finding's for a run that has ended ([] while it is active)."""
+    from ..diagnose import diagnose
+    if run["status"] in runs.ACTIVE:
+        return []
+    info = run.get("status_info") or {}
+    lr = ((run.get("config") or {}).get("train_config") or {}).get("lr")
+    return diagnose(run.get("history") or [], info.get("test_accuracy"), run["status"], lr)
 
 
 # --- the queue: place in line and the wait ------------------------------------------------------
