@@ -42,8 +42,17 @@ def image_with_caption(page, caption: str):
 def pick(page, label: str, option: str) -> None:
     box = page.locator('[data-testid="stSelectbox"]').filter(
         has=page.locator('[data-testid="stWidgetLabel"]', has_text=re.compile(f"^{label}$")))
-    box.first.click()
-    page.locator('[role="option"]').filter(has_text=re.compile(f"^{re.escape(option)}$")).first.click()
+    wanted = page.locator('[role="option"]').filter(has_text=re.compile(f"^{re.escape(option)}$")).first
+    wait_idle(page)  # the sections below (Fool the model) may still be running: a rerun closes the list
+    for attempt in range(3):
+        box.first.locator("input").click()
+        try:
+            wanted.wait_for(timeout=15_000)
+            break
+        except sync_api.TimeoutError:
+            page.keyboard.press("Escape")
+            wait_idle(page)
+    wanted.click()
     page.wait_for_timeout(300)
     wait_idle(page)
 
@@ -89,5 +98,5 @@ def test_an_upload_is_overlaid_on_the_picture_too(server, page, ds):
     wait_idle(page)
     assert exceptions(page) == []
     _, red = drawn(page, ON_ORIGINAL)
-    assert red > 0.01
+    assert red > 0.003  # the gray upload has no red at all: hundreds of red pixels are the overlay
     screenshot(page, "predict-why-upload")
