@@ -79,12 +79,15 @@ def test_tsne_map_and_transform(ds, mlp, cache):
     d = ((r["xy"][:, None] - r["xy"][None]) ** 2).sum(-1)
     np.fill_diagonal(d, np.inf)
     assert (ds.y_test[:n][d.argmin(1)] == ds.y_test[:n]).mean() > 0.7
-    # a test image placed by openTSNE's transform lands among the points of its class
-    i = 7
-    p = embed.place(MLP, "act2", "tsne", ds.x_test[i] / 255.0, model=mlp)
-    assert p["placement"] == "tsne transform"
-    near = np.argsort(((r["xy"] - p["xy"]) ** 2).sum(1))[:15]
-    assert (ds.y_test[:n][near] == ds.y_test[i]).mean() > 0.5
+    # test images placed by openTSNE's transform land among the points of their class (ten of
+    # them: one image of a class the model confuses, a Shirt among Coats, may land off)
+    shares = []
+    for i in range(10):
+        p = embed.place(MLP, "act2", "tsne", ds.x_test[i] / 255.0, model=mlp)
+        assert p["placement"] == "tsne transform"
+        near = np.argsort(((r["xy"] - p["xy"]) ** 2).sum(1))[:15]
+        shares.append((ds.y_test[:n][near] == ds.y_test[i]).mean())
+    assert np.median(shares) > 0.5 and np.mean(shares) > 0.5, shares
 
 
 def test_bad_layer_and_method(mlp):

@@ -88,9 +88,10 @@ def test_attributions_are_28x28_and_point_at_the_garment(cnn, mlp, ds):
             assert a.shape == (28, 28) and a.dtype == np.float32 and np.isfinite(a).all()
             assert np.abs(a).max() > 0
             if method != "saliency":  # a gradient also says "brighten this background pixel"
-                # the evidence for the class lies mostly on the garment, not on the black background
+                # the evidence for the class lies on the garment more than on the black background,
+                # pixel for pixel (a coarse Grad-CAM map also spills onto the garment's surroundings)
                 pos = np.clip(a, 0, None)
-                assert pos[x > 0.1].sum() > pos[x <= 0.1].sum(), (method, type(model))
+                assert pos[x > 0.1].mean() > pos[x <= 0.1].mean(), (method, type(model))
     assert explain.methods_for(mlp) == ["saliency", "ig", "occlusion"]
     assert explain.last_conv(cnn)[0] == "act2"  # the last conv block's rectified output
 
