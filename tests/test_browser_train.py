@@ -83,7 +83,8 @@ def in_view(page, locator) -> bool:
 
 def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page):
     page.set_viewport_size({"width": 1400, "height": 1000})  # the laptop of issue 14
-    open_page(page, server, PAGES["train"])
+    # the page opens on the demo CNN; a settings link starts from the seed-000 MLP
+    open_page(page, server, PAGES["train"] + "?start=mlp-seed000")
     page.get_by_label("Hidden layer widths", exact=True).wait_for()
     commit(page, "Hidden layer widths", "32")
     commit(page, "Epochs", "2")
