@@ -45,7 +45,7 @@ import torch.nn.functional as F
 
 from .data import ARTIFACTS, CLASSES, IMAGE_SIZE
 from .errors import CheckpointError, ConfigError
-from .files import read_json, write_json_atomic
+from .files import content_hash, read_json, write_json_atomic
 from .predict import SMALL_BATCH, one_thread_for_few
 
 ATTACKS = ("FGSM", "PGD")
@@ -222,11 +222,7 @@ def file_hash(path: str | Path) -> str:
     """The checkpoint's SHA-256: the cache key (a retrained or replaced file is a new key)."""
     if not Path(path).is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return content_hash(path)
 
 
 def _settings(name: str, epsilons) -> dict[str, Any]:

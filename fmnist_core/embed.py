@@ -35,7 +35,6 @@ Left out: the training images (the map is of the test set, which every page show
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 import time
@@ -46,7 +45,7 @@ import numpy as np
 
 from .data import ARTIFACTS, IMAGE_SIZE
 from .errors import ConfigError
-from .files import write_atomic
+from .files import content_hash, write_atomic
 
 METHODS = ("pca", "tsne", "umap")
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
@@ -96,21 +95,9 @@ def default_layer(model) -> str:
 
 # --- checkpoint identity ---------------------------------------------------------------------
 
-_hashes: dict[tuple, str] = {}
-
-
 def checkpoint_hash(path: str | Path) -> str:
-    """sha256 of the checkpoint's bytes (first 16 hex digits), remembered per path, size, mtime."""
-    p = Path(path)
-    st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _hashes:
-        h = hashlib.sha256()
-        with open(p, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                h.update(chunk)
-        _hashes[key] = h.hexdigest()[:16]
-    return _hashes[key]
+    """sha256 of the checkpoint's bytes (first 16 hex digits; files.content_hash)."""
+    return content_hash(path)[:16]
 
 
 def cache_path(digest: str, layer: str, what: str) -> Path:

@@ -11,6 +11,7 @@ finished training nor overwrites something that was not ours.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -35,6 +36,24 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+_hashes: dict[tuple, str] = {}
+
+
+def content_hash(path: str | Path) -> str:
+    """SHA-256 (hex) of a file's bytes, remembered per path, size and mtime: the cache key of
+    whatever is computed from a checkpoint (a retrained or replaced file is a new key)."""
+    p = Path(path)
+    st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _hashes:
+        h = hashlib.sha256()
+        with open(p, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        _hashes[key] = h.hexdigest()
+    return _hashes[key]
 
 
 def write_bytes_atomic(path: str | Path, data: bytes | str) -> Path:
