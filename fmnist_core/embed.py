@@ -58,6 +58,13 @@ SEED = 0
 # other — 1,000 points took 126 s with n_jobs=2 and 20 s with n_jobs=1 (load average 9)
 TSNE_JOBS = 1
 CACHE_VERSION = 1     # bump when what a cache file holds changes
+# a layer wider than WIDE values per image is first projected at random (a sparse random
+# projection, seeded: Johnson-Lindenstrauss keeps distances) to PROJECTED values, batch by
+# batch, so a 2,048-channel conv map (1.6 M values per image, 64 GB for the test set) costs a
+# few hundred MB; the page says so
+WIDE = 8192
+PROJECTED = 2048
+BATCH_VALUES = 1 << 25  # values per forward batch at most (128 MB of float32)
 Progress = Callable[[float, str], None]  # fraction done in [0, 1], what is happening
 
 
@@ -123,8 +130,36 @@ def _load(path: Path) -> dict | None:
 
 # --- activations and the PCA basis ---------------------------------------------------------
 
+def reduced_width(width: int) -> int:
+    """Values per image kept for the map: the layer's own, or PROJECTED for a layer wider than WIDE."""
+    return width if width <= WIDE else PROJECTED
+
+
+def batch_rows(width: int) -> int:
+    """Images per forward pass: BATCH, fewer for wide layers (at most BATCH_VALUES values)."""
+    return max(1, min(BATCH, BATCH_VALUES // max(width, 1)))
+
+
+def _projection(width: int):
+    from sklearn.random_projection import SparseRandomProjection
+    rp = SparseRandomProjection(n_components=PROJECTED, dense_output=True, random_state=SEED)
+    return rp.fit(np.zeros((1, width), np.float32))
+
+
+def layer_width(model, layer: str) -> int:
+    import torch
+    names = [n for n, _ in model.named_children()]
+    stop = names.index(layer) + 1
+    with torch.inference_mode():
+        h = torch.zeros(1, 1, IMAGE_SIZE, IMAGE_SIZE)
+        for module in list(model.children())[:stop]:
+            h = module(h)
+    return int(h.numel())
+
+
 def activations(model, layer: str, images: np.ndarray, progress: Progress | None = None) -> np.ndarray:
-    """(N, features) float32: `layer`'s output for uint8 (N, 28, 28) or float [0, 1] images.
+    """(N, features) float32: `layer`'s output for uint8 (N, 28, 28) or float [0, 1] images;
+    for a layer wider than WIDE, its sparse random projection to PROJECTED values.
 
     Runs the model's children in order up to `layer` (nn.Sequential's own forward, no hooks:
     the model may be shared with other sessions)."""
@@ -133,15 +168,20 @@ def activations(model, layer: str, images: np.ndarray, progress: Progress | None
     stop = names.index(layer) + 1
     x = np.asarray(images)
     scale = 255.0 if x.dtype == np.uint8 else 1.0
+    width = layer_width(model, layer)
+    rows = batch_rows(width)
+    project = _projection(width) if reduced_width(width) < width else None
     out = []
     with torch.inference_mode():
-        for i in range(0, len(x), BATCH):
-            h = torch.from_numpy(x[i:i + BATCH].astype(np.float32) / scale).reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
+        for i in range(0, len(x), rows):
+            h = torch.from_numpy(x[i:i + rows].astype(np.float32) / scale).reshape(-1, 1, IMAGE_SIZE, IMAGE_SIZE)
             for module in list(model.children())[:stop]:
                 h = module(h)
-            out.append(h.reshape(len(h), -1).float().numpy())
+            a = h.reshape(len(h), -1).float().numpy()
+            out.append(project.transform(a).astype(np.float32) if project is not None else a)
             if progress:
-                progress(min(1.0, (i + BATCH) / len(x)), "activations")
+                progress(min(1.0, (i + rows) / len(x)), "activations"
+                         + (f" (projected from {width:,} to {PROJECTED:,} values)" if project is not None else ""))
     return np.concatenate(out)
 
 
@@ -156,7 +196,7 @@ def _fit_base(acts: np.ndarray) -> dict[str, np.ndarray]:
     reduced = pca.fit_transform(acts).astype(np.float32)
     return {"mean": pca.mean_.astype(np.float32), "components": pca.components_.astype(np.float32),
             "explained": pca.explained_variance_ratio_.astype(np.float32), "reduced": reduced,
-            "width": np.int64(acts.shape[1])}
+            "width": np.int64(acts.shape[1])}  # the values PCA saw (PROJECTED for a projected layer)
 
 
 def base(model, digest: str, layer: str, images: np.ndarray, progress: Progress | None = None) -> dict:
@@ -219,7 +259,7 @@ def embed(checkpoint: str | Path, layer: str, method: str, images: np.ndarray, l
     """The 2-D map of `layer` for `images` (the test set), from the disk cache or computed once.
 
     Returns {"xy": (N, 2) float32, "labels": (N,) int, "layer", "method", "width" (values per
-    image in the layer), "base_dims", "explained" (variance share of the two PCA axes),
+    image PCA saw), "layer_width" (values per image in the layer: more when it was projected), "base_dims", "explained" (variance share of the two PCA axes),
     "cached": bool (True when nothing was computed), "seconds"}."""
     from .models import load_model
     t0 = time.perf_counter()
@@ -252,6 +292,7 @@ def embed(checkpoint: str | Path, layer: str, method: str, images: np.ndarray, l
     explained = b.get("explained", np.zeros(2, np.float32))
     return {"xy": xy, "labels": np.asarray(labels).astype(np.int64), "layer": layer, "method": method,
             "checkpoint_hash": digest, "width": int(b.get("width", 0)),
+            "layer_width": layer_width(model, layer),
             "base_dims": int(b["components"].shape[0]) if "components" in b else 0,
             "explained": [float(v) for v in explained[:2]], "cached": not computed,
             "seconds": time.perf_counter() - t0}

@@ -8,11 +8,14 @@
               and never logged. With no password configured there is no class: the single
               user of a laptop is the teacher and needs no login.
   limits      set by the teacher for everyone, kept in the run store (so every server and
-              worker of a class sees the same): concurrent trainings, and per student the
-              runs waiting or running at once, parameters per model, epochs and seconds per run
+              worker of a class sees the same): concurrent trainings, runs waiting in all, and
+              per student (and per address) the runs waiting or running at once, parameters
+              per model, epochs and seconds per run, estimated memory per job and estimated
+              minutes per run (the price: cost.py)
 
-Pages hide buttons a user may not press, but that is for comfort: every action that changes
-a run (stop, delete, hide) and every launch goes through `authorize` / `check_submit` here.
+This module only decides (authorize, require_teacher, check_limits); submit.py acts. Pages
+hide buttons a user may not press, but that is for comfort: every action that changes a run
+(stop, delete, hide) and every launch goes through here.
 """
 from __future__ import annotations
 
@@ -41,6 +44,7 @@ class User:
     name: str          # what the class sees on runs and the leaderboard
     id: str            # sha256 of the browser's secret token: what runs record as owner_id
     teacher: bool = False
+    address: str = ""  # a hash of the browser's address (user_id("addr:" + ip)); "" when unknown
 
     def owns(self, run: dict[str, Any]) -> bool:
         return bool(run.get("owner_id")) and hmac.compare_digest(run["owner_id"], self.id)
@@ -64,6 +68,11 @@ def clean_name(name: str) -> str:
 def single_user() -> User:
     """The laptop's one user (the CLI's too): the teacher when no class is configured."""
     return User(os.environ.get("USER") or "me", user_id("single-user"), teacher=not class_mode())
+
+
+def operator() -> User:
+    """Whoever runs the command line on the server: it acts as the teacher would."""
+    return User(os.environ.get("USER") or "cli", user_id("single-user"), teacher=True)
 
 
 # --- the teacher's password --------------------------------------------------------------------
@@ -105,47 +114,26 @@ def require_teacher(user: User, what: str) -> None:
         raise PermissionDenied(f"only the teacher can {what}")
 
 
-def stop_run(user: User, run_id: str) -> None:
-    from . import runs
-    r = runs.load_run(run_id, history=False)
-    authorize(user, "stop", r)
-    runs.request_cancel(run_id)  # a running trainer polls this flag, wherever it runs
-    if r["status_info"].get("executor") == "ray" and r["status"] == "queued":
-        # a task still waiting for a Ray worker never polls: take it off Ray's queue (a running
-        # one is left to the flag, so it stops cleanly, keeping its best checkpoint)
-        from .executors_ray import cancel_ray
-        if cancel_ray(run_id):
-            runs.set_status(run_id, "cancelled", message="cancelled before a Ray worker picked it up")
-
-
-def delete_run(user: User, run_id: str) -> None:
-    from . import runs
-    authorize(user, "delete", runs.load_run(run_id, history=False))
-    runs.delete_run(run_id)
-
-
-def hide_run(user: User, run_id: str, hidden: bool = True) -> None:
-    from . import runs
-    require_teacher(user, "hide runs from the leaderboard")
-    runs.set_hidden(run_id, hidden)
-
-
 # --- the class limits -----------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class ClassSettings:
     max_concurrent: int = 1            # trainings at once on this server: on 2 cores a second one
                                        # only slows both (each waits for the other's core)
-    max_active_per_student: int = 2    # runs waiting or running per student: one to watch, one queued
-    max_parameters: int = 5_000_000    # per model: the largest preset is ~1.7 M; 50 layers of 8192
-                                       # (3.3 G) would exhaust memory before training started
+    max_active_per_student: int = 2    # runs waiting or running per student, and per address (a
+                                       # private window is a new student, not a new computer)
+    max_waiting_total: int = 60        # waiting runs of the whole class: 30 students x 2
+    max_parameters: int = 5_000_000    # per model: the largest preset is ~1.7 M
     max_epochs: int = 30               # mlp-best, the longest preset, trains 30
     max_seconds: float = 900.0         # per run: a 15-minute cap keeps the queue moving in a lesson
+    max_job_mb: int = 3000             # estimated peak memory per job (cost.py): the presets need
+                                       # 1.2-2.4 GB; a batch-60,000 CNN asks for tens of GB
+    max_est_minutes: float = 20.0      # estimated minutes per run on this server (cost.py)
 
     def validate(self) -> "ClassSettings":
         for f in fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or v < 1:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 1:
                 raise WorkbenchError(f"{f.name.replace('_', ' ')} must be a number >= 1, got {v!r}")
         return self
 
@@ -174,26 +162,61 @@ def set_class_settings(user: User, **changes: Any) -> ClassSettings:
     return new
 
 
-def check_submit(user: User, spec: dict[str, Any], settings: ClassSettings | None = None) -> dict[str, Any]:
-    """Refuse, with the reason, a launch over the class limits (the teacher has none but the
-    server's own); returns the spec to run, its training time capped at the class limit."""
-    from . import runs
-    from .models import config_from_dict, plan_parameters
-    if user.teacher:
-        return spec
-    st = settings or class_settings()
-    n = plan_parameters(config_from_dict(spec["model_config"]))  # counted, never allocated
+def check_spec_limits(spec, st: ClassSettings, price=None) -> None:
+    """Refuse, with the reason, a spec over the class limits on the model, the epochs and its
+    price (what the trainer re-checks before it trains). `spec` is a RunSpec."""
+    n = spec.parameters()  # counted from the plan, never allocated
     if n > st.max_parameters:
         raise PermissionDenied(f"this model has {n:,} parameters; the class limit is {st.max_parameters:,} "
                                "(make it narrower or shallower)")
-    tc = spec["train_config"]
-    if tc.get("epochs", 0) > st.max_epochs:
-        raise PermissionDenied(f"{tc['epochs']} epochs asked; the class limit is {st.max_epochs}")
-    mine = [r for r in runs.list_runs(statuses=runs.ACTIVE) if user.owns(r)]
+    if spec.train.epochs > st.max_epochs:
+        raise PermissionDenied(f"{spec.train.epochs} epochs asked; the class limit is {st.max_epochs}")
+    if price is None:
+        return
+    from .cost import format_mb
+    if price.peak_mb > st.max_job_mb:
+        raise PermissionDenied(f"this run would need about {format_mb(price.peak_mb)} of memory; the class "
+                               f"limit is {format_mb(st.max_job_mb)} per job (a smaller batch size or "
+                               "narrower layers need less)")
+    if price.seconds > st.max_est_minutes * 60:
+        raise PermissionDenied(f"this run would take about {price.seconds / 60:.0f} minutes on this server; "
+                               f"the class limit is {st.max_est_minutes:g} minutes (fewer epochs, fewer "
+                               "training images or a smaller model)")
+
+
+def check_limits(user: User, spec, price, active: list[dict[str, Any]], st: ClassSettings,
+                 budget_mb: float) -> None:
+    """Every limit a launch must pass, given the runs waiting or running now (`active`). The
+    teacher has no class limits, only the server's own (its memory budget). Called by
+    submit.submit under the submit lock, so counting and creating are one step."""
+    from .cost import format_mb
+    if not user.teacher:
+        check_spec_limits(spec, st, price)
+    if price.peak_mb > budget_mb:
+        raise PermissionDenied(f"this run would need about {format_mb(price.peak_mb)} of memory; this "
+                               f"server runs jobs within {format_mb(budget_mb)} (a smaller batch size "
+                               "or narrower layers need less)")
+    if user.teacher:
+        return
+    mine = [r for r in active if user.owns(r)]
     if len(mine) >= st.max_active_per_student:
         raise PermissionDenied(f"you already have {len(mine)} run(s) waiting or running; the class limit "
                                f"is {st.max_active_per_student}: wait for one to finish or stop one")
-    # training time: capped rather than refused (the run stops early, keeping its best epoch)
-    if (tc.get("max_seconds") or float("inf")) > st.max_seconds:
-        spec = {**spec, "train_config": {**tc, "max_seconds": float(st.max_seconds)}}
-    return spec
+    if user.address:
+        here = [r for r in active if (r["status_info"].get("owner_addr") or "") == user.address]
+        if len(here) >= st.max_active_per_student:
+            raise PermissionDenied(f"this computer already has {len(here)} run(s) waiting or running; the "
+                                   f"class limit is {st.max_active_per_student} per computer")
+    queued = [r for r in active if r["status"] == "queued"]
+    if len(queued) >= st.max_waiting_total:
+        raise PermissionDenied(f"the class queue is full ({len(queued)} runs waiting, the limit is "
+                               f"{st.max_waiting_total}): try again when some have started")
+
+
+def capped(spec, st: ClassSettings, teacher: bool):
+    """The spec to run: its training time capped at the class limit (the run stops early,
+    keeping its best epoch) rather than refused."""
+    from dataclasses import replace
+    if teacher or (spec.train.max_seconds and spec.train.max_seconds <= st.max_seconds):
+        return spec
+    return replace(spec, train=replace(spec.train, max_seconds=float(st.max_seconds)))

@@ -141,26 +141,19 @@ def _sqlite_path(uri: str) -> Path:
 
 # --- writing a run ----------------------------------------------------------------------------
 
-def _flat(prefix: str, d: dict) -> dict[str, str]:
-    out = {}
-    for k, v in (d or {}).items():
-        out[f"{prefix}.{k}"] = ",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
-    return out
-
-
 def create_run(spec: dict[str, Any], label: str = "run", owner: str | None = None,
                owner_id: str | None = None, extra_tags: dict[str, str] | None = None) -> str:
-    """A new run in status `queued`; returns its id."""
+    """A new run in status `queued` (a record: nothing runs until the dispatcher starts it);
+    returns its id. `spec` is a RunSpec's to_dict(), validated again here."""
     from mlflow.entities import Param
+    from .spec import RunSpec
+    params = RunSpec.from_dict(spec).params()
     s = store()
     now = time.time()
     tags = {f"{T}spec": json.dumps(spec), f"{T}label": label, f"{T}owner": owner or "",
             f"{T}owner_id": owner_id or "", f"{T}status": "queued", f"{T}created": repr(now),
             f"{T}message": "waiting to start", f"{T}heartbeat": repr(now), **(extra_tags or {})}
     run = s.client.create_run(s.experiment_id, run_name=label, start_time=int(now * 1000), tags=tags)
-    params = {**_flat("model", spec.get("model_config") or {}), **_flat("train", spec.get("train_config") or {}),
-              "preset": str(spec.get("preset")), "engine": str(spec.get("engine", "torch")),
-              "train_limit": str(spec.get("train_limit"))}
     s.client.log_batch(run.info.run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
     return run.info.run_id
 
@@ -300,6 +293,12 @@ def get_run(run_id: str):
     return run
 
 
+def load_summary(run_id: str) -> dict[str, Any]:
+    """A run's record without its history, metrics or artifacts: one request, no download
+    (what authorizing an action and the trainer's start need)."""
+    return _summary(get_run(run_id))
+
+
 def load_run(run_id: str, history: bool = True) -> dict[str, Any]:
     run = get_run(run_id)
     r = _summary(run)
@@ -349,9 +348,9 @@ def _add_confusions(r: dict[str, Any]) -> None:
 
 
 def list_runs(statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
-    """Every run, newest first (one search, no histories); queued runs get their place in
-    the queue: first come, first served over the whole class. `statuses`: only runs in these
-    (searched in the store, so a waiting trainer polling the queue does not read 500 runs)."""
+    """Every run, newest first (one search, no histories). `statuses`: only runs in these
+    (searched in the store, so the dispatcher's tick does not read 500 runs). Places in the
+    queue are the dispatcher's to say: queue.estimates."""
     s = store()
     out = []
     for status in statuses or (None,):
@@ -366,14 +365,7 @@ def list_runs(statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
                 break
     if statuses and len(statuses) > 1:
         out.sort(key=lambda r: r["config"]["created"], reverse=True)
-    _queue_positions(out)
     return out
-
-
-def _queue_positions(rs: list[dict]) -> None:
-    queued = sorted((r for r in rs if r["status"] == "queued"), key=lambda r: r["config"]["created"])
-    for pos, r in enumerate(queued, 1):
-        r["queue_position"] = pos
 
 
 def _local_artifacts(uri: str) -> Path | None:
@@ -437,7 +429,7 @@ def set_hidden(run_id: str, hidden: bool) -> None:
 
 def delete_run(run_id: str) -> None:
     r = _summary(get_run(run_id))
-    if r["status"] in ACTIVE and _alive(r):
+    if r["status"] in ACTIVE and alive(r):
         raise WorkbenchError(f"run {run_id} is still {r['status']}; stop it before deleting")
     store().client.delete_run(run_id)
 
@@ -459,10 +451,13 @@ def pid_alive(pid: int | None) -> bool:
         return True
 
 
-def _alive(r: dict[str, Any], now: float | None = None) -> bool:
-    """Is the process of an active run still there? On this machine: its pid; elsewhere
-    (a Ray worker, another server): its heartbeat."""
+def alive(r: dict[str, Any], now: float | None = None) -> bool:
+    """Is an active run still there? A waiting record always is (nothing runs for it yet); a
+    started one on this machine by its pid; elsewhere (a Ray worker, another server) by its
+    heartbeat."""
     info = r["status_info"]
+    if r["status"] == "queued" and not info.get("dispatched"):
+        return True  # a record waiting for the dispatcher
     if info.get("executor") == "ray" and r["status"] == "queued":
         return True  # waiting for a Ray worker: nothing beats until the task starts
     if info.get("host") == HOST and info.get("pid"):
@@ -472,10 +467,11 @@ def _alive(r: dict[str, Any], now: float | None = None) -> bool:
 
 
 def mark_orphans() -> list[str]:
-    """Runs left queued/running by a process that no longer exists -> interrupted."""
+    """Runs left running by a process that no longer exists -> interrupted. (Waiting runs are
+    records and stay in line; a started one whose trainer died is the dispatcher's to retry.)"""
     marked = []
-    for r in list_runs(statuses=ACTIVE):
-        if not _alive(r):
+    for r in list_runs(statuses=("running",)):
+        if not alive(r):
             set_status(r["run_id"], "interrupted", message="the training process ended without finishing "
                        "(server restart or crash); the best checkpoint so far is kept")
             marked.append(r["run_id"])

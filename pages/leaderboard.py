@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from fmnist_core import roles
+from fmnist_core import submit
 from fmnist_core.errors import WorkbenchError
 from fmnist_core.views import leaderboard as view
 from ui import common, identity
@@ -24,7 +24,7 @@ def page() -> None:
 
 def _hide(run_id: str, hidden: bool) -> None:
     try:
-        roles.hide_run(identity.current_user(), run_id, hidden)  # the teacher only, checked in the core
+        submit.hide_run(identity.current_user(), run_id, hidden)  # the teacher only, checked in the core
         st.session_state.lb_error = None
         common.run_list.clear()
     except WorkbenchError as exc:

@@ -13,7 +13,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmnist_core import roles, runs
+from fmnist_core import runs, submit
 from fmnist_core.views import results as view, shared
 from fmnist_core.data import CLASSES
 from fmnist_core.errors import WorkbenchError
@@ -287,7 +287,7 @@ def _mistakes(metrics: dict) -> None:
 
 def _delete(key: str, run_id: str) -> None:
     try:
-        roles.delete_run(identity.current_user(), run_id)  # the owner or the teacher, checked in the core
+        submit.delete_run(identity.current_user(), run_id)  # the owner or the teacher, checked in the core
     except WorkbenchError as exc:
         st.session_state.res_delete_error = str(exc)
         return

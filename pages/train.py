@@ -1,10 +1,10 @@
 """Train page: pick a preset or build an MLP/CNN, set the training options, see the
 parameter counts, launch, then watch the run live (progress, epoch time, ETA, curves).
 
-Launching submits the run (fmnist_core.jobs.submit: the class limits are checked there, in
-the core) to the executor: its own process on this machine, or a Ray task. Nothing trains
-in the script thread, a run outlives the tab, and the job queue makes extra launches wait
-their turn. The live view is a fragment that re-reads the run from the store every
+Launching submits the run (fmnist_core.submit: the price and the class limits are checked
+there, in the core): a record in the store that the server's one dispatcher starts when its
+turn comes (fmnist_core.queue) as its own process on this machine, or a Ray task. Nothing
+trains in the script thread, a run outlives the tab, and waiting costs no process. The live view is a fragment that re-reads the run from the store every
 POLL_SECONDS while the run is active and stops polling when it is not. The form's settings
 can be shared as a link (views/share.py): opening it fills the form.
 """
@@ -16,7 +16,7 @@ import time
 import pandas as pd
 import streamlit as st
 
-from fmnist_core import jobs, roles, runs
+from fmnist_core import runs, submit
 from fmnist_core.views import labels as labels_view, share, shared, train as view
 from fmnist_core.views.format import format_seconds
 from fmnist_core.errors import ConfigError, WorkbenchError
@@ -74,7 +74,7 @@ def _launch(spec: dict, label: str) -> None:
         st.toast("Already launched: this run is in the queue.")
         return
     try:
-        run_id = jobs.submit(spec, label=label, user=me)
+        run_id = submit.submit(spec, label=label, user=me)
     except (WorkbenchError, OSError) as exc:
         st.session_state.tr_launch_error = f"Could not start the run: {shared.for_browser(str(exc))}"
         return
@@ -220,6 +220,13 @@ def _summary_and_launch() -> None:
     if label:
         changed = label != values["start"] and values["start"] not in view.CUSTOM.values()
         st.caption(f"Recorded as **{label}**" + (f" (changed from {values['start']})" if changed else ""))
+    if spec is not None:
+        cost, over = _price(json.dumps(spec, sort_keys=True), json.dumps(common.class_settings(), sort_keys=True))
+        st.metric("Price on this server", cost, help="Estimated before launch from the layers, the batch size "
+                  "and this server's measured speed: the trainer's peak memory and the run's time "
+                  "(fmnist_core/cost.py; within about 2x of measured runs).")
+        if not identity.current_user().teacher:
+            problems = problems + [f"Over a class limit: {o}." for o in over]
     for p in problems:
         st.error(p)
     err = st.session_state.get("tr_launch_error")
@@ -235,6 +242,11 @@ def _summary_and_launch() -> None:
         query = share.query_from_form(values, view.form_defaults)
         st.caption("Anyone who opens this link gets the Train form filled with these settings:")
         st.code(share.link(_base_url(), query), language=None, wrap_lines=True)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def _price(spec_json: str, limits_json: str) -> tuple[str, list[str]]:
+    return view.price_text(json.loads(spec_json), json.loads(limits_json))
 
 
 def _base_url() -> str:
@@ -268,7 +280,7 @@ def _watch_section() -> None:
 
 def _stop(run_id: str) -> None:
     try:
-        roles.stop_run(identity.current_user(), run_id)  # owner or teacher, checked in the core
+        submit.stop_run(identity.current_user(), run_id)  # owner or teacher, checked in the core
         st.session_state.tr_stop_error = None
     except WorkbenchError as exc:
         st.session_state.tr_stop_error = shared.for_browser(str(exc))
@@ -292,7 +304,9 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
     if info["status"] == "queued":
         # its place in line from the first second, from the run list (the trainer process
         # only writes it once Python and PyTorch have loaded)
-        info["text"] = view.queue_text(common.queue().get(run_id))
+        q = common.queue().get(run_id)
+        if q is not None:  # else the dispatcher has started it: its message says so
+            info["text"] = view.queue_text(q)
     pct = f"{info['progress']:.0%}"
     st.progress(info["progress"], text=f"**{info['status']}** — {info['text']} ({pct})")
     c = st.columns(5)

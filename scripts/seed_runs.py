@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def seed(n: int, rng: random.Random) -> list[str]:
     from fmnist_core import roles, runs
-    from fmnist_core.jobs import run_spec
+    from fmnist_core.spec import run_spec
     from fmnist_core.models import preset
     from fmnist_core.train import TrainConfig
     ids = []

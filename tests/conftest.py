@@ -73,12 +73,13 @@ def random_checkpoint(path, cfg, seed=0):
 def store(tmp_path, monkeypatch):
     """An empty embedded run store (SQLite + artifact folder in tmp_path) for this test, and
     the environment that makes subprocesses (`python -m fmnist_core ...`) use it too."""
-    from fmnist_core import jobs, runs
+    from fmnist_core import runs
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     monkeypatch.setenv("FMNIST_TRACKING_URI", uri)
     monkeypatch.setenv("FMNIST_ARTIFACTS", str(tmp_path))
     monkeypatch.setattr(runs, "ARTIFACTS", tmp_path)
-    monkeypatch.setattr(jobs, "SLOTS_DIR", tmp_path / ".slots")
+    # a dispatcher started for this store exits soon after its runs are done, not 5 minutes later
+    monkeypatch.setenv("FMNIST_DISPATCHER_IDLE_S", "4")
     real_data = ROOT / "artifacts" / "data"
     if real_data.is_dir() and not (tmp_path / "data").exists():
         (tmp_path / "data").symlink_to(real_data, target_is_directory=True)

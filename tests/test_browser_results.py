@@ -28,7 +28,7 @@ MANY = ["Alexandrina Featherstonehaugh", "Bartholomew Cholmondeley", "Chidimma O
 def fake_run(label: str, owner: str, history: list[tuple], status: str = "finished", test: float | None = None):
     """A run in the store with this per-epoch history (train/val loss, train/val accuracy)."""
     from fmnist_core import runs
-    from fmnist_core.jobs import run_spec
+    from fmnist_core.spec import run_spec
     from fmnist_core.models import MLPConfig
     from fmnist_core.train import TrainConfig
     rid = runs.create_run(run_spec(MLPConfig(hidden=(32,)), TrainConfig(epochs=len(history))), label=label,
@@ -43,7 +43,8 @@ def fake_run(label: str, owner: str, history: list[tuple], status: str = "finish
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
     from fmnist_core import runs
-    from fmnist_core.jobs import execute_run, run_spec
+    from fmnist_core.execute import execute_run
+from fmnist_core.spec import run_spec
     from fmnist_core.models import MLPConfig
     from fmnist_core.train import TrainConfig
     base = tmp_path_factory.mktemp("artifacts_results")

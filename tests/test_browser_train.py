@@ -29,7 +29,7 @@ PAGES = {"home": "", "train": "train", "results": "results"}
 def artifacts(tmp_path_factory):
     """An isolated artifacts folder holding one orphan: a run 'running' in a dead process."""
     from fmnist_core import runs
-    from fmnist_core.jobs import run_spec
+    from fmnist_core.spec import run_spec
     from fmnist_core.models import MLPConfig
     from fmnist_core.train import TrainConfig
     root = tmp_path_factory.mktemp("artifacts")

@@ -11,7 +11,8 @@ import torch
 
 from fmnist_core import runs
 from fmnist_core.data import CLASSES
-from fmnist_core.jobs import execute_run, run_spec
+from fmnist_core.execute import execute_run
+from fmnist_core.spec import run_spec
 from fmnist_core.models import MLPConfig
 from fmnist_core.train import TrainConfig
 from fmnist_core.views import labels, results, shared

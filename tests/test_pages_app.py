@@ -10,7 +10,7 @@ import time
 from streamlit.testing.v1 import AppTest
 
 from fmnist_core import runs
-from fmnist_core.jobs import run_spec
+from fmnist_core.spec import run_spec
 from fmnist_core.models import MLPConfig
 from fmnist_core.train import TrainConfig
 

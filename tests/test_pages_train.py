@@ -101,19 +101,15 @@ def test_stop_button_cancels_a_launched_run(runs_dir):
 def test_after_launch_the_form_folds_and_the_run_shows_its_place_in_line(runs_dir):
     """The live view comes into view (the form folds away) and says where the run waits and for
     how long from the first second, before its trainer process has even started."""
-    import fcntl
     import os
     import time as _time
-    from fmnist_core import jobs
-    from fmnist_core.jobs import run_spec
+    from fmnist_core import roles, submit
+    from fmnist_core.spec import run_spec
     from fmnist_core.models import MLPConfig
     from fmnist_core.train import TrainConfig
     # someone else's run holds the only slot, half done after 30 s: about 30 s to go
     other = runs.create_run(run_spec(MLPConfig(hidden=(8,)), TrainConfig(epochs=1)), label="other", owner="bo")
     runs.set_status(other, "running", pid=os.getpid(), host=runs.HOST, started=_time.time() - 30, progress=0.5)
-    jobs.SLOTS_DIR.mkdir(parents=True, exist_ok=True)
-    slot = open(jobs.SLOTS_DIR / "slot-0.lock", "w")
-    fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
     try:
         at = page_app("train").run()
         assert at.session_state["tr_form_open"] is True
@@ -127,7 +123,7 @@ def test_after_launch_the_form_folds_and_the_run_shows_its_place_in_line(runs_di
         assert any("waiting in the queue: position 1 — starts in about" in b for b in bars), bars
         side = "\n".join(c.value for c in at.sidebar.caption)
         assert "#1 in line" in side and "starts in about" in side
-        runs.request_cancel(run_id)  # it leaves the queue without training
     finally:
-        slot.close()  # (a run left behind by a failure above trains 1 epoch on 1,000 images)
+        runs.set_status(other, "finished")
+    submit.stop_run(roles.operator(), run_id)  # it leaves the queue without training
     wait_for_status(run_id, statuses=("cancelled",), timeout=120)

@@ -1,4 +1,4 @@
-"""The run store (fmnist_core/runs.py on MLflow) and the job runner (jobs.py), on real data."""
+"""The run store (fmnist_core/runs.py on MLflow) and the trainer side (execute.py), on real data."""
 import json
 import os
 import signal
@@ -9,9 +9,10 @@ import time
 import pytest
 import torch
 
-from fmnist_core import jobs, runs
+from fmnist_core import execute, runs
 from fmnist_core.files import write_json_atomic
-from fmnist_core.jobs import execute_run, run_spec
+from fmnist_core.execute import execute_run
+from fmnist_core.spec import run_spec
 from fmnist_core.models import MLPConfig, load_model
 from fmnist_core.train import TrainConfig
 
@@ -205,7 +206,6 @@ def test_list_runs_by_status_searches_the_store(store):
         time.sleep(0.01)
     queued = runs.list_runs(statuses=("queued",))
     assert [r["run_id"] for r in queued] == ids["queued"][::-1]  # newest first
-    assert [r["queue_position"] for r in queued] == [2, 1]
     active = runs.list_runs(statuses=runs.ACTIVE)
     assert {r["run_id"] for r in active} == set(ids["queued"] + ids["running"])
     assert len(runs.list_runs()) == 4
@@ -223,7 +223,7 @@ def test_an_unreachable_store_is_not_a_missing_run(tmp_path, monkeypatch):
     monkeypatch.setattr(s.client, "get_run", down)
     with pytest.raises(MlflowException):
         runs.get_run("0" * 32)
-    reporter = jobs.RunReporter("0" * 32, give_up_s=2)
+    reporter = execute.RunReporter("0" * 32, give_up_s=2)
     calls = []
     reporter.call(lambda: (calls.append(1), runs.get_run("0" * 32)))
     reporter.close()  # retried until it gave up, the writer thread survived and closed

@@ -20,7 +20,7 @@ import pytest
 
 from fmnist_core import jobs, roles, runs
 from fmnist_core.errors import WorkbenchError
-from fmnist_core.jobs import run_spec
+from fmnist_core.spec import run_spec
 from fmnist_core.models import MLPConfig, load_model
 from fmnist_core.train import TrainConfig
 

@@ -10,7 +10,7 @@ import pytest
 
 from fmnist_core import runs
 from fmnist_core.data import CLASSES
-from fmnist_core.jobs import run_spec
+from fmnist_core.spec import run_spec
 from fmnist_core.models import MLPConfig, build_model, config_to_dict, count_parameters, preset
 from fmnist_core.train import TrainConfig
 from fmnist_core.views import shared
@@ -42,7 +42,7 @@ def test_queue_lists_live_runs_in_order(store):
     runs.set_status(q, "queued", pid=os.getpid(), host=runs.HOST)
     active = shared.active_runs(runs.list_runs())
     assert [r["status"] for r in active] == ["running", "queued"]
-    assert active[1]["queue_position"] == 1 and active[1]["label"] == "bo · MLP 784-8-10"
+    assert active[1]["label"] == "bo · MLP 784-8-10"
     runs.set_status(d, "running", pid=2 ** 22 + 12345, host=runs.HOST)  # a process that does not exist
     assert [r["run_id"] for r in shared.active_runs(runs.list_runs())] == [q]
     # on another machine (a Ray worker): alive while its heartbeat is fresh

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from fmnist_core import runs
-from fmnist_core.jobs import run_spec
+from fmnist_core import queue, runs
+from fmnist_core.spec import run_spec
 from fmnist_core.models import MLPConfig, config_to_dict, preset, preset_names
 from fmnist_core.train import TrainConfig
 from fmnist_core.views import train as view
@@ -86,16 +86,16 @@ def test_queue_places_and_waits_from_the_first_second():
     done = [_listed(i, "finished", 100.0 + i, started=200.0, finished=260.0, epochs_run=2) for i in range(3)]
     running = _listed(10, "running", 900.0, started=970.0, progress=0.5)  # ETA 30 s
     a, b = _listed(11, "queued", 950.0), _listed(12, "queued", 960.0, epochs=4)
-    q = view.queue_estimates([b, a, running, *done], slots=1, now=now)
+    q = queue.estimates([b, a, running, *done], slots=1, now=now)
     assert q["r11"] == {"position": 1, "ahead": 0, "wait": pytest.approx(30.0)}
     assert q["r12"] == {"position": 2, "ahead": 1, "wait": pytest.approx(90.0)}  # + a run like r11: 60 s
     assert view.queue_text(q["r12"]) == "waiting in the queue: position 2 — starts in about 1 min 30 s"
     # two slots: the first in line starts now
-    q2 = view.queue_estimates([b, a, running, *done], slots=2, now=now)
+    q2 = queue.estimates([b, a, running, *done], slots=2, now=now)
     assert q2["r11"]["wait"] == 0 and view.queue_text(q2["r11"]).startswith("first in line, a training slot is free")
     # b trains 4 epochs: a run of the same model took 30 s an epoch
     assert q2["r12"]["wait"] == pytest.approx(30.0)
     # nothing like them has finished yet: a place, no guess
-    q3 = view.queue_estimates([b, a, running], slots=1, now=now)
+    q3 = queue.estimates([b, a, running], slots=1, now=now)
     assert q3["r12"]["wait"] is None and "no estimate yet" in view.queue_text(q3["r12"])
-    assert view.queue_estimates([a], slots=1, now=now, blocked=True)["r11"]["wait"] is None
+    assert queue.estimates([a], slots=1, now=now, blocked=True)["r11"]["wait"] is None

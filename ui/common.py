@@ -347,7 +347,8 @@ def sidebar() -> None:
         st.caption("  \n".join(lines))
         st.markdown("#### Job queue")
         _class_settings(identity.current_user())
-        from fmnist_core.jobs import benchmark_state
+        from fmnist_core.queue import benchmark_state, ensure_dispatcher
+        ensure_dispatcher()  # one per server, restarted here if it died (a file read when alive)
         active = shared.active_runs(active_run_list()) or benchmark_state()
         # the same period as the Train page's live view: a slower sidebar showed 23% beside 53%
         st.fragment(_queue_panel, run_every=POLL_SECONDS if active else None)(bool(active))
@@ -368,8 +369,9 @@ class_settings.clear = _class_settings_of.clear
 
 
 SETTING_NAMES = {"max_concurrent": "Concurrent trainings", "max_active_per_student": "Runs per student at once",
-                 "max_parameters": "Parameters per model", "max_epochs": "Epochs per run",
-                 "max_seconds": "Seconds of training per run"}
+                 "max_waiting_total": "Runs waiting in all", "max_parameters": "Parameters per model",
+                 "max_epochs": "Epochs per run", "max_seconds": "Seconds of training per run",
+                 "max_job_mb": "Memory per job (MB, estimated)", "max_est_minutes": "Minutes per run (estimated)"}
 
 
 def _save_settings(user) -> None:
@@ -385,10 +387,11 @@ def _save_settings(user) -> None:
 def _class_settings(user) -> None:
     cfg = class_settings()
     if not user.teacher:
-        st.caption(f"{plural(cfg['max_concurrent'], 'training')} at once, first come first served · "
+        st.caption(f"{plural(cfg['max_concurrent'], 'training')} at once, taking turns across students · "
                    f"per student: {plural(cfg['max_active_per_student'], 'run')} at once, ≤ "
                    f"{plural(cfg['max_parameters'], 'parameter')}, ≤ {plural(cfg['max_epochs'], 'epoch')}, "
-                   f"≤ {cfg['max_seconds']:.0f} s. Set by the teacher.")
+                   f"≤ {cfg['max_seconds']:.0f} s, ≤ {cfg['max_job_mb']:,.0f} MB and ≤ "
+                   f"{cfg['max_est_minutes']:g} min estimated. Set by the teacher.")
         return
     with st.expander("Class settings" if roles_class_mode() else "Queue settings"):
         for k, label in SETTING_NAMES.items():
@@ -397,7 +400,7 @@ def _class_settings(user) -> None:
             if k == "max_concurrent":
                 st.number_input(label, min_value=1, max_value=16, step=1, key=f"cls_{k}",
                                 help="How many trainings run at once on this server; later launches wait "
-                                     "in line, first come first served. 1 suits a 2-core machine.")
+                                     "in line, taking turns across students. 1 suits a 2-core machine.")
             elif roles_class_mode():
                 st.number_input(label, min_value=1, step=1, key=f"cls_{k}")
         st.button("Apply for everyone", key="cls_apply", on_click=_save_settings, args=(user,))
@@ -411,15 +414,15 @@ def roles_class_mode() -> bool:
 
 
 def queue() -> dict[str, dict]:
-    """run_id -> place in line and estimated wait of every run waiting in the queue (views.train
-    .queue_estimates), from the cached run list: the sidebar and the Train page say the same."""
-    from fmnist_core.jobs import benchmark_state
-    from fmnist_core.views.train import queue_estimates
-    return queue_estimates(run_list(), class_settings()["max_concurrent"], blocked=benchmark_state() is not None)
+    """run_id -> place in line and estimated wait of every run waiting in the queue
+    (queue.estimates, the dispatcher's order), from the cached run list: the sidebar, the Train
+    page and the CLI say the same."""
+    from fmnist_core.queue import benchmark_state, estimates
+    return estimates(run_list(), class_settings()["max_concurrent"], blocked=benchmark_state() is not None)
 
 
 def _queue_panel(was_active: bool) -> None:
-    from fmnist_core.jobs import benchmark_state
+    from fmnist_core.queue import benchmark_state
     active = shared.active_runs(active_run_list())
     bench_job = benchmark_state()
     if bench_job:
@@ -429,8 +432,12 @@ def _queue_panel(was_active: bool) -> None:
     if not active and not bench_job:
         st.caption("No training running or waiting.")
     line = queue()
+    # running and starting first, then the waiting runs in the dispatcher's order
+    active = sorted(active, key=lambda r: (line.get(r["run_id"], {}).get("position", 0), r["created"]))
     for r in active:
-        if r["status"] == "running":
+        if r["status"] == "queued" and r["run_id"] not in line:
+            st.caption(f":material/rocket_launch: **starting**: {r['label']}")
+        elif r["status"] == "running":
             p = r["progress"] or 0.0
             st.progress(min(max(p, 0.0), 1.0), text=f"**running** {r['label']} — {p:.0%}")
         else:

@@ -1,7 +1,7 @@
 """The benchmark as a background job for the dashboard: start it, stop it, read its status.
 
 The job is `python -m fmnist_core bench [--quick] --events FILE` as its own process (its own
-session, launched with jobs.spawn_detached), never inside the Streamlit server: timing code
+session, launched with executors.local.spawn_detached), never inside the Streamlit server: timing code
 sets torch's process-wide thread count, which would slow down or disturb everyone's
 predictions, and a server thread would be timed against the server's own work. One benchmark
 at a time per results folder (two at once would time each other).
@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..files import write_json_atomic
-from ..jobs import spawn_detached
+from ..executors.local import spawn_detached
 from .config import DEFAULT_PRESET
 from .events import read_events, summarize
 from .results import results_dir

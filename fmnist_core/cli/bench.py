@@ -87,10 +87,10 @@ def cmd_bench(args) -> int:
     if args.no_fold:
         cfg = replace(cfg, fold_normalization=False)
     import contextlib
-    from ..jobs import all_slots
+    from ..queue import exclusive
     with event_stream(args.events, _say) as report:  # stderr: each event's message
         bm = bench.resolve_model(args.model, args.preset)
-        queue = (all_slots(say=lambda m: report({"event": "step", "message": m})) if args.queue
+        queue = (exclusive(say=lambda m: report({"event": "step", "message": m})) if args.queue
                  else contextlib.nullcontext())
         with queue:
             results = bench.run_benchmark(bm, load(), cfg, progress=report, label=args.label)

@@ -1,5 +1,5 @@
 """The core commands: data | train | evaluate | runs (the dataset, training, evaluation, the run
-registry), with the training progress bar on stderr and the train command's flags.
+store), with the training progress bar on stderr and the train command's flags.
 
 Not here: the registry, the parser and main (cli/__init__.py), and the other command groups
 (predict, compare, bench, bench-train: one module each in cli/).
@@ -112,8 +112,8 @@ def _train_args(p):
     p.add_argument("--engine", choices=("torch", "numpy"), default=None)
     p.add_argument("--run", metavar="RUN_ID", help="train a run already in the run store as configured "
                    "there (what the dashboard's Launch starts)")
-    p.add_argument("--queue", action="store_true", help="wait in the job queue for a free slot (the class "
-                   "setting 'concurrent trainings'; first come, first served)")
+    p.add_argument("--queue", action="store_true", help="submit to the class queue (priced and checked "
+                   "against the class limits like the dashboard's Launch; the dispatcher starts it) and follow it")
     p.add_argument("--executor", choices=("local", "ray"), help="local: train in this process (default, "
                    "or FMNIST_EXECUTOR); ray: submit to the Ray cluster at RAY_ADDRESS and follow it")
     p.add_argument("--save", help="also copy the best checkpoint to this path")
@@ -130,53 +130,55 @@ TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_de
 
 
 def spec_from_args(args) -> tuple[dict, str]:
-    from dataclasses import replace
-    from ..jobs import run_spec
-    from ..models import CNNConfig, MLPConfig, ResNetConfig, preset, validate_config
-    from ..train import TrainConfig
+    """The flags as a RunSpec (a preset or a blank model, then the flags over it): validated
+    there, once; returns its stored form and the run's label."""
+    from ..models import CNNConfig, MLPConfig, ResNetConfig
+    from ..spec import RunSpec
     from ..errors import ConfigError
-    if args.preset:
-        p = preset(args.preset)
-        mcfg, tdict, label = p["model"], p["train"], args.preset
-    elif args.arch:
-        mcfg = {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig}[args.arch]()
-        tdict, label = {}, f"custom-{args.arch}"
-    else:
-        raise ConfigError("give --preset NAME or --arch mlp|cnn")
+    if not args.preset and not args.arch:
+        raise ConfigError("give --preset NAME or --arch mlp|cnn|resnet")
     overrides = {k: getattr(args, k) for k in MODEL_FLAGS if getattr(args, k) is not None}
-    if mcfg.kind == "mlp" and {"channels", "kernel", "pool", "pool_every", "fc"} & set(overrides):
+    kind = None
+    if args.preset:
+        from ..models import preset
+        kind = preset(args.preset)["model"].kind
+    else:
+        kind = args.arch
+    if kind == "mlp" and {"channels", "kernel", "pool", "pool_every", "fc"} & set(overrides):
         raise ConfigError("--channels/--kernel/--pool/--fc are CNN options; this model is an MLP")
-    if mcfg.kind == "cnn" and "hidden" in overrides:
+    if kind == "cnn" and "hidden" in overrides:
         raise ConfigError("--hidden is an MLP option; use --fc for a CNN's fully connected layers")
     resnet_flags = {"stem", "stages", "blocks"} & set(overrides)
-    if mcfg.kind != "resnet" and resnet_flags:
-        raise ConfigError(f"--{sorted(resnet_flags)[0]} is a ResNet option; this model is {mcfg.kind!r}")
-    if mcfg.kind == "resnet" and {"hidden", "channels", "kernel", "pool", "pool_every", "fc", "batchnorm"} & set(overrides):
+    if kind != "resnet" and resnet_flags:
+        raise ConfigError(f"--{sorted(resnet_flags)[0]} is a ResNet option; this model is {kind!r}")
+    if kind == "resnet" and {"hidden", "channels", "kernel", "pool", "pool_every", "fc", "batchnorm"} & set(overrides):
         raise ConfigError("a ResNet takes --stem, --stages and --blocks (batchnorm is always on)")
-    try:
-        mcfg = replace(mcfg, **overrides)
-    except TypeError as exc:
-        raise ConfigError(str(exc)) from None
-    validate_config(mcfg)
-    tdict = {**tdict, **{k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}}
-    tcfg = TrainConfig(**tdict)
-    tcfg.validate()
-    if args.train_limit is not None and args.train_limit < 1:
-        raise ConfigError(f"--train-limit must be >= 1, got {args.train_limit}")
-    spec = run_spec(mcfg, tcfg, preset=args.preset, engine=args.engine or "torch",
-                    train_limit=args.train_limit)
-    if getattr(args, "watch_test", False):
-        if spec["engine"] != "torch":
-            raise ConfigError("--watch-test needs the torch engine")
-        spec["watch_test"] = True
-    return spec, label
+    train = {k: getattr(args, k) for k in TRAIN_FLAGS if getattr(args, k) is not None}
+    extra = {"engine": args.engine or "torch", "train_limit": args.train_limit,
+             "watch_test": bool(getattr(args, "watch_test", False))}
+    if args.preset:
+        spec = RunSpec.from_preset(args.preset, model=overrides, train=train, **extra)
+        label = args.preset
+    else:
+        from dataclasses import replace
+        from ..train import train_config_from_dict
+        base = {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig}[kind]()
+        try:
+            mcfg = replace(base, **overrides)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from None
+        spec = RunSpec(mcfg, train_config_from_dict(train), **extra).validate()
+        label = f"custom-{kind}"
+    return spec.to_dict(), label
 
 
 @command("train", "train a model as a run in the run store; prints one JSON line at the end")
 def cmd_train(args) -> int:
     from .. import runs
+    from ..execute import execute_run
+    from ..executors import executor_name
     from ..files import check_output_file
-    from ..jobs import execute_run, executor_name, follow_run, submit
+    from ..submit import follow_run, submit
     given = any(getattr(args, k) is not None for k in MODEL_FLAGS + TRAIN_FLAGS + ("preset", "arch", "engine"))
     if args.save:
         check_output_file(args.save, ".pt", "--save")  # before training, not after
@@ -185,13 +187,14 @@ def cmd_train(args) -> int:
     if args.run:
         run_id = args.run
     else:
-        spec, label = spec_from_args(args)
-        if executor_name(args.executor) == "ray":
-            run_id = submit(spec, label=label, executor="ray")
-            summary = follow_run(run_id, Progress())
-            return _train_done(args, summary)
+        spec, label = spec_from_args(args)  # validated here: a bad flag creates no run
+        if args.queue or executor_name(args.executor) == "ray":
+            # through the class queue: priced and checked like a Launch, started by the dispatcher
+            run_id = submit(spec, label=label, executor=args.executor)
+            print(f"run {run_id} submitted; waiting for the dispatcher to start it", file=sys.stderr)
+            return _train_done(args, follow_run(run_id, Progress()))
         run_id = runs.create_run(spec, label=label, owner=os.environ.get("USER") or "cli")
-    summary = execute_run(run_id, callback=Progress(), queue=args.queue)
+    summary = execute_run(run_id, callback=Progress())
     return _train_done(args, summary)
 cmd_train.add_arguments = _train_args
 
@@ -247,22 +250,31 @@ def cmd_runs(args) -> int:
         return 0
     # the command line is the server's operator: it acts as the teacher would
     if args.delete is not None:
-        runs.delete_run(args.delete)
+        from ..roles import operator
+        from ..submit import delete_run
+        delete_run(operator(), args.delete)
         emit_json({"deleted": args.delete})
         return 0
     if args.cancel is not None:
-        runs.request_cancel(args.cancel)
+        from ..roles import operator
+        from ..submit import stop_run
+        stop_run(operator(), args.cancel)
         emit_json({"cancel_requested": args.cancel})
         return 0
+    from ..queue import benchmark_state, estimates
+    from ..roles import class_settings
     runs.mark_orphans()
     out = []
-    for r in runs.list_runs():
+    listed = runs.list_runs()
+    line = estimates(listed, class_settings().max_concurrent, blocked=benchmark_state() is not None)
+    for r in listed:
         st = r["status_info"]
         out.append({"run_id": r["run_id"], "label": r["label"], "owner": r["owner"], "status": r["status"],
                     "preset": r["config"].get("preset"), "engine": r["config"].get("engine"),
                     "model_config": r["config"].get("model_config"), "epochs_run": st.get("epochs_run") or 0,
                     "best_val_accuracy": st.get("best_val_accuracy"), "test_accuracy": st.get("test_accuracy"),
-                    "message": st.get("message"), "queue_position": r.get("queue_position")})
+                    "message": st.get("message"), "queue_position": (line.get(r["run_id"]) or {}).get("position"),
+                    "queue_wait_s": (line.get(r["run_id"]) or {}).get("wait")})
     emit_json(out)
     return 0
 cmd_runs.add_arguments = _runs_args

@@ -262,12 +262,12 @@ def active_runs(run_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     A run whose process is gone is left out (mark_orphans labels it at the next start-up)."""
     out = []
     for r in run_list:
-        if r["status"] not in runs.ACTIVE or not runs._alive(r):
+        if r["status"] not in runs.ACTIVE or not runs.alive(r):
             continue
         st = r["status_info"]
         out.append({"run_id": r["run_id"], "status": r["status"], "created": r["config"]["created"],
                     "progress": st.get("progress"), "message": st.get("message", ""),
-                    "label": labels.run_label(r), "queue_position": r.get("queue_position")})
+                    "label": labels.run_label(r)})
     out.sort(key=lambda r: r["created"])
     return out
 

@@ -4,11 +4,11 @@
                   MLP/CNN, the fields changed from the preset, every problem as one sentence
                   before launch, and the run spec the launcher takes
   * progress      progress fraction, epoch x/y, last epoch time, elapsed and ETA of a run
-  * the queue     each waiting run's place in line and its wait, estimated from the runs
-                  running now and how long runs like the ones ahead took
+  * the queue     how a place in line reads (the places and waits: fmnist_core.queue)
+  * the price     what a run would cost on this server before Launch (fmnist_core.cost)
   * the end       what a teacher would say about a run that ended (fmnist_core.diagnose)
 
-Left out: launching (fmnist_core.jobs) and the layer table (shared.layer_summary).
+Left out: launching (fmnist_core.submit) and the layer table (shared.layer_summary).
 """
 from __future__ import annotations
 
@@ -125,8 +125,8 @@ def check_form(v: dict[str, Any], devices: dict[str, str | None]) -> tuple[dict 
 
     `devices` is device.available_devices(): device -> None or the reason it is missing.
     """
-    from ..jobs import run_spec
     from ..models import config_to_dict, preset
+    from ..spec import RunSpec
     problems: list[str] = []
     mcfg = tcfg = None
     try:
@@ -167,9 +167,28 @@ def check_form(v: dict[str, Any], devices: dict[str, str | None]) -> tuple[dict 
             pass
     if v.get("engine") == "numpy":
         label += "-numpy"
-    spec = run_spec(mcfg, tcfg, preset=preset_name, engine=v.get("engine", "torch"),
-                    train_limit=int(limit) or None)
+    try:
+        spec = RunSpec(mcfg, tcfg, preset=preset_name, engine=v.get("engine", "torch"),
+                       train_limit=int(limit) or None).validate().to_dict()
+    except ConfigError as exc:
+        msg = str(exc)
+        return None, "", [f"{msg[:1].upper()}{msg[1:]}."]
     return spec, label, []
+
+
+def price_text(spec: dict[str, Any], limits: dict[str, Any] | None = None) -> tuple[str, list[str]]:
+    """("≈ 1.1 GB, ≈ 45 s here", [the class limits this run would break]) before Launch."""
+    from ..cost import format_mb, price
+    p = price(spec)
+    over = []
+    if limits:
+        if p.peak_mb > limits.get("max_job_mb", float("inf")):
+            over.append(f"about {format_mb(p.peak_mb)} of memory is over the class limit of "
+                        f"{format_mb(limits['max_job_mb'])} per job")
+        if p.seconds > 60 * limits.get("max_est_minutes", float("inf")):
+            over.append(f"about {p.seconds / 60:.0f} minutes is over the class limit of "
+                        f"{limits['max_est_minutes']:g} minutes per run")
+    return p.sentence(), over
 
 
 # --- progress ------------------------------------------------------------------------------
@@ -213,67 +232,6 @@ def diagnosis(run: dict[str, Any]) -> list:
 
 
 # --- the queue: place in line and the wait ------------------------------------------------------
-
-def _spec_key(run: dict[str, Any], same_model_only: bool = False) -> str:
-    import json
-    c = run.get("config") or {}
-    keep = ("model_config", "train_limit", "engine") if same_model_only else (
-        "model_config", "train_config", "train_limit", "engine")
-    return json.dumps({k: c.get(k) for k in keep}, sort_keys=True, default=str)
-
-
-def expected_seconds(run: dict[str, Any], finished: list[dict[str, Any]]) -> float | None:
-    """How long `run` will take from start to end (wall clock, loading and evaluation
-    included), from finished runs: the median of those with the same settings, else those with
-    the same model scaled by epochs; None when no run like it has finished yet."""
-    import statistics
-    def wall(r):
-        st = r.get("status_info") or {}
-        return (st["finished"] - st["started"]) if st.get("finished") and st.get("started") else None
-    same = [w for r in finished if _spec_key(r) == _spec_key(run) and (w := wall(r))]
-    if same:
-        return statistics.median(same)
-    epochs = ((run.get("config") or {}).get("train_config") or {}).get("epochs") or 1
-    per_epoch = [w / max((r.get("status_info") or {}).get("epochs_run") or 1, 1) for r in finished
-                 if _spec_key(r, True) == _spec_key(run, True) and (w := wall(r))]
-    return statistics.median(per_epoch) * epochs if per_epoch else None
-
-
-def queue_estimates(run_list: list[dict[str, Any]], slots: int, now: float | None = None,
-                    blocked: bool = False) -> dict[str, dict[str, Any]]:
-    """run_id -> {"position", "ahead", "wait"} for every live queued run of runs.list_runs(),
-    first come first served over the whole class, as the trainers' queue (jobs.py) counts it.
-
-    wait (seconds, or None when unknown): the runs running now finish at their ETA, then each
-    run ahead takes a slot for as long as runs like it took (expected_seconds), `slots` at a
-    time. blocked: the teacher's benchmark goes first (its length is unknown)."""
-    import heapq
-    now = now or time.time()
-    live = [r for r in run_list if r["status"] in runs.ACTIVE and runs._alive(r, now)]
-    finished = [r for r in run_list if r["status"] == "finished"]
-    free = []
-    for r in (r for r in live if r["status"] == "running"):
-        info = progress_info(r, now)
-        left = info["eta"]
-        if left is None:
-            total = expected_seconds(r, finished)
-            left = None if total is None else max(total - (info["elapsed"] or 0.0), 0.0)
-        free.append(left)
-    unknown = blocked or any(f is None for f in free)
-    free = sorted(f for f in free if f is not None)
-    free += [0.0] * max(slots - len(free), 0)
-    heapq.heapify(free)
-    out = {}
-    queued = sorted((r for r in live if r["status"] == "queued"), key=lambda r: r["config"]["created"])
-    for pos, r in enumerate(queued, 1):
-        start = heapq.heappop(free) if free else 0.0
-        out[r["run_id"]] = {"position": pos, "ahead": pos - 1, "wait": None if unknown else start}
-        took = expected_seconds(r, finished)
-        if took is None:
-            unknown = True
-        heapq.heappush(free, start + (took or 0.0))
-    return out
-
 
 def queue_text(q: dict[str, Any] | None) -> str:
     """'waiting in the queue: position 2 — starts in about 1 min 20 s', for the live view and the

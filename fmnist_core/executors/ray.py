@@ -6,10 +6,13 @@ that has the project's packages and the dataset; the task ships this package to 
 (runtime_env py_modules), so the worker needs no checkout, and it logs into the same
 tracking server (FMNIST_TRACKING_URI), so its curves appear on the class's dashboard.
 
-Resources: `num_cpus` per run (FMNIST_RAY_CPUS, default 1) and, when the run asks for CUDA,
+The dispatcher (queue.py) decides when a run starts, as for the local executor; Ray decides
+where. Resources: `num_cpus` per run (FMNIST_RAY_CPUS, default 1), `memory` = the run's
+estimated peak (cost.py), so Ray places it only where it fits, and, when the run asks for CUDA,
 a fraction of a GPU (FMNIST_RAY_GPU_FRACTION, default 0.25: four small runs share one GPU).
-Cancel: the trainer polls the store's cancel flag as it does locally (works wherever the
-task runs); a run still waiting for resources is also cancelled with `ray.cancel`.
+Cancel: the trainer polls the store's cancel flag as it does locally (works wherever the task
+runs); a task still waiting for Ray's resources is cancelled with `ray.cancel` by the
+dispatcher, which submitted it and so holds its reference (`cancel_waiting`).
 """
 from __future__ import annotations
 
@@ -17,10 +20,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import runs
-from .errors import WorkbenchError
+from .. import runs
+from ..errors import WorkbenchError
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
 # what a worker needs from the submitting environment besides the store's address
 PASS_ENV = ("FMNIST_ARTIFACTS", "FMNIST_DATA_DIR", "MLFLOW_HTTP_REQUEST_MAX_RETRIES",
             "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
@@ -48,28 +51,41 @@ def _ray():
 
 
 def _train_task(run_id: str) -> dict[str, Any]:
-    from fmnist_core.jobs import execute_run  # on the worker: the shipped package
-    return execute_run(run_id, queue=False)
+    from fmnist_core.execute import execute_run  # on the worker: the shipped package
+    return execute_run(run_id)
 
 
-def submit_ray(run_id: str, spec: dict[str, Any]) -> None:
+def options(run: dict[str, Any]) -> dict[str, Any]:
+    """Ray's resources for this run, from its spec and its price."""
+    cfg, info = run["config"], run["status_info"]
+    opts = {"num_cpus": float(os.environ.get("FMNIST_RAY_CPUS", "1")), "max_retries": 0,
+            "name": f"fmnist-train-{run['run_id'][:8]}"}
+    peak = (info.get("price") or {}).get("peak_mb") if isinstance(info.get("price"), dict) else None
+    if peak:
+        opts["memory"] = int(float(peak) * 1024 * 1024)
+    if (cfg.get("train_config") or {}).get("device") == "cuda":
+        opts["num_gpus"] = float(os.environ.get("FMNIST_RAY_GPU_FRACTION", "0.25"))
+    return opts
+
+
+def start(run: dict[str, Any]) -> None:
+    """Submit the run as a Ray task (called by the dispatcher when the run's turn comes)."""
+    import time
     ray = _ray()
-    wants_cuda = spec["train_config"].get("device") == "cuda"
-    options = {"num_cpus": float(os.environ.get("FMNIST_RAY_CPUS", "1")), "max_retries": 0,
-               "name": f"fmnist-train-{run_id[:8]}"}
-    if wants_cuda:
-        options["num_gpus"] = float(os.environ.get("FMNIST_RAY_GPU_FRACTION", "0.25"))
-    ref = ray.remote(_train_task).options(**options).remote(run_id)
-    runs.set_status(run_id, "queued", message="waiting for a Ray worker", ray_task=ref.task_id().hex())
+    run_id = run["run_id"]
+    ref = ray.remote(_train_task).options(**options(run)).remote(run_id)
     _REFS[run_id] = ref
+    runs.set_status(run_id, "queued", dispatched=time.time(), message="waiting for a Ray worker",
+                    ray_task=ref.task_id().hex())
 
 
-_REFS: dict[str, Any] = {}  # this process's submitted tasks, for ray.cancel
+_REFS: dict[str, Any] = {}  # the tasks this process (the dispatcher) submitted, for ray.cancel
 
 
-def cancel_ray(run_id: str) -> bool:
-    """ray.cancel for a task this process submitted (a queued task never polls the flag)."""
-    ref = _REFS.get(run_id)
+def cancel_waiting(run_id: str) -> bool:
+    """ray.cancel for a task this process submitted that has not started (a task that runs
+    polls the store's cancel flag itself and stops keeping its best checkpoint)."""
+    ref = _REFS.pop(run_id, None)
     if ref is None:
         return False
     _ray().cancel(ref, force=False)

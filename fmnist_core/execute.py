@@ -1,15 +1,6 @@
-"""Training as a job: submit a run to an executor, and execute it (in whatever process the
-executor picked), logging everything into the run store (runs.py) as it goes.
-
-Executors (FMNIST_EXECUTOR, or `--executor` on the CLI):
-  local   the embedded default, no daemon: each run is `python -m fmnist_core train --run ID`
-          as its own process on this machine. It waits in status `queued` until it is the
-          oldest waiting run of the whole store and one of N slot locks
-          (artifacts/.slots/slot-K.lock, fcntl.flock) is free; a lock dies with its process,
-          so a crash never leaves a slot taken. N is the class setting "concurrent trainings"
-          (roles.py), read while waiting, so the teacher's change applies to the queue at once.
-  ray     each run is a Ray task on the cluster at RAY_ADDRESS, with num_cpus and, when the run
-          asks for CUDA, a fraction of a GPU (executors_ray.py). Ray is imported only there.
+"""The trainer side of a run: train it as its stored spec says, writing everything to the
+run store as it goes. This is what runs in the process an executor started (the local
+executor: `python -m fmnist_core.execute RUN_ID`; Ray: a task on a worker).
 
 Live curves: every batch event (each `progress_every` batches) is a point of the running
 training loss and accuracy at a fractional epoch; the points are sent in bunches, at most one
@@ -20,11 +11,16 @@ The trainer never waits for the store: progress, epochs and checkpoints go throu
 background writer (RunReporter) in order, so a tracking server that restarts mid-run delays
 the curves, not the training; the writer retries and everything arrives. Cancel is a flag in
 the store that the writer polls once a second.
+
+Before any work the stored spec is read back through RunSpec (validated again) and, for a
+student's run, checked against the class limits once more: a spec rewritten in the store after
+submit is refused here, not trained.
+
+Not here: when a run starts (queue.py, the dispatcher), where (executors/), submitting (submit.py).
 """
 from __future__ import annotations
 
 import collections
-import fcntl
 import os
 import sys
 import threading
@@ -33,31 +29,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import runs
-from .data import ARTIFACTS, PROJECT_ROOT, load
+from .data import load
 from .device import machine_info
 from .epochs import TrainResult
 from .errors import WorkbenchError
 from .evaluate import evaluate
 from .files import copy_atomic, write_json_atomic
-from .models import ModelConfig, build_model, config_from_dict, config_to_dict, save_checkpoint
-from .train import TrainConfig, train, train_config_from_dict, train_config_to_dict
-
-ENGINES = ("torch", "numpy")
-EXECUTORS = ("local", "ray")
-SLOTS_DIR = ARTIFACTS / ".slots"
-
-
-def run_spec(model_config: ModelConfig, train_config: TrainConfig, preset: str | None = None,
-             engine: str = "torch", train_limit: int | None = None) -> dict[str, Any]:
-    if engine not in ENGINES:
-        raise WorkbenchError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
-    if engine == "numpy":
-        from .twin import check_trainable
-        check_trainable(model_config, train_config)  # refuse before any run exists
-    from .models import plan_parameters
-    return {"model_config": config_to_dict(model_config), "train_config": train_config_to_dict(train_config),
-            "preset": preset, "engine": engine, "train_limit": train_limit,
-            "parameters": plan_parameters(model_config)}
+from .models import build_model, save_checkpoint
+from .spec import RunSpec
+from .train import train
 
 
 # --- the writer between trainer and store ----------------------------------------------------
@@ -153,28 +133,24 @@ class RunReporter:
                 delay = min(delay * 2, 10.0)
 
 
-# --- executing a run (in the process the executor chose) ----------------------------------------
+# --- executing a run (in whatever process the executor picked) ----------------------------------
 
-def execute_run(run_id: str, callback: Callable[[dict], None] | None = None, queue: bool = False,
-                poll: float = 1.0) -> dict[str, Any]:
+def execute_run(run_id: str, callback: Callable[[dict], None] | None = None) -> dict[str, Any]:
     """Train the run `run_id` as its spec says, writing everything to the store as it goes.
-
-    Returns the CLI's summary dict. queue=True waits for a local queue slot first.
-    """
-    r = runs.load_run(run_id, history=False)
+    Returns the CLI's summary dict."""
+    r = runs.load_summary(run_id)
     if r["status"] not in runs.ACTIVE:
         raise WorkbenchError(f"run {run_id} is already {r['status']}; launch a new one")
-    spec = r["config"]
     reporter = RunReporter(run_id)
     here = {"pid": os.getpid(), "host": runs.HOST}
-    reporter.progress("queued", **here, message="waiting to start")
-    slot = None
     try:
-        if runs.cancel_requested(run_id) or (queue and (slot := _acquire_slot(run_id, reporter, poll)) is None):
-            reporter.status("cancelled", message="cancelled while queued", queue_position=None)
+        if runs.cancel_requested(run_id):
+            reporter.status("cancelled", message="cancelled before it started", queue_position=None)
             return _summary(run_id, "cancelled", None)
-        if queue and not spec["train_config"].get("threads"):
-            spec = {**spec, "train_config": {**spec["train_config"], "threads": queue_threads()}}
+        spec = _checked_spec(r)
+        if not spec.train.threads and r["status_info"].get("dispatched"):  # a run of the class queue
+            spec = RunSpec(spec.model, _with_threads(spec.train, queue_threads()), spec.preset, spec.engine,
+                           spec.train_limit, spec.watch_test)
         return _execute(run_id, spec, callback, reporter, here)
     except BaseException as exc:
         msg = str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
@@ -185,8 +161,20 @@ def execute_run(run_id: str, callback: Callable[[dict], None] | None = None, que
         raise
     finally:
         reporter.close()
-        if slot is not None:
-            slot.close()
+
+
+def _checked_spec(r: dict[str, Any]) -> RunSpec:
+    """The stored spec, validated again, and within the class limits unless the teacher launched it."""
+    from .roles import check_spec_limits, class_settings
+    spec = RunSpec.from_dict({k: v for k, v in r["config"].items() if k not in ("run_id", "created")})
+    if r["status_info"].get("by_teacher") not in (True, 1, "1", "true"):
+        check_spec_limits(spec, class_settings())
+    return spec
+
+
+def _with_threads(tcfg, n: int):
+    from dataclasses import replace
+    return replace(tcfg, threads=n)
 
 
 def queue_threads() -> int:
@@ -198,93 +186,8 @@ def queue_threads() -> int:
     return max(1, ((os.cpu_count() or 1) - 1) // max(1, class_settings().max_concurrent))
 
 
-def _acquire_slot(run_id: str, reporter: RunReporter, poll: float):
-    """Block until this run is first in line and a slot is free; return the open lock file."""
-    from .roles import class_settings
-    SLOTS_DIR.mkdir(parents=True, exist_ok=True)
-    last_pos = None
-    while True:
-        if reporter.cancelled:
-            return None
-        queued = [r for r in runs.list_runs(statuses=("queued",)) if runs._alive(r)]
-        mine = next((r for r in queued if r["run_id"] == run_id), None)
-        created = mine["config"]["created"] if mine else time.time()
-        ahead = [r for r in queued if r["config"]["created"] < created and r["run_id"] != run_id]
-        if not ahead and benchmark_state() is None:  # the teacher's benchmark goes first
-            for k in range(class_settings().max_concurrent):
-                f = open(SLOTS_DIR / f"slot-{k}.lock", "w")
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    return f
-                except BlockingIOError:
-                    f.close()
-        pos = len(ahead) + 1
-        msg = f"waiting in the queue: position {pos}" + (
-            " (the teacher's benchmark goes first)" if benchmark_state() else "")
-        if (pos, msg) != last_pos or time.time() - float(
-                mine["status_info"].get("heartbeat", 0) if mine else 0) > runs.HEARTBEAT_SECONDS:
-            last_pos = (pos, msg)
-            reporter.progress("queued", queue_position=pos, message=msg)
-        time.sleep(poll)
-
-
-# --- the benchmark in the same queue ------------------------------------------------------------
-
-BENCH_MARK = "benchmark.json"  # {"pid", "state": waiting | running, "since"}: read by the queue panel
-
-
-def benchmark_state() -> dict[str, Any] | None:
-    """The benchmark job waiting for or holding the queue's slots, or None."""
-    from .files import read_json
-    st = read_json(SLOTS_DIR / BENCH_MARK)
-    return st if st and runs.pid_alive(st.get("pid")) else None
-
-
-class all_slots:
-    """`with all_slots(): ...` holds every slot of the local queue: the benchmark times the
-    machine alone. It waits for the trainings running now; trainings that arrive meanwhile
-    wait for it (it says so in the queue), so a class's queue cannot starve it."""
-
-    def __init__(self, poll: float = 0.5, say: Callable[[str], None] | None = None):
-        self.poll, self.say, self.held = poll, say or (lambda m: None), []
-
-    def _mark(self, state: str) -> None:
-        write_json_atomic(SLOTS_DIR / BENCH_MARK, {"pid": os.getpid(), "state": state, "since": time.time()})
-
-    def __enter__(self):
-        from .roles import class_settings
-        SLOTS_DIR.mkdir(parents=True, exist_ok=True)
-        self._mark("waiting")
-        told = False
-        while True:
-            n = max(class_settings().max_concurrent, 1)
-            for k in range(n):
-                if k < len(self.held):
-                    continue
-                f = open(SLOTS_DIR / f"slot-{k}.lock", "w")
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    self.held.append(f)
-                except BlockingIOError:
-                    f.close()
-                    break
-            if len(self.held) >= n:
-                self._mark("running")
-                return self
-            if not told:
-                self.say("waiting for the trainings running now to finish (they keep the machine busy)")
-                told = True
-            time.sleep(self.poll)
-
-    def __exit__(self, *exc) -> None:
-        for f in self.held:
-            f.close()
-        (SLOTS_DIR / BENCH_MARK).unlink(missing_ok=True)
-
-
-def _execute(run_id: str, spec: dict, callback, reporter: RunReporter, here: dict) -> dict[str, Any]:
-    mcfg = config_from_dict(spec["model_config"])
-    tcfg = train_config_from_dict(spec["train_config"])
+def _execute(run_id: str, spec: RunSpec, callback, reporter: RunReporter, here: dict) -> dict[str, Any]:
+    mcfg, tcfg = spec.model, spec.train
     started = time.time()
     reporter.progress("running", **here, started=started, message="loading data", queue_position=None)
     data = load()
@@ -341,11 +244,11 @@ def _execute(run_id: str, spec: dict, callback, reporter: RunReporter, here: dic
                                  "partial": True})
         reporter.call(_upload_best, run_id, path)
 
-    trainer = _trainer(spec.get("engine", "torch"))
+    trainer = _trainer(spec.engine)
     # `make models`: the test set scored at each epoch end, for the record (see train.train)
-    watch = {"watch": (data.x_test, data.y_test)} if spec.get("watch_test") else {}
+    watch = {"watch": (data.x_test, data.y_test)} if spec.watch_test else {}
     result: TrainResult = trainer(mcfg, tcfg, data, callback=on_event, should_stop=lambda: reporter.cancelled,
-                                  on_best=on_best, train_limit=spec.get("train_limit"), **watch)
+                                  on_best=on_best, train_limit=spec.train_limit, **watch)
     send_points()
     test_acc = None
     if result.epochs_run > 0 and result.status in ("finished", "cancelled"):
@@ -357,10 +260,10 @@ def _execute(run_id: str, spec: dict, callback, reporter: RunReporter, here: dic
             "test_accuracy": m["accuracy"], "test_loss": m["loss"],
             "best_val_accuracy": result.best_val_accuracy, "best_epoch": result.best_epoch,
             "epochs_run": result.epochs_run, "train_seconds": round(result.train_seconds, 2),
-            "preset": spec.get("preset"), "engine": spec.get("engine", "torch"),
-            "train_config": spec["train_config"], "device": result.device, "precision": result.precision,
+            "preset": spec.preset, "engine": spec.engine,
+            "train_config": spec.to_dict()["train_config"], "device": result.device, "precision": result.precision,
             "machine": machine_info(), "trained": time.strftime("%Y-%m-%d %H:%M:%S"), "run_id": run_id,
-            "history": result.history, "points": points, "watch_test": bool(spec.get("watch_test"))})
+            "history": result.history, "points": points, "watch_test": spec.watch_test})
         for name, path in _report_files(work, m, result.history).items():
             reporter.call(runs.log_artifact, run_id, path)
         reporter.call(_upload_best, run_id, final)
@@ -424,7 +327,7 @@ def _trainer(engine: str):
     if engine == "numpy":
         from .twin import train_numpy  # the NumPy twin's own trainer
         return train_numpy
-    raise WorkbenchError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    raise WorkbenchError(f"engine must be torch or numpy, got {engine!r}")
 
 
 def _summary(run_id: str, status: str, result: TrainResult | None, test_acc: float | None = None) -> dict:
@@ -437,68 +340,21 @@ def _summary(run_id: str, status: str, result: TrainResult | None, test_acc: flo
             "checkpoint": None}
 
 
-# --- submitting --------------------------------------------------------------------------------
-
-def executor_name(name: str | None = None) -> str:
-    name = name or os.environ.get("FMNIST_EXECUTOR") or "local"
-    if name not in EXECUTORS:
-        raise WorkbenchError(f"executor must be one of {', '.join(EXECUTORS)}, got {name!r}")
-    return name
-
-
-def submit(spec: dict[str, Any], label: str = "run", user=None, executor: str | None = None) -> str:
-    """Check the class limits for `user` (roles.py), create the run, hand it to the executor;
-    returns the run id. The one entry point of the dashboard's Launch button and of tests."""
-    from .roles import check_submit, single_user
-    user = user or single_user()
-    spec = check_submit(user, spec)
-    name = executor_name(executor)
-    run_id = runs.create_run(spec, label=label, owner=user.name, owner_id=user.id,
-                             extra_tags={"fmnist.executor": name})
-    if name == "ray":
-        from .executors_ray import submit_ray
-        submit_ray(run_id, spec)
-    else:
-        cmd = [sys.executable, "-m", "fmnist_core", "train", "--run", run_id, "--queue"]
-        log = runs.work_dir(run_id) / "log.txt"
-        pid = spawn_detached(cmd, log)
-        runs.set_status(run_id, "queued", pid=pid, host=runs.HOST, message="starting")
-    return run_id
+def main(argv: list[str] | None = None) -> int:
+    """`python -m fmnist_core.execute RUN_ID`: what the local executor starts for a run."""
+    import json
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1:
+        print("usage: python -m fmnist_core.execute RUN_ID", file=sys.stderr)
+        return 2
+    try:
+        summary = execute_run(args[0])
+    except WorkbenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary))
+    return 0 if summary["status"] in ("finished", "cancelled") else 1
 
 
-def spawn_detached(cmd: list[str], log_path: str | Path, stdout_to_log: bool = True) -> int:
-    """Start `cmd` in the project root as its own process and session, outliving the caller;
-    stderr (and stdout unless stdout_to_log=False) go to log_path. Returns its pid.
-
-    The one launcher for background jobs (trainings, the benchmark): the server's own
-    signals never reach the job, and the child is reaped when it ends so it never lingers
-    as a zombie of the server."""
-    import subprocess
-    with open(log_path, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=str(PROJECT_ROOT), stdout=log if stdout_to_log else subprocess.DEVNULL,
-                                stderr=log, stdin=subprocess.DEVNULL, start_new_session=True,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    threading.Thread(target=proc.wait, daemon=True).start()
-    return proc.pid
-
-
-def follow_run(run_id: str, callback: Callable[[dict], None] | None = None, poll: float = 2.0,
-               timeout: float | None = None) -> dict[str, Any]:
-    """Wait for a run that trains elsewhere (a Ray worker) to end, reporting each new epoch
-    to `callback` as an "epoch" event; returns the same summary as execute_run."""
-    seen, deadline = 0, (time.time() + timeout) if timeout else None
-    while True:
-        r = runs.load_run(run_id)
-        for row in r["history"][seen:]:
-            if callback is not None:
-                callback({"event": "epoch", **row, "epochs": r["status_info"].get("epochs") or row["epoch"]})
-        seen = len(r["history"])
-        if r["status"] not in runs.ACTIVE:
-            info = r["status_info"]
-            return {"run_id": run_id, "status": r["status"], "message": info.get("message", ""),
-                    "test_accuracy": info.get("test_accuracy"), "best_val_accuracy": info.get("best_val_accuracy"),
-                    "epochs_run": info.get("epochs_run") or 0, "train_seconds": info.get("train_seconds") or 0.0,
-                    "checkpoint": r["checkpoint"]}
-        if deadline and time.time() > deadline:
-            raise WorkbenchError(f"run {run_id} still {r['status']} after {timeout:.0f} s")
-        time.sleep(poll)
+if __name__ == "__main__":
+    sys.exit(main())
