@@ -143,10 +143,11 @@ def _compute(kind: str, checkpoint: str, params: dict[str, Any], progress: Calla
 # --- asking --------------------------------------------------------------------------------------
 
 def request(kind: str, checkpoint: str | Path, params: dict[str, Any], asker: str = "",
-            max_mb: float | None = None, start_dispatcher: bool = True) -> dict[str, Any]:
+            max_mb: float | None = None, start_dispatcher: bool = True, retry: bool = False) -> dict[str, Any]:
     """The job's record: {"key", "state": done | waiting | running | failed, "progress",
     "message", "askers", "result"?}. Done at once when the result is cached; a new record, or the
-    running one joined, otherwise. Over `max_mb` (the class's memory per job): refused."""
+    running one joined, otherwise; a failed one stays failed (with its reason) unless `retry`.
+    Over `max_mb` (the class's memory per job): refused with a sentence."""
     checkpoint = str(checkpoint)
     _check(kind, checkpoint, params)
     got = cached(kind, checkpoint, params)
@@ -160,6 +161,8 @@ def request(kind: str, checkpoint: str | Path, params: dict[str, Any], asker: st
                              f"{format_mb(max_mb)} per job (choose a narrower layer or a smaller model)")
     with _lock():
         rec = get(key)
+        if rec is not None and rec["state"] == "failed" and not retry:
+            return rec
         if rec is None or rec["state"] == "failed" or (rec["state"] == "done" and got is None):
             rec = {"key": key, "kind": kind, "checkpoint": checkpoint, "params": params, "state": "waiting",
                    "progress": 0.0, "message": "waiting for its turn", "askers": [], "price_mb": round(mb),

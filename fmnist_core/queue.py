@@ -113,6 +113,12 @@ def price_mb(r: dict[str, Any]) -> float:
     return float(p.get("peak_mb") or 0.0) if isinstance(p, dict) else 0.0
 
 
+def _here_mb(r: dict[str, Any]) -> float:
+    """What a run takes of this server's memory budget: a Ray run is Ray's to place (its price
+    goes to Ray as the task's `memory`)."""
+    return 0.0 if r["status_info"].get("executor") == "ray" else price_mb(r)
+
+
 # --- the wait, as everyone reads it -------------------------------------------------------------
 
 def _spec_key(run: dict[str, Any], same_model_only: bool = False) -> str:
@@ -292,7 +298,7 @@ class Dispatcher:
         active = runs.list_runs(statuses=runs.ACTIVE)
         holding = occupying(active, now)
         jobs_running = analysis.running()
-        used = sum(price_mb(r) for r in holding) + sum(j.get("price_mb", 0) for j in jobs_running)
+        used = sum(_here_mb(r) for r in holding) + sum(j.get("price_mb", 0) for j in jobs_running)
         budget = memory_budget_mb()
         line = waiting(active)
         jobs_waiting = analysis.waiting()
@@ -306,13 +312,13 @@ class Dispatcher:
                 used += j.get("price_mb", 0)
         free = class_settings().max_concurrent - len(holding)
         for r in line:
-            if free <= 0 or used + price_mb(r) > budget:
+            if free <= 0 or used + _here_mb(r) > budget:
                 break  # strict order: the head waits for room rather than being overtaken
             _mark_served(r)
             executor_for(r).start(r)
             self.say(f"started {r['run_id']} ({r['owner'] or '?'}, {price_mb(r):.0f} MB)")
             free -= 1
-            used += price_mb(r)
+            used += _here_mb(r)
         return bool(active or jobs_waiting or jobs_running)
 
     def _tidy(self, r: dict[str, Any], now: float) -> None:

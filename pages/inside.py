@@ -3,8 +3,9 @@ what every layer makes of one input, and whether the hand-written NumPy twin com
 same numbers as PyTorch — for one image layer by layer, and for all 10,000 test images.
 
 The numbers come from fmnist_core.views.inside (one input through both implementations,
-pictures of weights and feature maps) and fmnist_core.twin.compare (the whole test set,
-cached per checkpoint version so a class pressing the button at once computes it once).
+pictures of weights and feature maps) and fmnist_core.twin.compare (the whole test set: a
+shared analysis job of the dispatcher, so a class pressing the button at once computes it once,
+off the web server).
 """
 from __future__ import annotations
 
@@ -14,11 +15,11 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from fmnist_core import twin
+from fmnist_core import analysis
 from fmnist_core.views import inside as view, shared
 from fmnist_core.data import CLASSES
 from fmnist_core.views.format import plural
-from ui import common, model_picker
+from ui import common, jobs, model_picker
 
 UNITS = (16, 32, 48, 64)  # first-layer units shown for an MLP
 PICTURE_FROM = {"torch": "PyTorch", "manual": "NumPy twin"}
@@ -174,24 +175,19 @@ def _layer_row(i: int, d: dict, out: np.ndarray) -> None:
 
 # --- the whole test set ---------------------------------------------------------------------
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def _compare(path: str, version: float) -> dict:
-    ds = common.dataset()
-    return twin.compare(path, ds.x_test, ds.y_test, impl="numpy")
-
-
 def _whole_test_set(entry) -> None:
     st.subheader("All 10,000 test images")
-    if st.button("Compare PyTorch and the NumPy twin on the whole test set", icon=":material/compare_arrows:",
-                 key="in_compare_btn"):
-        with st.spinner("Running all 10,000 test images through PyTorch and through the NumPy twin…"):
-            result = _compare(entry["checkpoint"], common.mtime(entry["checkpoint"]))
-        st.session_state.in_compare = {**st.session_state.in_compare, entry["key"]: result}
-    result = st.session_state.in_compare.get(entry["key"])
-    if result is None:
+    path, params = str(entry["checkpoint"]), {"impl": "numpy"}
+    asked = st.session_state.in_compare.get(entry["key"]) or jobs.under_way("compare", path, params)
+    if not asked and not st.button("Compare PyTorch and the NumPy twin on the whole test set",
+                                   icon=":material/compare_arrows:", key="in_compare_btn"):
         st.caption("Every test image through both implementations: seconds for an MLP, up to a minute "
-                   "for a CNN on a busy 2-core machine.")
+                   "for a CNN on a busy 2-core machine; computed once, off the web server, for everyone.")
         return
+    st.session_state.in_compare = {**st.session_state.in_compare, entry["key"]: True}
+    if not jobs.ready("compare", path, params, "PyTorch vs the NumPy twin on 10,000 images", key="in_cmp_job"):
+        return
+    result = analysis.cached("compare", path, params)
     s = view.compare_summary(result)
     c = st.columns(4)
     c[0].metric("Same predicted class", f"{s['agreement']:.2%}", f"{s['disagreements']} of {s['images']:,} differ",

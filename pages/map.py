@@ -3,8 +3,10 @@ images projected to 2-D (PCA, t-SNE or UMAP), coloured by class. Hover names a p
 and test-set number; a click, box or lasso selection shows those images; the last Predict
 input is placed on the map as a star.
 
-The maps come from fmnist_core.embed (computed once per checkpoint, layer and method, then
-read from artifacts/cache/embed/), the figure and the selection from fmnist_core.views.map.
+The maps come from fmnist_core.embed, computed once per checkpoint, layer and method by a
+shared analysis job of the dispatcher (fmnist_core.analysis: never in the web process, and a
+second student asking joins the running job), then read from artifacts/cache/embed/; the
+figure and the selection from fmnist_core.views.map.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from fmnist_core.data import CLASSES
 from fmnist_core.errors import WorkbenchError
 from fmnist_core.views import map as view, shared
 from fmnist_core.views.format import plural
-from ui import common, model_picker
+from ui import common, jobs, model_picker
 
 ABOUT = {"pca": "PCA: the two directions along which this layer's values vary most — a linear "
                 "shadow of the layer; computed in seconds.",
@@ -35,18 +37,13 @@ def _place(path: str, version: float, layer: str, method: str, x: np.ndarray, _m
     return embed.place(path, layer, method, x, model=_model)
 
 
-def _compute(entry, layer: str, method: str) -> dict:
+def _compute(entry, layer: str, method: str) -> dict | None:
+    """The map from the cache, or None while a shared job computes it (its progress is shown)."""
+    what = f"{embed.METHOD_NAMES[method]} map of {layer}"
+    if not jobs.ready("map", str(entry["checkpoint"]), {"layer": layer, "method": method}, what, key="mp_job"):
+        return None
     ds = common.dataset()
-    if embed.is_cached(entry["checkpoint"], layer, method):
-        return embed.embed(entry["checkpoint"], layer, method, ds.x_test, ds.y_test, model=entry["model"])
-    bar = st.progress(0.0, text=f"Computing the {embed.METHOD_NAMES[method]} map of {layer}…")
-
-    def progress(frac: float, what: str) -> None:
-        bar.progress(min(1.0, max(0.0, frac)), text=f"{embed.METHOD_NAMES[method]} map of {layer}: {what}")
-    result = embed.embed(entry["checkpoint"], layer, method, ds.x_test, ds.y_test, model=entry["model"],
-                         progress=progress)
-    bar.empty()
-    return result
+    return embed.embed(entry["checkpoint"], layer, method, ds.x_test, ds.y_test, model=entry["model"])
 
 
 def _input_point(entry, layer: str, method: str) -> dict | None:
@@ -80,7 +77,8 @@ def page() -> None:
     b.radio("Method", embed.METHODS, key="mp_method", horizontal=True, format_func=embed.METHOD_NAMES.get)
     layer, method = st.session_state.mp_layer, st.session_state.mp_method
     st.caption(ABOUT[method])
-    if method != "pca" and not embed.is_cached(entry["checkpoint"], layer, method):
+    if method != "pca" and not embed.is_cached(entry["checkpoint"], layer, method) and not jobs.under_way(
+            "map", str(entry["checkpoint"]), {"layer": layer, "method": method}):
         st.info(f"The {embed.METHOD_NAMES[method]} map of {layer} is not made yet for this model: about a "
                 "minute on this machine, then instant for everyone.")
         if not st.button(f"Make the {embed.METHOD_NAMES[method]} map", icon=":material/scatter_plot:",
@@ -88,6 +86,8 @@ def page() -> None:
             return
     try:
         result = _compute(entry, layer, method)
+        if result is None:
+            return
         point = _input_point(entry, layer, method)
     except WorkbenchError as exc:
         st.error(shared.for_browser(str(exc)))
@@ -98,12 +98,15 @@ def page() -> None:
 
 def _chart(entry, result: dict, point: dict | None, ds) -> None:
     layer, method = result["layer"], result["method"]
-    title = f"{embed.METHOD_NAMES[method]} of {layer} ({result['width']:,} values per image)"
+    title = f"{embed.METHOD_NAMES[method]} of {layer} ({result['layer_width']:,} values per image)"
     fig = view.figure(result["xy"], result["labels"], common.COLORS, point=point)
     event = st.plotly_chart(common.style(fig, height=640, top=70), theme=None, on_select="rerun",
                             selection_mode=("points", "box", "lasso"),
                             key=f"mp_chart_{result['checkpoint_hash']}_{layer}_{method}")
     notes = [title]
+    if result["layer_width"] > result["width"]:
+        notes.append(f"too wide to keep whole for 10,000 images: projected at random (sparse, seeded) to "
+                     f"{result['width']:,} values first, which keeps distances roughly")
     if method == "pca" and result["explained"]:
         notes.append(f"the two axes hold {sum(result['explained']):.0%} of the layer's variance")
     elif result["width"] > result["base_dims"]:

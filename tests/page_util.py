@@ -77,7 +77,7 @@ def wait_for_status(run_id, statuses=("finished",), timeout=180):
 def finished_run(runs_dir):
     """A tiny MLP run in the test's run store, trained to the end on 2,000 real images; its id."""
     from fmnist_core.execute import execute_run
-from fmnist_core.spec import run_spec
+    from fmnist_core.spec import run_spec
     from fmnist_core.models import MLPConfig
     from fmnist_core.train import TrainConfig
     spec = run_spec(MLPConfig(hidden=(16,)), TrainConfig(epochs=1, batch_size=128, device="cpu"),

@@ -25,7 +25,7 @@ def artifacts(tmp_path_factory):
     """A store with one finished run of Bo's (trained here on real images)."""
     from fmnist_core import roles, runs
     from fmnist_core.execute import execute_run
-from fmnist_core.spec import run_spec
+    from fmnist_core.spec import run_spec
     from fmnist_core.models import MLPConfig
     from fmnist_core.train import TrainConfig
     base = tmp_path_factory.mktemp("artifacts_class")

@@ -35,7 +35,7 @@ def artifacts(tmp_path_factory):
     """An artifacts folder with one finished run, made here; and that run's checkpoint."""
     from fmnist_core import runs
     from fmnist_core.execute import execute_run
-from fmnist_core.spec import run_spec
+    from fmnist_core.spec import run_spec
     from fmnist_core.models import MLPConfig
     from fmnist_core.train import TrainConfig
     base = tmp_path_factory.mktemp("artifacts_predict")

@@ -44,7 +44,7 @@ def fake_run(label: str, owner: str, history: list[tuple], status: str = "finish
 def artifacts(tmp_path_factory):
     from fmnist_core import runs
     from fmnist_core.execute import execute_run
-from fmnist_core.spec import run_spec
+    from fmnist_core.spec import run_spec
     from fmnist_core.models import MLPConfig
     from fmnist_core.train import TrainConfig
     base = tmp_path_factory.mktemp("artifacts_results")

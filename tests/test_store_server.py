@@ -6,8 +6,10 @@
 * the tracking server is killed mid-run and started again: the run finishes and its history
   has every epoch (the trainer's writer waits and retries; nothing is lost);
 * a local Ray cluster (`ray start --head --num-cpus 2`): three runs launched with the
-  dashboard's own launch function (jobs.submit) train as Ray tasks, log into the same tracking
-  server and end with full histories; a fourth is stopped through roles.stop_run.
+  dashboard's own launch function (submit.submit) are started by the dispatcher as Ray tasks,
+  log into the same tracking server and end with full histories; a fourth is stopped through
+  submit.stop_run while it trains, and a fifth while it still waits for a Ray worker (the
+  dispatcher, which submitted it, takes it off Ray's queue with ray.cancel).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import time
 
 import pytest
 
-from fmnist_core import jobs, roles, runs
+from fmnist_core import roles, runs, submit
 from fmnist_core.errors import WorkbenchError
 from fmnist_core.spec import run_spec
 from fmnist_core.models import MLPConfig, load_model
@@ -132,9 +134,10 @@ def test_runs_train_on_a_ray_cluster_and_one_is_stopped(remote, cluster, monkeyp
     monkeypatch.setenv("FMNIST_EXECUTOR", "ray")
     spec = run_spec(MLPConfig(hidden=(32,)), TrainConfig(epochs=2, batch_size=128, device="cpu"),
                     train_limit=4000)
-    ids = [jobs.submit(spec, label=f"ray-{k}", user=TEACHER) for k in range(3)]
+    roles.set_class_settings(TEACHER, max_concurrent=4)  # Ray places them: two CPUs in this cluster
+    ids = [submit.submit(spec, label=f"ray-{k}", user=TEACHER) for k in range(3)]
     long_spec = run_spec(MLPConfig(hidden=(64,)), TrainConfig(epochs=200, device="cpu"), train_limit=20000)
-    long_id = jobs.submit(long_spec, label="ray-long", user=TEACHER)
+    long_id = submit.submit(long_spec, label="ray-long", user=TEACHER)
     done = wait_for(lambda: all(runs.load_run(i, history=False)["status"] not in runs.ACTIVE for i in ids) and ids,
                  timeout=300, what="three Ray runs")
     for i in done:
@@ -144,6 +147,17 @@ def test_runs_train_on_a_ray_cluster_and_one_is_stopped(remote, cluster, monkeyp
         assert r["status_info"]["executor"] == "ray" and r["metrics"]["accuracy"] > 0.6
     wait_for(lambda: runs.load_run(long_id, history=False)["status"] == "running", timeout=120,
           what="the long run to start")
-    roles.stop_run(TEACHER, long_id)
+    # two more long ones: one takes the second CPU, the other waits in Ray's queue
+    more = [submit.submit(long_spec, label=f"ray-long-{k}", user=TEACHER) for k in range(2)]
+    wait_for(lambda: sorted(runs.load_summary(i)["status"] for i in more) == ["queued", "running"]
+             and all(runs.load_summary(i)["status_info"].get("ray_task") for i in more), timeout=180,
+             what="one more running, one waiting for a Ray worker")
+    waiting_id = next(i for i in more if runs.load_summary(i)["status"] == "queued")
+    submit.stop_run(TEACHER, waiting_id)
+    wait_for(lambda: runs.load_summary(waiting_id)["status"] == "cancelled", timeout=60,
+             what="the waiting Ray task to be cancelled")
+    assert not runs.load_summary(waiting_id)["status_info"].get("started")  # it never trained
+    for i in (long_id, *more):
+        submit.stop_run(TEACHER, i)
     wait_for(lambda: runs.load_run(long_id, history=False)["status"] == "cancelled", timeout=120,
           what="the stop to reach the Ray task")

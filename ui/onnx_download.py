@@ -1,6 +1,7 @@
 """The Results page's "ONNX" download: the selected model's checkpoint exported by
 fmnist_core.export (checked with onnx.checker and ONNX Runtime on the 10,000 test images before
-it is offered), made when asked for and cached per checkpoint file (path + mtime).
+it is offered), made when asked for by a shared analysis job (fmnist_core.analysis) and cached
+per checkpoint content.
 
 Two steps, a button then the download: an export takes seconds and can fail (a checkpoint the
 exporter cannot trace), and a failure must be a clear message on the page, which a download
@@ -12,36 +13,33 @@ from pathlib import Path
 
 import streamlit as st
 
-from fmnist_core import runs
-from fmnist_core.errors import WorkbenchError
-from ui import common
-
-
-@st.cache_data(show_spinner=False, max_entries=8)
-def _onnx(path: str, mtime: float) -> tuple[bytes, dict]:
-    from fmnist_core.export import export_checkpoint_bytes
-    return export_checkpoint_bytes(path, common.dataset())
+from fmnist_core import analysis, runs
+from ui import jobs
 
 
 def onnx_download(checkpoint: str, stem: str) -> None:
-    """An "Export to ONNX" button; once exported, the download and what the check found."""
+    """An "Export to ONNX" button; once exported (a shared analysis job, off the web server),
+    the download and what the check found."""
     path = runs.ensure_checkpoint(checkpoint)
     if not path:
         return
     key = (path, Path(path).stat().st_mtime)
-    if st.session_state.get("res_onnx_for") != key:
+    asked = st.session_state.get("res_onnx_for") == key or jobs.under_way("export", path, {})
+    if not asked:
         if not st.button("Export to ONNX", icon=":material/deployed_code:", key="res_onnx_btn",
                          help="an .onnx file for ONNX Runtime and other runtimes: checked on the 10,000 "
                               "test images first (a few seconds)"):
             return
-        with st.spinner("Exporting to ONNX and checking it on the 10,000 test images…"):
-            try:
-                _onnx(*key)
-            except WorkbenchError as exc:
-                st.error(f"Could not export this model: {exc}")
-                return
         st.session_state.res_onnx_for = key
-    data, report = _onnx(*key)
+    if not jobs.ready("export", path, {}, "Export to ONNX, checked on the 10,000 test images", key="res_onnx_job"):
+        return
+    report = analysis.cached("export", path, {})
+    try:
+        data = Path(report["path"]).read_bytes()
+    except (OSError, KeyError, TypeError):
+        st.error("The exported file is gone from the server's cache: export again.")
+        st.session_state.res_onnx_for = None
+        return
     st.download_button("Model (.onnx)", icon=":material/download:", data=data, file_name=f"{stem}.onnx",
                        mime="application/octet-stream", key="res_dl_onnx", on_click="ignore")
     st.caption(f"Checked with onnx.checker and ONNX Runtime: the same class as PyTorch on "

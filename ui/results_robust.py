@@ -1,7 +1,8 @@
 """Results page, "Robustness to adversarial noise": test accuracy against epsilon under FGSM
 (all 10,000 test images) and PGD (every 10th test image), one line per compared model whose
 curve is cached (fmnist_core.adversarial caches it per checkpoint content), and a button that
-computes the missing curves of the run looked at closely, with a progress bar.
+asks for the missing curves of the run looked at closely as shared analysis jobs of the
+dispatcher (fmnist_core.analysis), with their progress.
 """
 from __future__ import annotations
 
@@ -10,8 +11,7 @@ import streamlit as st
 
 from fmnist_core import adversarial, runs
 from fmnist_core.errors import WorkbenchError
-from fmnist_core.views import shared
-from ui import common
+from ui import common, jobs
 
 DASH = {"FGSM": "solid", "PGD": "dash"}
 SUBSET = {"FGSM": "all 10,000 test images",
@@ -63,24 +63,17 @@ def section(chosen: list[dict], detail: dict) -> None:
         missing = [a for a in adversarial.ATTACKS if _cached(path, a) is None]
         if not missing:
             return
-        if st.button(f"Compute the {' and '.join(missing)} curve{'s' if len(missing) > 1 else ''} of "
-                     f"{detail['name']}", icon=":material/play_arrow:", key="res_robust_btn"):
-            bar = st.progress(0.0, text="Starting…")
-            try:
-                for k, attack in enumerate(missing):
-                    def show(done: float, text: str, k=k) -> None:
-                        bar.progress(min(1.0, (k + done) / len(missing)), text=text)
-                    adversarial.robustness_curve(path, common.dataset(), attack, adversarial.CURVE_EPSILONS,
-                                                 progress=show)
-            except WorkbenchError as exc:
-                bar.empty()
-                st.error(f"Cannot compute the curve of {detail['name']}: {shared.for_browser(str(exc))}")
-                return
-            bar.empty()
-            st.rerun()
+        asked = [a for a in missing if jobs.under_way("robustness", path, {"attack": a})]
+        if asked or st.button(f"Compute the {' and '.join(missing)} curve{'s' if len(missing) > 1 else ''} of "
+                              f"{detail['name']}", icon=":material/play_arrow:", key="res_robust_btn"):
+            # shared jobs of the dispatcher, one per attack: computed once for everyone who asks
+            for attack in missing:
+                jobs.ready("robustness", path, {"attack": attack}, f"{attack} curve of {detail['name']}",
+                           key=f"res_robust_{attack}")
         else:
             st.caption(f"Not computed yet for {detail['name']}. On a 2-core CPU: from half a minute (an MLP, "
-                       "nothing else running) to several minutes (a CNN while others train).")
+                       "nothing else running) to several minutes (a CNN while others train); computed "
+                       "once, off the web server, then shown to everyone.")
 
 
 def _figure(curves: list[tuple[str, str, dict]]) -> go.Figure:
