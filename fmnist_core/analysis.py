@@ -112,7 +112,8 @@ def cached(kind: str, checkpoint, params: dict[str, Any]) -> dict[str, Any] | No
         return {"cached": True} if embed.is_cached(checkpoint, params["layer"], params["method"]) else None
     if kind == "robustness":
         from . import adversarial
-        return adversarial.cached_curve(checkpoint, params["attack"])
+        return adversarial.cached_curve(checkpoint, params["attack"],
+                                        params.get("epsilons", adversarial.CURVE_EPSILONS))
     return read_json(results_dir() / f"{job_key(kind, checkpoint, params)}.json")
 
 
@@ -125,7 +126,8 @@ def _compute(kind: str, checkpoint: str, params: dict[str, Any], progress: Calla
         return {"seconds": r["seconds"], "width": r["width"]}
     if kind == "robustness":
         from . import adversarial
-        r = adversarial.robustness_curve(checkpoint, ds, params["attack"], progress=progress)
+        r = adversarial.robustness_curve(checkpoint, ds, params["attack"],
+                                         params.get("epsilons", adversarial.CURVE_EPSILONS), progress=progress)
         return {k: v for k, v in r.items() if k != "cached"}
     if kind == "compare":
         from .twin.compare import compare

@@ -90,8 +90,9 @@ def _launch(spec: dict, label: str) -> None:
 def page() -> None:
     _init_state()
     st.title("Train a model")
-    st.caption("Training runs as its own process: you can close this tab or switch pages, the run "
-               "goes on and its results stay in the run registry.")
+    st.caption("A launched run waits its turn in the class queue, then trains as its own process: you "
+               "can close this tab or switch pages, the run goes on and its results stay in the run "
+               "store.")
     common.init_state({"tr_form_open": True})
     # a student who presses Launch at the bottom of a long form would see nothing happen: the
     # live view is ~1,000 px further down. So the form folds away on Launch (one click opens it)

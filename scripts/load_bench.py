@@ -16,6 +16,7 @@ It reports, as JSON on stdout and a table on stderr:
     Train and Results pages with that many runs in the store.
 
     python scripts/load_bench.py [--sessions 30] [--launch 10] [--seed-runs 500] [--out FILE]
+    python scripts/load_bench.py --worst [--out FILE]     # the class at its worst: scripts/load_worst.py
 """
 from __future__ import annotations
 
@@ -146,10 +147,11 @@ async def main_async(args) -> dict:
                 await asyncio.sleep(0.2)
             positions: set[int] = set()
             browse_rounds = 0
+            from fmnist_core.queue import estimates
             while True:
-                rs = [r for r in runs.list_runs() if r["config"].get("created", 0) >= t_launch - 5]
-                positions |= {r["status_info"].get("queue_position") for r in rs
-                              if r["status"] == "queued" and r["status_info"].get("queue_position")}
+                listed = runs.list_runs()
+                rs = [r for r in listed if r["config"].get("created", 0) >= t_launch - 5]
+                positions |= {q["position"] for q in estimates(listed, 1).values()}
                 if len(rs) >= args.launch and all(r["status"] not in runs.ACTIVE for r in rs):
                     break
                 if time.time() - t_launch > args.max_wait:
@@ -205,8 +207,18 @@ def main() -> int:
     ap.add_argument("--seed-runs", type=int, default=0)
     ap.add_argument("--max-wait", type=float, default=1200.0, help="give up on the trainings after this")
     ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--worst", action="store_true", help="the class-at-its-worst scenario (scripts/load_worst.py)")
     args = ap.parse_args()
     from fmnist_core.device import machine_info
+    if args.worst:
+        from load_worst import worst_async
+        res = asyncio.run(worst_async(args))
+        res["machine"], res["load_average"] = machine_info(), os.getloadavg()
+        text = json.dumps(res, indent=1)
+        if args.out:
+            Path(args.out).write_text(text)
+        print(text)
+        return 0 if not res["runs_lost"] and res["all_sessions_rendered"] else 1
     res = asyncio.run(main_async(args))
     res["machine"] = machine_info()
     res["load_average"] = os.getloadavg()

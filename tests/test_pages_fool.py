@@ -4,7 +4,7 @@ puts a flipping epsilon on the slider; the Results expander computes a curve wit
 bar, caches it, and draws it on the next visit."""
 from __future__ import annotations
 
-from page_util import finished_run, metrics, model, page_app, stand_in, texts  # noqa: F401 (fixtures)
+from page_util import finished_run, metrics, model, page_app, rerun_until, stand_in, texts  # noqa: F401 (fixtures)
 
 
 def test_fool_the_model_on_a_test_image(model):
@@ -50,6 +50,10 @@ def test_results_robustness_curve_is_computed_once_then_drawn(finished_run, monk
     assert btn.label.startswith("Compute the FGSM curve of ")
     btn.click().run()
     assert not at.exception
+    # a shared job of the dispatcher computes it in its own process; the page shows its progress
+    assert [p for p in at.get("progress") if "FGSM curve of" in p.proto.text]
+    rerun_until(at, lambda at: [c for c in at.get("plotly_chart") if "res_robust_chart" in str(c.proto.id)],
+                timeout=300)
     chart = [c for c in at.get("plotly_chart") if "res_robust_chart" in str(c.proto.id)]
     assert chart, "no robustness chart after computing"
     # cached on disk: the button is gone, nothing is computed again

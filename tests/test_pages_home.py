@@ -20,6 +20,9 @@ def test_home_page_shows_classes_models_and_devices(runs_dir):
     assert at.dataframe or "not yet trained" in body
     # a first visitor's next step: Train, then Results, then Predict, as links
     assert "Start here" in body
+    # ...and it names the preset Train really opens on
+    from fmnist_core.models import DEMO_PRESET
+    assert f"Train opens on *{DEMO_PRESET}*" in body
     assert [(link.proto.label, link.proto.page) for link in at.get("page_link")] == \
         [("Train", "train"), ("Results", "results"), ("Predict", "predict")]
     seed = at.session_state["home_seed"]

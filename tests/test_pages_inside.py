@@ -7,7 +7,7 @@ import numpy as np
 
 from fmnist_core.views import shared
 
-from page_util import captions, metrics, model, no_models, page_app, stand_in, texts  # noqa: F401 (fixtures)
+from page_util import captions, metrics, model, no_models, page_app, rerun_until, stand_in, texts  # noqa: F401 (fixtures)
 
 
 def test_inside_without_any_model(no_models):
@@ -30,6 +30,8 @@ def test_inside_layers_agree_and_whole_test_set(model):
     assert not at.exception
     at.button(key="in_compare_btn").click().run()
     assert not at.exception
+    # a shared job of the dispatcher runs it in its own process; the page waits for it
+    rerun_until(at, lambda at: "Same predicted class" in metrics(at), timeout=300)
     m = metrics(at)
     assert m["Same predicted class"] == "100.00%"
     assert m["Accuracy, PyTorch"] == m["Accuracy, NumPy twin"]

@@ -63,12 +63,13 @@ def section(chosen: list[dict], detail: dict) -> None:
         missing = [a for a in adversarial.ATTACKS if _cached(path, a) is None]
         if not missing:
             return
-        asked = [a for a in missing if jobs.under_way("robustness", path, {"attack": a})]
+        eps = [float(e) for e in adversarial.CURVE_EPSILONS]
+        asked = [a for a in missing if jobs.under_way("robustness", path, {"attack": a, "epsilons": eps})]
         if asked or st.button(f"Compute the {' and '.join(missing)} curve{'s' if len(missing) > 1 else ''} of "
                               f"{detail['name']}", icon=":material/play_arrow:", key="res_robust_btn"):
             # shared jobs of the dispatcher, one per attack: computed once for everyone who asks
             for attack in missing:
-                jobs.ready("robustness", path, {"attack": attack}, f"{attack} curve of {detail['name']}",
+                jobs.ready("robustness", path, {"attack": attack, "epsilons": eps}, f"{attack} curve of {detail['name']}",
                            key=f"res_robust_{attack}")
         else:
             st.caption(f"Not computed yet for {detail['name']}. On a 2-core CPU: from half a minute (an MLP, "
