@@ -186,17 +186,3 @@ def _bf16(spec) -> bool:
         return False
     from .device import cpu_has_fast_bf16
     return bool(cpu_has_fast_bf16())
-
-
-def memory_budget_mb() -> float:
-    """What the running jobs of this server may use together: FMNIST_MEMORY_BUDGET_MB, else
-    60% of the machine's memory (the web server, the dispatcher and the system keep the rest)."""
-    env = os.environ.get("FMNIST_MEMORY_BUDGET_MB")
-    if env:
-        return float(env)
-    try:
-        with open("/proc/meminfo") as f:
-            total_kb = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
-        return 0.6 * total_kb / 1024
-    except (OSError, StopIteration, ValueError):
-        return 8 * 1024.0

@@ -16,7 +16,7 @@ Each tick (every half second) it
   * takes waiting runs in the fair order (`fair_order`: round-robin across students, then by
     time) and starts the first when a training slot is free (the class setting "concurrent
     trainings") AND the sum of the estimated peaks (cost.py, recorded at submit) of what runs
-    plus its own fits the memory budget (cost.memory_budget_mb). Strict order: a large run at
+    plus its own fits the memory budget (memory_budget_mb). Strict order: a large run at
     the head waits for room rather than being overtaken for ever;
   * starts waiting analysis jobs (analysis.py) the same way, one at a time, in the same budget.
 
@@ -106,6 +106,20 @@ def waiting(run_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def occupying(run_list: list[dict[str, Any]], now: float | None = None) -> list[dict[str, Any]]:
     """Runs that hold a slot: running, or started and not yet running, with a live process."""
     return [r for r in run_list if r["status"] in runs.ACTIVE and dispatched(r) and runs.alive(r, now)]
+
+
+def memory_budget_mb() -> float:
+    """What the running jobs of this server may use together: FMNIST_MEMORY_BUDGET_MB, else
+    60% of the machine's memory (the web server, the dispatcher and the system keep the rest)."""
+    env = os.environ.get("FMNIST_MEMORY_BUDGET_MB")
+    if env:
+        return float(env)
+    try:
+        with open("/proc/meminfo") as f:
+            total_kb = next(int(line.split()[1]) for line in f if line.startswith("MemTotal:"))
+        return 0.6 * total_kb / 1024
+    except (OSError, StopIteration, ValueError):
+        return 8 * 1024.0
 
 
 def price_mb(r: dict[str, Any]) -> float:
@@ -290,7 +304,6 @@ class Dispatcher:
         from . import analysis
         from .executors import executor_for
         from .roles import class_settings
-        from .cost import memory_budget_mb
         now = time.time()
         active = runs.list_runs(statuses=runs.ACTIVE)
         for r in active:

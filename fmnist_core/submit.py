@@ -39,9 +39,9 @@ def submit(spec: dict[str, Any] | RunSpec, label: str = "run", user: User | None
            executor: str | None = None, start_dispatcher: bool = True) -> str:
     """Validate, price and check a launch, then create its record; returns the run id. The one
     entry point of the dashboard's Launch, the CLI's `train --queue` and the tests."""
-    from .cost import memory_budget_mb, price
+    from .cost import price
     from .executors import executor_name
-    from .queue import ensure_dispatcher
+    from .queue import ensure_dispatcher, memory_budget_mb
     user = user or single_user()
     spec = RunSpec.from_dict(spec)
     name = executor_name(executor)

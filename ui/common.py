@@ -347,8 +347,10 @@ def sidebar() -> None:
         st.caption("  \n".join(lines))
         st.markdown("#### Job queue")
         _class_settings(identity.current_user())
+        from fmnist_core import analysis
         from fmnist_core.queue import benchmark_state, ensure_dispatcher
-        ensure_dispatcher()  # one per server, restarted here if it died (a file read when alive)
+        if any(r["status"] == "queued" for r in active_run_list()) or analysis.waiting():
+            ensure_dispatcher()  # one per server: started again here if it died (a file read when alive)
         active = shared.active_runs(active_run_list()) or benchmark_state()
         # the same period as the Train page's live view: a slower sidebar showed 23% beside 53%
         st.fragment(_queue_panel, run_every=POLL_SECONDS if active else None)(bool(active))
