@@ -14,8 +14,8 @@ with the shipped models' on the same images (Zalando measured people at 83.5% on
                  holding the round and {test index: answered class} as a tag; only images of the
                  student's own set are accepted, so a student stores at most n_images (<= 100)
   the figures    `class_figures`: each student's accuracy, the class mean and spread (standard
-                 deviation over students), the majority vote per image (a tie goes to the lowest
-                 class number), both confusion matrices (people: every answer; network: each
+                 deviation over students), the majority vote per image (a tie counts as a fair
+                 draw among the tied answers), both confusion matrices (people: every answer; network: each
                  labelled image once), the images the class and the network found hardest —
                  all computed from the stored answers
 
@@ -49,7 +49,8 @@ class Activity:
     show_names: bool = False  # names of others stay hidden unless the teacher turns them on
 
     def validate(self) -> "Activity":
-        if not isinstance(self.n_images, int) or isinstance(self.n_images, bool) or not 1 <= self.n_images <= MAX_IMAGES:
+        n = self.n_images
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_IMAGES:
             raise WorkbenchError(f"the number of images is 1 to {MAX_IMAGES}, got {self.n_images!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
             raise WorkbenchError(f"the seed is a whole number >= 0, got {self.seed!r}")
@@ -207,15 +208,23 @@ def network_answers(model, images: np.ndarray, labels: np.ndarray, indices: list
 
 # --- the figures -------------------------------------------------------------------------------------------
 
-def majority_vote(answers_per_image: dict[int, list[int]]) -> dict[int, int]:
-    """Each image's most frequent answer; a tie goes to the lowest class number (stated, so the
-    figure is reproducible)."""
+def majority_vote(answers_per_image: dict[int, list[int]]) -> dict[int, tuple[int, ...]]:
+    """Each image's most frequent answer(s): one class, or the classes tied at the top."""
     out = {}
     for i, given in answers_per_image.items():
         counts = Counter(given)
         top = max(counts.values())
-        out[i] = min(c for c, n in counts.items() if n == top)
+        out[i] = tuple(sorted(c for c, n in counts.items() if n == top))
     return out
+
+
+def vote_accuracy(votes: dict[int, tuple[int, ...]], labels: np.ndarray) -> float | None:
+    """The majority vote's accuracy, a tie settled by a fair draw among the tied classes: an
+    image scores 1/k when the true class is one of k tied answers (the expected score; a fixed
+    rule such as "the lowest class wins" would favour T-shirt/top and Trouser in a small class)."""
+    if not votes:
+        return None
+    return sum((1 / len(v)) if int(labels[i]) in v else 0.0 for i, v in votes.items()) / len(votes)
 
 
 def confusion(pairs: list[tuple[int, int]]) -> np.ndarray:
@@ -245,7 +254,8 @@ def class_figures(students: list[dict[str, Any]], labels: np.ndarray,
     votes = majority_vote(per_image)
     accs = np.array([s["accuracy"] for s in per_student], dtype=float)
     wrong_share = {i: sum(v != int(labels[i]) for v in per_image[i]) / len(per_image[i]) for i in images}
-    human_hard = sorted((i for i in images if wrong_share[i] > 0), key=lambda i: (-wrong_share[i], -len(per_image[i]), i))
+    human_hard = sorted((i for i in images if wrong_share[i] > 0),
+                        key=lambda i: (-wrong_share[i], -len(per_image[i]), i))
     net_hard = sorted((i for i in images if network[i][0] != int(labels[i])), key=lambda i: (network[i][1], i))
     return {
         "students": per_student,
@@ -254,7 +264,7 @@ def class_figures(students: list[dict[str, Any]], labels: np.ndarray,
         "spread": float(accs.std()) if len(accs) else None,  # over students (population std)
         "lowest": float(accs.min()) if len(accs) else None, "highest": float(accs.max()) if len(accs) else None,
         "pooled": (sum(t == a for t, a in pairs) / len(pairs)) if pairs else None,  # every answer alike
-        "majority": (sum(votes[i] == int(labels[i]) for i in images) / len(images)) if images else None,
+        "majority": vote_accuracy(votes, labels),
         "votes": votes,
         "network": (sum(network[i][0] == int(labels[i]) for i in images) / len(images)) if images else None,
         "human_confusion": confusion(pairs),
@@ -271,8 +281,8 @@ def my_result(answers: dict[int, int], labels: np.ndarray, networks: dict[str, d
     """One student's score against each network on the same images, and which each got wrong."""
     labels = np.asarray(labels)
     idx = sorted(answers)
-    out = {"answered": len(idx), "accuracy": (sum(answers[i] == int(labels[i]) for i in idx) / len(idx)) if idx else None,
-           "networks": {}, "rows": []}
+    right = sum(answers[i] == int(labels[i]) for i in idx)
+    out = {"answered": len(idx), "accuracy": right / len(idx) if idx else None, "networks": {}, "rows": []}
     for name, net in networks.items():
         out["networks"][name] = (sum(net[i][0] == int(labels[i]) for i in idx) / len(idx)) if idx else None
     for i in idx:

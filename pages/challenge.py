@@ -148,7 +148,8 @@ def _save(user, old: core.Challenge | None) -> None:
                            start=view.start_query(s.ch_preset, s.ch_link),
                            opens=0.0 if s.ch_fresh or old is None else old.opens)  # 0: from now on
         core.set_challenge(user, c)  # the teacher only: checked in the core
-        s.ch_error, s.ch_msg = None, f"The challenge “{c.title}” is set: every run launched from now on is an entry."
+        s.ch_error = None
+        s.ch_msg = f"The challenge “{c.title}” is set: every run launched from now on is an entry."
         _challenge_of.clear()
     except WorkbenchError as exc:
         s.ch_error, s.ch_msg = str(exc), None

@@ -149,7 +149,8 @@ def _class_view(me) -> None:
     m[0].metric("Class mean", f"{figs['mean']:.1%}", help=f"over {len(students)} students")
     m[1].metric("Spread", f"± {figs['spread']:.1%}", help=f"standard deviation over students; lowest "
                 f"{figs['lowest']:.1%}, highest {figs['highest']:.1%}")
-    m[2].metric("Majority vote", f"{figs['majority']:.1%}", help="each image: the class's most frequent answer")
+    m[2].metric("Majority vote", f"{figs['majority']:.1%}",
+                help="each image: the class's most frequent answer; a tie counts as a fair draw among the tied")
     m[3].metric(f"{pick} on the same images", f"{figs['network']:.1%}")
     m[4].metric("Zalando's people", f"{humans.ZALANDO_HUMAN_ACCURACY:.1%}")
     st.plotly_chart(view.accuracy_figure(figs, labels, pick), theme=None, key="hu_acc")

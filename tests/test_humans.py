@@ -106,12 +106,13 @@ def test_class_figures_from_stored_answers(classroom, ds, cnn):
     assert [s["accuracy"] for s in f["students"]] == pytest.approx(acc)
     assert f["students"][0]["accuracy"] == pytest.approx(0.9)  # 2 Shirts of 20 called T-shirt
     assert f["mean"] == pytest.approx(np.mean(acc)) and f["spread"] == pytest.approx(np.std(acc))
-    votes = {}
+    votes, score = {}, []
     for i in idx:
         counts = np.bincount([given[u][i] for u in (ADA, BO, CY) if i in given[u]], minlength=10)
-        votes[i] = int(np.argmax(counts))  # argmax: the first of the tied, the lowest class
+        votes[i] = tuple(np.flatnonzero(counts == counts.max()).tolist())
+        score.append(counts[y[i]] == counts.max() and 1 / len(votes[i]))  # a fair draw among the tied
     assert f["votes"] == votes
-    assert f["majority"] == pytest.approx(np.mean([votes[i] == y[i] for i in idx]))
+    assert f["majority"] == pytest.approx(np.mean(score))
     pairs = [(int(y[i]), a) for u in (ADA, BO, CY) for i, a in given[u].items()]
     np.testing.assert_array_equal(f["human_confusion"],
                                   confusion_matrix([t for t, _ in pairs], [a for _, a in pairs], labels=range(10)))
@@ -128,5 +129,9 @@ def test_class_figures_from_stored_answers(classroom, ds, cnn):
     assert len(f["hardest_network"]) == min(8, sum(net[i][0] != y[i] for i in idx))
 
 
-def test_majority_vote_ties_go_to_the_lowest_class():
-    assert humans.majority_vote({1: [3, 5], 2: [7, 7, 2], 3: [9]}) == {1: 3, 2: 7, 3: 9}
+def test_majority_vote_and_its_ties():
+    votes = humans.majority_vote({1: [3, 5], 2: [7, 7, 2], 3: [9]})
+    assert votes == {1: (3, 5), 2: (7,), 3: (9,)}
+    # true classes 5, 2, 9: a tie with the truth in it scores 1/2, a lost vote 0, a won vote 1
+    assert humans.vote_accuracy(votes, np.array([0, 5, 2, 9])) == pytest.approx((0.5 + 0 + 1) / 3)
+    assert humans.vote_accuracy({}, np.array([0])) is None
