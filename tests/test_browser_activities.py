@@ -118,12 +118,14 @@ def test_a_challenge_and_the_class_against_the_network(browser, server, base):
 
         # the challenge view ranks Ada's run and lists Bo's apart with the rule (the run list is
         # re-read within 15 s: reload until it shows)
-        def ranked():
+        def both_shown():
             teacher.reload()
             wait_idle(teacher)
             tables = _table_texts(teacher)
-            return tables if len(tables) == 2 else None
-        ranking, broke = wait_for(ranked, 90, "the ranking and the broken-rule tables", every=2)
+            return tables if "Ada" in "".join(tables) and "Bo" in "".join(tables) else None
+        tables = wait_for(both_shown, 90, "both students' runs on the challenge view", every=2)
+        assert len(tables) == 2, f"a ranking and a broken-rule table, got {tables}"
+        ranking, broke = tables
         assert "Ada" in ranking and "86.00%" in ranking and "met" in ranking and "Bo" not in ranking
         assert "Bo" in broke and "parameters: 101,770 parameters, the rule allows 50,000" in broke
         assert "Download the results (CSV)" in teacher.locator('[data-testid="stDownloadButton"]').inner_text()
@@ -162,8 +164,9 @@ def test_a_challenge_and_the_class_against_the_network(browser, server, base):
                 return None
             rows = [[c.strip() for c in tr.locator("td, th").all_inner_texts()]
                     for tr in tables[0].locator("tbody tr").all()]
-            return rows if len(rows) == 2 else None
-        rows = wait_for(two_students, 60, "both students on the projector's view", every=1)
+            # the view refreshes every 5 s from answers at most 2 s old: wait for all 20 of them
+            return rows if len(rows) == 2 and all(r[1] == "10" for r in rows) else None
+        rows = wait_for(two_students, 60, "both students' 10 answers on the projector's view", every=1)
         assert rows == [["student 1", "10", "100.0%", f"{net_acc:.1%}"],
                         ["student 2", "10", f"{bo_acc:.1%}", f"{net_acc:.1%}"]], rows
         table = teacher.locator('[data-testid="stTable"]').first.inner_text()
