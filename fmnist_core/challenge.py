@@ -282,7 +282,7 @@ def standings(challenge: Challenge, all_runs: list[dict[str, Any]], show_hidden:
 CSV_COLUMNS = ("student", "best run", "accuracy", "parameters", "seconds", "met goal", "late", "note")
 
 
-def results_csv(challenge: Challenge, table: dict[str, list]) -> str:
+def results_csv(table: dict[str, list]) -> str:
     """The teacher's export: one line per student with an entry (best obeying run, or a note
     naming the rules every entry of theirs broke)."""
     buf = io.StringIO()

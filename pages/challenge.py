@@ -86,7 +86,7 @@ def _standings(teacher: bool) -> None:
     else:
         st.table(view.for_table(broken), hide_index=True)
     if teacher:
-        st.download_button("Download the results (CSV)", core.results_csv(c, table), file_name="challenge-results.csv",
+        st.download_button("Download the results (CSV)", core.results_csv(table), file_name="challenge-results.csv",
                            mime="text/csv", key="ch_csv", icon=":material/download:", on_click="ignore")
 
 

@@ -33,7 +33,7 @@ def _clear() -> None:
     _answers_of.clear()
 
 
-@st.cache_resource(show_spinner="The network answers…", max_entries=32)
+@st.cache_resource(show_spinner="The network answers…", max_entries=256)  # 3 models x a class of own sets
 def _network(path: str, version: float, indices: tuple[int, ...]) -> dict[int, tuple[int, float]]:
     ds = common.dataset()
     model, _ = model_picker.pair(path)
