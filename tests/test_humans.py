@@ -67,9 +67,18 @@ def test_answers_are_stored_per_student_bounded_and_apart_from_runs(classroom, d
     assert humans.my_answers(ADA) == {} and humans.class_answers() == []
     humans.set_activity(TEACHER, seed=0)
     assert len(humans.class_answers()[0]["answers"]) == 20
+    # two tabs of Ada's racing to make her run: the second is never read nor written
+    import json
+    client = runs.store().client
+    dup = client.create_run(humans._experiment_id(), start_time=2**41,
+                            tags={humans.OWNER_ID_TAG: ADA.id, humans.OWNER_TAG: "Ada",
+                                  humans.ANSWERS_TAG: json.dumps({"round": "0-20-same", "answers": {str(mine[0]): 9}})})
+    humans.record_answer(ADA, y, mine[1], 2)
+    assert [(s["name"], len(s["answers"]), s["answers"][mine[1]]) for s in humans.class_answers()] == [("Ada", 20, 2)]
+    assert dup.info.run_id
     with pytest.raises(roles.PermissionDenied):
         humans.clear_answers(BO)
-    assert humans.clear_answers(TEACHER) == 1 and humans.class_answers() == []
+    assert humans.clear_answers(TEACHER) == 2 and humans.class_answers() == []
 
 
 def test_network_answers_match_the_model_run_by_hand(ds, cnn):
