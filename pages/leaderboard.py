@@ -9,7 +9,7 @@ import streamlit as st
 from fmnist_core import submit
 from fmnist_core.errors import WorkbenchError
 from fmnist_core.views import leaderboard as view
-from ui import common, identity
+from ui import common, identity, nav
 
 REFRESH_SECONDS = 5.0  # live during a demo, without a query per second per projector
 
@@ -18,6 +18,7 @@ def page() -> None:
     st.title("Leaderboard")
     st.caption("Every finished run of the class, best test accuracy first (10,000 test images; ties: "
                "the run that trained fewer seconds). It updates by itself while runs train.")
+    st.page_link(nav.page("challenge"), label="The class challenge: runs ranked by its rules", icon=":material/flag:")
     active = bool(common.active_run_list())
     st.fragment(_board, run_every=REFRESH_SECONDS if active else None)()
 

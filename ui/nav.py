@@ -18,7 +18,9 @@ PAGES = (("home", "Home / Data", ":material/home:"),
          ("inside", "Inside the network", ":material/hub:"),
          ("map", "Map", ":material/scatter_plot:"),
          ("timings", "Timings", ":material/timer:"),
-         ("leaderboard", "Leaderboard", ":material/leaderboard:"))
+         ("leaderboard", "Leaderboard", ":material/leaderboard:"),
+         ("challenge", "Challenge", ":material/flag:"),
+         ("humans", "Beat the network", ":material/psychology:"))
 ROOT = "start"  # the hidden default page's own path (Streamlit serves it at "/")
 
 

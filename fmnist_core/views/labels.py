@@ -56,27 +56,30 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def changes(spec: dict[str, Any]) -> list[tuple[str, Any, Any]]:
-    """The settings in which a run differs from its preset (or from the defaults without one)."""
+def changes(spec: dict[str, Any], base: tuple[dict, dict] | None = None) -> list[tuple[str, Any, Any]]:
+    """The settings in which a run differs from its preset (or from the defaults without one),
+    or from `base` = (model_config, train_config) when given (a challenge's starting point)."""
     preset = PRESETS.get(spec.get("preset") or "")
-    if preset:
+    if base is not None:
+        base_model, base_train = base
+    elif preset:
         base_model = config_to_dict(preset["model"])
         base_train = train_config_to_dict(TrainConfig(**preset["train"]))
     else:
         base_model, base_train = {}, train_config_to_dict(TrainConfig())
     out = []
-    for base, mine in ((base_model, spec.get("model_config") or {}), (base_train, spec.get("train_config") or {})):
+    for ref, mine in ((base_model, spec.get("model_config") or {}), (base_train, spec.get("train_config") or {})):
         for k, v in mine.items():
-            if k in IGNORED or k not in base:
+            if k in IGNORED or k not in ref:
                 continue
-            if base[k] != v and not (isinstance(v, list) and list(base[k]) == v):
-                out.append((k, base[k], v))
+            if ref[k] != v and not (isinstance(v, list) and list(ref[k]) == v):
+                out.append((k, ref[k], v))
     return out
 
 
-def describe_changes(spec: dict[str, Any], most: int = 3) -> str:
+def describe_changes(spec: dict[str, Any], most: int = 3, base: tuple[dict, dict] | None = None) -> str:
     parts = []
-    for k, _, v in changes(spec):
+    for k, _, v in changes(spec, base):
         name = SHORT.get(k, k.replace("_", " "))
         parts.append(f"{name} {_fmt(v)}".strip() if name else _fmt(v))
     if len(parts) > most:
