@@ -166,7 +166,7 @@ class Broken:
 
 def recorded_parameters(spec: dict[str, Any]) -> int | None:
     """The parameter count priced at submit; counted from the stored model config for runs
-    recorded before submit priced it (jobs.run_spec)."""
+    recorded before submit priced it (spec.RunSpec.to_dict)."""
     if spec.get("parameters"):
         return int(spec["parameters"])
     from .models import config_from_dict, plan_parameters

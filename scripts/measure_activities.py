@@ -40,7 +40,7 @@ def main() -> None:
     os.environ["FMNIST_TRACKING_URI"] = f"sqlite:///{tmp / 'mlflow.db'}"
     from fmnist_core import challenge, humans, roles, runs
     from fmnist_core.data import load
-    from fmnist_core.jobs import run_spec
+    from fmnist_core.spec import run_spec
     from fmnist_core.models import MLPConfig, load_model
     from fmnist_core.train import TrainConfig
     from fmnist_core.views.shared import SHIPPED_DIR, SHIPPED

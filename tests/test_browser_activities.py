@@ -58,7 +58,7 @@ def _unlock(page) -> None:
 def _record(name: str, token: str, hidden: tuple[int, ...], acc: float, secs: float) -> str:
     """A finished run as the trainer leaves it in the store (spec priced at submit, final status)."""
     from fmnist_core import roles, runs
-    from fmnist_core.jobs import run_spec
+    from fmnist_core.spec import run_spec
     from fmnist_core.models import MLPConfig
     from fmnist_core.train import TrainConfig
     spec = run_spec(MLPConfig(hidden=hidden), TrainConfig(epochs=1, device="cpu"))

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from fmnist_core import challenge as ch, roles, runs
-from fmnist_core.jobs import run_spec
+from fmnist_core.spec import run_spec
 from fmnist_core.models import CNNConfig, MLPConfig
 from fmnist_core.train import TrainConfig
 

@@ -3,7 +3,7 @@ afterwards rank or are listed with the broken rule, and a bad form is one senten
 from __future__ import annotations
 
 from fmnist_core import challenge as core, roles, runs
-from fmnist_core.jobs import run_spec
+from fmnist_core.spec import run_spec
 from fmnist_core.models import MLPConfig
 from fmnist_core.train import TrainConfig
 
