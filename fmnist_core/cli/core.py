@@ -193,7 +193,9 @@ def cmd_train(args) -> int:
             run_id = submit(spec, label=label, executor=args.executor)
             print(f"run {run_id} submitted; waiting for the dispatcher to start it", file=sys.stderr)
             return _train_done(args, follow_run(run_id, Progress()))
-        run_id = runs.create_run(spec, label=label, owner=os.environ.get("USER") or "cli")
+        # the command line is the server's operator: no class limits, as for the teacher
+        run_id = runs.create_run(spec, label=label, owner=os.environ.get("USER") or "cli",
+                                 extra_tags={"fmnist.by_teacher": "1"})
     summary = execute_run(run_id, callback=Progress())
     return _train_done(args, summary)
 cmd_train.add_arguments = _train_args
