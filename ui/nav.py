@@ -16,6 +16,7 @@ PAGES = (("home", "Home / Data", ":material/home:"),
          ("results", "Results", ":material/analytics:"),
          ("predict", "Predict", ":material/online_prediction:"),
          ("inside", "Inside the network", ":material/hub:"),
+         ("step", "Step through", ":material/footprint:"),
          ("map", "Map", ":material/scatter_plot:"),
          ("timings", "Timings", ":material/timer:"),
          ("leaderboard", "Leaderboard", ":material/leaderboard:"))
