@@ -40,6 +40,7 @@ from ..errors import ConfigError
 from ..models import ModelConfig, layer_plan, plan_parameters
 from .layers import NumpyMLP, SoftmaxCrossEntropy
 from .optim import SGD, Adam
+from .train import _blas_threads
 
 MAX_PARAMETERS = 120_000    # mlp-seed000 (101,770), seed 001 and LeNet-5 (cnn-seed003) fit
 MAX_STEP_VALUES = 6_000_000  # activations + im2col columns of one step: ~48 MB in float64
@@ -212,6 +213,22 @@ class Stepper:
         """One training step. record: keep every stage's numbers (a StepRecord); check: run the
         same step with torch.autograd beside it (record.check). Without either it only moves the
         weights and appends a row to the curves: what Run 100 does for all but its last step."""
+        with _blas_threads(1), np.errstate(over="ignore", invalid="ignore"):
+            return self._step(record, check)
+
+    def run(self, steps: int) -> StepRecord | None:
+        """`steps` steps; the last one recorded and checked against autograd."""
+        if steps < 1:
+            return None
+        with _blas_threads(1), np.errstate(over="ignore", invalid="ignore"):
+            for _ in range(int(steps) - 1):
+                self._step(record=False, check=False)
+            return self._step(record=True, check=True)
+
+    def _step(self, record: bool, check: bool) -> StepRecord | None:
+        # one BLAS thread, as train_numpy: these matrices are too small to split, and two
+        # spinning threads on a busy 2-core machine made each product ~10x slower. A diverging
+        # learning rate (the exploding template) overflows to inf/NaN: shown, not warned about.
         x, y, idx = self.batch(self.t)
         net, n = self.net, len(y)
         before = {name: p.copy() for name, p in self.params().items()}
@@ -250,12 +267,6 @@ class Stepper:
                                               dict(net.out_grads), grads, rec.after, tied_below(self.plan, acts))
         self._drop_caches()
         return rec
-
-    def run(self, steps: int) -> StepRecord | None:
-        """`steps` steps; the last one recorded and checked against autograd."""
-        for _ in range(max(0, int(steps)) - 1):
-            self.step(record=False, check=False)
-        return self.step() if steps >= 1 else None
 
     def _peek(self, x: np.ndarray) -> np.ndarray:
         """Logits of x with the new weights, in training mode (batch statistics, as the step saw
@@ -331,6 +342,12 @@ def autograd_step(config: ModelConfig, x: np.ndarray, y: np.ndarray, params: dic
     F.cross_entropy, autograd, and torch.optim with the optimizer state the twin had.
     Returns loss, logits, each layer's output gradient (channels-last like the twin's), each
     parameter's gradient and its value after the update, as NumPy arrays."""
+    from ..predict import one_thread_for_few
+    with one_thread_for_few(1):  # one small batch: one torch thread (a busy CPU's pool only waits)
+        return _autograd_step(config, x, y, params, buffers, kind, lr, momentum, opt_state)
+
+
+def _autograd_step(config, x, y, params, buffers, kind, lr, momentum, opt_state):
     import torch
     import torch.nn.functional as F
 
