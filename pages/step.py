@@ -54,11 +54,11 @@ def _set_up() -> None:
     drawing = {"x": last["x"], "label": st.session_state.sp_label} if last is not None else None
     try:
         ds = common.dataset()
-        stepper, note = view.make_stepper(_choice(), ds.x_train, ds.y_train, drawing)
+        stepper = view.make_stepper(_choice(), ds.x_train, ds.y_train, drawing)
     except WorkbenchError as exc:
         st.session_state.sp_error = str(exc)
         return
-    st.session_state.update(sp_stepper=stepper, sp_rec=None, sp_error=None, sp_note=note, sp_image=0)
+    st.session_state.update(sp_stepper=stepper, sp_rec=None, sp_error=None, sp_note=None, sp_image=0)
 
 
 def _template(name: str) -> None:

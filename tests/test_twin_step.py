@@ -182,7 +182,7 @@ def _ratios(ds, name, seeds=(0, 1, 2)):
     """First layer's gradient norm over the last layer's, at the first step, per seed."""
     out = []
     for seed in seeds:
-        s, _ = view.make_stepper({**view.template_choice(name), "seed": seed}, ds.x_train, ds.y_train)
+        s = view.make_stepper({**view.template_choice(name), "seed": seed}, ds.x_train, ds.y_train)
         s.step(check=False)
         out.append(view.gradient_ratio(s.history[-1]))
     return out
@@ -195,14 +195,14 @@ def test_templates_vanishing_vs_healthy_gradients(ds):
 
 
 def test_templates_exploding_and_momentum(ds):
-    s, _ = view.make_stepper(view.template_choice("exploding"), ds.x_train, ds.y_train)
+    s = view.make_stepper(view.template_choice("exploding"), ds.x_train, ds.y_train)
     s.run(30)
     losses = [h["loss"] for h in s.history]
     assert max(losses) > 3 * losses[0]                     # the loss jumps up instead of down
     assert s.history[1]["layers"]["fc1"]["update_ratio"] > 0.01
     tail = {}
     for name in ("no-momentum", "momentum"):
-        s, _ = view.make_stepper(view.template_choice(name), ds.x_train, ds.y_train)
+        s = view.make_stepper(view.template_choice(name), ds.x_train, ds.y_train)
         s.run(100)
         tail[name] = np.mean([h["loss"] for h in s.history[-20:]])
     assert tail["momentum"] < 0.8 * tail["no-momentum"], tail

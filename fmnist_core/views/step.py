@@ -23,7 +23,7 @@ import pandas as pd
 
 from ..data import CLASSES, IMAGE_SIZE
 from ..errors import ConfigError
-from ..models import CNNConfig, MLPConfig, ModelConfig, plan_parameters, preset
+from ..models import CNNConfig, MLPConfig, ModelConfig, plan_parameters, preset, validate_config
 from ..twin.step import OPTIMIZERS, SHOW, StepRecord, Stepper, check_size, explain_conv_pixel, without_dropout
 from .inside import colorize, map_grid, weight_grid
 from .shared import tile_grid, upscale
@@ -86,8 +86,8 @@ def parse_widths(text: str, what: str) -> tuple[int, ...]:
     return widths
 
 
-def config_of(choice: dict[str, Any]) -> tuple[ModelConfig, str | None]:
-    """The page's model choice -> (config to step, a note when dropout was taken out)."""
+def config_of(choice: dict[str, Any]) -> ModelConfig:
+    """The page's model choice -> the config to step (validated, dropout 0)."""
     key = choice.get("model", "mlp-seed000")
     if key not in MODELS:
         raise ConfigError(f"unknown model {key!r}; choose one of {', '.join(MODELS)}")
@@ -101,21 +101,16 @@ def config_of(choice: dict[str, Any]) -> tuple[ModelConfig, str | None]:
                         activation=choice.get("activation", "relu"), batchnorm=bool(choice.get("batchnorm")))
     else:
         cfg = MODELS[key][1]()
-    from ..models import validate_config
     validate_config(cfg)
-    note = None
-    if cfg.dropout:
-        note = f"dropout {cfg.dropout:g} is left out here (PyTorch could not replay its random masks)"
-        cfg = without_dropout(cfg)
-    return cfg, note
+    return without_dropout(cfg)  # none of MODELS has dropout; twin.step says why it never steps any
 
 
 def make_stepper(choice: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray,
-                 drawing: dict | None = None) -> tuple[Stepper, str | None]:
+                 drawing: dict | None = None) -> Stepper:
     """The page's set-up -> a Stepper. choice: model (+ its fields), optimizer, lr, momentum,
     batch, seed, source ("train" | "drawing"), same_batch. drawing: {"x": (28, 28) in [0, 1],
     "label": class number}, the batch of one image when source is "drawing"."""
-    cfg, note = config_of(choice)
+    cfg = config_of(choice)
     common = dict(seed=int(choice.get("seed", 0)), optimizer=choice.get("optimizer", "sgd"),
                   lr=float(choice.get("lr", 0.1)), momentum=float(choice.get("momentum", 0.9)))
     if choice.get("source") == "drawing":
@@ -123,9 +118,9 @@ def make_stepper(choice: dict[str, Any], x_train: np.ndarray, y_train: np.ndarra
             raise ConfigError("no drawing yet: draw one on the Predict page (or pick an image there), "
                               "then come back")
         x = np.clip(np.asarray(drawing["x"], np.float64).reshape(1, IMAGE_SIZE, IMAGE_SIZE), 0, 1)
-        return Stepper(cfg, x, np.array([int(drawing["label"])]), batch_size=1, same_batch=True, **common), note
+        return Stepper(cfg, x, np.array([int(drawing["label"])]), batch_size=1, same_batch=True, **common)
     return Stepper(cfg, x_train, y_train, batch_size=int(choice.get("batch", 64)),
-                   same_batch=bool(choice.get("same_batch", True)), **common), note
+                   same_batch=bool(choice.get("same_batch", True)), **common)
 
 
 def template_choice(name: str) -> dict[str, Any]:
