@@ -226,12 +226,10 @@ def _summary(rec) -> None:
                     format_func=lambda i: f"{i + 1}: {CLASSES[int(rec.labels[i])]}")
 
 
-def _vector(values, key: str, height: int = 120) -> None:
-    fig = go.Figure(go.Heatmap(z=np.asarray(values, np.float64).reshape(1, -1), colorscale="RdBu_r", zmid=0,
-                               showscale=False, hovertemplate="unit %{x}: %{z:.4g}<extra></extra>"))
-    fig.update_yaxes(visible=False)
-    fig.update_xaxes(title=f"{len(values):,} values")
-    st.plotly_chart(common.style(fig, height=height, top=10), theme=None, key=key)
+def _few(values, n: int = 10) -> str:
+    """The first values of a vector, as the strip's caption."""
+    shown = ", ".join(f"{v:.3g}" for v in values[:n])
+    return shown + (", …" if len(values) > n else "")
 
 
 def _forward(rec) -> None:
@@ -239,13 +237,11 @@ def _forward(rec) -> None:
     first = view.first_layer(rec)
     st.image(first["weights"], caption=f"{first['layer']}'s weights before this step: the first {first['shown']} "
                                        f"of {first['total']} units (red raises the unit, blue lowers it)")
-    for r, row in enumerate(view.forward(rec, i)):
+    for row in view.forward(rec, i):
         st.markdown(f"**{row['name']}** · {row['kind']} · {row['shape']} · mean over the shown images "
                     f"{row['mean']:.3f}, std {row['std']:.3f}")
-        if "picture" in row:
-            st.image(row["picture"], caption=f"{row['name']}: image {i + 1}'s output")
-        else:
-            _vector(row["values"], key=f"sp_fw_{r}")
+        st.image(row["picture"], caption=f"{row['name']}: image {i + 1}'s output"
+                 + (f" ({len(row['values'])} values: {_few(row['values'])})" if "values" in row else ""))
 
 
 def _loss(rec) -> None:
@@ -265,12 +261,10 @@ def _backward(rec) -> None:
     i = st.session_state.sp_image
     st.caption("From the loss down, each layer's backward turns dLoss/d(its output) into dLoss/d(its input) and, "
                "for a layer with weights, dLoss/d(weights). Blue is negative, red positive.")
-    for r, row in enumerate(view.backward(rec, i)):
+    for row in view.backward(rec, i):
         st.markdown(f"**{row['name']}** · {row['kind']} · dLoss/d(output) {row['shape']}, norm {row['norm']:.3e}")
-        if "picture" in row:
-            st.image(row["picture"], caption=f"dLoss/d({row['name']} output), image {i + 1}")
-        else:
-            _vector(row["values"], key=f"sp_bw_{r}", height=100)
+        st.image(row["picture"], caption=f"dLoss/d({row['name']} output), image {i + 1}"
+                 + (f" ({len(row['values'])} values: {_few(row['values'])})" if "values" in row else ""))
         if "weight_grad_picture" in row:
             st.image(row["weight_grad_picture"],
                      caption=f"gradient of {row['name']}.weight ({row['weight_grad_shape']}), norm "
@@ -307,33 +301,34 @@ def _effect(rec) -> None:
 
 
 def _curves(stepper) -> None:
+    from plotly.subplots import make_subplots
     df = view.curves(stepper.history)
-    prev = st.session_state.sp_prev
-    loss = df[df["metric"] == "loss"]
-    fig = go.Figure(go.Scatter(x=loss["step"], y=loss["value"], mode="lines", name="now",
-                               line=dict(color=common.COLORS[0], width=3)))
-    if prev:
-        fig.add_trace(go.Scatter(x=prev["step"], y=prev["loss"], mode="lines", name=prev["label"],
-                                 line=dict(color=common.COLORS[1], width=2, dash="dash")))
-    fig.update_layout(title="Loss on each step's batch")
-    fig.update_xaxes(title="step")
-    st.plotly_chart(common.style(fig, height=340), theme=None, key="sp_curve_loss")
-    for metric, title in view.CURVE_METRICS.items():
-        part = df[df["metric"] == metric]
-        if part.empty:
-            continue
-        fig = go.Figure()
-        for j, (layer, g) in enumerate(part.groupby("layer", sort=False)):
-            fig.add_trace(go.Scatter(x=g["step"], y=g["value"], mode="lines", name=layer,
-                                     line=dict(color=common.COLORS[j % len(common.COLORS)], width=2)))
-        fig.update_layout(title=title)
-        fig.update_xaxes(title="step")
+    metrics = ["loss"] + [m for m in view.CURVE_METRICS if (df["metric"] == m).any()]
+    titles = ["loss on each step's batch"] + [view.CURVE_METRICS[m] for m in metrics[1:]]
+    rows = -(-len(metrics) // 2)
+    # one figure of small charts: each Plotly figure costs ~40 ms of server time to style
+    fig = make_subplots(rows=rows, cols=2, subplot_titles=titles, vertical_spacing=0.12 / rows * 3,
+                        horizontal_spacing=0.08)
+    colour = {}
+    for j, metric in enumerate(metrics):
+        r, c = j // 2 + 1, j % 2 + 1
+        for layer, g in df[df["metric"] == metric].groupby("layer", sort=False):
+            colour.setdefault(layer, common.COLORS[len(colour) % len(common.COLORS)])
+            fig.add_trace(go.Scatter(x=g["step"], y=g["value"], mode="lines", name=layer, legendgroup=layer,
+                                     showlegend=layer not in {t.name for t in fig.data},
+                                     line=dict(color=colour[layer], width=2)), row=r, col=c)
+        if metric == "loss" and st.session_state.sp_prev:
+            prev = st.session_state.sp_prev
+            fig.add_trace(go.Scatter(x=prev["step"], y=prev["loss"], mode="lines", name=prev["label"],
+                                     line=dict(color="gray", width=2, dash="dash")), row=r, col=c)
         if metric in ("grad_norm", "update_ratio"):
-            fig.update_yaxes(type="log")
-        st.plotly_chart(common.style(fig, height=320), theme=None, key=f"sp_curve_{metric}")
+            fig.update_yaxes(type="log", row=r, col=c)
+    fig.update_xaxes(title_text="step", row=rows)
+    st.plotly_chart(common.style(fig, height=300 * rows, top=80), theme=None, key="sp_curves")
     if stepper.history:
         st.caption(f"Gradient norm, first layer over last: {view.gradient_ratio(stepper.history[-1]):.2g} "
-                   "(far below 1: vanishing gradients; far above: exploding).")
+                   "(far below 1: vanishing gradients; far above: exploding). The dashed gray loss is the "
+                   "run before the last Reset or set-up, to compare.")
 
 
 def _conv(rec) -> None:

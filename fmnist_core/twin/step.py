@@ -29,6 +29,7 @@ for per-layer activation and gradient statistics; CS231n's notes on the update-t
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -40,7 +41,6 @@ from ..errors import ConfigError
 from ..models import ModelConfig, layer_plan, plan_parameters
 from .layers import NumpyMLP, SoftmaxCrossEntropy
 from .optim import SGD, Adam
-from .train import _blas_threads
 
 MAX_PARAMETERS = 120_000    # mlp-seed000 (101,770), seed 001 and LeNet-5 (cnn-seed003) fit
 MAX_STEP_VALUES = 6_000_000  # activations + im2col columns of one step: ~48 MB in float64
@@ -49,6 +49,32 @@ SHOW = 8                    # images of a batch whose every activation a record 
 MAX_HISTORY = 1000          # curve rows kept; beyond, every second row is dropped
 OPTIMIZERS = {"sgd": "SGD", "momentum": "SGD with momentum", "adam": "Adam"}
 WEIGHTED = ("linear", "conv")
+
+
+def norm(a: np.ndarray) -> float:
+    """The Euclidean (Frobenius) norm, without BLAS: np.linalg.norm's dot product ran on the
+    BLAS thread pool, whose spinning second thread made it 10x slower on a busy 2-core machine."""
+    return math.sqrt(float(np.square(a).sum()))
+
+
+_controller = None
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """One BLAS thread inside the block, as train_numpy does (twin.train._blas_threads: these
+    matrices are too small to split, and on a busy 2-core machine two spinning threads made each
+    product ~10x slower). The library scan threadpoolctl does first (~15 ms) is done once."""
+    global _controller
+    try:
+        from threadpoolctl import ThreadpoolController  # comes with scikit-learn
+    except ImportError:
+        yield
+        return
+    if _controller is None:
+        _controller = ThreadpoolController()
+    with _controller.limit(limits=1, user_api="blas"):
+        yield
 
 
 # --- what may be stepped ------------------------------------------------------------------
@@ -213,22 +239,21 @@ class Stepper:
         """One training step. record: keep every stage's numbers (a StepRecord); check: run the
         same step with torch.autograd beside it (record.check). Without either it only moves the
         weights and appends a row to the curves: what Run 100 does for all but its last step."""
-        with _blas_threads(1), np.errstate(over="ignore", invalid="ignore"):
+        with _one_blas_thread(), np.errstate(over="ignore", invalid="ignore"):
             return self._step(record, check)
 
     def run(self, steps: int) -> StepRecord | None:
         """`steps` steps; the last one recorded and checked against autograd."""
         if steps < 1:
             return None
-        with _blas_threads(1), np.errstate(over="ignore", invalid="ignore"):
+        with _one_blas_thread(), np.errstate(over="ignore", invalid="ignore"):
             for _ in range(int(steps) - 1):
                 self._step(record=False, check=False)
             return self._step(record=True, check=True)
 
     def _step(self, record: bool, check: bool) -> StepRecord | None:
-        # one BLAS thread, as train_numpy: these matrices are too small to split, and two
-        # spinning threads on a busy 2-core machine made each product ~10x slower. A diverging
-        # learning rate (the exploding template) overflows to inf/NaN: shown, not warned about.
+        # (called with one BLAS thread; a diverging learning rate, the exploding template,
+        # overflows to inf/NaN: shown, not warned about)
         x, y, idx = self.batch(self.t)
         net, n = self.net, len(y)
         before = {name: p.copy() for name, p in self.params().items()}
@@ -324,10 +349,9 @@ class Stepper:
                 row["layers"][s.name] = d
             elif s.kind in WEIGHTED:
                 w = f"{s.name}.weight"
-                norm_w = float(np.linalg.norm(before[w]))
-                row["layers"][s.name] = {
-                    "grad_norm": float(np.linalg.norm(grads[w])),
-                    "update_ratio": float(np.linalg.norm(after[w] - before[w]) / norm_w) if norm_w else math.nan}
+                norm_w = norm(before[w])
+                row["layers"][s.name] = {"grad_norm": norm(grads[w]),
+                                         "update_ratio": norm(after[w] - before[w]) / norm_w if norm_w else math.nan}
         self.history.append(row)
         if len(self.history) > MAX_HISTORY:  # thin out: every second row, and log half as often
             self.history = self.history[::2]
@@ -497,4 +521,4 @@ def conv_layers(rec: StepRecord) -> list[str]:
 
 
 __all__ = ["MAX_BATCH", "MAX_PARAMETERS", "OPTIMIZERS", "SHOW", "StepRecord", "Stepper", "autograd_step",
-           "check_size", "compare_with_autograd", "conv_layers", "explain_conv_pixel", "without_dropout"]
+           "check_size", "compare_with_autograd", "conv_layers", "explain_conv_pixel", "norm", "without_dropout"]

@@ -24,7 +24,7 @@ import pandas as pd
 from ..data import CLASSES, IMAGE_SIZE
 from ..errors import ConfigError
 from ..models import CNNConfig, MLPConfig, ModelConfig, plan_parameters, preset, validate_config
-from ..twin.step import OPTIMIZERS, SHOW, StepRecord, Stepper, check_size, explain_conv_pixel, without_dropout
+from ..twin.step import OPTIMIZERS, SHOW, norm, StepRecord, Stepper, check_size, explain_conv_pixel, without_dropout
 from .inside import colorize, map_grid, weight_grid
 from .shared import tile_grid, upscale
 
@@ -140,6 +140,14 @@ def size_note(cfg: ModelConfig, batch: int) -> str:
 
 # --- one step --------------------------------------------------------------------------------
 
+def strip_picture(values: np.ndarray, width: int = 512, height: int = 22) -> np.ndarray:
+    """A vector of values -> a strip image, one stripe per value (blue < 0 < red, or black to
+    white when none is negative), about `width` pixels wide: cheaper than a chart per layer."""
+    v = np.asarray(values, np.float64).reshape(1, -1)
+    rgb = colorize(v)
+    return np.repeat(np.repeat(rgb, height, axis=0), max(1, width // v.shape[1]), axis=1)
+
+
 def _shape(a: np.ndarray) -> str:
     return " × ".join(str(s) for s in a.shape)
 
@@ -159,6 +167,7 @@ def forward(rec: StepRecord, image: int = 0) -> list[dict[str, Any]]:
             row["picture"] = upscale(colorize(out), 4)
         else:
             row["values"] = out
+            row["picture"] = strip_picture(out)
         rows.append(row)
     return rows
 
@@ -201,16 +210,17 @@ def backward(rec: StepRecord, image: int = 0) -> list[dict[str, Any]]:
         if d["grad"] is None:
             continue
         g = d["grad"][image]
-        row = {"name": d["name"], "kind": d["kind"], "shape": _shape(g), "norm": float(np.linalg.norm(g))}
+        row = {"name": d["name"], "kind": d["kind"], "shape": _shape(g), "norm": norm(g)}
         if g.ndim == 3:
             maps = g.transpose(2, 0, 1)[:UNITS]
             row["picture"] = map_grid(maps, cols=min(len(maps), 8), target=56 if len(maps) > 1 else 112)
         else:
             row["values"] = g
+            row["picture"] = strip_picture(g)
         w = f"{d['name']}.weight"
         if w in rec.grads:
             gw = rec.grads[w]
-            row["weight_grad_norm"] = float(np.linalg.norm(gw))
+            row["weight_grad_norm"] = norm(gw)
             row["weight_grad_shape"] = _shape(gw)
             if gw.ndim == 2 and gw.shape[1] == IMAGE_SIZE * IMAGE_SIZE:
                 row["weight_grad_picture"] = weight_grid(gw[:UNITS].reshape(-1, IMAGE_SIZE, IMAGE_SIZE), cols=8,
@@ -229,13 +239,13 @@ def update(rec: StepRecord) -> pd.DataFrame:
     rows = []
     for n, before in rec.before.items():
         u = rec.update(n)
-        norm_w = float(np.linalg.norm(before))
-        row = {"parameter": n, "shape": _shape(before), "|gradient|": float(np.linalg.norm(rec.grads[n])),
-               "|update|": float(np.linalg.norm(u)), "update / weight": float(np.linalg.norm(u)) / norm_w
+        norm_w = norm(before)
+        row = {"parameter": n, "shape": _shape(before), "|gradient|": norm(rec.grads[n]),
+               "|update|": norm(u), "update / weight": norm(u) / norm_w
                if norm_w else float("nan")}
         if "m" in rec.optimizer:
-            row["|m| (1st moment)"] = float(np.linalg.norm(rec.optimizer["m"][n]))
-            row["|v| (2nd moment)"] = float(np.linalg.norm(rec.optimizer["v"][n]))
+            row["|m| (1st moment)"] = norm(rec.optimizer["m"][n])
+            row["|v| (2nd moment)"] = norm(rec.optimizer["v"][n])
         rows.append(row)
     return pd.DataFrame(rows)
 
