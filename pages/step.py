@@ -151,7 +151,8 @@ def _setup() -> None:
     st.markdown("**Templates**")
     cols = st.columns(len(view.TEMPLATES))
     for col, (name, t) in zip(cols, view.TEMPLATES.items()):
-        col.button(t["title"], key=f"sp_t_{name}", on_click=_template, args=(name,), width="stretch")
+        col.button(t["title"], key=f"sp_t_{name}", on_click=_template, args=(name,), width="stretch",
+                   help=t["claim"])
     with st.expander("Set-up: model, optimizer, batch, seed", expanded=st.session_state.sp_stepper is None):
         a, b, c = st.columns(3, gap="large")
         with a:
@@ -354,8 +355,10 @@ def _conv(rec) -> None:
     fig.add_trace(go.Scatter(x=[st.session_state.sp_col], y=[st.session_state.sp_row], mode="markers",
                              marker=dict(symbol="square-open", size=max(8, 440 // w) + 4, color="black",
                                          line=dict(width=3)), hoverinfo="skip", showlegend=False))
-    fig.update_xaxes(range=[-0.5, w - 0.5], visible=False)
-    fig.update_yaxes(range=[h - 0.5, -0.5], visible=False, scaleanchor="x")
+    # square pixels by shrinking the plot area (constrain="domain"), never by widening the ranges:
+    # row r, column c then sit at the same place on every screen
+    fig.update_xaxes(range=[-0.5, w - 0.5], visible=False, constrain="domain")
+    fig.update_yaxes(range=[h - 0.5, -0.5], visible=False, scaleanchor="x", constrain="domain")
     fig.update_layout(showlegend=False, dragmode=False, clickmode="event+select")
     left, right = st.columns([2, 3], gap="large")
     with left:
@@ -365,16 +368,16 @@ def _conv(rec) -> None:
     e = view.conv_pixel(rec, layer, st.session_state.sp_ch, st.session_state.sp_row, st.session_state.sp_col, i)
     with right:
         st.markdown(e["sentence"])
-        p1, p2, p3 = st.columns(3)
-        p1.image(e["pictures"]["patch"], caption="the receptive patch (its input)")
-        p2.image(e["pictures"]["kernel"], caption="the kernel")
-        p3.image(e["pictures"]["products"], caption="patch × kernel, summed")
+        n = e["patch"].shape[0]
+        many = f" (the first {min(n, 8)} of {n} input channels)" if n > 1 else ""
+        st.image(e["pictures"]["patch"], caption=f"the receptive patch of its input{many}")
+        st.image(e["pictures"]["kernel"], caption="the kernel")
+        st.image(e["pictures"]["products"], caption="patch × kernel: the products that are summed")
         for s in e["steps"]:
             st.markdown(f"- {s}")
         st.markdown(e["backward"])
-        q1, q2 = st.columns(2)
-        q1.image(e["pictures"]["kernel_grad"], caption="its share of the kernel's gradient: gradient × patch")
-        q2.image(e["pictures"]["input_grad"], caption="its share of the input's gradient: gradient × kernel")
+        st.image(e["pictures"]["kernel_grad"], caption="its share of the kernel's gradient: gradient × patch")
+        st.image(e["pictures"]["input_grad"], caption="its share of the input's gradient: gradient × kernel")
 
 
 if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py

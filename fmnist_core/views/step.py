@@ -44,28 +44,28 @@ MODELS: dict[str, tuple[str, Any]] = {
 
 # what each template sets; "claim" is what it shows, in one sentence (the tests check it)
 TEMPLATES: dict[str, dict[str, Any]] = {
-    "vanishing": {"title": "Vanishing: a deep sigmoid MLP",
+    "vanishing": {"title": "Vanishing (sigmoid)",
                   "model": MLPConfig(hidden=(64, 64, 64, 64), activation="sigmoid"),
                   "optimizer": "sgd", "lr": 0.1, "batch": 64, "same_batch": False,
                   "claim": "The first layer's gradient is hundreds of times smaller than the last layer's: "
                            "every sigmoid multiplies it by at most 0.25 on the way down, so the first "
                            "layers hardly learn."},
-    "healthy": {"title": "Healthy: the same with ReLU + batchnorm",
+    "healthy": {"title": "Healthy (ReLU + BN)",
                 "model": MLPConfig(hidden=(64, 64, 64, 64), activation="relu", batchnorm=True),
                 "optimizer": "sgd", "lr": 0.1, "batch": 64, "same_batch": False,
                 "claim": "Every layer's gradient is within 10× of the last layer's: ReLU passes gradients "
                          "on unchanged where it is active, and batchnorm keeps every layer's scale."},
-    "exploding": {"title": "Exploding: learning rate 1.0",
+    "exploding": {"title": "Exploding (lr 1.0)",
                   "model": MLPConfig(hidden=(128,)), "optimizer": "momentum", "lr": 1.0, "momentum": 0.9,
                   "batch": 64, "same_batch": False,
                   "claim": "Steps far too large overshoot: the loss jumps up instead of down, and the "
                            "update-to-weight ratio is far above the healthy 0.001."},
-    "no-momentum": {"title": "SGD without momentum (lr 0.01)",
+    "no-momentum": {"title": "No momentum",
                     "model": MLPConfig(hidden=(128,)), "optimizer": "sgd", "lr": 0.01,
                     "batch": 64, "same_batch": False,
                     "claim": "Small careful steps: the loss falls slowly. Run 100, then try the template "
                              "with momentum and compare the curves."},
-    "momentum": {"title": "SGD with momentum 0.9 (lr 0.01)",
+    "momentum": {"title": "Momentum 0.9",
                  "model": MLPConfig(hidden=(128,)), "optimizer": "momentum", "lr": 0.01, "momentum": 0.9,
                  "batch": 64, "same_batch": False,
                  "claim": "Momentum adds up the steps that agree: with the same learning rate the loss "
@@ -340,10 +340,10 @@ def conv_pixel(rec: StepRecord, layer: str, channel: int, row: int, col: int, im
     f = max(1, 84 // k)
     sym = float(np.abs(e["products"]).max()) or 1.0
 
-    def tiles(a, signed=True, scale=None):  # (C, k, k) -> one picture, channels side by side
+    def tiles(a, signed=True, scale=None):  # (C, k, k) -> one picture: the first 8 channels, 4 a row
         a = a[:8]
-        return tile_grid(np.stack([colorize(t, scale, signed) for t in a]), cols=len(a), factor=f, gap=3,
-                         gap_colour=(70, 70, 70))
+        return tile_grid(np.stack([colorize(t, scale, signed) for t in a]), cols=min(len(a), 4), factor=f,
+                         gap=3, gap_colour=(70, 70, 70))
     e["pictures"] = {"patch": tiles(e["patch"]), "kernel": tiles(e["kernel"]),
                      "products": tiles(e["products"], scale=sym),
                      "kernel_grad": tiles(e["kernel_grad"]), "input_grad": tiles(e["input_grad"])}
