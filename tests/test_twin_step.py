@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from fmnist_core import models
 from fmnist_core.errors import ConfigError
 from fmnist_core.twin.layers import Pool2d
-from fmnist_core.twin.step import (MAX_PARAMETERS, SHOW, Stepper, check_size, explain_conv_pixel, tied_below)
+from fmnist_core.twin.conv_pixel import explain_conv_pixel
+from fmnist_core.twin.step import MAX_PARAMETERS, SHOW, Stepper, check_size, tied_below
 from fmnist_core.views import step as view
 
 TOL = 1e-6

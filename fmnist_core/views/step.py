@@ -24,7 +24,8 @@ import pandas as pd
 from ..data import CLASSES, IMAGE_SIZE
 from ..errors import ConfigError
 from ..models import CNNConfig, MLPConfig, ModelConfig, plan_parameters, preset, validate_config
-from ..twin.step import OPTIMIZERS, SHOW, norm, StepRecord, Stepper, check_size, explain_conv_pixel, without_dropout
+from ..twin.conv_pixel import explain_conv_pixel
+from ..twin.step import OPTIMIZERS, SHOW, StepRecord, Stepper, check_size, norm, without_dropout
 from .inside import colorize, map_grid, weight_grid
 from .shared import tile_grid, upscale
 
