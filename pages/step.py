@@ -281,10 +281,11 @@ def _update(rec) -> None:
     st.caption("An update-to-weight ratio near 0.001 is the usual healthy size; far above, steps overshoot; "
                "far below, the layer hardly moves.")
     first = view.first_layer(rec)
-    a, b, c = st.columns(3)
+    a, b, c, d = st.columns(4)
     a.image(first["weights"], caption=f"{first['layer']} before")
     b.image(first["gradient"], caption=f"{first['layer']}: gradient")
     c.image(first["update"], caption=f"{first['layer']}: update (after − before)")
+    d.image(first["after"], caption=f"{first['layer']} after")
     moments = view.adam_moments(rec)
     if moments:
         a, b = st.columns(2)

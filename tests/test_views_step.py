@@ -79,6 +79,9 @@ def test_check_sentence_flags_a_difference():
     ok, text = view.check_sentence({"largest": 3e-3, "loss": 0.0, "activation_grads": 3e-3, "grads": 1e-16,
                                     "updates": 1e-17})
     assert not ok and "a bug in the twin" in text
+    ok, text = view.check_sentence({"largest": float("nan"), "loss": float("nan"), "activation_grads": 0.0,
+                                    "grads": 0.0, "updates": 0.0})
+    assert not ok and "overflowed" in text and "bug" not in text
 
 
 def test_conv_pixel_sentence_and_render(cnn):

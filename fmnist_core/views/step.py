@@ -184,7 +184,7 @@ def first_layer(rec: StepRecord) -> dict[str, Any]:
     else:
         shape = (n,) + rec.before[w].shape[2:]
     pics = {k: a[:n].reshape(shape) for k, a in (("weights", rec.before[w]), ("gradient", rec.grads[w]),
-                                                  ("update", rec.update(w)))}
+                                                  ("update", rec.update(w)), ("after", rec.after[w]))}
     target = 84 if shape[1] == IMAGE_SIZE else 56
     return {"layer": name, "shown": n, "total": len(rec.before[w]),
             **{k: weight_grid(v, cols=8, target=target) for k, v in pics.items()}}
@@ -296,10 +296,14 @@ def effect(rec: StepRecord) -> dict[str, Any]:
 
 def check_sentence(check: dict[str, float]) -> tuple[bool, str]:
     """(within tolerance?, a sentence) for the twin-vs-autograd comparison of one step."""
+    if not np.isfinite(check["largest"]):
+        return False, ("The numbers overflowed (the loss or the weights are no longer finite): steps this large "
+                       "diverge, in the twin and in PyTorch alike. Lower the learning rate and press Reset.")
     ok = check["largest"] <= CHECK_TOLERANCE
     text = (f"PyTorch's autograd ran the same step: largest difference from the twin **{check['largest']:.1e}** "
-            f"(loss {check['loss']:.0e}, activation gradients {check['activation_grads']:.0e}, weight gradients "
-            f"{check['grads']:.0e}, updates {check['updates']:.0e})")
+            "(relative, where the numbers exceed 1) "
+            f"— loss {check['loss']:.0e}, activation gradients {check['activation_grads']:.0e}, weight gradients "
+            f"{check['grads']:.0e}, updates {check['updates']:.0e}")
     text += " — the same numbers, up to float64 rounding." if ok else f" — above {CHECK_TOLERANCE:g}: a bug in the twin."
     if "activation_grads_under_ties" in check:
         text += (f" Below a max pooling whose window held equal values (blank background), the two may "
