@@ -192,6 +192,8 @@ def _setup() -> None:
                            "No Predict input yet: draw one on the Predict page first.")
                 st.selectbox("Its label", range(len(CLASSES)), key="sp_label", format_func=lambda k: CLASSES[k])
         st.button("Set up", key="sp_setup", on_click=_set_up, type="primary", icon=":material/restart_alt:")
+        st.caption("Model, batch and seed take effect at **Set up**; the optimizer and the learning rate at "
+                   "once, between two steps.")
 
 
 def _controls(stepper) -> None:
@@ -335,6 +337,8 @@ def _curves(stepper) -> None:
 
 def _conv(rec) -> None:
     convs = [d["name"] for d in rec.layers if d["kind"] == "conv"]
+    if st.session_state.get("sp_conv") not in convs:  # another CNN set up since: its first conv
+        st.session_state.sp_conv = convs[0]
     i = st.session_state.sp_image
     a, b, c, d = st.columns(4)
     layer = a.selectbox("Conv layer", convs, key="sp_conv")

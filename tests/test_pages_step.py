@@ -21,6 +21,7 @@ def test_step_mlp_every_stage_and_reset_replays(runs_dir):
     assert "press **Set up**" in texts(at)
     at.button(key="sp_setup").click().run()
     assert not at.exception and "101,770 parameters" in texts(at)
+    assert at.button(key="sp_epoch").disabled  # the same batch every step has no epoch
     losses = []
     for _ in range(3):
         at.button(key="sp_step").click().run()
@@ -54,6 +55,19 @@ def test_step_optimizer_changes_between_steps_and_adam_moments(runs_dir):
     assert "Adam, step t = 10" in texts(at)
     captions = [c for im in at.image for c in im.captions]
     assert any("first moment" in c for c in captions)
+
+
+def test_step_one_epoch_of_new_batches(runs_dir):
+    at = page_app("step").run()
+    at.checkbox(key="sp_same_batch").uncheck().run()
+    at.number_input(key="sp_batch").set_value(256).run()
+    at.button(key="sp_setup").click().run()
+    assert at.button(key="sp_epoch").disabled is False
+    at.button(key="sp_epoch").click().run()
+    assert not at.exception
+    assert metrics(at)["Step"] == "235"             # 60,000 images, 256 a step: every image once
+    # the epoch's last batch holds what is left: 60,000 - 234 x 256 = 96 images
+    assert "batch's first 8 of 96 images" in " ".join(c for im in at.image for c in im.captions)
 
 
 def test_step_template_and_bad_setup(runs_dir):
