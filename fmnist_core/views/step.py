@@ -229,7 +229,8 @@ def backward(rec: StepRecord, image: int = 0) -> list[dict[str, Any]]:
             elif gw.ndim == 4:
                 row["weight_grad_picture"] = weight_grid(gw[:UNITS, 0], cols=8, target=42)
             else:                                     # (out, in): the matrix itself, one pixel per weight
-                row["weight_grad_picture"] = upscale(colorize(gw[:64, :256]), max(1, 256 // max(gw.shape[1], 1)))
+                shown = gw[:64, :256]
+                row["weight_grad_picture"] = upscale(colorize(shown), max(2, 512 // shown.shape[1]))
         rows.append(row)
     return rows
 
