@@ -18,8 +18,8 @@ in one browser session, so models have at most MAX_PARAMETERS parameters and a s
 MAX_STEP_VALUES activation values (im2col columns included); a record keeps the first SHOW
 images' activations, and the curves at most MAX_HISTORY rows.
 
-Left out on purpose: dropout (its random masks would need replaying in torch; the step-through
-sets it to 0 and says so), ResNets (too deep to read one step of), weight decay, schedules.
+Left out on purpose: dropout (its random masks would need replaying in torch: check_size refuses
+it with that sentence), ResNets (too deep to read one step of), weight decay, schedules.
 
 References: CNN Explainer (Wang et al. 2020) for the one-pixel convolution view; ConvNetJS
 for per-layer activation and gradient statistics; CS231n's notes on the update-to-weight ratio
@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -118,11 +118,6 @@ def check_size(config: ModelConfig, batch_size: int) -> None:
         fit = max(1, MAX_STEP_VALUES // step_values(config))
         raise ConfigError(f"one step of this model on {batch_size} images computes {values:,} values "
                           f"(at most {MAX_STEP_VALUES:,}): use a batch of at most {fit} images")
-
-
-def without_dropout(config: ModelConfig) -> ModelConfig:
-    """The config the step-through steps: the same model with dropout 0 (see the module's docstring)."""
-    return replace(config, dropout=0.0)
 
 
 # --- one step's numbers ---------------------------------------------------------------------
@@ -253,7 +248,7 @@ class Stepper:
         # (called with one BLAS thread; a diverging learning rate, the exploding template,
         # overflows to inf/NaN: shown, not warned about)
         x, y, idx = self.batch(self.t)
-        net, n = self.net, len(y)
+        net = self.net
         before = {name: p.copy() for name, p in self.params().items()}
         if check:
             opt_state, buffers = self._optimizer_state(), self._buffers()
@@ -457,4 +452,4 @@ def compare_with_autograd(stepper: Stepper, x, y, before, buffers, opt_state, lo
 
 
 __all__ = ["MAX_BATCH", "MAX_PARAMETERS", "OPTIMIZERS", "SHOW", "StepRecord", "Stepper", "autograd_step",
-           "check_size", "compare_with_autograd", "norm", "tied_below", "without_dropout"]
+           "check_size", "compare_with_autograd", "norm", "tied_below"]

@@ -25,7 +25,7 @@ from ..data import CLASSES, IMAGE_SIZE
 from ..errors import ConfigError
 from ..models import CNNConfig, MLPConfig, ModelConfig, plan_parameters, preset, validate_config
 from ..twin.conv_pixel import explain_conv_pixel
-from ..twin.step import OPTIMIZERS, SHOW, StepRecord, Stepper, check_size, norm, without_dropout
+from ..twin.step import OPTIMIZERS, SHOW, StepRecord, Stepper, check_size, norm
 from .inside import colorize, map_grid, weight_grid
 from .shared import tile_grid, upscale
 
@@ -88,7 +88,8 @@ def parse_widths(text: str, what: str) -> tuple[int, ...]:
 
 
 def config_of(choice: dict[str, Any]) -> ModelConfig:
-    """The page's model choice -> the config to step (validated, dropout 0)."""
+    """The page's model choice -> the config to step (validated; none has dropout, which
+    twin.step refuses)."""
     key = choice.get("model", "mlp-seed000")
     if key not in MODELS:
         raise ConfigError(f"unknown model {key!r}; choose one of {', '.join(MODELS)}")
@@ -103,7 +104,7 @@ def config_of(choice: dict[str, Any]) -> ModelConfig:
     else:
         cfg = MODELS[key][1]()
     validate_config(cfg)
-    return without_dropout(cfg)  # none of MODELS has dropout; twin.step says why it never steps any
+    return cfg
 
 
 def make_stepper(choice: dict[str, Any], x_train: np.ndarray, y_train: np.ndarray,
@@ -305,7 +306,8 @@ def check_sentence(check: dict[str, float]) -> tuple[bool, str]:
             "(relative, where the numbers exceed 1) "
             f"— loss {check['loss']:.0e}, activation gradients {check['activation_grads']:.0e}, weight gradients "
             f"{check['grads']:.0e}, updates {check['updates']:.0e}")
-    text += " — the same numbers, up to float64 rounding." if ok else f" — above {CHECK_TOLERANCE:g}: a bug in the twin."
+    text += (" — the same numbers, up to float64 rounding." if ok else
+             f" — above {CHECK_TOLERANCE:g}: a bug in the twin.")
     if "activation_grads_under_ties" in check:
         text += (f" Below a max pooling whose window held equal values (blank background), the two may "
                  f"route a gradient to different tied pixels (differences there up to "
