@@ -209,7 +209,10 @@ def _controls(stepper) -> None:
                    f"{epoch:,} steps: every training image once")
     cols[4].button("Reset", key="sp_reset", on_click=_reset, width="stretch", icon=":material/replay:",
                    help="Back to the same initialisation and batch order: the same steps again, bit for bit")
-    cols[5].caption(f"{plural(stepper.t, 'step')} done · {OPTIMIZERS[stepper.kind]}, lr {stepper.lr:g}")
+    rec = st.session_state.sp_rec
+    held = stepper.nbytes() + (rec.nbytes() if rec is not None else 0)
+    cols[5].caption(f"{plural(stepper.t, 'step')} done · {OPTIMIZERS[stepper.kind]}, lr {stepper.lr:g} · "
+                    f"{held / 2**20:.1f} MB held for this tab, nothing stored")
 
 
 def _summary(rec) -> None:

@@ -170,6 +170,18 @@ def test_conv_pixel_explanation_is_the_layer_output_and_its_gradients(ds, cfg):
     assert _worst(x_grad[p:p + h, p:p + w], below["grad"][img]) <= 1e-12
 
 
+@pytest.mark.parametrize("model,batch", [("mlp-seed000", 256), ("cnn-seed003", 64)])
+def test_a_session_holds_a_few_megabytes(ds, model, batch):
+    # the largest batch each allows: what one browser tab keeps between steps, with its last record
+    s = view.make_stepper({"model": model, "optimizer": "adam", "batch": batch, "same_batch": False},
+                          ds.x_train, ds.y_train)
+    rec = s.run(2)
+    params = models.plan_parameters(s.config)
+    assert s.nbytes() >= 3 * 8 * params          # weights, Adam's m and v, in float64
+    assert rec.nbytes() >= 5 * 8 * params        # before, after, gradients, m, v
+    assert s.nbytes() + rec.nbytes() <= 12 * 2**20, (s.nbytes(), rec.nbytes())
+
+
 def test_conv_pixel_refuses_what_is_not_there(ds):
     s = Stepper(CNN_MAX, ds.x_train, ds.y_train, batch_size=4)
     rec = s.step(check=False)

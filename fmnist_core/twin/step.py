@@ -147,6 +147,22 @@ class StepRecord:
     def update(self, name: str) -> np.ndarray:
         return self.after[name] - self.before[name]
 
+    def nbytes(self) -> int:
+        """Bytes of the arrays the record holds: what it adds to a session."""
+        return _nbytes([self.indices, self.images, self.labels, self.probs, self.dlogits, self.probs_after,
+                        self.pred, self.pred_after, self.before, self.after, self.grads, self.optimizer,
+                        [(d["out"], d["grad"]) for d in self.layers]])
+
+
+def _nbytes(obj) -> int:
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
 
 class Stepper:
     """A small model, its optimizer and its batches, stepped by hand (see the module's docstring).
@@ -225,6 +241,14 @@ class Stepper:
 
     def params(self) -> dict[str, np.ndarray]:
         return {n: layer.params[k] for n, layer, k in self.plist}
+
+    def nbytes(self) -> int:
+        """Bytes of the arrays a session keeps between steps: weights, batchnorm statistics, the
+        optimizer's state and the batch order (the images are shared, not counted: never copied).
+        The curves add at most MAX_HISTORY small rows."""
+        o = self.opt
+        state = [o.m, o.v] if isinstance(o, Adam) else [o.buf]
+        return _nbytes([self.net.state_dict(), state, self._perm])
 
     # -- stepping ------------------------------------------------------------------------
 
