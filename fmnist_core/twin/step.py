@@ -248,7 +248,9 @@ class Stepper:
         The curves add at most MAX_HISTORY small rows."""
         o = self.opt
         state = [o.m, o.v] if isinstance(o, Adam) else [o.buf]
-        return _nbytes([self.net.state_dict(), state, self._perm])
+        weights = [layer.params for layer in self.net.layers]  # (state_dict() would copy them)
+        stats = [(bn.running_mean, bn.running_var) for _, bn in self.net.batchnorms()]
+        return _nbytes([weights, stats, state, self._perm])
 
     # -- stepping ------------------------------------------------------------------------
 
