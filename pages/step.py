@@ -286,11 +286,11 @@ def _update(rec) -> None:
     st.caption("An update-to-weight ratio near 0.001 is the usual healthy size; far above, steps overshoot; "
                "far below, the layer hardly moves.")
     first = view.first_layer(rec)
-    a, b, c, d = st.columns(4)
-    a.image(first["weights"], caption=f"{first['layer']} before")
-    b.image(first["gradient"], caption=f"{first['layer']}: gradient")
-    c.image(first["update"], caption=f"{first['layer']}: update (after − before)")
-    d.image(first["after"], caption=f"{first['layer']} after")
+    a, b = st.columns(2)
+    a.image(first["weights"], caption=f"{first['layer']} before (its first {first['shown']} units)")
+    b.image(first["after"], caption=f"{first['layer']} after: the same to the eye when update / weight is small")
+    a.image(first["gradient"], caption=f"{first['layer']}: gradient")
+    b.image(first["update"], caption=f"{first['layer']}: update (after − before)")
     moments = view.adam_moments(rec)
     if moments:
         a, b = st.columns(2)
@@ -331,7 +331,7 @@ def _curves(stepper) -> None:
         if metric in ("grad_norm", "update_ratio"):
             fig.update_yaxes(type="log", row=r, col=c)
     fig.update_xaxes(title_text="step", row=rows)
-    st.plotly_chart(common.style(fig, height=300 * rows, top=80), theme=None, key="sp_curves")
+    st.plotly_chart(common.style(fig, height=300 * rows, top=110), theme=None, key="sp_curves")
     if stepper.history:
         st.caption(f"Gradient norm, first layer over last: {view.gradient_ratio(stepper.history[-1]):.2g} "
                    "(far below 1: vanishing gradients; far above: exploding). The dashed gray loss is the "
