@@ -206,7 +206,8 @@ def _controls(stepper) -> None:
     cols[3].button("Run one epoch", key="sp_epoch", on_click=_step, args=(epoch,), width="stretch",
                    disabled=stepper.same_batch,
                    help="The same batch every step has no epoch" if stepper.same_batch else
-                   f"{epoch:,} steps: every training image once")
+                   f"{epoch:,} steps: every training image once"
+                   + (" (a CNN's epoch takes tens of seconds, the page waits)" if stepper.config.kind == "cnn" else ""))
     cols[4].button("Reset", key="sp_reset", on_click=_reset, width="stretch", icon=":material/replay:",
                    help="Back to the same initialisation and batch order: the same steps again, bit for bit")
     rec = st.session_state.sp_rec
