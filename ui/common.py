@@ -28,7 +28,12 @@ POLL_SECONDS = 1.5   # live views (and the sidebar's queue) re-read the run list
 # widget keys whose values survive a visit to another page (Streamlit drops the state of
 # widgets that were not drawn in a run; re-assigning the value keeps it)
 PERSISTENT_PREFIXES = ("tr_", "res_sel", "res_detail", "res_cm_mode", "res_true", "res_pred",
-                       "home_seed")
+                       "home_seed",
+                       # Step through's set-up (its stepper lives on in session state: the widgets
+                       # must still show the settings it was made with)
+                       "sp_model", "sp_hidden", "sp_activation", "sp_batch", "sp_channels", "sp_kernel",
+                       "sp_pool", "sp_fc", "sp_optimizer", "sp_lr", "sp_momentum", "sp_seed", "sp_source",
+                       "sp_same_batch", "sp_label")
 
 
 def run_app() -> None:

@@ -18,10 +18,14 @@ Reading order:
                  the matmuls, in-place ops, chunks), not new math
 5. torch_ops.py  TorchOpsNet: the same explicit math with torch tensor ops, on a GPU
 6. compare.py    PyTorch vs the twin, layer by layer, over a whole test set
+7. step.py       the step-through: one training step at a time of a small MLP or CNN,
+                 every stage's numbers, PyTorch's autograd beside it, bit-for-bit reset
+8. conv_pixel.py one output pixel of a convolution taken apart, forward and backward
 
-Left out on purpose: training CNNs by hand (inference only: a readable conv backward
-is a lesson of its own, and far too slow in NumPy for 48,000 images), bf16, and any
-GPU for the NumPy code (torch_ops is the GPU twin).
+Left out on purpose: training CNNs for whole runs by hand (train_numpy refuses them: an
+epoch of im2col convolutions in NumPy is far too slow for 48,000 images; the step-through
+steps small CNNs one batch at a time), bf16, and any GPU for the NumPy code (torch_ops is
+the GPU twin).
 """
 from .compare import IMPLS, compare
 from .infer import ManualNet, state_dict_to_numpy

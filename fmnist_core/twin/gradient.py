@@ -10,7 +10,8 @@ positive, eval-mode batchnorm scales by gamma / sqrt(running var + eps), dropout
 is the identity, and the first layer's normalization divides by the dataset's std.
 tests/test_explain.py checks the result against captum on the shipped MLP and on presets.
 
-MLPs only: the twin has no conv or pooling backward (layers.py says why).
+MLPs only (twin_of builds MLPs; the twin's conv and pooling backward passes are stepped
+one batch at a time by twin.step, for small CNNs).
 """
 from __future__ import annotations
 

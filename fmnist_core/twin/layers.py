@@ -13,7 +13,9 @@ Each forward's math is a plain function right above its class (`linear`, `relu`,
 and twin.infer's ManualNet calls the very same function for inference (with `out=`
 to write in place into an array it owns), so every forward is written once. The ResNet's
 layers (Conv2d with its col2im backward, BatchNorm2d, ResBlock, GlobalAvgPool) follow the
-MLP's; the CNNs' pooling comes last, forward only.
+MLP's, then the CNNs' own two: Pool2d (2x2 max or average pooling, with its backward) and
+FlattenMaps (channels-last maps flattened in torch's (C, H, W) order). `NumpyMLP` builds any
+plan from these; twin.step steps CNNs with them, one batch at a time.
 
 Tested against torch.autograd layer by layer (tests/test_twin_layers.py).
 
@@ -22,9 +24,9 @@ torch); CS231n notes on backpropagation and im2col; PyTorch's docs for nn.GELU (
 erf form) and the initialisation of nn.Linear; Numerical Recipes (2nd ed., section
 6.2) for the erfc approximation.
 
-Left out on purpose: pooling backward (the pooled CNNs are inference only in the twin;
-ResNets, which downsample with strided convolutions, train: slowly, an epoch takes minutes),
-and any GPU (twin.torch_ops is the GPU twin).
+Left out on purpose: training CNNs for whole runs (train_numpy refuses them: an epoch of im2col
+convolutions in NumPy takes minutes; ResNets train, slowly; the step-through steps CNNs one
+batch at a time), and any GPU (twin.torch_ops is the GPU twin).
 """
 from __future__ import annotations
 
@@ -413,16 +415,52 @@ class ResBlock(Layer):
         return [(f"{self.name}.{sn}", sub) for sn, sub in self.subs.items() if isinstance(sub, BatchNorm2d)]
 
 
+class Pool2d(Layer):
+    """2x2 pooling with stride 2 over channels-last maps (pool2d below), and its backward: max
+    pooling sends each window's gradient to the pixel that won (the first one on a tie, as torch
+    does), average pooling gives each of the four a quarter."""
+
+    CORNERS = ((0, 0), (0, 1), (1, 0), (1, 1))  # row-major: torch's order when breaking ties
+
+    def __init__(self, name, kind):
+        super().__init__(name)
+        self.kind = kind                # "max" | "avg"
+
+    def forward(self, x, train=False):  # (N, H, W, C) -> (N, H/2, W/2, C)
+        self.shape = x.shape
+        if self.kind == "max":
+            hh, ww = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
+            self.win = np.argmax(np.stack([x[:, i:hh:2, j:ww:2] for i, j in self.CORNERS]), axis=0)
+        return pool2d(x, self.kind)
+
+    def backward(self, grad):           # (N, H/2, W/2, C) -> (N, H, W, C); an odd last row gets 0
+        dx = np.zeros(self.shape, grad.dtype)
+        hh, ww = self.shape[1] // 2 * 2, self.shape[2] // 2 * 2
+        for k, (i, j) in enumerate(self.CORNERS):
+            dx[:, i:hh:2, j:ww:2] = grad * 0.25 if self.kind == "avg" else np.where(self.win == k, grad, 0)
+        return dx
+
+
+class FlattenMaps(Layer):
+    """A CNN's flatten: torch flattens (C, H, W), the twin's maps are (H, W, C); permuting first
+    keeps fc1's weight exactly torch's."""
+
+    def forward(self, x, train=False):  # (N, H, W, C) -> (N, C*H*W)
+        self.shape = x.shape
+        return x.transpose(0, 3, 1, 2).reshape(len(x), -1)
+
+    def backward(self, grad):           # (N, C*H*W) -> (N, H, W, C)
+        n, h, w, c = self.shape
+        return grad.reshape(n, c, h, w).transpose(0, 2, 3, 1)
+
+
 # --- the MLP: the layers in the order of the plan --------------------------------------
 
 class NumpyMLP:
-    """An MLP's (or a ResNet's) layer plan as the layers above; names and state_dict keys match torch's."""
+    """A model's layer plan as the layers above (an MLP's, a ResNet's or a CNN's; the name is
+    the first it had); names and state_dict keys match torch's."""
 
     def __init__(self, config: ModelConfig, rng: np.random.Generator, dtype=np.float32):
-        if config.kind not in ("mlp", "resnet"):
-            raise ConfigError("the NumPy trainer trains MLPs and ResNets only (a CNN's pooling backward is "
-                              "left out); train CNNs with the torch engine — the manual twin still runs "
-                              "them for inference")
         self.config, self.dtype = config, dtype
         self.layers = []
         for s in layer_plan(config):
@@ -432,7 +470,9 @@ class NumpyMLP:
                     # the float32 values a checkpoint stores, so the saved model computes the same
                     layer = Normalize(s.name, dtype(np.float32(a["mean"])), dtype(np.float32(a["std"])))
                 case "flatten":
-                    layer = Flatten(s.name)
+                    layer = Flatten(s.name) if config.kind == "mlp" else FlattenMaps(s.name)
+                case "pool":
+                    layer = Pool2d(s.name, a["type"])
                 case "linear":
                     layer = Linear(s.name, a["in"], a["out"], rng, dtype)
                 case "batchnorm1d":
@@ -514,7 +554,7 @@ class NumpyMLP:
             bn.num_batches_tracked = int(sd.get(f"{name}.num_batches_tracked", 0))
 
 
-# --- forward only: the CNN layers (ManualNet runs trained CNNs; no backward by hand) --
+# --- forward functions shared with inference (ManualNet): convolution, pooling, blocks --
 #
 # Feature maps are channels-last, (N, H, W, C): then a window's pixels are contiguous
 # runs of C numbers, and a convolution's matrix product needs no transpose.
