@@ -8,7 +8,7 @@ second one exits at once; it beats into artifacts/.dispatcher.json, and whoever 
 starts another. Everything it knows is in the store, so a killed dispatcher loses nothing: the
 next one reads the same records and goes on in the same order.
 
-Each tick (every half second) it
+Each tick (every second) it
   * puts back in line a run it had started whose trainer died before it began training (three
     tries, then the run fails with the reason), and marks `interrupted` a running one whose
     process died (its best checkpoint stays);
@@ -37,7 +37,7 @@ from typing import Any, Callable
 from . import runs
 from .files import read_json, write_json_atomic
 
-TICK_S = 0.5
+TICK_S = 1.0            # a look at the store a second: a waiting run starts within about a second
 # a dispatcher with nothing to do for this long exits (the next submit or page view starts one)
 IDLE_EXIT_S = float(os.environ.get("FMNIST_DISPATCHER_IDLE_S", "300"))
 BEAT_STALE_S = 10.0      # a dispatcher that has not beaten for this long is taken for dead
@@ -143,31 +143,40 @@ def _spec_key(run: dict[str, Any], same_model_only: bool = False) -> str:
     return json.dumps({k: c.get(k) for k in keep}, sort_keys=True, default=str)
 
 
-def expected_seconds(run: dict[str, Any], finished: list[dict[str, Any]]) -> float | None:
-    """How long `run` will take from start to end: the median of finished runs with the same
-    settings, else those with the same model scaled by epochs, else its price's estimate."""
-    def wall(r):
-        st = r.get("status_info") or {}
-        return (st["finished"] - st["started"]) if st.get("finished") and st.get("started") else None
-    same = [w for r in finished if _spec_key(r) == _spec_key(run) and (w := wall(r))]
-    if same:
-        return statistics.median(same)
-    epochs = ((run.get("config") or {}).get("train_config") or {}).get("epochs") or 1
-    per_epoch = [w / max((r.get("status_info") or {}).get("epochs_run") or 1, 1) for r in finished
-                 if _spec_key(r, True) == _spec_key(run, True) and (w := wall(r))]
-    if per_epoch:
-        return statistics.median(per_epoch) * epochs
-    p = (run.get("status_info") or {}).get("price") or {}
-    return float(p["seconds"]) if isinstance(p, dict) and p.get("seconds") else None
+class History:
+    """How long finished runs took, by their settings and by their model: built once per
+    estimate, so placing 60 waiting runs does not compare every pair of runs again."""
+
+    def __init__(self, finished: list[dict[str, Any]]):
+        self.same: dict[str, list[float]] = {}
+        self.per_epoch: dict[str, list[float]] = {}
+        for r in finished:
+            st = r.get("status_info") or {}
+            if not (st.get("finished") and st.get("started")):
+                continue
+            wall = st["finished"] - st["started"]
+            self.same.setdefault(_spec_key(r), []).append(wall)
+            self.per_epoch.setdefault(_spec_key(r, True), []).append(wall / max(st.get("epochs_run") or 1, 1))
+
+    def expected(self, run: dict[str, Any]) -> float | None:
+        same = self.same.get(_spec_key(run))
+        if same:
+            return statistics.median(same)
+        per_epoch = self.per_epoch.get(_spec_key(run, True))
+        if per_epoch:
+            epochs = ((run.get("config") or {}).get("train_config") or {}).get("epochs") or 1
+            return statistics.median(per_epoch) * epochs
+        p = (run.get("status_info") or {}).get("price") or {}
+        return float(p["seconds"]) if isinstance(p, dict) and p.get("seconds") else None
 
 
-def _time_left(r: dict[str, Any], finished: list[dict[str, Any]], now: float) -> float | None:
+def _time_left(r: dict[str, Any], history: History, now: float) -> float | None:
     st = r.get("status_info") or {}
     started, progress = st.get("started"), st.get("progress")
     if r["status"] == "running" and started and isinstance(progress, (int, float)) and progress > 0.01:
         elapsed = now - started
         return elapsed * (1 - progress) / progress
-    total = expected_seconds(r, finished)
+    total = history.expected(r)
     return None if total is None else max(total - ((now - started) if started else 0.0), 0.0)
 
 
@@ -179,8 +188,8 @@ def estimates(run_list: list[dict[str, Any]], slots: int, now: float | None = No
     each run ahead takes a slot for as long as runs like it took (or its price says), `slots`
     at a time. blocked: the teacher's benchmark goes first (its length is unknown)."""
     now = now or time.time()
-    finished = [r for r in run_list if r["status"] == "finished"]
-    free = [_time_left(r, finished, now) for r in occupying(run_list, now)]
+    history = History([r for r in run_list if r["status"] == "finished"])
+    free = [_time_left(r, history, now) for r in occupying(run_list, now)]
     unknown = blocked or any(f is None for f in free)
     free = sorted(f for f in free if f is not None)
     free += [0.0] * max(slots - len(free), 0)
@@ -189,7 +198,7 @@ def estimates(run_list: list[dict[str, Any]], slots: int, now: float | None = No
     for pos, r in enumerate(waiting(run_list), 1):
         start = heapq.heappop(free) if free else 0.0
         out[r["run_id"]] = {"position": pos, "ahead": pos - 1, "wait": None if unknown else start}
-        took = expected_seconds(r, finished)
+        took = history.expected(r)
         if took is None:
             unknown = True
         heapq.heappush(free, start + (took or 0.0))
@@ -306,9 +315,8 @@ class Dispatcher:
         from .roles import class_settings
         now = time.time()
         active = runs.list_runs(statuses=runs.ACTIVE)
-        for r in active:
-            self._tidy(r, now)
-        active = runs.list_runs(statuses=runs.ACTIVE)
+        if sum(self._tidy(r, now) for r in active):  # something changed: read the line again
+            active = runs.list_runs(statuses=runs.ACTIVE)
         holding = occupying(active, now)
         jobs_running = analysis.running()
         used = sum(_here_mb(r) for r in holding) + sum(j.get("price_mb", 0) for j in jobs_running)
@@ -334,17 +342,17 @@ class Dispatcher:
             used += _here_mb(r)
         return bool(active or jobs_waiting or jobs_running)
 
-    def _tidy(self, r: dict[str, Any], now: float) -> None:
+    def _tidy(self, r: dict[str, Any], now: float) -> bool:
         """A run asked to stop before it started: cancelled. A run this server started whose
-        process is gone: back in line, or interrupted."""
+        process is gone: back in line, or interrupted. True when it changed the run."""
         info = r["status_info"]
         if r["status"] == "queued" and info.get("cancel") in (1, "1"):
             if not dispatched(r) or (info.get("executor") == "ray" and _ray_cancel(r["run_id"])):
                 runs.set_status(r["run_id"], "cancelled", message="cancelled while waiting in the queue",
                                 finished=now)
-                return
+                return True
         if not dispatched(r) or runs.alive(r, now):
-            return
+            return False
         if r["status"] == "queued":  # the trainer died before it began: try again, a few times
             tries = int(info.get("tries") or 0)
             if tries >= MAX_TRIES:
@@ -355,6 +363,7 @@ class Dispatcher:
         else:
             runs.set_status(r["run_id"], "interrupted", message="the training process ended without finishing "
                             "(server restart or crash); the best checkpoint so far is kept")
+        return True
 
 
 def _ray_cancel(run_id: str) -> bool:

@@ -23,6 +23,7 @@ from fmnist_core.views.format import format_seconds, plural
 APP_FILE = Path(__file__).resolve().parent.parent / "app.py"
 FONT = 17            # chart font size: readable from the back of a classroom
 COLORS = px.colors.qualitative.Safe  # colour-blind-safe, distinct on a washed-out projector
+QUEUE_SHOWN = 5     # waiting runs the sidebar lists (and each student's own)
 POLL_SECONDS = 1.5   # live views (and the sidebar's queue) re-read the run list this often while a run is active
 
 # widget keys whose values survive a visit to another page (Streamlit drops the state of
@@ -424,12 +425,20 @@ def queue() -> dict[str, dict]:
     """run_id -> place in line and estimated wait of every run waiting in the queue
     (queue.estimates, the dispatcher's order), from the cached run list: the sidebar, the Train
     page and the CLI say the same."""
-    from fmnist_core.queue import benchmark_state, estimates
-    return estimates(run_list(), class_settings()["max_concurrent"], blocked=benchmark_state() is not None)
+    from fmnist_core.queue import benchmark_state
+    return _queue(runs.tracking_uri(), class_settings()["max_concurrent"], benchmark_state() is not None)
+
+
+@st.cache_data(ttl=1.0, show_spinner=False, max_entries=4)
+def _queue(store_uri: str, slots: int, blocked: bool) -> dict[str, dict]:
+    """Once a second for the whole server, not once per session per poll."""
+    from fmnist_core.queue import estimates
+    return estimates(run_list(), slots, blocked=blocked)
 
 
 def _queue_panel(was_active: bool) -> None:
     from fmnist_core.queue import benchmark_state
+    from ui import identity
     active = shared.active_runs(active_run_list())
     bench_job = benchmark_state()
     if bench_job:
@@ -439,9 +448,13 @@ def _queue_panel(was_active: bool) -> None:
     if not active and not bench_job:
         st.caption("No training running or waiting.")
     line = queue()
-    # running and starting first, then the waiting runs in the dispatcher's order
+    # running and starting first, then the waiting runs in the dispatcher's order: the first
+    # few and your own (a class's 60 waiting runs would fill the sidebar of 30 browsers)
     active = sorted(active, key=lambda r: (line.get(r["run_id"], {}).get("position", 0), r["created"]))
-    for r in active:
+    me = identity.current_user().id
+    shown = [r for r in active if r["run_id"] not in line or line[r["run_id"]]["position"] <= QUEUE_SHOWN
+             or r["owner_id"] == me]
+    for r in shown:
         if r["status"] == "queued" and r["run_id"] not in line:
             st.caption(f":material/rocket_launch: **starting**: {r['label']}")
         elif r["status"] == "running":
@@ -453,5 +466,7 @@ def _queue_panel(was_active: bool) -> None:
             when = ("" if wait is None else " · starting" if wait < 1 else
                     f" · starts in about {format_seconds(wait)}")
             st.caption(f":material/hourglass_top: **#{q.get('position', '?')} in line**: {r['label']}{when}")
+    if len(shown) < len(active):
+        st.caption(f"… and {len(active) - len(shown)} more waiting")
     if was_active and not active:
         st.rerun()  # a full rerun redraws this panel without run_every: polling stops

@@ -267,7 +267,7 @@ def active_runs(run_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
         st = r["status_info"]
         out.append({"run_id": r["run_id"], "status": r["status"], "created": r["config"]["created"],
                     "progress": st.get("progress"), "message": st.get("message", ""),
-                    "label": labels.run_label(r)})
+                    "label": labels.run_label(r), "owner_id": r.get("owner_id") or ""})
     out.sort(key=lambda r: r["created"])
     return out
 
