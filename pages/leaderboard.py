@@ -33,19 +33,32 @@ def _hide(run_id: str, hidden: bool) -> None:
 
 def _board() -> None:
     me = identity.current_user()
-    df = common.leaderboard(show_hidden=me.teacher)
-    if df.empty:
+    # the projector view: exactly the students' board, on the teacher's own screen
+    projector = me.teacher and st.toggle("Projector view: what students see", key="lb_projector",
+                                         help="Hidden runs left out and no teacher controls, as on "
+                                              "every student's screen.")
+    teacher = me.teacher and not projector
+    df = common.leaderboard(show_hidden=teacher)
+    shown = view.visible(df)
+    if shown.empty and df.empty:
         st.info("No finished run yet. Launch one on the Train page; it appears here when it finishes.")
         return
-    best = df.iloc[0]
     c = st.columns(3)
-    c[0].metric("Best test accuracy", f"{best['test_accuracy']:.2%}", help=f"{best['owner']}: {best['model']}")
-    c[1].metric("Runs on the board", len(df))
-    c[2].metric("Students", df["owner"].nunique())
-    table = df.drop(columns=["run_id", "kind", "status"] + ([] if me.teacher else ["hidden"]))
+    if len(shown):
+        best = shown.iloc[0]
+        c[0].metric("Best test accuracy", f"{best['test_accuracy']:.2%}", help=f"{best['owner']}: {best['model']}")
+    else:
+        c[0].metric("Best test accuracy", "—")
+    c[1].metric("Runs on the board", len(shown))
+    c[2].metric("Students", shown["owner"].nunique())
+    if teacher and view.hidden_note(df):
+        st.caption(f":material/visibility_off: {view.hidden_note(df)}")
+    table = view.table(df, teacher)
     st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 560), placeholder="—",
                  column_config={
                      "rank": st.column_config.NumberColumn("#", width="small"),
+                     "board": st.column_config.TextColumn("board", width="small",
+                                                          help="HIDDEN: not on the students' board"),
                      "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
                      "train_seconds": st.column_config.NumberColumn("seconds", format="%.0f"),
                      "parameters": st.column_config.NumberColumn(format="localized"),
@@ -55,13 +68,16 @@ def _board() -> None:
                      "augment_shift": st.column_config.NumberColumn("shift"),
                      "epochs_run": st.column_config.NumberColumn("epochs run"),
                      "changes": st.column_config.TextColumn("what differs from the preset")})
-    if len(df) >= 2:
-        st.plotly_chart(view.parallel_figure(df), theme=None, key="lb_parallel")
+    same = view.constant_settings(shown)
+    if same:
+        st.caption("All runs: " + ", ".join(same.values()) + ".")
+    if len(shown) >= 2:
+        st.plotly_chart(view.parallel_figure(shown), theme=None, key="lb_parallel")
         st.caption("One line per run, coloured by test accuracy: follow the bright lines back to the "
                    "settings that won. Drag along an axis to pick a range.")
-    if me.teacher:
+    if teacher:
         with st.expander("Hide a run from the board", icon=":material/visibility_off:"):
-            labels = {r: f"#{k} {o} · {m} · {a:.2%}" + (" (hidden)" if h else "")
+            labels = {r: ("(hidden) " if h else f"#{k} ") + f"{o} · {m} · {a:.2%}"
                       for r, k, o, m, a, h in df[["run_id", "rank", "owner", "model", "test_accuracy", "hidden"]]
                       .itertuples(index=False)}
             pick = st.selectbox("Run", list(labels), format_func=labels.get, key="lb_pick")
