@@ -82,8 +82,16 @@ def test_drawing_advice_names_what_differs_from_the_dataset():
     assert view.drawing_advice(x, size, 24, "Sneaker") == []
     x, size = prepared(canvas(WIDE_TSHIRT, fill=True))
     tips = dict(view.drawing_advice(x, size, 24, "Bag"))
-    assert list(tips) == ["wide"] and "taller than wide" in tips["wide"]
+    # read as Bag, a wide drawing may be a top or a shoe: both hints, proportions said once, as words
+    assert list(tips) == ["wide", "shoe"] and "taller than wide" in tips["wide"]
+    assert "times as wide as tall" in tips["wide"] and " : 1" not in tips["wide"]
+    assert "times as wide as tall" in tips["shoe"] and not tips["shoe"].startswith("Your drawing is")
     assert view.drawing_advice(x, size, 24, "Sneaker") == []  # not a top: its proportions are its own
+    # a wide T-shirt the model reads as a top, and is sure of: nothing to correct
+    assert view.drawing_advice(x, size, 24, "T-shirt/top", 0.846) == []
+    assert [k for k, _ in view.drawing_advice(x, size, 24, "T-shirt/top", 0.3)] == ["wide"]
+    assert view.ratio_words(87, 100) == "about 1.1 times as wide as tall"
+    assert view.ratio_words(130, 100) == "about 1.3 times as tall as wide"
 
 
 def test_an_outlined_sneaker_is_a_sandal_until_filled_in():
