@@ -22,7 +22,7 @@ from fmnist_core.views.format import format_seconds
 from fmnist_core.errors import ConfigError, WorkbenchError
 from fmnist_core.models import ACTIVATIONS, DEMO_PRESET, config_to_dict, preset, preset_names
 from fmnist_core.train import OPTIMIZERS, SCHEDULES
-from ui import common, identity, nav
+from ui import common, identity, model_picker, nav
 
 DEFAULT_START = DEMO_PRESET  # the fast CNN for live class demos (bench-train times it)
 ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP, ResNet)"}
@@ -42,6 +42,24 @@ def _apply_start() -> None:
     """'Start from' changed: load that preset's values into the form widgets."""
     for k, v in view.form_defaults(st.session_state.tr_start).items():
         st.session_state[f"tr_{k}"] = v
+    st.session_state.tr_limit_note = None
+    _fit_limits()
+
+
+def _limits() -> dict | None:
+    """The class limits this browser's launches are checked against (roles.check_submit); None
+    for the teacher (and the laptop's single user), who has none."""
+    return None if identity.current_user().teacher else common.class_settings()
+
+
+def _fit_limits() -> None:
+    """A preset (or a link, or a limit lowered meanwhile) asking more epochs than the class limit:
+    the field is set to the limit before it is drawn, so the form stays launchable, and says so."""
+    lim = _limits()
+    asked = st.session_state.get("tr_epochs")
+    if lim and isinstance(asked, (int, float)) and asked > lim["max_epochs"]:
+        st.session_state.tr_limit_note = view.epochs_lowered(st.session_state.tr_start, int(asked), lim["max_epochs"])
+        st.session_state.tr_epochs = lim["max_epochs"]
 
 
 def _init_state() -> None:
@@ -89,6 +107,7 @@ def _launch(spec: dict, label: str) -> None:
 
 def page() -> None:
     _init_state()
+    _fit_limits()
     st.title("Train a model")
     st.caption("Training runs as its own process: you can close this tab or switch pages, the run "
                "goes on and its results stay in the run registry.")
@@ -155,8 +174,12 @@ def _model_widgets() -> None:
 
 def _training_widgets() -> None:
     st.subheader("Training")
+    lim = _limits()
     a, b, c, d = st.columns(4)
-    a.number_input("Epochs", step=1, key="tr_epochs")
+    a.number_input("Epochs", step=1, key="tr_epochs", max_value=lim["max_epochs"] if lim else None,
+                   help=f"The class limit is {lim['max_epochs']} epochs per run." if lim else None)
+    if st.session_state.get("tr_limit_note"):
+        st.caption(f":material/info: {st.session_state.tr_limit_note}")
     b.number_input("Batch size", step=16, key="tr_batch_size")
     c.selectbox("Optimizer", OPTIMIZERS, key="tr_optimizer")
     d.number_input("Learning rate", step=1e-4, format="%g", key="tr_lr")
@@ -215,6 +238,13 @@ def _summary_and_launch() -> None:
         total = int(table["parameters"].sum())
         st.metric("Trainable parameters", f"{total:,}")
         st.caption(shared.describe_model(config_to_dict(mcfg)))
+        lim = _limits()
+        if lim:
+            # the class limits where they apply, before Launch (check_submit refuses past them)
+            st.caption(view.limits_caption(lim, total))
+            over = view.over_parameter_limit(total, lim)
+            if over:
+                problems = [*problems, over]
         st.dataframe(table, hide_index=True, width="stretch", height=min(42 + 37 * len(table), 460),
                      column_config={"parameters": st.column_config.NumberColumn(format="localized")})
     if label:
@@ -298,9 +328,11 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
     c = st.columns(5)
     c[0].metric("Epoch", f"{info['epoch']} / {info['epochs']}" if info["epochs"] else "—")
     c[1].metric("Epoch time", format_seconds(info["epoch_seconds"]))
-    c[2].metric("Elapsed", format_seconds(info["elapsed"]),
-                help="Since the run started: loading the data and the final test included, so more "
-                     "than the training time the run's message gives.")
+    c[2].metric("Wall clock", format_seconds(info["elapsed"]),
+                f"training alone {format_seconds(info['train_seconds'])}" if info.get("train_seconds") else None,
+                delta_color="off", delta_arrow="off",
+                help="Since the run's process started: loading Python, PyTorch and the data, and the final "
+                     "test included. 'Training alone' is the epochs' time, the figure the run's message gives.")
     c[3].metric("ETA", format_seconds(info["eta"]) if info["active"] else "—")
     st_info = run["status_info"]
     if st_info.get("test_accuracy") is not None:
@@ -334,9 +366,15 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
                 {"error": st.error, "warning": st.warning, "info": st.info}[f.severity](f.text)
             else:
                 st.caption(f":material/check_circle: {f.text}")
+        # links from a run carry the run: the page opens on it, not on a shipped model
         nxt = st.columns(3)
-        nxt[0].page_link(nav.page("results"), label="Results: its mistakes", icon=":material/analytics:")
-        nxt[1].page_link(nav.page("predict"), label="Predict: draw for it", icon=":material/online_prediction:")
+        if nxt[0].button("Results: its mistakes", icon=":material/analytics:", key=f"to_results_{run_id}"):
+            st.session_state.res_sel = [f"run:{run_id}"]
+            st.session_state.res_detail = f"run:{run_id}"
+            st.switch_page(nav.page("results"))
+        if nxt[1].button("Predict: draw for it", icon=":material/online_prediction:", key=f"to_predict_{run_id}"):
+            st.session_state[model_picker.CHOICE] = f"run:{run_id}"
+            st.switch_page(nav.page("predict"))
     elif info["status"] in ("failed", "diverged", "interrupted"):
         st.error(shared.for_browser(info["text"]))
         for f in view.diagnosis(run):

@@ -2,7 +2,8 @@
 
   * the form      widget values <-> (model config, train config) for a preset or a blank
                   MLP/CNN, the fields changed from the preset, every problem as one sentence
-                  before launch, and the run spec the launcher takes
+                  before launch, and the run spec the launcher takes; the class limits said
+                  where they apply (roles.check_submit enforces them at Launch)
   * progress      progress fraction, epoch x/y, last epoch time, elapsed and ETA of a run
   * the queue     each waiting run's place in line and its wait, estimated from the runs
                   running now and how long runs like the ones ahead took
@@ -172,10 +173,34 @@ def check_form(v: dict[str, Any], devices: dict[str, str | None]) -> tuple[dict 
     return spec, label, []
 
 
+def epochs_lowered(start: str, asked: int, limit: int) -> str:
+    """The note beside Epochs when the form was set to the class limit."""
+    return (f"{start} trains {asked} epochs; the class limit is {limit} per run, so the form asks {limit}. "
+            "It keeps its best epoch, as any run does.")
+
+
+def limits_caption(limits: dict[str, Any], parameters: int) -> str:
+    """One line under the parameter count: the class limits a launch is checked against."""
+    from .format import format_seconds
+    return (f"Class limits: {parameters:,} of {limits['max_parameters']:,} parameters · at most "
+            f"{limits['max_epochs']} epochs · training stops after {format_seconds(limits['max_seconds'])} "
+            f"(keeping its best epoch) · {limits['max_active_per_student']} run(s) of yours waiting or "
+            "running at once.")
+
+
+def over_parameter_limit(parameters: int, limits: dict[str, Any]) -> str | None:
+    """The problem that blocks Launch when the model is past the class's parameter limit."""
+    if parameters > limits["max_parameters"]:
+        return (f"This model has {parameters:,} parameters; the class limit is {limits['max_parameters']:,}: "
+                "make it narrower or shallower.")
+    return None
+
+
 # --- progress ------------------------------------------------------------------------------
 
 def progress_info(run: dict[str, Any], now: float | None = None) -> dict[str, Any]:
-    """Progress fraction, epoch x/y, last epoch time, elapsed and ETA of a run."""
+    """Progress fraction, epoch x/y, last epoch time, elapsed (wall clock since the start), the
+    training time alone (train_seconds) and ETA of a run."""
     now = now or time.time()
     st = run.get("status_info") or {}
     hist = run.get("history") or []
@@ -193,11 +218,14 @@ def progress_info(run: dict[str, Any], now: float | None = None) -> dict[str, An
     if status == "running" and elapsed and progress > 0.01:
         eta = elapsed * (1 - progress) / progress
     epoch_seconds = hist[-1].get("epoch_seconds") if hist else None
+    # the epochs' own time (what the run's message gives), apart from loading and the final test
+    train_seconds = st.get("train_seconds") or (sum(h.get("epoch_seconds") or 0.0 for h in hist) or None)
     text = st.get("message") or status
     if status == "queued" and st.get("queue_position"):
         text = f"waiting in the queue: position {st['queue_position']}"
     return {"status": status, "progress": min(max(progress, 0.0), 1.0), "epoch": st.get("epoch") or len(hist),
             "epochs": epochs, "epoch_seconds": epoch_seconds, "elapsed": elapsed, "eta": eta,
+            "train_seconds": train_seconds,
             "text": text, "active": status in runs.ACTIVE,
             "batch_loss": st.get("batch_loss") if status == "running" else None}
 
