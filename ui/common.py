@@ -50,6 +50,15 @@ def init_state(defaults: dict) -> None:
             st.session_state[key] = value
 
 
+def loading_note(path: str, box, text: str) -> None:
+    """On this session's first visit of a page, `box` (a placeholder at the top of the main area,
+    emptied by the entry file once the page has drawn) says what is loading."""
+    seen = st.session_state.setdefault("seen_pages", set())
+    if path not in seen:
+        seen.add(path)
+        box.caption(text)
+
+
 # --- cached, shared, read-only ---------------------------------------------------------
 
 @st.cache_resource(show_spinner="Loading Fashion-MNIST…")
