@@ -70,7 +70,7 @@ def _board() -> None:
                      "changes": st.column_config.TextColumn("what differs from the preset")})
     same = view.constant_settings(shown)
     if same:
-        st.caption("All runs: " + ", ".join(same.values()) + ".")
+        st.caption(("All runs on the students' board: " if teacher else "All runs: ") + ", ".join(same.values()) + ".")
     if len(shown) >= 2:
         st.plotly_chart(view.parallel_figure(shown), theme=None, key="lb_parallel")
         st.caption("One line per run, coloured by test accuracy: follow the bright lines back to the "

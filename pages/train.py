@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from fmnist_core import jobs, roles, runs
-from fmnist_core.views import labels as labels_view, share, shared, train as view
+from fmnist_core.views import labels as labels_view, results as results_view, share, shared, train as view
 from fmnist_core.views.format import format_seconds
 from fmnist_core.errors import ConfigError, WorkbenchError
 from fmnist_core.models import ACTIVATIONS, DEMO_PRESET, config_to_dict, preset, preset_names
@@ -389,6 +389,7 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
         left, right = st.columns(2)
         left.plotly_chart(common.curves_figure(long, "loss", by_split=True), theme=None, key="watch_loss")
         right.plotly_chart(common.curves_figure(long, "accuracy", by_split=True), theme=None, key="watch_acc")
+        st.caption(results_view.curves_caption(set(long["split"])))
         note = common.loss_note(long)
         if note:
             st.caption(f":material/info: {note}")

@@ -86,7 +86,7 @@ def visible(df: pd.DataFrame) -> pd.DataFrame:
 def table(df: pd.DataFrame, teacher: bool = False) -> pd.DataFrame:
     """The board as the page's table: no ids, no settings every run shares (constant_settings),
     and for the teacher a "board" column right after the rank that says which runs are hidden."""
-    out = df.drop(columns=["run_id", "kind", "status", *constant_settings(visible(df))], errors="ignore")
+    out = df.drop(columns=["run_id", "kind", "status", *constant_settings(df)], errors="ignore")
     hidden = out.pop("hidden").astype(bool)
     if teacher:
         out.insert(1, "board", hidden.map({True: "HIDDEN", False: "shown"}))
