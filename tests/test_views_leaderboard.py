@@ -59,3 +59,15 @@ def test_parallel_chart_and_table_leave_out_what_all_runs_share():
     assert constant_settings(two)["batch_size"] == "batch size 64"
     assert [d["label"] for d in parallel_figure(two).data[0]["dimensions"]] == [
         "learning rate (log)", "seconds", "test accuracy %"]
+
+
+def test_download_names_say_owner_preset_changes_and_date():
+    """Issue 25, item 12: downloads named by what the run is, in characters any system accepts."""
+    from fmnist_core.views.labels import file_stem, safe_name
+    r = _run("912f0c4f", "Zoë O'Neil", lr=0.01, epochs=5)
+    r["config"]["created"] = 1764925920.0  # 2025-12-05 09:12 UTC
+    stem = file_stem(r)
+    assert stem == "Zoe-O-Neil_mlp-seed000_epochs-5-lr-0.01_2025-12-05-0912", stem
+    assert "912f0c4f" not in stem
+    assert safe_name("../../etc/passwd", "run") == "etc-passwd" and safe_name("...", "run") == "run"
+    assert file_stem({"config": {}}) == "MLP-784-10"
