@@ -60,6 +60,8 @@ def _fit_limits() -> None:
     if lim and isinstance(asked, (int, float)) and asked > lim["max_epochs"]:
         st.session_state.tr_limit_note = view.epochs_lowered(st.session_state.tr_start, int(asked), lim["max_epochs"])
         st.session_state.tr_epochs = lim["max_epochs"]
+    elif not lim or asked != lim["max_epochs"]:
+        st.session_state.tr_limit_note = None  # the student chose another number since
 
 
 def _init_state() -> None:
