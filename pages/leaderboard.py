@@ -54,20 +54,21 @@ def _board() -> None:
     if teacher and view.hidden_note(df):
         st.caption(f":material/visibility_off: {view.hidden_note(df)}")
     table = view.table(df, teacher)
+    # fixed widths that add up to less than the main column at 1400 px: the table fits a laptop
+    # and a projector alike (auto widths grew with the content and cut it off at the right)
     st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 560), placeholder="—",
                  column_config={
-                     "rank": st.column_config.NumberColumn("#", width="small"),
-                     "board": st.column_config.TextColumn("board", width="small",
+                     "rank": st.column_config.NumberColumn("#", width=40),
+                     "board": st.column_config.TextColumn("board", width=70,
                                                           help="HIDDEN: not on the students' board"),
-                     "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
-                     "train_seconds": st.column_config.NumberColumn("seconds", format="%.0f"),
-                     "parameters": st.column_config.NumberColumn(format="localized"),
-                     "lr": st.column_config.NumberColumn("learning rate", format="%g"),
-                     "batch_size": st.column_config.NumberColumn("batch"),
-                     "weight_decay": st.column_config.NumberColumn("L2", format="%g"),
-                     "augment_shift": st.column_config.NumberColumn("shift"),
-                     "epochs_run": st.column_config.NumberColumn("epochs run"),
-                     "changes": st.column_config.TextColumn("what differs from the preset")})
+                     "owner": st.column_config.TextColumn(width=90),
+                     "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent", width=100),
+                     "train_seconds": st.column_config.NumberColumn("seconds", format="%.0f", width=70),
+                     "model": st.column_config.TextColumn(width=160),
+                     "preset": st.column_config.TextColumn(width=110),
+                     "changes": st.column_config.TextColumn("what differs", width=180,
+                                                            help="What differs from the preset"),
+                     "parameters": st.column_config.NumberColumn(format="localized", width=85)})
     same = view.constant_settings(shown)
     if same:
         st.caption(("All runs on the students' board: " if teacher else "All runs: ") + ", ".join(same.values()) + ".")

@@ -331,7 +331,8 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
     c[0].metric("Epoch", f"{info['epoch']} / {info['epochs']}" if info["epochs"] else "—")
     c[1].metric("Epoch time", format_seconds(info["epoch_seconds"]))
     c[2].metric("Wall clock", format_seconds(info["elapsed"]),
-                f"training alone {format_seconds(info['train_seconds'])}" if info.get("train_seconds") else None,
+                # in the unit of the run's message ("finished 2 epochs in 27.9 s"), so the two read alike
+                f"training alone {info['train_seconds']:.1f} s" if info.get("train_seconds") else None,
                 delta_color="off", delta_arrow="off",
                 help="Since the run's process started: loading Python, PyTorch and the data, and the final "
                      "test included. 'Training alone' is the epochs' time, the figure the run's message gives.")

@@ -104,15 +104,18 @@ def unlock(page, server) -> None:
     wait_idle(page)
 
 
-# JS: watch for grey skeletons in the main area shown with no word of what is loading; returns the
-# longest such stretch in ms (installed before the page's first script runs)
+# JS: from the page's start, how long the main area showed grey skeletons with no word of what is
+# loading (__bare, ms), whether the loading line was seen (__said), and when the page's own title
+# came (__title, ms); installed before the page's first script runs
 SKELETON_WATCH = """
-window.__bare = 0; window.__since = null;
+window.__bare = 0; window.__since = null; window.__said = false; window.__title = null;
 const tick = () => {
   const main = document.querySelector('[data-testid="stMain"]');
   const skel = main && main.querySelector('[data-testid="stSkeleton"]');
-  const said = main && /Loading/.test(main.innerText || '');
+  const said = !!main && /Loading the page/.test(main.innerText || '');
   const now = performance.now();
+  window.__said = window.__said || said;
+  if (window.__title === null && main && main.querySelector('h1')) window.__title = now;
   if (skel && !said) { if (window.__since === null) window.__since = now;
                        window.__bare = Math.max(window.__bare, now - window.__since); }
   else window.__since = null;
@@ -124,15 +127,20 @@ requestAnimationFrame(tick);
 
 def test_13_first_visit_says_what_is_loading(server, people):
     """Item 13: on a fresh server, Home and Train said nothing for several seconds (grey skeletons
-    while the sidebar loaded the dataset, PyTorch and the store). Runs first: the server is cold."""
+    while the app imported PyTorch and the sidebar loaded the dataset and the store). Runs first:
+    the server is cold. Now a line says what is loading before the slow part; what is left bare
+    is the connection and the script's start, a small share of the wait (the machine's load
+    stretches both alike, so the bound is a share, with an absolute floor for a quick page)."""
     ada = people(ADA, "Ada")
     ada.add_init_script(SKELETON_WATCH)
     for path in ("home", "train"):
         ada.goto(f"{server}/{path}")
-        wait_idle(ada, timeout=120)
-        bare = ada.evaluate("window.__bare")
-        # the connection itself takes a moment before the first word can arrive (under load too)
-        assert bare < 2500, f"{path}: {bare:.0f} ms of skeletons with no word of what is loading"
+        wait_idle(ada, timeout=180)
+        bare, said, title = ada.evaluate("[window.__bare, window.__said, window.__title]")
+        assert title is not None
+        if path == "home":  # the cold start: the slow imports are ahead, and the line says so
+            assert said, "no word of what is loading on a cold server's first page"
+        assert bare < max(1500, 0.5 * title), f"{path}: {bare:.0f} ms of skeletons with no word, title at {title:.0f} ms"
         assert exceptions(ada) == []
         assert ada.get_by_text("Loading the page").count() == 0  # cleared once the page is drawn
 
@@ -247,7 +255,7 @@ def test_08_09_wall_clock_training_time_and_the_epoch_break(server, people):
     said = re.search(r"finished 2 epochs in ([\d.]+) s", ada.locator('[data-testid="stMain"]').inner_text())
     assert said, "the run's message"
     shown = re.search(r"training alone ([\d.]+) s", delta)
-    assert shown and abs(float(shown.group(1)) - float(said.group(1))) <= 0.5, (delta, said.group(0))
+    assert shown and shown.group(1) == said.group(1), (delta, said.group(0))  # the same figure, the same unit
     assert ada.get_by_text("under a minute").count() == 0
     # the accuracy chart: a gap (null) in the training line between the epochs
     ys = _plot(ada, "watch_acc").evaluate(

@@ -84,9 +84,11 @@ def visible(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def table(df: pd.DataFrame, teacher: bool = False) -> pd.DataFrame:
-    """The board as the page's table: no ids, no settings every run shares (constant_settings),
-    and for the teacher a "board" column right after the rank that says which runs are hidden."""
-    out = df.drop(columns=["run_id", "kind", "status", *constant_settings(df)], errors="ignore")
+    """The board as the page's table: who, how well, how fast, which model and preset, what differs
+    (in words), parameters; and for the teacher a "board" column right after the rank that says
+    which runs are hidden. The settings themselves are the chart's axes (and the words of "what
+    differs"): as columns too they pushed the table past a projector's width."""
+    out = df.drop(columns=["run_id", "kind", "status", "epochs_run", *[k for k, _, _ in KEYS]], errors="ignore")
     hidden = out.pop("hidden").astype(bool)
     if teacher:
         out.insert(1, "board", hidden.map({True: "HIDDEN", False: "shown"}))
