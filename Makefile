@@ -48,6 +48,7 @@ models: setup
 	$(PY) -m fmnist_core train --preset mlp-best --threads 1 --watch-test --save artifacts/models/mlp.pt
 	$(PY) -m fmnist_core train --preset cnn-fast --threads 1 --watch-test --save artifacts/models/cnn.pt
 	$(PY) -m fmnist_core train --preset resnet --threads 1 --watch-test --save artifacts/models/resnet.pt
+	$(PY) -m fmnist_core train --preset mlp-seed000 --threads 1 --watch-test --save artifacts/models/mlp-seed000.pt
 
 bench: setup
 	$(PY) -m fmnist_core bench --out artifacts/benchmarks/latest.json

@@ -128,8 +128,8 @@ def diagnose(history: list[dict[str, Any]], test_accuracy: float | None = None,
                            f"still rising too. Both are low: train for more epochs."))
     if not out:
         what = f"{final:.1%}" if final is not None else "the accuracy reached"
-        close = (f"training and {split_name} accuracy stay close" if split else
-                 "(no held-out split: overfitting cannot be seen from the curves)")
+        close = (f", and training and {split_name} accuracy stay close." if split else
+                 ". With no held-out split, overfitting cannot be seen from the curves.")
         out.append(Finding("ok", "healthy",
-                           f"No problem found: the loss fell, {what} is well above chance, {close}."))
+                           f"No problem found: the loss fell and {what} is well above chance{close}"))
     return sorted(out, key=lambda f: SEVERITIES.index(f.severity))

@@ -66,7 +66,8 @@ def page() -> None:
 
     st.subheader("Shipped models")
     shipped = common.shipped_models()
-    rows = [{"model": m["name"], "architecture": shared.describe_model(m["model_config"]),
+    rows = [{"model": shared.SHIPPED_TITLES.get(m["name"], m["name"]), "preset": m["metrics"].get("preset"),
+             "architecture": shared.describe_model(m["model_config"]),
              "parameters": m.get("parameters"), "test accuracy": m["metrics"].get("test_accuracy"),
              "epochs": m["metrics"].get("epochs_run"), "trained": m["metrics"].get("trained"),
              "on": m["metrics"].get("device")} for m in shipped if m["available"]]

@@ -34,35 +34,52 @@ def _hide(run_id: str, hidden: bool) -> None:
 
 def _board() -> None:
     me = identity.current_user()
-    df = common.leaderboard(show_hidden=me.teacher)
-    if df.empty:
+    # the projector view: exactly the students' board, on the teacher's own screen
+    projector = me.teacher and st.toggle("Projector view: what students see", key="lb_projector",
+                                         help="Hidden runs left out and no teacher controls, as on "
+                                              "every student's screen.")
+    teacher = me.teacher and not projector
+    df = common.leaderboard(show_hidden=teacher)
+    shown = view.visible(df)
+    if shown.empty and df.empty:
         st.info("No finished run yet. Launch one on the Train page; it appears here when it finishes.")
         return
-    best = df.iloc[0]
     c = st.columns(3)
-    c[0].metric("Best test accuracy", f"{best['test_accuracy']:.2%}", help=f"{best['owner']}: {best['model']}")
-    c[1].metric("Runs on the board", len(df))
-    c[2].metric("Students", df["owner"].nunique())
-    table = df.drop(columns=["run_id", "kind", "status"] + ([] if me.teacher else ["hidden"]))
+    if len(shown):
+        best = shown.iloc[0]
+        c[0].metric("Best test accuracy", f"{best['test_accuracy']:.2%}", help=f"{best['owner']}: {best['model']}")
+    else:
+        c[0].metric("Best test accuracy", "—")
+    c[1].metric("Runs on the board", len(shown))
+    c[2].metric("Students", shown["owner"].nunique())
+    if teacher and view.hidden_note(df):
+        st.caption(f":material/visibility_off: {view.hidden_note(df)}")
+    table = view.table(df, teacher)
+    # fixed widths that add up to less than the main column at 1400 px: the table fits a laptop
+    # and a projector alike (auto widths grew with the content and cut it off at the right)
     st.dataframe(table, hide_index=True, width="stretch", height=min(38 + 35 * len(table), 560), placeholder="—",
                  column_config={
-                     "rank": st.column_config.NumberColumn("#", width="small"),
-                     "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
-                     "train_seconds": st.column_config.NumberColumn("seconds", format="%.0f"),
-                     "parameters": st.column_config.NumberColumn(format="localized"),
-                     "lr": st.column_config.NumberColumn("learning rate", format="%g"),
-                     "batch_size": st.column_config.NumberColumn("batch"),
-                     "weight_decay": st.column_config.NumberColumn("L2", format="%g"),
-                     "augment_shift": st.column_config.NumberColumn("shift"),
-                     "epochs_run": st.column_config.NumberColumn("epochs run"),
-                     "changes": st.column_config.TextColumn("what differs from the preset")})
-    if len(df) >= 2:
-        st.plotly_chart(view.parallel_figure(df), theme=None, key="lb_parallel")
+                     "rank": st.column_config.NumberColumn("#", width=40),
+                     "board": st.column_config.TextColumn("board", width=70,
+                                                          help="HIDDEN: not on the students' board"),
+                     "owner": st.column_config.TextColumn(width=90),
+                     "test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent", width=100),
+                     "train_seconds": st.column_config.NumberColumn("seconds", format="%.0f", width=70),
+                     "model": st.column_config.TextColumn(width=160),
+                     "preset": st.column_config.TextColumn(width=110),
+                     "changes": st.column_config.TextColumn("what differs", width=180,
+                                                            help="What differs from the preset"),
+                     "parameters": st.column_config.NumberColumn(format="localized", width=85)})
+    same = view.constant_settings(shown)
+    if same:
+        st.caption(("All runs on the students' board: " if teacher else "All runs: ") + ", ".join(same.values()) + ".")
+    if len(shown) >= 2:
+        st.plotly_chart(view.parallel_figure(shown), theme=None, key="lb_parallel")
         st.caption("One line per run, coloured by test accuracy: follow the bright lines back to the "
                    "settings that won. Drag along an axis to pick a range.")
-    if me.teacher:
+    if teacher:
         with st.expander("Hide a run from the board", icon=":material/visibility_off:"):
-            labels = {r: f"#{k} {o} · {m} · {a:.2%}" + (" (hidden)" if h else "")
+            labels = {r: ("(hidden) " if h else f"#{k} ") + f"{o} · {m} · {a:.2%}"
                       for r, k, o, m, a, h in df[["run_id", "rank", "owner", "model", "test_accuracy", "hidden"]]
                       .itertuples(index=False)}
             pick = st.selectbox("Run", list(labels), format_func=labels.get, key="lb_pick")

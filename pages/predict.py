@@ -145,13 +145,17 @@ def _show(entry, image, prepared, what: str, truth: str | None, advice=None) -> 
             st.error(f"Cannot use {what}: {exc}", icon=":material/broken_image:")
             return
     st.session_state.pr_last = {"x": x, "what": what, "truth": truth}
-    if steps:
-        _steps(steps)
     if entry is None:
+        if steps:
+            _steps(steps)
         st.info("Choose a model above to see a prediction.")
         return
+    # the answer first, in view without scrolling; then how the image became the model's input
     result = view.predict_both(entry["model"], entry["net"], x)
     _prediction(result, truth)
+    if steps:
+        _steps(steps)
+    _agreement(result)
     predict_why.section(entry, x, result, image if prepared is None else None)
     predict_fool.section(entry, x, what)
     if advice is not None and steps:
@@ -166,7 +170,7 @@ def _drawing_advice(entry, x, steps, result: dict) -> None:
     # the pen width in the pixels the trim measured in: the canvas image comes at the screen's
     # pixel ratio, and preprocessing may have shrunk it
     pen = st.session_state.pr_stroke * named["grayscale"].size[0] / CANVAS_SIDE
-    tips = view.drawing_advice(x, named["trimmed to the item"].size, pen, result["label"])
+    tips = view.drawing_advice(x, named["trimmed to the item"].size, pen, result["label"], result["probability"])
     if not tips:
         return
     st.markdown("**Why the model may misread this drawing**")
@@ -187,9 +191,11 @@ def _steps(steps) -> None:
     per_row = 4
     for start in range(0, len(steps), per_row):
         for col, (name, img) in zip(st.columns(per_row), steps[start:start + per_row]):
-            col.image(view.for_display(img), caption=name, width="stretch")
+            # fixed-size square tiles: a tall thin drawing no longer stretches a column to 900 px
+            col.image(view.tile(img), caption=name, width=view.TILE_SIDE)
     st.caption("The last picture is exactly what the network gets: 28×28 gray levels, garment light "
-               "on black, filling the frame on its long side — like the dataset's own images.")
+               "on black, filling the frame on its long side — like the dataset's own images. Each step "
+               "is shown whole inside its square, on a dark frame.")
 
 
 def _prediction(r: dict, truth: str | None) -> None:
@@ -201,14 +207,6 @@ def _prediction(r: dict, truth: str | None) -> None:
     if truth is not None:
         (st.success if truth == r["label"] else st.warning)(
             f"The true class is **{truth}**: the model is {'right' if truth == r['label'] else 'wrong'}.")
-    c, d = st.columns([1, 2], vertical_alignment="center")
-    c.metric("Largest difference", f"{r['max_prob_diff']:.1e}", "in any probability", delta_color="off",
-             delta_arrow="off")
-    if r["agree"]:
-        d.caption("Both implementations compute the same numbers (to float32 rounding) from the same "
-                  "weights, so they always pick the same class.")
-    else:
-        d.error("PyTorch and the NumPy twin disagree — that would be a bug in the twin.")
     st.markdown("**Probability of each class**")
     df = view.probability_table(r)
     fig = go.Figure()
@@ -220,7 +218,19 @@ def _prediction(r: dict, truth: str | None) -> None:
     fig.update_layout(barmode="group")
     fig.update_xaxes(range=[0, 1.12], tickformat=".0%", title="probability")
     fig.update_yaxes(autorange="reversed", title="")
-    st.plotly_chart(common.style(fig, height=540, top=40), theme=None, key="pr_probs")
+    st.plotly_chart(common.style(fig, height=420, top=30), theme=None, key="pr_probs")
+
+
+def _agreement(r: dict) -> None:
+    c, d = st.columns([1, 2], vertical_alignment="center")
+    c.metric("Largest difference", f"{r['max_prob_diff']:.1e}", "in any probability", delta_color="off",
+             delta_arrow="off")
+    if r["agree"]:
+        d.caption("PyTorch and the NumPy twin compute the same numbers (to float32 rounding) from the same "
+                  "weights, so they always pick the same class.")
+    else:
+        d.error("PyTorch and the NumPy twin disagree — that would be a bug in the twin.")
+    df = view.probability_table(r)
     with st.expander("The numbers"):
         st.dataframe(df, hide_index=True, width="stretch",
                      column_config={k: st.column_config.NumberColumn(format="%.6f")

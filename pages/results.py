@@ -64,10 +64,7 @@ def page() -> None:
         left, right = st.columns(2)
         left.plotly_chart(common.curves_figure(long, "loss"), theme=None, key="res_loss")
         right.plotly_chart(common.curves_figure(long, "accuracy"), theme=None, key="res_acc")
-        st.caption("Solid line, filled dots: training set (between the dots, the running mean of the "
-                   "epoch so far) · dashed line, open dots: validation set (held out from training) · "
-                   "dotted: the test set, watched at each epoch end for models trained without a "
-                   "validation split (it chose nothing). A widening gap is overfitting.")
+        st.caption(view.curves_caption(set(long["split"])))
         note = common.loss_note(long)
         if note:
             st.caption(f":material/info: {note}")
@@ -75,8 +72,9 @@ def page() -> None:
     if no_hist:
         st.caption(f"No per-epoch history stored for: {', '.join(no_hist)}.")
 
-    table = pd.DataFrame([view.summary_row(s["name"], s["history"], s["status"], s["metrics"],
-                                            s["model_config"], s["info"]) for s in chosen])
+    rows = [view.summary_row(s["name"], s["history"], s["status"], s["metrics"], s["model_config"], s["info"])
+            for s in chosen]
+    table = pd.DataFrame(rows)[view.summary_columns(rows)]
     # the run name stays put and its test accuracy comes right after it: visible without
     # scrolling sideways whatever the width (the long model description is last)
     st.dataframe(table, hide_index=True, width="stretch", placeholder="—", column_config={
@@ -84,8 +82,9 @@ def page() -> None:
         "best val acc": PCT, "last train acc": PCT, "last val acc": PCT,
         "test acc": st.column_config.NumberColumn(format="percent", pinned=True),
         "test loss": NUM, "model": st.column_config.TextColumn(width="large")})
-    st.caption("best val acc: the best validation accuracy and the epoch it was reached (the checkpoint "
-               "kept) · last: the final epoch · test: the 10,000 test images, measured once at the end.")
+    st.caption(("best val acc: the best validation accuracy and the epoch it was reached (the checkpoint "
+                "kept) · " if "best val acc" in table else "No validation split in these runs · ")
+               + "last: the final epoch · test: the 10,000 test images, measured once at the end.")
 
     st.divider()
     detail_keys = st.session_state.res_sel
@@ -160,9 +159,7 @@ def _learning(key: str, src: dict) -> None:
         tc = src.get("train_config") or {}
         if src["history"] and not any(h.get("val_accuracy") is not None for h in src["history"]) \
                 and not tc.get("val_fraction", 0.2):
-            st.info("This model trained on all 60,000 training images, without a validation split: there is "
-                    "no held-out set it was scored on at each epoch, so no per-epoch confusion matrix. "
-                    "Train with a validation split (Train page) to see one.")
+            _learning_without_split(src)
         else:
             st.info("No per-epoch confusion matrices are stored for this model (runs from before they were "
                     "recorded, or a run that stopped before its first epoch ended).")
@@ -196,6 +193,21 @@ def _learning(key: str, src: dict) -> None:
         st.plotly_chart(common.style(fig, height=460, legend_below=True), theme=None, key="res_recall")
         for line in view.learning_story(cms):
             st.markdown(line)
+
+
+def _learning_without_split(src: dict) -> None:
+    """A run with no held-out set scored per epoch (cnn-demo trains on all 60,000 images): what it
+    has, its training epoch by epoch, and the test set once at the end."""
+    st.caption(":material/info: This run trained without a validation split (every training image it "
+               "used went into training, as cnn-demo's 60,000 do), so no held-out set was scored at each "
+               "epoch and there is no per-epoch confusion "
+               "matrix. What it has: its training, epoch by epoch, below, and the test set once at the "
+               "end (the Confusion matrix and Per class tabs). A validation split on the Train page adds "
+               "the held-out view.")
+    st.dataframe(view.training_by_epoch(src["history"]), hide_index=True, placeholder="—",
+                 key="res_train_epochs", column_config={
+                     "train accuracy": PCT, "train loss": NUM, "learning rate": st.column_config.NumberColumn(format="%.2e"),
+                     "seconds": st.column_config.NumberColumn(format="%.1f")})
 
 
 def _cm_clicked() -> None:
@@ -298,7 +310,7 @@ def _delete(key: str, run_id: str) -> None:
 
 
 def _downloads(key: str, src: dict, metrics: dict | None) -> None:
-    stem = src.get("run_id") or src["name"].replace(" ", "-")
+    stem = src.get("stem") or src["name"].replace(" ", "-")
     cols = st.columns(4)
     if src["checkpoint"]:
         cols[0].download_button("Checkpoint (.pt)", icon=":material/download:",

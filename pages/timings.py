@@ -135,13 +135,14 @@ def _choose_results() -> list[dict]:
         st.session_state.tm_files = [path] + [p for p in st.session_state.tm_files if p != path]
         st.session_state.tm_new = path
     st.session_state.tm_files = [p for p in st.session_state.tm_files if p in good]
-    left, right = st.columns(2, gap="large")
-    # short chip labels: a long one is cut in the box, and a new result looked like it was not chosen
-    left.multiselect("Saved results", list(good), key="tm_files", placeholder="Choose results files",
+    # the picker gets the page's width and short chip labels: in half of it, a new result's chip
+    # was cut to ", quick ×"
+    st.multiselect("Saved results", list(good), key="tm_files", placeholder="Choose results files",
                      format_func=lambda p: timing_views.chip_title(good[p]["results"], good[p]["reference"],
                                                                    new=p == st.session_state.get("tm_new")),
                      help="Files under artifacts/benchmarks/; ★ marks the committed reference figures. "
                           "Which machine each came from is in the cards below.")
+    left, right = st.columns(2, gap="large")
     new = st.session_state.get("tm_new")
     if new in st.session_state.tm_files:
         left.success(f"The benchmark that just finished: {timing_views.file_title(good[new]['results'])}. "
@@ -203,6 +204,14 @@ def _headline(results: list[dict]) -> None:
 
 
 def _goals(results: list[dict]) -> None:
+    if not identity.current_user().teacher:
+        # students get the figures compared; the project's own goals are the teacher's (and the README's)
+        lines = timing_views.comparison_lines(results)
+        if lines:
+            several = len({g["source"] for g in lines}) > 1
+            st.markdown("#### Compared (10,000-image inference, one run)")
+            st.markdown("\n".join(f"- {g['note']}" + (f" ({g['source']})" if several else "") for g in lines))
+        return
     lines = timing_views.goal_lines(results)
     if not lines:
         return

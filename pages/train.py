@@ -17,12 +17,12 @@ import pandas as pd
 import streamlit as st
 
 from fmnist_core import runs, submit
-from fmnist_core.views import labels as labels_view, share, shared, train as view
+from fmnist_core.views import labels as labels_view, results as results_view, share, shared, train as view
 from fmnist_core.views.format import format_seconds
 from fmnist_core.errors import ConfigError, WorkbenchError
 from fmnist_core.models import ACTIVATIONS, DEMO_PRESET, config_to_dict, preset, preset_names
 from fmnist_core.train import OPTIMIZERS, SCHEDULES
-from ui import common, identity, nav
+from ui import common, identity, model_picker, nav
 
 DEFAULT_START = DEMO_PRESET  # the fast CNN for live class demos (bench-train times it)
 ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP, ResNet)"}
@@ -42,6 +42,26 @@ def _apply_start() -> None:
     """'Start from' changed: load that preset's values into the form widgets."""
     for k, v in view.form_defaults(st.session_state.tr_start).items():
         st.session_state[f"tr_{k}"] = v
+    st.session_state.tr_limit_note = None
+    _fit_limits()
+
+
+def _limits() -> dict | None:
+    """The class limits this browser's launches are checked against (roles.check_limits); None
+    for the teacher (and the laptop's single user), who has none."""
+    return None if identity.current_user().teacher else common.class_settings()
+
+
+def _fit_limits() -> None:
+    """A preset (or a link, or a limit lowered meanwhile) asking more epochs than the class limit:
+    the field is set to the limit before it is drawn, so the form stays launchable, and says so."""
+    lim = _limits()
+    asked = st.session_state.get("tr_epochs")
+    if lim and isinstance(asked, (int, float)) and asked > lim["max_epochs"]:
+        st.session_state.tr_limit_note = view.epochs_lowered(st.session_state.tr_start, int(asked), lim["max_epochs"])
+        st.session_state.tr_epochs = lim["max_epochs"]
+    elif not lim or asked != lim["max_epochs"]:
+        st.session_state.tr_limit_note = None  # the student chose another number since
 
 
 def _init_state() -> None:
@@ -89,6 +109,7 @@ def _launch(spec: dict, label: str) -> None:
 
 def page() -> None:
     _init_state()
+    _fit_limits()
     st.title("Train a model")
     st.caption("A launched run waits its turn in the class queue, then trains as its own process: you "
                "can close this tab or switch pages, the run goes on and its results stay in the run "
@@ -156,8 +177,12 @@ def _model_widgets() -> None:
 
 def _training_widgets() -> None:
     st.subheader("Training")
+    lim = _limits()
     a, b, c, d = st.columns(4)
-    a.number_input("Epochs", step=1, key="tr_epochs")
+    a.number_input("Epochs", step=1, key="tr_epochs", max_value=lim["max_epochs"] if lim else None,
+                   help=f"The class limit is {lim['max_epochs']} epochs per run." if lim else None)
+    if st.session_state.get("tr_limit_note"):
+        st.caption(f":material/info: {st.session_state.tr_limit_note}")
     b.number_input("Batch size", step=16, key="tr_batch_size")
     c.selectbox("Optimizer", OPTIMIZERS, key="tr_optimizer")
     d.number_input("Learning rate", step=1e-4, format="%g", key="tr_lr")
@@ -216,18 +241,24 @@ def _summary_and_launch() -> None:
         total = int(table["parameters"].sum())
         st.metric("Trainable parameters", f"{total:,}")
         st.caption(shared.describe_model(config_to_dict(mcfg)))
+        lim = _limits()
+        if lim:
+            # the class limits where they apply, before Launch (submit refuses past them)
+            st.caption(view.limits_caption(lim, total))
+            over = view.over_parameter_limit(total, lim)
+            if over:
+                problems = [*problems, over]
         st.dataframe(table, hide_index=True, width="stretch", height=min(42 + 37 * len(table), 460),
                      column_config={"parameters": st.column_config.NumberColumn(format="localized")})
     if label:
         changed = label != values["start"] and values["start"] not in view.CUSTOM.values()
         st.caption(f"Recorded as **{label}**" + (f" (changed from {values['start']})" if changed else ""))
     if spec is not None:
-        cost, over = _price(json.dumps(spec, sort_keys=True), json.dumps(common.class_settings(), sort_keys=True))
+        cost, over = _price(json.dumps(spec, sort_keys=True), json.dumps(_limits() or {}, sort_keys=True))
         st.metric("Price on this server", cost, help="Estimated before launch from the layers, the batch size "
                   "and this server's measured speed: the trainer's peak memory and the run's time "
                   "(fmnist_core/cost.py; within about 2x of measured runs).")
-        if not identity.current_user().teacher:
-            problems = problems + [f"Over a class limit: {o}." for o in over]
+        problems = problems + [f"Over a class limit: {o}." for o in over]
     for p in problems:
         st.error(p)
     err = st.session_state.get("tr_launch_error")
@@ -313,9 +344,12 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
     c = st.columns(5)
     c[0].metric("Epoch", f"{info['epoch']} / {info['epochs']}" if info["epochs"] else "—")
     c[1].metric("Epoch time", format_seconds(info["epoch_seconds"]))
-    c[2].metric("Elapsed", format_seconds(info["elapsed"]),
-                help="Since the run started: loading the data and the final test included, so more "
-                     "than the training time the run's message gives.")
+    c[2].metric("Wall clock", format_seconds(info["elapsed"]),
+                # in the unit of the run's message ("finished 2 epochs in 27.9 s"), so the two read alike
+                f"training alone {info['train_seconds']:.1f} s" if info.get("train_seconds") else None,
+                delta_color="off", delta_arrow="off",
+                help="Since the run's process started: loading Python, PyTorch and the data, and the final "
+                     "test included. 'Training alone' is the epochs' time, the figure the run's message gives.")
     c[3].metric("ETA", format_seconds(info["eta"]) if info["active"] else "—")
     st_info = run["status_info"]
     if st_info.get("test_accuracy") is not None:
@@ -349,9 +383,15 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
                 {"error": st.error, "warning": st.warning, "info": st.info}[f.severity](f.text)
             else:
                 st.caption(f":material/check_circle: {f.text}")
+        # links from a run carry the run: the page opens on it, not on a shipped model
         nxt = st.columns(3)
-        nxt[0].page_link(nav.page("results"), label="Results: its mistakes", icon=":material/analytics:")
-        nxt[1].page_link(nav.page("predict"), label="Predict: draw for it", icon=":material/online_prediction:")
+        if nxt[0].button("Results: its mistakes", icon=":material/analytics:", key=f"to_results_{run_id}"):
+            st.session_state.res_sel = [f"run:{run_id}"]
+            st.session_state.res_detail = f"run:{run_id}"
+            st.switch_page(nav.page("results"))
+        if nxt[1].button("Predict: draw for it", icon=":material/online_prediction:", key=f"to_predict_{run_id}"):
+            st.session_state[model_picker.CHOICE] = f"run:{run_id}"
+            st.switch_page(nav.page("predict"))
     elif info["status"] in ("failed", "diverged", "interrupted"):
         st.error(shared.for_browser(info["text"]))
         for f in view.diagnosis(run):
@@ -366,6 +406,7 @@ def _watch_panel(run_id: str, drawn_status: str) -> None:
         left, right = st.columns(2)
         left.plotly_chart(common.curves_figure(long, "loss", by_split=True), theme=None, key="watch_loss")
         right.plotly_chart(common.curves_figure(long, "accuracy", by_split=True), theme=None, key="watch_acc")
+        st.caption(results_view.curves_caption(set(long["split"])))
         note = common.loss_note(long)
         if note:
             st.caption(f":material/info: {note}")

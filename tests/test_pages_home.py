@@ -36,5 +36,7 @@ def test_a_shipped_model_is_listed_with_its_accuracy(shipped_mlp):
     at = page_app("home").run()
     assert not at.exception
     table = at.dataframe[0].value
-    assert table["model"].tolist() == ["mlp"] and table["test accuracy"].tolist() == [acc]
+    # named as the pickers name it, with the preset it was trained from (issue 25: "the MLP" was three models)
+    assert table["model"].tolist() == ["MLP"] and table["test accuracy"].tolist() == [acc]
+    assert table["preset"].tolist() == [torch.load(shipped_mlp, weights_only=True)["metrics"].get("preset")]
     assert "**cnn**: not yet trained" in texts(at)

@@ -12,7 +12,9 @@ from conftest import ROOT
 
 # resnet.pt: issue 13 asks for 94.5%; trained on the busy 2-core AMD EPYC it reached 94.38%
 # (22 epochs, 35 minutes), so its floor here is what it holds, not the goal
-FLOORS = {"mlp.pt": 0.895, "cnn.pt": 0.930, "resnet.pt": 0.940}
+# mlp-seed000.pt: the course MLP (784-128-10) Home and Timings talk about, shipped so a student can
+# pick it; 87.96% after 10 epochs (22.7 s of training on the busy 2-core AMD EPYC)
+FLOORS = {"mlp.pt": 0.895, "cnn.pt": 0.930, "resnet.pt": 0.940, "mlp-seed000.pt": 0.875}
 
 
 @pytest.mark.parametrize("name,floor", sorted(FLOORS.items()))

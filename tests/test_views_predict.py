@@ -82,8 +82,16 @@ def test_drawing_advice_names_what_differs_from_the_dataset():
     assert view.drawing_advice(x, size, 24, "Sneaker") == []
     x, size = prepared(canvas(WIDE_TSHIRT, fill=True))
     tips = dict(view.drawing_advice(x, size, 24, "Bag"))
-    assert list(tips) == ["wide"] and "taller than wide" in tips["wide"]
+    # read as Bag, a wide drawing may be a top or a shoe: both hints, proportions said once, as words
+    assert list(tips) == ["wide", "shoe"] and "taller than wide" in tips["wide"]
+    assert "times as wide as tall" in tips["wide"] and " : 1" not in tips["wide"]
+    assert "times as wide as tall" in tips["shoe"] and not tips["shoe"].startswith("Your drawing is")
     assert view.drawing_advice(x, size, 24, "Sneaker") == []  # not a top: its proportions are its own
+    # a wide T-shirt the model reads as a top, and is sure of: nothing to correct
+    assert view.drawing_advice(x, size, 24, "T-shirt/top", 0.846) == []
+    assert [k for k, _ in view.drawing_advice(x, size, 24, "T-shirt/top", 0.3)] == ["wide"]
+    assert view.ratio_words(87, 100) == "about 1.1 times as wide as tall"
+    assert view.ratio_words(130, 100) == "about 1.3 times as tall as wide"
 
 
 def test_an_outlined_sneaker_is_a_sandal_until_filled_in():
@@ -97,3 +105,31 @@ def test_an_outlined_sneaker_is_a_sandal_until_filled_in():
     x, _ = prepared(canvas(SNEAKER))
     assert view.predict_both(model, net, x)["label"] == "Sandal"
     assert view.predict_both(model, net, view.filled_in(x))["label"] == "Sneaker"
+
+
+def test_preprocessing_tiles_are_fixed_squares_on_a_dark_frame():
+    """Issue 25, item 5: a tall thin image stays a square tile, letterboxed on a dark frame."""
+    from PIL import Image
+    tall = Image.new("L", (30, 400), 255)
+    tile = view.tile(tall)
+    assert tile.size == (view.TILE_SIDE, view.TILE_SIDE)
+    px = np.asarray(tile)
+    assert tuple(px[view.TILE_SIDE // 2, 2]) == view.TILE_FRAME  # the frame beside the thin image
+    assert px[view.TILE_SIDE // 2, view.TILE_SIDE // 2].min() > 200  # the image itself, in the middle
+    small = view.tile(Image.new("L", (28, 28), 128))
+    assert small.size == (view.TILE_SIDE, view.TILE_SIDE)
+    assert np.asarray(small)[view.TILE_SIDE // 2, view.TILE_SIDE // 2, 0] == 128  # whole-factor, unblurred
+
+
+def test_fool_starts_where_fgsm_changes_the_answer(ds):
+    """Issue 25, item 10: the first level shown changes the answer (for any input the search can)."""
+    from fmnist_core import adversarial
+    from fmnist_core.models import load_model
+    from conftest import ROOT
+    model = load_model(ROOT / "artifacts" / "models" / "cnn.pt")
+    for i in range(5):
+        x = ds.x_test[i].astype(np.float32) / 255
+        level = view.fool_start_level(model, x)
+        assert 1 <= level <= 64
+        if adversarial.smallest_flip(model, x, "FGSM", search_max=64 / 255)["epsilon"] is not None:
+            assert adversarial.attack_one(model, x, "FGSM", level / 255)["flipped"], (i, level)

@@ -46,3 +46,20 @@ def test_confusion_csv_writes_counts_as_whole_numbers():
     norm = view.confusion_csv(view.confusion({"confusion_matrix": np.eye(10).tolist()}, normalise=True),
                               normalised=True)
     assert norm.splitlines()[1].split(",")[1] == "1.0000"
+
+
+def test_captions_and_columns_promise_only_what_is_drawn():
+    """Issue 25, items 4 and 15: no dotted line promised where none is drawn, no empty val columns."""
+    train_only = view.curves_caption({"train"})
+    assert "dotted" not in train_only and "dashed" not in train_only and "No held-out set" in train_only
+    assert "it chose nothing" not in view.curves_caption({"train", "test (watched)"})
+    assert "dotted" in view.curves_caption({"train", "test (watched)"})
+    assert "dashed" in view.curves_caption({"train", "validation"})
+    hist = [{"epoch": 1, "train_loss": 0.5, "train_accuracy": 0.8, "lr": 1e-3, "epoch_seconds": 2.0},
+            {"epoch": 2, "train_loss": 0.4, "train_accuracy": 0.85, "lr": 1e-3, "epoch_seconds": 2.1}]
+    rows = [view.summary_row("a", hist, "finished", {"accuracy": 0.84, "loss": 0.4}, {"kind": "mlp", "hidden": [8]})]
+    assert "best val acc" not in view.summary_columns(rows) and "test acc" in view.summary_columns(rows)
+    with_val = [view.summary_row("b", [{**hist[0], "val_accuracy": 0.8}], "finished", None, None)]
+    assert "best val acc" in view.summary_columns(rows + with_val)
+    table = view.training_by_epoch(hist)
+    assert list(table["train accuracy"]) == [0.8, 0.85] and list(table["seconds"]) == [2.0, 2.1]

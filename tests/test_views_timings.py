@@ -153,3 +153,19 @@ def test_precision_and_onnx_runtime_rows():
         ("met", "PyTorch 0.80x ONNX Runtime's time"), ("not measured", "no AMX on this CPU")]
     # a headline key with a precision names both
     assert tv.impl_name("pytorch bf16") == "PyTorch nn.Module bf16"
+
+
+def test_students_get_comparisons_and_slower_reads_as_slower():
+    """Issue 25, item 14: "bf16 0.68x faster" meant slower; students see figures, not goals."""
+    import json
+    from conftest import ROOT
+    ref = json.loads((ROOT / "artifacts" / "benchmarks" / "reference-cpu.json").read_text())
+    assert "0.68x faster" in ref["goals"]["bf16_speedup"]["note"]  # as the committed file stores it
+    res = [{**ref, "label": "ref"}]
+    notes = [g["note"] for g in tv.goal_lines(res)]
+    assert any("1.5× slower" in n for n in notes) and not any("0.68x faster" in n for n in notes)
+    assert any("38x faster" in n for n in notes)  # a real speed-up stays as it is
+    lines = tv.comparison_lines(res)
+    assert lines and all(set(g) == {"source", "note"} for g in lines)
+    assert not any("not met" in g["note"] or "goal" in g["note"] for g in lines)
+    assert tv.speed_words("2.50x faster; 0.25× faster") == "2.50x faster; 4.0× slower"

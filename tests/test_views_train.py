@@ -99,3 +99,24 @@ def test_queue_places_and_waits_from_the_first_second():
     q3 = queue.estimates([b, a, running], slots=1, now=now)
     assert q3["r12"]["wait"] is None and "no estimate yet" in view.queue_text(q3["r12"])
     assert queue.estimates([a], slots=1, now=now, blocked=True)["r11"]["wait"] is None
+
+
+def test_class_limits_said_before_launch():
+    """Issue 25, item 3: the limits where they apply, the parameter limit a problem before Launch."""
+    lim = {"max_parameters": 100_000, "max_epochs": 5, "max_seconds": 900.0, "max_active_per_student": 2}
+    text = view.limits_caption(lim, 101_770)
+    assert "101,770 of 100,000 parameters" in text and "at most 5 epochs" in text and "15 min" in text
+    assert "class limit is 100,000" in view.over_parameter_limit(101_770, lim)
+    assert view.over_parameter_limit(100_000, lim) is None
+    assert view.epochs_lowered("cnn-demo", 7, 5).startswith("cnn-demo trains 7 epochs; the class limit is 5")
+
+
+def test_progress_names_training_time_apart_from_the_wall_clock():
+    """Issue 25, item 8: the wall clock (loading and the final test included) and training alone."""
+    run = {"status": "finished", "config": {"train_config": {"epochs": 2}},
+           "history": [{"epoch": 1, "epoch_seconds": 13.0}, {"epoch": 2, "epoch_seconds": 14.9}],
+           "status_info": {"started": 100.0, "finished": 135.0, "train_seconds": 27.9}}
+    info = view.progress_info(run, now=200.0)
+    assert info["elapsed"] == 35.0 and info["train_seconds"] == 27.9
+    del run["status_info"]["train_seconds"]
+    assert view.progress_info(run, now=200.0)["train_seconds"] == pytest.approx(27.9)

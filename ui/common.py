@@ -56,6 +56,15 @@ def init_state(defaults: dict) -> None:
             st.session_state[key] = value
 
 
+def loading_note(path: str, box, text: str) -> None:
+    """On this session's first visit of a page, `box` (a placeholder at the top of the main area,
+    emptied by the entry file once the page has drawn) says what is loading."""
+    seen = st.session_state.setdefault("seen_pages", set())
+    if path not in seen:
+        seen.add(path)
+        box.caption(text)
+
+
 # --- cached, shared, read-only ---------------------------------------------------------
 
 @st.cache_resource(show_spinner="Loading Fashion-MNIST…")
@@ -302,9 +311,10 @@ def curves_figure(long_df, metric: str, by_split: bool = False, title: str | Non
         for split, g in group.groupby("split", sort=False):
             colour = COLORS[list(dash).index(split) if by_split else i % len(COLORS)]
             # live points within an epoch: the line only; a dot at each epoch's end
-            ends = g["end"] if "end" in g else [True] * len(g)
+            ends = list(g["end"]) if "end" in g else [True] * len(g)
+            x, y, ends = _epoch_breaks(list(g["epoch"]), list(g["value"]), ends)
             fig.add_trace(go.Scatter(
-                x=g["epoch"], y=g["value"], mode="lines+markers", legendgroup=run, cliponaxis=False,
+                x=x, y=y, mode="lines+markers", legendgroup=run, cliponaxis=False,
                 name=split if by_split else run, showlegend=by_split or split == "train",
                 line=dict(color=colour, width=3, dash=dash[split]),
                 # open dots for validation: with one epoch there is no line to be dashed
@@ -326,6 +336,18 @@ def curves_figure(long_df, metric: str, by_split: bool = False, title: str | Non
             ticks, text = axes.log_ticks(min(vals), max(vals))
             fig.update_yaxes(tickvals=ticks, ticktext=text)
     return style(fig, height=460, legend_below=True)
+
+
+def _epoch_breaks(x: list, y: list, ends: list) -> tuple[list, list, list]:
+    """A gap in the line after each epoch's end dot that live points follow: those points are
+    the next epoch's running mean, which starts afresh, and a line joining them reads as a jump
+    in learning at the epoch boundary."""
+    ox, oy, oe = [], [], []
+    for i, (a, b, e) in enumerate(zip(x, y, ends)):
+        ox.append(a), oy.append(b), oe.append(e)
+        if e and i + 1 < len(x) and not ends[i + 1]:
+            ox.append(a), oy.append(None), oe.append(False)
+    return ox, oy, oe
 
 
 def loss_note(long_df) -> str | None:

@@ -15,7 +15,7 @@ import streamlit as st
 
 from fmnist_core import adversarial
 from fmnist_core.errors import WorkbenchError
-from fmnist_core.views import shared
+from fmnist_core.views import predict as predict_view, shared
 from ui import common
 
 MAX_LEVEL = 64  # the slider's top: 64/255 = 0.25, far past what flips almost any image
@@ -30,7 +30,16 @@ def _use_found(level: int) -> None:
 
 def section(entry: dict, x: np.ndarray, what: str) -> None:
     """Drawn under the prediction: entry is model_picker's choice, x the prepared input."""
-    common.init_state({"pf_attack": "FGSM", "pf_level": 8, "pf_found": None})
+    common.init_state({"pf_attack": "FGSM", "pf_found": None})
+    # a new input (another upload, test image or model) starts where FGSM changes its answer;
+    # more strokes on the same drawing keep the student's ε
+    started = (entry["key"], what)
+    if st.session_state.get("pf_started") != started or "pf_level" not in st.session_state:
+        try:
+            st.session_state.pf_level = predict_view.fool_start_level(entry["model"], x, MAX_LEVEL)
+        except WorkbenchError:
+            st.session_state.pf_level = predict_view.FOOL_LEVEL
+        st.session_state.pf_started = started
     st.markdown("**Fool the model**")
     st.caption("Change every pixel by at most ε, in the direction that most raises the model's loss for "
                "its own answer. Invisible noise is often enough to change what a network sees.")

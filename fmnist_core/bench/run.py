@@ -293,7 +293,8 @@ def goals(headline: dict | None, rows: list[dict]) -> dict:
                       and r.get("agreement") is not None), None)
         speed = pt / bf
         out.append(goal("bf16_speedup", speed, speed >= 3 and agree is not None and agree >= 0.999,
-                        f"bf16 {_ms(bf)} vs fp32 {_ms(pt)}: {speed:.2f}x faster ({where}), label "
+                        f"bf16 {_ms(bf)} vs fp32 {_ms(pt)}: "
+                        + (f"{speed:.2f}x faster" if speed >= 1 else f"{1 / speed:.1f}x slower") + f" ({where}), label "
                         f"agreement " + (f"{agree:.2%}" if agree is not None else "unknown")))
     else:
         out.append(goal("bf16_speedup", None, None, skipped("pytorch bf16", "bf16") if not bf else

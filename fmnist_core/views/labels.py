@@ -5,9 +5,12 @@ students launch the same preset).
     run_label(run)     "ada · mlp-seed000 · lr 0.01, 5 epochs"
     model_summary(cfg) "MLP 784-256-128-10" / "CNN 32-64 k3 max, fc 128, bn"
     changes(spec)      [("lr", 0.001, 0.01), ("epochs", 10, 5)]: (setting, preset's, this run's)
+    file_stem(run)     "ada_mlp-seed000_lr-0.01-5-epochs_2026-12-05-0912": download names
 """
 from __future__ import annotations
 
+import re
+import time
 from typing import Any
 
 from ..models import PRESETS, config_to_dict
@@ -93,3 +96,27 @@ def run_label(run: dict[str, Any]) -> str:
     diff = describe_changes(spec) if spec.get("preset") else ""
     who = run.get("owner") or ""
     return " · ".join(p for p in (who, base, diff) if p)
+
+
+def file_stem(run: dict[str, Any]) -> str:
+    """A safe file name (no extension) for a run's downloads: owner, preset (or the model), what
+    differs from the preset, and when it was launched (minute, UTC), so a student's folder of
+    downloads says which is which. Only letters, digits, '.', '-' and '_' (no separators, no
+    leading dot), at most 120 characters."""
+    spec = run.get("config") or {}
+    base = spec.get("preset") or model_summary(spec.get("model_config") or {})
+    diff = describe_changes(spec, most=3) if spec.get("preset") else ""
+    when = spec.get("created")
+    stamp = time.strftime("%Y-%m-%d-%H%M", time.gmtime(float(when))) if when else ""
+    return safe_name("_".join(p for p in (run.get("owner") or "", base, diff, stamp) if p), "run")
+
+
+def safe_name(text: str, fallback: str) -> str:
+    """text as a file name every system accepts: accents dropped (Zoë -> Zoe), runs of other
+    characters become one '-'."""
+    import unicodedata
+    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    words = [re.sub(r"[-.]*-[-.]*|\.{2,}", "-", re.sub(r"[^A-Za-z0-9.]+", "-", part)).strip("-.")
+             for part in text.split("_")]
+    name = "_".join(w for w in words if w)[:120].strip("-._")
+    return name or fallback

@@ -41,15 +41,43 @@ def probability_table(result: dict[str, Any]):
     return pd.DataFrame({"class": list(CLASSES), "PyTorch": t, "NumPy twin": m, "|difference|": np.abs(t - m)})
 
 
-def for_display(img, min_side: int = 168):
-    """A preprocessing step (PIL image) big enough to see: small ones are enlarged by a whole
-    factor with nearest-neighbour, so each of the model's 28x28 pixels stays a sharp square."""
+TILE_SIDE = 112         # px: a preprocessing step's square tile; four in a row fit beside the canvas
+TILE_FRAME = (38, 39, 48)  # the dark frame around an image in its tile: white garments on a white
+                           # page looked hollow, and the dataset's own images are light on black
+
+
+def tile(img, side: int = TILE_SIDE):
+    """A preprocessing step (PIL image) as a fixed-size square tile: the image fitted inside,
+    letterboxed on a dark frame, whatever its shape (a tall thin drawing stays a tile, not a
+    900 px column). Images smaller than the tile are enlarged by a whole factor with
+    nearest-neighbour, so each of the model's 28x28 pixels stays a sharp square."""
     from PIL import Image
-    w, h = img.size
-    if max(w, h) >= min_side:
-        return img
-    k = max(1, min_side // max(w, h))
-    return img.resize((w * k, h * k), Image.Resampling.NEAREST)
+    im = img.convert("RGB") if img.mode not in ("RGB", "L") else img
+    w, h = im.size
+    if max(w, h) <= side:
+        k = max(1, side // max(w, h))
+        im = im.resize((w * k, h * k), Image.Resampling.NEAREST)
+    else:
+        k = side / max(w, h)
+        im = im.resize((max(1, round(w * k)), max(1, round(h * k))), Image.Resampling.LANCZOS)
+    frame = Image.new("RGB", (side, side), TILE_FRAME)
+    frame.paste(im.convert("RGB"), ((side - im.size[0]) // 2, (side - im.size[1]) // 2))
+    return frame
+
+
+FOOL_LEVEL = 8  # gray levels (8/255 = 0.031): FGSM changes most test images' answer there
+
+
+def fool_start_level(model, x: np.ndarray, most: int = 64) -> int:
+    """Where "Fool the model" starts for a new input, in gray levels: FOOL_LEVEL when FGSM changes
+    the answer there, else the smallest level up to `most` where it does (an upload the model is
+    sure of needs more), so the first thing shown is the demonstration working; FOOL_LEVEL when
+    nothing up to `most` changes it."""
+    from ..adversarial import attack_one, smallest_flip
+    if attack_one(model, x, "FGSM", FOOL_LEVEL / 255)["flipped"]:
+        return FOOL_LEVEL
+    found = smallest_flip(model, x, "FGSM", search_max=most / 255)
+    return round(found["epsilon"] * 255) if found["epsilon"] is not None else FOOL_LEVEL
 
 
 def camera_blocked(page_url: str) -> str | None:
@@ -86,6 +114,10 @@ def camera_blocked(page_url: str) -> str | None:
 OUTLINE_SHARE = 0.75   # ink / filled silhouette below this is an outline (dataset: 1% of test images)
 THIN_STROKE_PX = 1.5   # a stroke thinner than this at 28x28 is a faint hairline to the model
 TOPS = ("T-shirt/top", "Pullover", "Coat", "Shirt")
+UNSURE = 0.5           # below this probability a top's proportions may be what confuses the model
+SHOE_FLAT = 0.6        # height / width of the test set's shoes: sneakers median 0.46, ankle boots
+                       # 0.75 (10th-90th percentile 0.59-0.96), bags 0.93; a "shoe" read as Bag
+                       # and taller than this is drawn too square
 INK_LEVEL = 0.2        # a 28x28 pixel brighter than this is ink
 
 
@@ -127,12 +159,24 @@ def filled_in(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def drawing_advice(x: np.ndarray, trimmed_size: tuple[int, int], stroke: float, label: str) -> list[tuple[str, str]]:
+def ratio_words(height: float, width: float) -> str:
+    """Proportions the way people say them: 'about 1.2 times as wide as tall', 'about as tall as wide'."""
+    r = height / max(width, 1e-9)
+    if 0.93 <= r <= 1.07:
+        return "about as tall as wide"
+    return (f"about {r:.1f} times as tall as wide" if r > 1 else f"about {1 / r:.1f} times as wide as tall")
+
+
+def drawing_advice(x: np.ndarray, trimmed_size: tuple[int, int], stroke: float, label: str,
+                   probability: float = 1.0) -> list[tuple[str, str]]:
     """(kind, sentence) for each way this drawing differs from the dataset's look that measurably
-    changes what the model says: "outline", "wide" (a top drawn wider than tall), "thin".
+    changes what the model says, only where it applies to what was drawn and what was read:
+    "outline", "wide" (a top drawn wider than tall, read as Bag or Shirt, or as a top but unsure),
+    "shoe" (a shoe drawn too tall, read as Bag), "thin".
 
     x: the 28x28 model input; trimmed_size: (width, height) of the drawing once trimmed, in the
-    canvas image's pixels; stroke: the pen width in those pixels; label: what the model said."""
+    canvas image's pixels; stroke: the pen width in those pixels; label and probability: what
+    the model said and how sure it was."""
     out = []
     if ink_share(x) < OUTLINE_SHARE:
         out.append(("outline", "Your drawing is an outline. Every garment in the dataset is a solid photo: "
@@ -140,11 +184,19 @@ def drawing_advice(x: np.ndarray, trimmed_size: tuple[int, int], stroke: float, 
                                "outlined shoes come out **Sandal** and outlined dresses **Bag**. Fill it in "
                                "(scribble inside the shape)."))
     w, h = trimmed_size
-    if label in (*TOPS, "Bag") and h < 0.95 * w:
-        out.append(("wide", f"Your drawing is wider than tall ({h / w:.2f} : 1). If it is a top: in the dataset "
-                            "T-shirts, shirts, pullovers and coats are taller than wide (a T-shirt about "
-                            "1.3 : 1, sleeves short and close to the body); a wide shape is read as **Bag** "
-                            "or **Shirt**."))
+    shape = ratio_words(h, w)
+    # a top read as a top with confidence needs no advice on its proportions
+    unsure_top = label in TOPS and probability < UNSURE
+    if h < 0.95 * w and (label in ("Bag", "Shirt") or unsure_top):
+        out.append(("wide", f"Your drawing is {shape}. If you drew a top: the dataset's T-shirts, shirts, "
+                            "pullovers and coats are all taller than wide (a T-shirt about 1.3 times as tall "
+                            "as wide, sleeves short and close to the body), and a wide top is read as "
+                            "**Bag** or **Shirt**."))
+    if label == "Bag" and h > SHOE_FLAT * w:
+        said = any(k == "wide" for k, _ in out)  # the proportions were just given
+        out.append(("shoe", ("" if said else f"Your drawing is {shape}. ") + "If you drew a shoe: the dataset's shoes are side "
+                            "views, sole flat along the bottom, a sneaker about 2.2 times as wide as tall "
+                            "and an ankle boot about 1.3 times; a squarer shape is read as **Bag**."))
     px = stroke * 28 / max(w, h, 1)
     if out and out[0][0] == "outline" and px < THIN_STROKE_PX:
         # measured on outlines only: a filled shape has no line width to speak of

@@ -30,6 +30,13 @@ def history_frame(history: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(history)
 
 
+def training_by_epoch(history: list[dict[str, Any]]) -> pd.DataFrame:
+    """epoch, train accuracy, train loss, learning rate, seconds: a run's training, epoch by epoch."""
+    cols = {"epoch": "epoch", "train_accuracy": "train accuracy", "train_loss": "train loss",
+            "lr": "learning rate", "epoch_seconds": "seconds"}
+    return pd.DataFrame([{name: h.get(k) for k, name in cols.items()} for h in history], columns=list(cols.values()))
+
+
 def summary_row(name: str, history: list[dict], status: str, test: dict | None,
                 model_config: dict | None, info: dict | None = None) -> dict[str, Any]:
     """Best and final numbers of one run (or shipped model) for the comparison table, the
@@ -49,6 +56,29 @@ def summary_row(name: str, history: list[dict], status: str, test: dict | None,
             "test loss": test.get("loss", info.get("test_loss")),
             "time (s)": round(secs, 1) if isinstance(secs, (int, float)) else None,
             "status": status, "model": describe_model(model_config)}
+
+
+def curves_caption(splits: set[str]) -> str:
+    """What the lines of the loss/accuracy charts are, naming only the splits that are drawn."""
+    parts = ["Solid line, filled dots: training set (between the dots, the running mean of the epoch "
+             "so far, restarted at each epoch: the gap before each epoch's first point)"]
+    if "validation" in splits:
+        parts.append("dashed line, open dots: validation set (held out from training)")
+    if "test (watched)" in splits:
+        parts.append("dotted: the test set, scored at each epoch end for models trained without a "
+                     "validation split, for this chart only (no setting was chosen by it)")
+    gap = " A widening gap is overfitting." if splits & {"validation", "test (watched)"} else (
+        " No held-out set was scored during training, so overfitting cannot be seen here.")
+    return " · ".join(parts) + "." + gap
+
+
+def summary_columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The comparison table's columns: those of summary_row, without the validation columns
+    when no compared model has a validation score (a column of dashes says nothing)."""
+    cols = list(rows[0]) if rows else []
+    if not any(r.get("best val acc") is not None or r.get("last val acc") is not None for r in rows):
+        cols = [c for c in cols if c not in ("best val acc", "at epoch", "last val acc")]
+    return cols
 
 
 # --- how it learned --------------------------------------------------------------------------

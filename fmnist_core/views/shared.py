@@ -30,7 +30,10 @@ from .format import clock
 
 # shipped in git next to the code (not under $FMNIST_ARTIFACTS, which moves the runs)
 SHIPPED_DIR = PROJECT_ROOT / "artifacts" / "models"
-SHIPPED = {"mlp": "mlp.pt", "cnn": "cnn.pt", "resnet": "resnet.pt"}
+SHIPPED = {"mlp": "mlp.pt", "cnn": "cnn.pt", "resnet": "resnet.pt", "course-mlp": "mlp-seed000.pt"}
+# how pickers name them: the course MLP (mlp-seed000, 784-128-10) is the one Home and Timings
+# talk about; "the MLP" alone would be three different models
+SHIPPED_TITLES = {"mlp": "MLP", "cnn": "CNN", "resnet": "ResNet", "course-mlp": "course MLP"}
 
 
 # --- shipped models --------------------------------------------------------------------
@@ -112,7 +115,8 @@ def model_list(shipped: list[dict[str, Any]], run_list: list[dict[str, Any]]) ->
     "points" (live curve points), "train_config", "metrics"
     (the run's test metrics; None for a shipped model, which is evaluated when shown), "info"
     (what the checkpoint or the run's status says: test accuracy, epochs, message), and for
-    a run "run_id", "owner" and "owner_id" (the hash roles.User.owns compares).
+    a run "run_id", "owner" and "owner_id" (the hash roles.User.owns compares); "stem": the name
+    its downloads get (labels.file_stem: owner, preset, what differs, date).
     """
     out: dict[str, dict[str, Any]] = {}
     for m in shipped:
@@ -120,25 +124,36 @@ def model_list(shipped: list[dict[str, Any]], run_list: list[dict[str, Any]]) ->
             acc = (m.get("metrics") or {}).get("test_accuracy")
             out[f"shipped:{m['name']}"] = {
                 "source": "shipped", "name": f"shipped {m['name']}",
-                "label": f"shipped {m['name'].upper()}: {describe_model(m['model_config'])}"
-                         + (f" — test {acc:.1%}" if isinstance(acc, (int, float)) else ""),
+                "label": shipped_label(m),
                 "checkpoint": m["path"], "model_config": m["model_config"],
                 "arch": (m["model_config"] or {}).get("kind"), "status": "shipped",
                 # checkpoints from `make models` carry their per-epoch history and curve points
                 "history": (m.get("metrics") or {}).get("history") or [],
                 "points": (m.get("metrics") or {}).get("points") or [],
                 "train_config": (m.get("metrics") or {}).get("train_config") or {},
-                "metrics": None, "info": m.get("metrics") or {}}
+                "metrics": None, "info": m.get("metrics") or {},
+                "stem": labels.safe_name(f"shipped-{m['name']}_{(m.get('metrics') or {}).get('preset') or ''}",
+                                         f"shipped-{m['name']}")}
     for r in run_list:
         cfg = (r.get("config") or {}).get("model_config")
         out[f"run:{r['run_id']}"] = {
-            "source": "run", "name": run_short_name(r), "label": f"run {run_label(r)}",
+            "source": "run", "name": run_short_name(r), "label": f"run {run_label(r, shape=True)}",
             "checkpoint": r.get("checkpoint"), "model_config": cfg, "arch": (cfg or {}).get("kind"),
             "status": r["status"], "history": r.get("history") or [], "points": r.get("points") or [],
             "train_config": (r.get("config") or {}).get("train_config") or {}, "metrics": r.get("metrics"),
             "info": r.get("status_info") or {}, "run_id": r["run_id"], "owner": r.get("owner", ""),
-            "owner_id": r.get("owner_id", "")}
+            "owner_id": r.get("owner_id", ""), "stem": labels.file_stem(r)}
     return out
+
+
+def shipped_label(m: dict[str, Any]) -> str:
+    """'shipped MLP — mlp-best, MLP 784-512-256-10, bn, dropout 0.2 — test 89.8%': which shipped
+    model, the preset it was trained from and its shape (one of shipped_models())."""
+    meta = m.get("metrics") or {}
+    acc = meta.get("test_accuracy")
+    title = SHIPPED_TITLES.get(m["name"], m["name"])
+    what = ", ".join(p for p in (meta.get("preset"), labels.model_summary(m.get("model_config") or {})) if p)
+    return f"shipped {title} — {what}" + (f" — test {acc:.1%}" if isinstance(acc, (int, float)) else "")
 
 
 def model_choices(entries: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -278,14 +293,19 @@ def run_title(config: dict[str, Any]) -> str:
     return name + (", NumPy" if config.get("engine") == "numpy" else "")
 
 
-def run_label(run: dict[str, Any]) -> str:
-    """For pickers: '05-01 14:03:12 · ada · mlp-seed000 · lr 0.01 — finished, test 88.1%'."""
+def run_label(run: dict[str, Any], shape: bool = False) -> str:
+    """For pickers: '05-01 14:03:12 · ada · mlp-seed000 · lr 0.01 — finished, test 88.1%';
+    shape: the model's shape too when the label names a preset ('... · mlp-seed000 (MLP 784-128-10) ...')."""
     created = run["config"].get("created")
     when = clock(created, with_date=True) if created else run["run_id"]
     acc = (run.get("status_info") or {}).get("test_accuracy")
     tail = f", test {acc:.1%}" if isinstance(acc, (int, float)) else ""
     engine = ", NumPy" if run["config"].get("engine") == "numpy" else ""
-    return f"{when} · {labels.run_label(run)}{engine} — {run['status']}{tail}"
+    text = labels.run_label(run)
+    preset = run["config"].get("preset")
+    if shape and preset:
+        text = text.replace(preset, f"{preset} ({labels.model_summary(run['config'].get('model_config') or {})})", 1)
+    return f"{when} · {text}{engine} — {run['status']}{tail}"
 
 
 def run_short_name(run: dict[str, Any]) -> str:

@@ -153,10 +153,27 @@ GOAL_MARKS = {True: "met", False: "not met", None: "not measured"}
 
 def goal_lines(results_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The issue's speed goals as each results file measured them (files from before the goals
-    have none): source, goal, status ('met', 'not met', 'not measured'), met, note."""
+    have none): source, goal, status ('met', 'not met', 'not measured'), met, note. For the
+    teacher's view (and the README): students see comparison_lines instead."""
     return [{"source": res.get("label"), "goal": g["goal"], "status": GOAL_MARKS[g.get("met")],
-             "met": g.get("met"), "note": (g.get("note") or "").removeprefix("not measured: ")}
+             "met": g.get("met"), "note": speed_words((g.get("note") or "").removeprefix("not measured: "))}
             for res in results_list for g in (res.get("goals") or {}).values()]
+
+
+def comparison_lines(results_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """What the goals measured, as plain comparisons with no goal and no verdict (source, note):
+    the figures a student reads; rows that were not measured are left out."""
+    return [{"source": g["source"], "note": g["note"]} for g in goal_lines(results_list) if g["met"] is not None]
+
+
+def speed_words(text: str) -> str:
+    """'0.68x faster' written the way it reads: '1.5x slower' (results files store the ratio)."""
+    import re
+
+    def fix(m: "re.Match[str]") -> str:
+        r = float(m.group(1))
+        return m.group(0) if r >= 1 or r <= 0 else f"{1 / r:.1f}× slower"
+    return re.sub(r"(\d+(?:\.\d+)?)\s*[x×] faster", fix, text)
 
 
 def skipped(rows: list[dict[str, Any]]) -> list[dict[str, str]]:

@@ -2,7 +2,8 @@
 
   * the form      widget values <-> (model config, train config) for a preset or a blank
                   MLP/CNN, the fields changed from the preset, every problem as one sentence
-                  before launch, and the run spec the launcher takes
+                  before launch, and the run spec the launcher takes; the class limits said
+                  where they apply (roles.check_limits enforces them at Launch)
   * progress      progress fraction, epoch x/y, last epoch time, elapsed and ETA of a run
   * the queue     how a place in line reads (the places and waits: fmnist_core.queue)
   * the price     what a run would cost on this server before Launch (fmnist_core.cost)
@@ -191,10 +192,35 @@ def price_text(spec: dict[str, Any], limits: dict[str, Any] | None = None) -> tu
     return p.sentence(), over
 
 
+def epochs_lowered(start: str, asked: int, limit: int) -> str:
+    """The note beside Epochs when the form was set to the class limit."""
+    return (f"{start} trains {asked} epochs; the class limit is {limit} per run, so the form asks {limit}. "
+            "It keeps its best epoch, as any run does.")
+
+
+def limits_caption(limits: dict[str, Any], parameters: int) -> str:
+    """One line under the parameter count: the class limits a launch is checked against."""
+    from .format import format_seconds
+    return (f"Class limits: {parameters:,} of {limits['max_parameters']:,} parameters · at most "
+            f"{limits['max_epochs']} epochs · training stops after {format_seconds(limits['max_seconds'])} "
+            f"(keeping its best epoch) · {limits['max_active_per_student']} run(s) of yours waiting or "
+            "running at once" + (f" · at most {limits['max_job_mb']:,.0f} MB and {limits['max_est_minutes']:g} "
+                                 "minutes estimated per run" if "max_job_mb" in limits else "") + ".")
+
+
+def over_parameter_limit(parameters: int, limits: dict[str, Any]) -> str | None:
+    """The problem that blocks Launch when the model is past the class's parameter limit."""
+    if parameters > limits["max_parameters"]:
+        return (f"This model has {parameters:,} parameters; the class limit is {limits['max_parameters']:,}: "
+                "make it narrower or shallower.")
+    return None
+
+
 # --- progress ------------------------------------------------------------------------------
 
 def progress_info(run: dict[str, Any], now: float | None = None) -> dict[str, Any]:
-    """Progress fraction, epoch x/y, last epoch time, elapsed and ETA of a run."""
+    """Progress fraction, epoch x/y, last epoch time, elapsed (wall clock since the start), the
+    training time alone (train_seconds) and ETA of a run."""
     now = now or time.time()
     st = run.get("status_info") or {}
     hist = run.get("history") or []
@@ -212,11 +238,14 @@ def progress_info(run: dict[str, Any], now: float | None = None) -> dict[str, An
     if status == "running" and elapsed and progress > 0.01:
         eta = elapsed * (1 - progress) / progress
     epoch_seconds = hist[-1].get("epoch_seconds") if hist else None
+    # the epochs' own time (what the run's message gives), apart from loading and the final test
+    train_seconds = st.get("train_seconds") or (sum(h.get("epoch_seconds") or 0.0 for h in hist) or None)
     text = st.get("message") or status
     if status == "queued" and st.get("queue_position"):
         text = f"waiting in the queue: position {st['queue_position']}"
     return {"status": status, "progress": min(max(progress, 0.0), 1.0), "epoch": st.get("epoch") or len(hist),
             "epochs": epochs, "epoch_seconds": epoch_seconds, "elapsed": elapsed, "eta": eta,
+            "train_seconds": train_seconds,
             "text": text, "active": status in runs.ACTIVE,
             "batch_loss": st.get("batch_loss") if status == "running" else None}
 
@@ -235,7 +264,7 @@ def diagnosis(run: dict[str, Any]) -> list:
 
 def queue_text(q: dict[str, Any] | None) -> str:
     """'waiting in the queue: position 2 — starts in about 1 min 20 s', for the live view and the
-    sidebar (q: one entry of queue_estimates)."""
+    sidebar (q: one entry of queue.estimates)."""
     from .format import format_seconds
     if not q:
         return "waiting in the queue"
