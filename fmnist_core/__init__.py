@@ -1,10 +1,14 @@
 """fmnist_core: everything the Fashion-MNIST Workbench computes (never imports streamlit).
 
-Modules: data (the real dataset), models (configs, presets, checkpoints),
-train (the in-memory trainer), evaluate (metrics), runs (the run registry),
-jobs (training as background processes), twin (the NumPy twin), bench
-(timings), preprocess (user images -> model input), device (cpu/cuda/mps).
-Packages: views (what each dashboard page shows, computed), cli (`python -m fmnist_core`).
+The core: data (the real dataset), models (configs, presets, the layer plan, checkpoints),
+train (the in-memory trainer), evaluate (metrics), preprocess (user images -> model input),
+predict, device (cpu/cuda/mps), files, errors.
+The run lifecycle, a room each: spec (one RunSpec), cost (the price of a job), queue (the one
+dispatcher), submit (launch, stop, delete, hide), execute (the trainer side), executors/ (local,
+ray), runs (the store on MLflow), roles (who may do what; it only decides); analysis (heavy
+analysis as shared jobs).
+Wings: twin/ (the NumPy twin), bench/ (timings), views/ (what each page shows, computed),
+cli/ (`python -m fmnist_core`); the class activities: challenge, humans.
 """
 from .data import CLASSES
 from .errors import WorkbenchError

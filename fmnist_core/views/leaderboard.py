@@ -29,7 +29,7 @@ KEYS = [("optimizer", "train_config", "optimizer"), ("lr", "train_config", "lear
 
 
 def _params(spec: dict[str, Any]) -> int | None:
-    """Recorded at submit time (jobs.run_spec); counted once per architecture for older runs."""
+    """Recorded at submit time (spec.RunSpec.to_dict); counted once per architecture for older runs."""
     if spec.get("parameters"):
         return int(spec["parameters"])
     return _count(json.dumps(spec.get("model_config") or {}, sort_keys=True))
