@@ -9,10 +9,11 @@
     for a map of the shipped CNN's widest layer, and submits a batch-60,000 CNN;
   * then everything is left to finish.
 
-It reports the machine's peak memory and the web process's, the memory per waiting run, runs
-accepted and refused (each refusal's sentence, counted), how many times each shared analysis
-was computed, every session rendered or not, runs lost (accepted and not finished: must be 0),
-and the time until all runs finished.
+It reports the peak memory of the machine (the 30 browsers included), of the server's own
+processes together (web server, dispatcher, trainers, analysis jobs) and of the web process,
+the memory per waiting run, runs accepted and refused (each refusal's sentence, counted), how
+many times each shared analysis was computed, every session rendered or not, runs lost
+(accepted, then failed or interrupted: must be 0), and the time until all runs finished.
 
     python scripts/load_bench.py --worst [--out FILE]
 """
@@ -46,17 +47,40 @@ def rss_mb(pid: int) -> float:
         return 0.0
 
 
-class Sampler(threading.Thread):
-    """Peak memory of the machine and of the web process, every 0.25 s."""
+def server_pids(artifacts: Path) -> list[int]:
+    """The class server's own processes: the web server, the dispatcher, trainers and analysis
+    jobs (every process started with this server's FMNIST_ARTIFACTS). The 30 browsers are not
+    among them: in a class they run on the students' machines."""
+    tag = f"FMNIST_ARTIFACTS={artifacts}".encode()
+    out = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                if tag in f.read().split(b"\0") and int(pid) != os.getpid():
+                    out.append(int(pid))
+        except OSError:
+            continue
+    return out
 
-    def __init__(self, server_pid: int):
+
+def server_mb(artifacts: Path) -> float:
+    return sum(rss_mb(p) for p in server_pids(artifacts))
+
+
+class Sampler(threading.Thread):
+    """Peak memory of the machine, of the server's processes together and of the web process,
+    every 0.25 s."""
+
+    def __init__(self, server_pid: int, artifacts: Path):
         super().__init__(daemon=True)
-        self.pid, self.stop, self.peak_machine, self.peak_web = server_pid, False, 0.0, 0.0
+        self.pid, self.artifacts, self.stop = server_pid, artifacts, False
+        self.peak_machine = self.peak_web = self.peak_server = 0.0
 
     def run(self):
         while not self.stop:
             self.peak_machine = max(self.peak_machine, meminfo_used_mb())
             self.peak_web = max(self.peak_web, rss_mb(self.pid))
+            self.peak_server = max(self.peak_server, server_mb(self.artifacts))
             time.sleep(0.25)
 
 
@@ -107,7 +131,7 @@ async def worst_async(args) -> dict:
     before_mb = meminfo_used_mb()
     with streamlit_server(artifacts, env=env) as url:
         pid = _server_pid(url)
-        sampler = Sampler(pid)
+        sampler = Sampler(pid, artifacts)
         sampler.start()
         async with async_playwright() as p:
             browser = await p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
@@ -129,7 +153,8 @@ async def worst_async(args) -> dict:
             curious = [(_user(f"Curious {j:02d}", f"c{j:031d}", "10.0.1.1"), spec, "curious") for j in range(20)]
             wide = run_spec(CNNConfig(channels=(2048, 8), kernel=1, fc=(8,)),
                             TrainConfig(epochs=30, batch_size=60000, val_fraction=0.0))
-            used0 = meminfo_used_mb()
+            used0, server0 = meminfo_used_mb(), server_mb(artifacts)
+            db0 = sum(f.stat().st_size for f in artifacts.glob("mlflow.db*"))
             t0 = time.time()
             ok, refused = await asyncio.to_thread(
                 launch_all, [u for u in students for _ in range(3)] + curious + [(curious[0][0], wide, "huge")])
@@ -137,7 +162,13 @@ async def worst_async(args) -> dict:
             await asyncio.sleep(2.0)
             active = runs.list_runs(statuses=runs.ACTIVE)
             n_waiting = sum(r["status"] == "queued" for r in active)
-            out["memory_per_waiting_run_mb"] = max(meminfo_used_mb() - used0, 0.0) / max(n_waiting, 1)
+            db1 = sum(f.stat().st_size for f in artifacts.glob("mlflow.db*"))
+            # what waiting costs the server: its processes' growth and the store's, per waiting run
+            # (a trainer started meanwhile is left out: it is a running run, not a waiting one)
+            grown = sum(rss_mb(p) for p in server_pids(artifacts) if not _is_trainer(p)) - server0
+            out["memory_per_waiting_run_mb"] = max(grown + (db1 - db0) / 2**20, 0.0) / max(n_waiting, 1)
+            out["store_growth_per_run_kb"] = (db1 - db0) / 1024 / max(len(ok), 1)
+            out["machine_growth_per_waiting_run_mb"] = max(meminfo_used_mb() - used0, 0.0) / max(n_waiting, 1)
             out["waiting_after_launch"] = n_waiting
             out["accepted"], out["refused"] = len(ok), len(refused)
             out["refusals"] = dict(collections.Counter(refused).most_common())
@@ -169,7 +200,8 @@ async def worst_async(args) -> dict:
             out["seconds_until_all_finished"] = time.time() - t0
             final = {r["run_id"]: r for r in runs.list_runs()}
             out["finished"] = sum(final[i]["status"] == "finished" for i in ok if i in final)
-            out["runs_lost"] = [i for i in ok if i not in final or final[i]["status"] != "finished"]
+            out["runs_lost"] = [i for i in ok if i not in final or final[i]["status"] in ("failed", "interrupted")]
+            out["runs_not_finished_at_the_end"] = [i for i in ok if i in final and final[i]["status"] in runs.ACTIVE]
             out["analyses"] = [{k: j.get(k) for k in ("kind", "params", "state", "computed", "askers")}
                                for j in analysis._all()]
             for i, pg in enumerate(map_pages):
@@ -180,8 +212,18 @@ async def worst_async(args) -> dict:
         out["peak_machine_used_mb"] = sampler.peak_machine
         out["machine_used_before_mb"] = before_mb
         out["peak_web_process_rss_mb"] = sampler.peak_web
+        out["peak_server_processes_rss_mb"] = sampler.peak_server
     out["artifacts"] = str(artifacts)
     return out
+
+
+def _is_trainer(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            cmd = f.read()
+        return b"fmnist_core.execute" in cmd or b"fmnist_core.analysis" in cmd
+    except OSError:
+        return False
 
 
 def _ask_widest(ckpt: Path) -> dict:
