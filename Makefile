@@ -6,6 +6,12 @@ VENV ?= $(HOME)/.cache/fmnist-workbench/venv-$(REQ_HASH)
 PY := $(VENV)/bin/python
 PORT ?= 8501
 export VENV PYTHON
+# no usage data leaves the school from anything started here (fmnist_core/__init__.py sets the
+# same for every process our Python starts; README "Privacy")
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export RAY_USAGE_STATS_ENABLED := 0
+export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 
 .PHONY: setup setup-test run class mlflow-ui test test-fast models bench bench-train clean-runs
 
@@ -15,16 +21,21 @@ setup:
 setup-test:
 	@bash scripts/setup.sh --browser
 
+# a laptop: this machine only (with no teacher password its single user is the teacher, so it
+# must not be reachable from the network; `make class` is the only way to serve others)
 run: setup
-	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --server.address 127.0.0.1
 
 # a class server: every address of this machine, https with a self-signed certificate (the
 # camera needs https off localhost), students and a teacher (FMNIST_TEACHER_PASSWORD or
-# .streamlit/secrets.toml). See README "Class server".
+# .streamlit/secrets.toml; refused without one). Tracebacks are not shown to students.
+# See README "Class server".
 class: setup
+	@$(PY) scripts/check_teacher_password.py
 	@bash scripts/tls_cert.sh artifacts/tls
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --server.address 0.0.0.0 \
-	  --server.sslCertFile artifacts/tls/cert.pem --server.sslKeyFile artifacts/tls/key.pem
+	  --server.sslCertFile artifacts/tls/cert.pem --server.sslKeyFile artifacts/tls/key.pem \
+	  --client.showErrorDetails none
 
 # MLflow's own UI on the same run store (the embedded SQLite one unless FMNIST_TRACKING_URI is set)
 MLFLOW_PORT ?= 5000
