@@ -189,6 +189,16 @@ _SQLITE_URI = re.compile(r"\s*\(sqlite:///[^)]*\)|sqlite:///[^\s)'\"]+")
 _ABS_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)*[\w.@+-]+")
 
 
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&])")
+
+
+def plain_text(text: str) -> str:
+    """`text` escaped for st.error / st.warning / st.caption, which render Markdown: every
+    Markdown and HTML character gets a backslash, so a link, an image, a heading, an emoji
+    code or a formula in text someone typed (or a URL carried) shows as the characters it is."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
+
+
 def for_browser(text: str | None) -> str | None:
     """A message for a page: the server's folders left out. Paths inside the project read
     relative to it (artifacts/models/cnn.pt), any other absolute path as '…/' and its last
