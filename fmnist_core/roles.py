@@ -188,6 +188,18 @@ def delete_run(user: User, run_id: str) -> None:
     runs.delete_run(run_id)
 
 
+def restore_run(user: User, run_id: str) -> None:
+    from . import trash
+    require_teacher(user, "restore deleted runs")
+    trash.restore_run(run_id)
+
+
+def purge_deleted(user: User, run_ids: list[str] | None = None) -> list[str]:
+    from . import trash
+    require_teacher(user, "remove deleted runs for good")
+    return trash.purge(run_ids)
+
+
 def hide_run(user: User, run_id: str, hidden: bool = True) -> None:
     from . import runs
     require_teacher(user, "hide runs from the leaderboard")
