@@ -317,6 +317,8 @@ def _bin_action(action: str, run_id: str | None = None) -> None:
 def _deleted_runs() -> None:
     """The teacher's bin: deleted runs can come back until they are removed for good."""
     from fmnist_core import trash
+    if common.store_problem():  # said in the sidebar
+        return
     try:
         gone = trash.deleted_runs()
     except Exception:  # the bin is a convenience: a store that does not answer is said elsewhere
