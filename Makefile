@@ -51,7 +51,8 @@ test: setup-test
 test-fast: setup
 	$(PY) -m pytest -q -m "not browser"
 
-# the shipped default models (artifacts/models/*.pt), reproducibly: see README.
+# the shipped default models (artifacts/models/*.pt), reproducibly: see README. Then the tests
+# marked `shipped` (an answer pinned to these checkpoints): a retrain that changes one fails here.
 # One thread: on a busy 2-core machine a second intra-op thread mostly waits for its core.
 # --watch-test: the presets train on all 60,000 images (no validation split), so the test set
 # is scored at each epoch end for the Results page's curves and epoch slider; it chooses nothing.
@@ -59,6 +60,8 @@ models: setup
 	$(PY) -m fmnist_core train --preset mlp-best --threads 1 --watch-test --save artifacts/models/mlp.pt
 	$(PY) -m fmnist_core train --preset cnn-fast --threads 1 --watch-test --save artifacts/models/cnn.pt
 	$(PY) -m fmnist_core train --preset resnet --threads 1 --watch-test --save artifacts/models/resnet.pt
+	@echo "the tests pinned to the shipped checkpoints, against the new ones:"
+	$(PY) -m pytest -q -m shipped
 
 bench: setup
 	$(PY) -m fmnist_core bench --out artifacts/benchmarks/latest.json

@@ -14,6 +14,7 @@ import torch
 from fmnist_core import adversarial as adv
 from fmnist_core.errors import ConfigError
 from conftest import ROOT
+from conftest import skip_unless_ci
 
 SHIPPED = {name: ROOT / "artifacts" / "models" / f"{name}.pt" for name in ("cnn", "mlp")}
 MODEST = 0.05  # 13 gray levels of 255
@@ -24,7 +25,7 @@ def shipped(request):
     from fmnist_core.models import load_model
     path = SHIPPED[request.param]
     if not path.is_file():
-        pytest.skip(f"{path} is not there (make models)")
+        skip_unless_ci(f"{path} is not there (make models)")
     return path, load_model(path)
 
 
@@ -84,7 +85,7 @@ def test_robustness_curve_starts_clean_falls_and_is_cached(tmp_path, monkeypatch
     from fmnist_core.evaluate import predict_logits
     from fmnist_core.models import load_model
     if not SHIPPED["mlp"].is_file():
-        pytest.skip("the shipped MLP is not there")
+        skip_unless_ci("the shipped MLP is not there")
     monkeypatch.setenv("FMNIST_ARTIFACTS", str(tmp_path))
     ckpt = tmp_path / "copy.pt"
     shutil.copyfile(SHIPPED["mlp"], ckpt)
@@ -121,7 +122,7 @@ def test_pgd_curve_runs_on_every_tenth_image(tmp_path, monkeypatch, subset):
     from fmnist_core.evaluate import predict_logits
     from fmnist_core.models import load_model
     if not SHIPPED["mlp"].is_file():
-        pytest.skip("the shipped MLP is not there")
+        skip_unless_ci("the shipped MLP is not there")
     monkeypatch.setenv("FMNIST_ARTIFACTS", str(tmp_path))
     c = adv.robustness_curve(SHIPPED["mlp"], subset, "pgd", (0.0, 0.05))
     assert c["attack"] == "PGD" and c["n"] == 60 and c["every_nth_test_image"] == 10
@@ -166,7 +167,7 @@ def test_the_attack_leaves_the_model_as_it_was(ds):
     by every other prediction, stay untouched) and handed back in training mode."""
     from fmnist_core.models import load_model
     if not SHIPPED["mlp"].is_file():
-        pytest.skip("the shipped MLP is not there")
+        skip_unless_ci("the shipped MLP is not there")
     model = load_model(SHIPPED["mlp"])
     before = {k: v.clone() for k, v in model.state_dict().items()}
     clean = adv.attack_one(model, ds.x_test[1], "PGD", 0.03)

@@ -11,11 +11,12 @@ import re
 import pytest
 from PIL import Image
 
+from conftest import CI
 from browser_util import (ROOT, browser, browser_marks, exceptions, open_page, page,  # noqa: F401 (fixtures)
                           screenshot, streamlit_server, wait_idle)
 
 pytestmark = [*browser_marks(),
-              pytest.mark.skipif(not (ROOT / "artifacts" / "models" / "cnn.pt").is_file(),
+              pytest.mark.skipif(not CI and not (ROOT / "artifacts" / "models" / "cnn.pt").is_file(),
                                  reason="the shipped CNN is not there (make models)")]
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 

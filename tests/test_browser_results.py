@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import skip_unless_ci
+
 from browser_util import (browser, browser_marks, exceptions, open_page, page, screenshot,  # noqa: F401 (fixtures)
                           streamlit_server, using_store, wait_idle)
 
@@ -152,7 +154,7 @@ def test_the_epoch_slider_of_the_shipped_cnn_changes_the_confusion_matrix(server
     import torch
     meta = torch.load(ROOT / "artifacts" / "models" / "cnn.pt", weights_only=True)["metrics"]
     if not any(h.get("watch_confusion") for h in meta.get("history") or []):
-        pytest.skip("this cnn.pt predates per-epoch confusion matrices: run `make models`")
+        skip_unless_ci("this cnn.pt predates per-epoch confusion matrices: run `make models`")
     slow = 300  # s: the shipped CNN is evaluated on the 10,000 test images, on a busy 2-core machine
     try:
         open_page(page, server, "results")

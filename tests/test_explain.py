@@ -67,6 +67,7 @@ def test_the_twins_backward_gives_captums_saliency(which, mlp, ds):
     assert worst <= 1e-5
 
 
+@pytest.mark.shipped
 def test_every_method_is_faithful_by_deletion_on_the_shipped_cnn(cnn, ds):
     """Deleting (setting to 0, the background) the 10% of pixels with the highest attribution
     lowers the predicted class's probability more than deleting a random 10%."""
@@ -79,6 +80,7 @@ def test_every_method_is_faithful_by_deletion_on_the_shipped_cnn(cnn, ds):
         assert r["drop_top"] > r["drop_random"], r
 
 
+@pytest.mark.shipped
 def test_attributions_are_28x28_and_point_at_the_garment(cnn, mlp, ds):
     x = images(ds, 1)[0]
     k = int(explain.probabilities(cnn, x).argmax())
@@ -96,6 +98,7 @@ def test_attributions_are_28x28_and_point_at_the_garment(cnn, mlp, ds):
     assert explain.last_conv(cnn)[0] == "act2"  # the last conv block's rectified output
 
 
+@pytest.mark.shipped
 def test_another_class_gets_another_attribution(cnn, ds):
     x = images(ds, 1)[0]
     boot = explain.explain(cnn, x, "ig")
@@ -159,6 +162,7 @@ def test_the_overlay_on_the_original_covers_the_frame_only(cnn, ds):
     assert over_input.shape == (280, 280, 3)
 
 
+@pytest.mark.shipped
 def test_cli_explain_json_lines_and_errors(tmp_path, ds, capsys):
     from fmnist_core.cli import main
     boot = tmp_path / "boot.png"
@@ -180,6 +184,7 @@ def test_cli_explain_json_lines_and_errors(tmp_path, ds, capsys):
         assert out == "" and len(err.strip().splitlines()) == 1 and err.startswith(f"error: ") and message in err
 
 
+@pytest.mark.shipped
 def test_gradcam_on_the_shipped_resnet_reads_its_last_residual_block(ds):
     from fmnist_core.models import load_model
     resnet = load_model(MODELS / "resnet.pt")

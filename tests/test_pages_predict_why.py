@@ -9,12 +9,13 @@ import io
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import CI, ROOT
 from page_util import captions, metrics, page_app, texts
 
 MODELS = ROOT / "artifacts" / "models"
-pytestmark = pytest.mark.skipif(not (MODELS / "cnn.pt").is_file() or not (MODELS / "mlp.pt").is_file(),
-                                reason="the shipped models are not there (make models)")
+pytestmark = [pytest.mark.shipped,
+              pytest.mark.skipif(not CI and (not (MODELS / "cnn.pt").is_file() or not (MODELS / "mlp.pt").is_file()),
+                                 reason="the shipped models are not there (make models)")]
 
 
 def test_test_image_on_the_cnn_then_another_class_and_method(runs_dir):
