@@ -178,3 +178,28 @@ def test_the_attack_leaves_the_model_as_it_was(ds):
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_the_cache_key_is_the_checkpoints_content_and_a_rewrite_is_recomputed(tmp_path, monkeypatch, subset):
+    """The expected key is computed here from the file's bytes, not by the function under test
+    (a constant hash passed the older tests); the same path rewritten with other weights is a
+    new key, so its curve is computed again, not read from the old file's cache."""
+    import hashlib
+    from conftest import random_checkpoint
+    from fmnist_core.models import MLPConfig
+    monkeypatch.setenv("FMNIST_ARTIFACTS", str(tmp_path))
+    ckpt = random_checkpoint(tmp_path / "model.pt", MLPConfig(hidden=(32,)), seed=1)
+    eps = (0.0, 0.05)
+    first = adv.robustness_curve(ckpt, subset, "FGSM", eps)
+    want = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert adv.cache_path(ckpt, "FGSM", eps).name.startswith(f"{want}-fgsm-")
+    assert adv.robustness_curve(ckpt, subset, "FGSM", eps)["cached"]
+    random_checkpoint(ckpt, MLPConfig(hidden=(32,)), seed=2)  # the same path, other weights
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() != want
+    calls = []
+    real = adv.perturb
+    monkeypatch.setattr(adv, "perturb", lambda *a, **k: calls.append(1) or real(*a, **k))
+    second = adv.robustness_curve(ckpt, subset, "FGSM", eps)
+    assert not second["cached"] and second["accuracy"] != first["accuracy"]
+    assert adv.cache_path(ckpt, "FGSM", eps).name.startswith(hashlib.sha256(ckpt.read_bytes()).hexdigest())
+    assert len(list((tmp_path / "cache" / "robustness").glob("*.json"))) == 2
