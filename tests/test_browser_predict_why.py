@@ -13,7 +13,7 @@ from PIL import Image
 
 from conftest import CI
 from browser_util import (ROOT, browser, browser_marks, exceptions, open_page, page,  # noqa: F401 (fixtures)
-                          screenshot, streamlit_server, wait_idle)
+                          screenshot, streamlit_server, wait_idle, rerun_after)
 
 pytestmark = [*browser_marks(),
               pytest.mark.skipif(not CI and not (ROOT / "artifacts" / "models" / "cnn.pt").is_file(),
@@ -53,9 +53,7 @@ def pick(page, label: str, option: str) -> None:
         except sync_api.TimeoutError:
             page.keyboard.press("Escape")
             wait_idle(page)
-    wanted.click()
-    page.wait_for_timeout(300)
-    wait_idle(page)
+    rerun_after(page, wanted.click)
 
 
 def drawn(page, caption: str) -> tuple[str, float]:
