@@ -6,6 +6,12 @@ VENV ?= $(HOME)/.cache/fmnist-workbench/venv-$(REQ_HASH)
 PY := $(VENV)/bin/python
 PORT ?= 8501
 export VENV PYTHON
+# no usage data leaves the school from anything started here (fmnist_core/__init__.py sets the
+# same for every process our Python starts; README "Privacy")
+export MLFLOW_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export RAY_USAGE_STATS_ENABLED := 0
+export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 
 .PHONY: setup setup-test run class mlflow-ui test test-fast models bench bench-train clean-runs
 
@@ -15,16 +21,21 @@ setup:
 setup-test:
 	@bash scripts/setup.sh --browser
 
+# a laptop: this machine only (with no teacher password its single user is the teacher, so it
+# must not be reachable from the network; `make class` is the only way to serve others)
 run: setup
-	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true
+	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --server.address 127.0.0.1
 
 # a class server: every address of this machine, https with a self-signed certificate (the
 # camera needs https off localhost), students and a teacher (FMNIST_TEACHER_PASSWORD or
-# .streamlit/secrets.toml). See README "Class server".
+# .streamlit/secrets.toml; refused without one). Tracebacks are not shown to students.
+# See README "Class server".
 class: setup
+	@$(PY) scripts/check_teacher_password.py
 	@bash scripts/tls_cert.sh artifacts/tls
 	$(PY) -m streamlit run app.py --server.port $(PORT) --server.headless true --server.address 0.0.0.0 \
-	  --server.sslCertFile artifacts/tls/cert.pem --server.sslKeyFile artifacts/tls/key.pem
+	  --server.sslCertFile artifacts/tls/cert.pem --server.sslKeyFile artifacts/tls/key.pem \
+	  --client.showErrorDetails none
 
 # MLflow's own UI on the same run store (the embedded SQLite one unless FMNIST_TRACKING_URI is set)
 MLFLOW_PORT ?= 5000
@@ -40,7 +51,8 @@ test: setup-test
 test-fast: setup
 	$(PY) -m pytest -q -m "not browser"
 
-# the shipped default models (artifacts/models/*.pt), reproducibly: see README.
+# the shipped default models (artifacts/models/*.pt), reproducibly: see README. Then the tests
+# marked `shipped` (an answer pinned to these checkpoints): a retrain that changes one fails here.
 # One thread: on a busy 2-core machine a second intra-op thread mostly waits for its core.
 # --watch-test: the presets train on all 60,000 images (no validation split), so the test set
 # is scored at each epoch end for the Results page's curves and epoch slider; it chooses nothing.
@@ -49,6 +61,8 @@ models: setup
 	$(PY) -m fmnist_core train --preset cnn-fast --threads 1 --watch-test --save artifacts/models/cnn.pt
 	$(PY) -m fmnist_core train --preset resnet --threads 1 --watch-test --save artifacts/models/resnet.pt
 	$(PY) -m fmnist_core train --preset mlp-seed000 --threads 1 --watch-test --save artifacts/models/mlp-seed000.pt
+	@echo "the tests pinned to the shipped checkpoints, against the new ones:"
+	$(PY) -m pytest -q -m shipped
 
 bench: setup
 	$(PY) -m fmnist_core bench --out artifacts/benchmarks/latest.json

@@ -23,7 +23,6 @@ The constants below were fitted on a 2-core AMD EPYC (AVX-512, one torch thread)
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from typing import Any

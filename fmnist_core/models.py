@@ -454,7 +454,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
                if isinstance(exc, pickle.UnpicklingError) else
                f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'unreadable'}")
         raise CheckpointError(f"{path}: not a readable checkpoint ({why})") from None
-    if not isinstance(ckpt, dict) or "model_config" not in ckpt or "state_dict" not in ckpt:
+    if (not isinstance(ckpt, dict) or not isinstance(ckpt.get("model_config"), dict)
+            or not isinstance(ckpt.get("state_dict"), dict)):
         raise CheckpointError(f"{path}: not a workbench checkpoint (needs model_config and state_dict)")
     return ckpt
 
@@ -462,7 +463,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> FashionNet:
     """Rebuild the model from a checkpoint, in eval mode, on `device`."""
     ckpt = read_checkpoint(path)
-    model = build_model(config_from_dict(ckpt["model_config"]))
+    cfg = config_from_dict(ckpt["model_config"])
+    # priced from the layer plan before anything is allocated: a crafted file whose config asks
+    # for 6 x 8,192 layers next to a few weights would otherwise build 2 GB of model just to
+    # fail at load_state_dict. A real checkpoint holds at least every trainable parameter.
+    wanted = plan_parameters(cfg)
+    held = sum(int(t.numel()) for t in ckpt["state_dict"].values() if isinstance(t, torch.Tensor))
+    if wanted > held:
+        raise CheckpointError(f"{path}: its config asks for {wanted:,} parameters but the file holds only "
+                              f"{held:,} numbers, so it is not a checkpoint of that model")
+    model = build_model(cfg)
     try:
         model.load_state_dict(ckpt["state_dict"])
     except RuntimeError as exc:

@@ -57,6 +57,7 @@ MAX_PIXELS = 40_000_000              # 40 MP: any phone photo. Measured peak mem
                                      # 36 MP PNG (6000x6000) above the imports: RGBA 274 MB (304 MB
                                      # with the steps), RGB 142 MB, gray 31 MB; the decode is 4, 3
                                      # or 1 bytes a pixel, and shrinking RGBA premultiplies a copy
+                                     # (python scripts/bench_predict.py measures it again)
 MIN_SIDE = 8                         # below this there is nothing to resize, only to guess
 # decoders we trust with user bytes: common raster formats, nothing that shells out
 # (multi-picture JPEGs from phones, "MPO", come through the JPEG opener)

@@ -5,8 +5,11 @@
               stored, so reading the store does not let anyone act as someone else)
   the teacher unlocked with the password from FMNIST_TEACHER_PASSWORD or
               .streamlit/secrets.toml (`teacher_password = "..."`), compared in constant time
-              and never logged. With no password configured there is no class: the single
-              user of a laptop is the teacher and needs no login.
+              and never logged; tries are rate-limited and locked out per browser and per
+              address (`try_teacher_password`); the proof a browser keeps expires after a school
+              day and dies with a password change. With no password configured there is no
+              class: the single user of a laptop is the teacher and needs no login (that is why
+              `make run` listens on 127.0.0.1 only and `make class` refuses to start without one).
   limits      set by the teacher for everyone, kept in the run store (so every server and
               worker of a class sees the same): concurrent trainings, runs waiting in all, and
               per student (and per address) the runs waiting or running at once, parameters
@@ -25,11 +28,13 @@ import json
 import os
 import re
 import secrets
+import time
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from .data import PROJECT_ROOT
 from .errors import WorkbenchError
+from .ratelimit import Lockout, RateLimited, RateLimiter
 
 SECRETS_FILE = PROJECT_ROOT / ".streamlit" / "secrets.toml"
 NAME = re.compile(r"[\w .'-]{1,40}")
@@ -44,7 +49,8 @@ class User:
     name: str          # what the class sees on runs and the leaderboard
     id: str            # sha256 of the browser's secret token: what runs record as owner_id
     teacher: bool = False
-    address: str = ""  # a hash of the browser's address (user_id("addr:" + ip)); "" when unknown
+    address: str = ""  # user_id("addr:" + the client's IP) when the server knows it, else "":
+                       # limits per address hold when a student opens a fresh private window
 
     def owns(self, run: dict[str, Any]) -> bool:
         return bool(run.get("owner_id")) and hmac.compare_digest(run["owner_id"], self.id)
@@ -97,6 +103,63 @@ def class_mode() -> bool:
 def check_teacher_password(given: str) -> bool:
     pw = teacher_password()
     return pw is not None and hmac.compare_digest(given.encode(), pw.encode())
+
+
+def address_id(ip: str | None) -> str:
+    """What User.address holds for a client address: a hash, so the store never keeps IPs."""
+    return user_id("addr:" + ip) if ip else ""
+
+
+# the unlock: a typo or two goes through at once, a script gets one try every few seconds, and
+# repeated failures lock the browser out for minutes. An address (a school's NAT may put a whole
+# class behind one) gets a higher bar, so one prankster does not lock the teacher out at once.
+UNLOCK_RATE = RateLimiter(rate_per_s=1 / 3, burst=5)
+UNLOCK_BROWSER_LOCKOUT = Lockout(max_failures=5, window_s=600, lock_s=300)
+UNLOCK_ADDRESS_LOCKOUT = Lockout(max_failures=20, window_s=600, lock_s=900)
+TEACHER_PROOF_SECONDS = 12 * 3600  # a school day: a borrowed laptop is not a teacher tomorrow
+
+
+def try_teacher_password(given: str, browser: str, address: str = "") -> bool:
+    """Check a teacher password typed in a browser (its user id) from an address (address_id,
+    "" when unknown); raises RateLimited, with the wait in words, instead of checking while
+    this browser or address has tried too often."""
+    keyed = [(UNLOCK_BROWSER_LOCKOUT, f"browser:{browser}")]
+    if address:
+        keyed.append((UNLOCK_ADDRESS_LOCKOUT, f"addr:{address}"))
+    for lockout, key in keyed:
+        lockout.check(key, "try the teacher password again")
+    allowed = [UNLOCK_RATE.allow(key) for _, key in keyed]  # every bucket pays, none short-circuits
+    if not all(allowed):
+        wait = max(UNLOCK_RATE.wait_s(key) for _, key in keyed)
+        raise RateLimited(f"Too many tries at once: wait {max(1, round(wait))} seconds and type it again.")
+    ok = check_teacher_password(given)
+    for lockout, key in keyed:
+        lockout.succeeded(key) if ok else lockout.failed(key)
+    return ok
+
+
+def teacher_proof(token: str, now: float | None = None) -> str | None:
+    """What a browser keeps after the unlock: its expiry and an HMAC of its token and that
+    expiry under the password (None without a password). A copied cookie fails on another
+    browser, a changed password fails every old proof, and every proof ends within a day."""
+    pw = teacher_password()
+    if not pw:
+        return None
+    expires = int((now if now is not None else time.time()) + TEACHER_PROOF_SECONDS)
+    mac = hmac.new(pw.encode(), f"{token}|{expires}".encode(), hashlib.sha256).hexdigest()
+    return f"{expires}.{mac}"
+
+
+def check_teacher_proof(token: str, proof: str, now: float | None = None) -> bool:
+    pw = teacher_password()
+    expires, _, mac = str(proof).partition(".")
+    if not pw or not expires.isdigit() or not mac:
+        return False
+    now = now if now is not None else time.time()
+    if not now < int(expires) <= now + TEACHER_PROOF_SECONDS + 60:  # expired, or from a longer-lived past
+        return False
+    want = hmac.new(pw.encode(), f"{token}|{expires}".encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(mac, want)
 
 
 # --- who may touch a run ------------------------------------------------------------------------

@@ -83,6 +83,42 @@ def is_embedded(uri: str | None = None) -> bool:
     return (uri or tracking_uri()).startswith("sqlite:")
 
 
+class StoreNotAnswering(WorkbenchError):
+    """A tracking server that does not answer (down, restarting, unreachable)."""
+
+
+# the dashboard asks before reading: MLflow's own client retries a dead server for minutes
+# (7 retries with backoff), which would hang every page's sidebar. The answer is kept a few
+# seconds, so a class of browsers asks the server once, not once each.
+ANSWER_TIMEOUT_S, ANSWER_TTL_S = 3.0, 5.0
+_answers: dict[str, tuple[float, bool]] = {}
+
+
+def answering(uri: str | None = None) -> bool:
+    """Does the run store answer now? (always, for the embedded one)"""
+    import urllib.request
+    uri = uri or tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return True
+    when, ok = _answers.get(uri, (0.0, False))
+    if time.monotonic() - when < ANSWER_TTL_S:
+        return ok
+    try:  # /health needs no login, also on a basic-auth server
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=ANSWER_TIMEOUT_S) as resp:
+            ok = resp.status == 200
+    except Exception:
+        ok = False
+    _answers[uri] = (time.monotonic(), ok)
+    return ok
+
+
+def check_answering(uri: str | None = None) -> None:
+    """Raise StoreNotAnswering, one sentence, when the run store does not answer."""
+    uri = uri or tracking_uri()
+    if not answering(uri):
+        raise StoreNotAnswering(f"the run store at {uri} is not answering")
+
+
 _stores: dict[str, "Store"] = {}
 _stores_lock = threading.Lock()
 

@@ -1,4 +1,5 @@
-"""What a user does to runs: launch one, stop it, delete it, hide it. Each action asks roles.py
+"""What a user does to runs: launch one, stop it, delete it (and the teacher's restore and
+purge), hide it. Each action asks roles.py
 whether this user may, then acts on the store (runs.py) or through the run's executor.
 
 Launching: the spec is validated (RunSpec), priced (cost.price), and checked against every
@@ -85,6 +86,18 @@ def delete_run(user: User, run_id: str) -> None:
 def hide_run(user: User, run_id: str, hidden: bool = True) -> None:
     require_teacher(user, "hide runs from the leaderboard")
     runs.set_hidden(run_id, hidden)
+
+
+def restore_run(user: User, run_id: str) -> None:
+    from . import trash
+    require_teacher(user, "restore deleted runs")
+    trash.restore_run(run_id)
+
+
+def purge_deleted(user: User, run_ids: list[str] | None = None) -> list[str]:
+    from . import trash
+    require_teacher(user, "remove deleted runs for good")
+    return trash.purge(run_ids)
 
 
 def follow_run(run_id: str, callback: Callable[[dict], None] | None = None, poll: float = 2.0,

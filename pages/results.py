@@ -36,6 +36,8 @@ def _test_metrics(src: dict) -> dict | None:
 
 def page() -> None:
     st.title("Results")
+    if identity.current_user().teacher:
+        _deleted_runs()
     sources = common.model_list()
     if not sources:
         st.info("Nothing to show yet: no run has been trained and the shipped models are not there. "
@@ -306,7 +308,48 @@ def _delete(key: str, run_id: str) -> None:
     st.session_state.res_delete_error = None
     st.session_state.res_sel = [k for k in st.session_state.res_sel if k != key]
     common.run_list.clear()
-    st.toast("Run deleted")
+    st.toast("Run deleted: the teacher can restore it until the deleted runs are removed for good")
+
+
+def _bin_action(action: str, run_id: str | None = None) -> None:
+    me = identity.current_user()
+    try:  # the teacher's alone, checked in the core
+        if action == "restore":
+            submit.restore_run(me, run_id)
+            st.toast("Run restored")
+        else:
+            n = len(submit.purge_deleted(me))
+            st.toast(f"{plural(n, 'deleted run')} removed for good")
+        st.session_state.res_bin_error = None
+    except WorkbenchError as exc:
+        st.session_state.res_bin_error = str(exc)
+    common.run_list.clear()
+
+
+def _deleted_runs() -> None:
+    """The teacher's bin: deleted runs can come back until they are removed for good."""
+    from fmnist_core import trash
+    if common.store_problem():  # said in the sidebar
+        return
+    try:
+        gone = trash.deleted_runs()
+    except Exception:  # the bin is a convenience: a store that does not answer is said elsewhere
+        return
+    if not gone:
+        return
+    with st.expander(f"Deleted runs ({len(gone)})", icon=":material/restore_from_trash:"):
+        st.caption("Deleted runs are hidden from every page, with their files kept. Restore one to "
+                   "bring it back; **Remove for good** deletes their records, checkpoints and "
+                   "histories from this server (MLflow's `gc`): that cannot be undone.")
+        for r in gone[:50]:
+            a, b = st.columns([4, 1])
+            a.text(f"{shared.run_label(r)} · {r.get('owner') or 'unknown'}")
+            b.button("Restore", key=f"res_restore_{r['run_id']}", on_click=_bin_action, args=("restore", r["run_id"]))
+        ok = st.checkbox("Yes, remove every deleted run for good", key="res_purge_ok")
+        st.button("Remove for good", key="res_purge_btn", type="primary", disabled=not ok,
+                  on_click=_bin_action, args=("purge",), icon=":material/delete_forever:")
+        if st.session_state.get("res_bin_error"):
+            st.error(shared.plain_text(st.session_state.res_bin_error))
 
 
 def _downloads(key: str, src: dict, metrics: dict | None) -> None:
@@ -343,8 +386,9 @@ def _downloads(key: str, src: dict, metrics: dict | None) -> None:
                    "teacher can delete it.")
         return
     with st.expander("Delete this run", icon=":material/delete:"):
-        st.write("Deletes the run from the run store with its checkpoint, history and metrics. "
-                 "This cannot be undone.")
+        st.write("Hides the run from every page and list. Its checkpoint, history and metrics stay "
+                 "on the server until the teacher removes deleted runs for good, so until then the "
+                 "teacher can restore it.")
         ok = st.checkbox("Yes, delete this run", key=f"res_del_ok_{src['run_id']}")
         st.button("Delete run", key="res_del_btn", type="primary", disabled=not ok,
                   on_click=_delete, args=(key, src["run_id"]))

@@ -159,7 +159,8 @@ def _choose_results() -> list[dict]:
         try:
             chosen.append(bench.parse_results(f.getvalue(), origin=f"uploaded {f.name}"))
         except bench.ResultsFileError as exc:
-            right.error(f"Cannot use this file: {exc}", icon=":material/error:")
+            # plain text: the message may quote the file (and its name), which is not ours
+            right.error(shared.plain_text(f"Cannot use this file: {exc}"), icon=":material/error:")
     return chosen
 
 

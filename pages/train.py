@@ -25,12 +25,9 @@ from fmnist_core.train import OPTIMIZERS, SCHEDULES
 from ui import common, identity, model_picker, nav
 
 DEFAULT_START = DEMO_PRESET  # the fast CNN for live class demos (bench-train times it)
-ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP, ResNet)"}
-# form field -> how the page names it, where the code name would not read well
-FIELD_NAMES = {"arch": "architecture", "hidden": "hidden layers", "fc": "fully connected layers",
-               "lr": "learning rate", "l2": "L2", "l1": "L1", "val_fraction": "validation split",
-               "augment_flip": "flips", "augment_shift": "shifts", "train_limit": "training images"}
-PRECISIONS = ("auto", "fp32", "bf16")
+ENGINES = view.ENGINES
+FIELD_NAMES = view.FIELD_NAMES
+PRECISIONS = view.PRECISIONS
 LAUNCH_DEBOUNCE_S = 10.0  # the same settings launched again within this is a double click
 
 
@@ -67,7 +64,8 @@ def _fit_limits() -> None:
 def _init_state() -> None:
     if "tr_start" not in st.session_state:
         # opened from a settings link: the form starts from that preset and those settings
-        shared_values = share.form_from_query(dict(st.query_params), view.form_defaults)
+        shared_values, st.session_state.tr_link_problems = share.form_from_query(
+            dict(st.query_params), view.form_defaults, view.FIELD_NAMES)
         st.session_state.tr_start = shared_values.pop("start", DEFAULT_START)
         _apply_start()
         for k, v in shared_values.items():
@@ -144,7 +142,7 @@ def _model_widgets() -> None:
     if about or note:
         st.caption(" · ".join(x for x in (about, note) if x))
     st.subheader("Model")
-    st.radio("Architecture", ["mlp", "cnn", "resnet"], key="tr_arch", horizontal=True,
+    st.radio("Architecture", view.ARCHS, key="tr_arch", horizontal=True,
              format_func=lambda a: {"mlp": "MLP (fully connected)", "cnn": "CNN (convolutional)",
                                     "resnet": "ResNet (residual blocks)"}[a])
     if st.session_state.tr_arch == "mlp":
@@ -160,8 +158,8 @@ def _model_widgets() -> None:
     else:
         a, b, c, d = st.columns(4)
         a.text_input("Conv channels", key="tr_channels", help="One conv layer per number, e.g. 32, 64")
-        b.selectbox("Kernel", [1, 3, 5, 7], key="tr_kernel")
-        c.selectbox("Pooling", ["max", "avg"], key="tr_pool")
+        b.selectbox("Kernel", view.KERNELS, key="tr_kernel")
+        c.selectbox("Pooling", view.POOLS, key="tr_pool")
         d.number_input("Pool after every N convs", step=1, key="tr_pool_every")
         st.text_input("Fully connected layers after the convs", key="tr_fc",
                       help="Comma-separated widths, e.g. 128; empty = straight to the 10 outputs")
@@ -193,7 +191,7 @@ def _training_widgets() -> None:
     c.number_input("L2 / weight decay", step=1e-4, format="%g", key="tr_l2")
     d.number_input("L1 penalty", step=1e-5, format="%g", key="tr_l1")
     a, b, c = st.columns(3)
-    a.slider("Validation split", 0.0, 0.5, step=0.05, key="tr_val_fraction",
+    a.slider("Validation split", *view.RANGES["val_fraction"], step=0.05, key="tr_val_fraction",
              help="Held out from the 60,000 training images; the test set is never used for choices.")
     b.number_input("Early stopping patience", step=1, key="tr_patience",
                    help="Stop after N epochs without a better validation accuracy (0 = off); "
@@ -202,7 +200,7 @@ def _training_widgets() -> None:
                    help="Soft targets: the true class gets 1 − ε + ε/10, every other class ε/10 "
                         "(PyTorch's definition); the model becomes less overconfident")
     a, b = st.columns(2)
-    a.slider("Augmentation: random shift (px)", 0, 4, key="tr_augment_shift",
+    a.slider("Augmentation: random shift (px)", *view.RANGES["augment_shift"], key="tr_augment_shift",
              help="Move each training image by up to N pixels, a new draw every epoch")
     b.checkbox("Random left-right flips", key="tr_augment_flip", help="Augmentation: mirror training images")
 
@@ -259,17 +257,21 @@ def _summary_and_launch() -> None:
                   "and this server's measured speed: the trainer's peak memory and the run's time "
                   "(fmnist_core/cost.py; within about 2x of measured runs).")
         problems = problems + [f"Over a class limit: {o}." for o in over]
+    # plain text: a problem may repeat what was typed in the form, and nothing typed (nor from
+    # a link) is ever rendered as Markdown
     for p in problems:
-        st.error(p)
+        st.error(shared.plain_text(p))
     err = st.session_state.get("tr_launch_error")
     if err:
-        st.error(err)
+        st.error(shared.plain_text(err))
     st.button("Launch training", icon=":material/rocket_launch:", type="primary", key="launch_btn",
               disabled=bool(problems), on_click=_launch, args=(spec, label), width="stretch",
               help="Fix the problems above first" if problems else
               "Starts the run as its own process; it waits in line if the queue is full")
     if st.session_state.get("tr_from_link"):
         st.caption(":material/link: The form was filled from a shared settings link.")
+    for p in st.session_state.get("tr_link_problems") or []:
+        st.warning(shared.plain_text(p), icon=":material/link_off:")
     with st.popover("Share these settings", icon=":material/share:", width="stretch"):
         query = share.query_from_form(values, view.form_defaults)
         st.caption("Anyone who opens this link gets the Train form filled with these settings:")

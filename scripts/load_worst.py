@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
-import sys
 import tempfile
 import threading
 import time

@@ -141,6 +141,52 @@ def wait_idle(page, timeout: float = 60.0) -> None:
         }""", timeout=timeout * 1000)
 
 
+def rerun_after(page, action, timeout: float = 60.0) -> None:
+    """Do `action` (a widget change) and wait until the rerun it starts has ended. A watcher set
+    up before the action notes the script state turning 'running', so there is no fixed pause
+    for the rerun to begin (wait_idle alone may return before it has)."""
+    page.evaluate("""() => {
+        window.__rerunSeen = false;
+        const app = document.querySelector('[data-testid="stApp"]');
+        window.__rerunWatch = new MutationObserver(() => {
+            if (app.getAttribute('data-test-script-state') === 'running') window.__rerunSeen = true; });
+        window.__rerunWatch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+    }""")
+    action()
+    page.wait_for_function("() => window.__rerunSeen === true", timeout=timeout * 1000)
+    page.evaluate("() => window.__rerunWatch.disconnect()")
+    wait_idle(page, timeout)
+
+
+def wait_charts(page, timeout: float = 60.0) -> None:
+    """Every Plotly chart on the page has drawn: its layout computed and its SVG in place
+    (Plotly draws after Streamlit's script run is over)."""
+    # charts in a tab or an expander not shown are drawn when shown: only the visible ones count
+    page.wait_for_function("""() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+        .filter(p => p.offsetParent !== null && p.getClientRects().length > 0)
+        .every(p => p._fullLayout && p.querySelector('.main-svg'))""", timeout=timeout * 1000)
+
+
+def wait_settled(page, selector: str, timeout: float = 30.0) -> None:
+    """The first element matching `selector` has stopped moving (an expander folding, a
+    re-layout): its box is the same over five animation frames."""
+    page.wait_for_function("""async (sel) => {
+        const el = document.querySelector(sel);
+        if (!el) return false;
+        const box = () => JSON.stringify(el.getBoundingClientRect());
+        const first = box();
+        for (let i = 0; i < 5; i++) await new Promise(r => requestAnimationFrame(r));
+        return first === box();
+    }""", arg=selector, timeout=timeout * 1000)
+
+
+def open_tab(page, name: str, timeout: float = 60.0) -> None:
+    """Click a tab and wait until it is the selected one and the page is idle."""
+    page.get_by_role("tab", name=name).click()
+    page.get_by_role("tab", name=name, selected=True).wait_for(timeout=timeout * 1000)
+    wait_idle(page, timeout)
+
+
 def exceptions(page) -> list[str]:
     """Texts of the exception boxes Streamlit shows (empty when the page is healthy)."""
     return [e.inner_text()[:500] for e in page.locator('[data-testid="stException"]').all()]
@@ -155,7 +201,8 @@ def screenshot(page, name: str) -> Path:
         const m = document.querySelector('[data-testid="stMain"]');
         return m ? m.scrollHeight : document.body.scrollHeight; }""")
     page.set_viewport_size({"width": size["width"], "height": min(max(height, size["height"]), 8000)})
-    page.wait_for_timeout(500)  # let charts re-layout to the new size
+    wait_charts(page)  # charts re-layout to the new size
+    wait_settled(page, '[data-testid="stMain"]')
     page.screenshot(path=str(path))
     page.set_viewport_size(size)
     return path

@@ -9,6 +9,7 @@ here on real images stands in as the shipped model, so no test depends on it.
 """
 from __future__ import annotations
 
+import re
 import shutil
 import time
 
@@ -32,9 +33,16 @@ def page_app(name: str) -> AppTest:
     return AppTest.from_string(script, default_timeout=TIMEOUT)
 
 
+def unescape(markdown: str) -> str:
+    """What a reader sees of text escaped with views.shared.plain_text (backslashes dropped)."""
+    return re.sub(r"\\(.)", r"\1", str(markdown))
+
+
 def texts(at: AppTest) -> str:
-    """All markdown, captions, alerts and metrics of the page, as one string."""
-    parts = [e.value for e in (*at.markdown, *at.caption, *at.info, *at.success, *at.warning, *at.error)]
+    """All markdown, captions, alerts and metrics of the page, as one string (escaped plain
+    text as the reader sees it)."""
+    parts = [e.value for e in (*at.markdown, *at.caption, *at.info, *at.success, *at.warning)]
+    parts += [unescape(e.value) for e in at.error]
     parts += [f"{m.label} {m.value}" for m in at.metric]
     return "\n".join(str(p) for p in parts)
 

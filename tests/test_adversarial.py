@@ -14,6 +14,7 @@ import torch
 from fmnist_core import adversarial as adv
 from fmnist_core.errors import ConfigError
 from conftest import ROOT
+from conftest import skip_unless_ci
 
 SHIPPED = {name: ROOT / "artifacts" / "models" / f"{name}.pt" for name in ("cnn", "mlp")}
 MODEST = 0.05  # 13 gray levels of 255
@@ -24,7 +25,7 @@ def shipped(request):
     from fmnist_core.models import load_model
     path = SHIPPED[request.param]
     if not path.is_file():
-        pytest.skip(f"{path} is not there (make models)")
+        skip_unless_ci(f"{path} is not there (make models)")
     return path, load_model(path)
 
 
@@ -84,7 +85,7 @@ def test_robustness_curve_starts_clean_falls_and_is_cached(tmp_path, monkeypatch
     from fmnist_core.evaluate import predict_logits
     from fmnist_core.models import load_model
     if not SHIPPED["mlp"].is_file():
-        pytest.skip("the shipped MLP is not there")
+        skip_unless_ci("the shipped MLP is not there")
     monkeypatch.setenv("FMNIST_ARTIFACTS", str(tmp_path))
     ckpt = tmp_path / "copy.pt"
     shutil.copyfile(SHIPPED["mlp"], ckpt)
@@ -121,7 +122,7 @@ def test_pgd_curve_runs_on_every_tenth_image(tmp_path, monkeypatch, subset):
     from fmnist_core.evaluate import predict_logits
     from fmnist_core.models import load_model
     if not SHIPPED["mlp"].is_file():
-        pytest.skip("the shipped MLP is not there")
+        skip_unless_ci("the shipped MLP is not there")
     monkeypatch.setenv("FMNIST_ARTIFACTS", str(tmp_path))
     c = adv.robustness_curve(SHIPPED["mlp"], subset, "pgd", (0.0, 0.05))
     assert c["attack"] == "PGD" and c["n"] == 60 and c["every_nth_test_image"] == 10
@@ -166,7 +167,7 @@ def test_the_attack_leaves_the_model_as_it_was(ds):
     by every other prediction, stay untouched) and handed back in training mode."""
     from fmnist_core.models import load_model
     if not SHIPPED["mlp"].is_file():
-        pytest.skip("the shipped MLP is not there")
+        skip_unless_ci("the shipped MLP is not there")
     model = load_model(SHIPPED["mlp"])
     before = {k: v.clone() for k, v in model.state_dict().items()}
     clean = adv.attack_one(model, ds.x_test[1], "PGD", 0.03)
@@ -177,3 +178,28 @@ def test_the_attack_leaves_the_model_as_it_was(ds):
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_the_cache_key_is_the_checkpoints_content_and_a_rewrite_is_recomputed(tmp_path, monkeypatch, subset):
+    """The expected key is computed here from the file's bytes, not by the function under test
+    (a constant hash passed the older tests); the same path rewritten with other weights is a
+    new key, so its curve is computed again, not read from the old file's cache."""
+    import hashlib
+    from conftest import random_checkpoint
+    from fmnist_core.models import MLPConfig
+    monkeypatch.setenv("FMNIST_ARTIFACTS", str(tmp_path))
+    ckpt = random_checkpoint(tmp_path / "model.pt", MLPConfig(hidden=(32,)), seed=1)
+    eps = (0.0, 0.05)
+    first = adv.robustness_curve(ckpt, subset, "FGSM", eps)
+    want = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    assert adv.cache_path(ckpt, "FGSM", eps).name.startswith(f"{want}-fgsm-")
+    assert adv.robustness_curve(ckpt, subset, "FGSM", eps)["cached"]
+    random_checkpoint(ckpt, MLPConfig(hidden=(32,)), seed=2)  # the same path, other weights
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() != want
+    calls = []
+    real = adv.perturb
+    monkeypatch.setattr(adv, "perturb", lambda *a, **k: calls.append(1) or real(*a, **k))
+    second = adv.robustness_curve(ckpt, subset, "FGSM", eps)
+    assert not second["cached"] and second["accuracy"] != first["accuracy"]
+    assert adv.cache_path(ckpt, "FGSM", eps).name.startswith(hashlib.sha256(ckpt.read_bytes()).hexdigest())
+    assert len(list((tmp_path / "cache" / "robustness").glob("*.json"))) == 2

@@ -132,3 +132,22 @@ def test_saved_results_put_references_first_and_report_bad_files(tmp_path):
     assert saved[0]["name"] == "reference-gpu.json" and saved[0]["reference"]
     bad = next(s for s in saved if s["name"] == "bench-bad.json")
     assert bad["results"] is None and "not valid JSON" in bad["error"]
+
+
+@pytest.mark.parametrize("text", ["[" * 100_000 + "]" * 100_000, '{"a":' * 50_000 + "1" + "}" * 50_000,
+                                  "[" * 33 + "]" * 33])
+def test_deeply_nested_json_is_refused_with_a_sentence(text):
+    # before: json.loads raised RecursionError (a traceback on the Timings page) at 100,000 levels
+    with pytest.raises(results.ResultsFileError, match=r"upload.json: nests .* deep"):
+        results.parse_results(text.encode(), origin="upload.json")
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting(local):
+    ok = copy.deepcopy(local["results"])
+    ok["machine"]["cpu"] = "[[[[" * 40 + '\\"{{{{' * 40
+    got = results.parse_results(json.dumps(ok), origin="upload.json")
+    assert got["machine"]["cpu"] == ok["machine"]["cpu"]
+    def depth(o):  # counted on the parsed object, independently of the scanner
+        kids = list(o.values()) if isinstance(o, dict) else o if isinstance(o, list) else None
+        return 0 if kids is None else 1 + max(map(depth, kids), default=0)
+    assert results._nesting(json.dumps(ok), 1000) == depth(ok) < results.MAX_DEPTH

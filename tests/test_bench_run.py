@@ -52,16 +52,18 @@ def test_quick_runs_and_follows_the_schema(quick):
              if r["device"] == "cpu" and r["work"] == "inference"
              and r["batch_size"] == 10000 and r["threads"] == m["threads_all"]
              and r["median_s"] is not None}
-    h = res["headline"]
-    if h is not None:
-        assert set(h["median_s"]) == timed and "headline" in quick["stderr"]
-        if "pytorch" in timed:
-            assert h["ratio_to_pytorch"]["pytorch"] == 1.0
     # the readable table on stderr, the saved copies
     assert "median" in quick["stderr"] and "GFLOP/s" in quick["stderr"]
     assert len(res["saved"]) == 2
     assert results.load_results(quick["out"])["rows"] == res["rows"]
     assert list((quick["dir"] / "saved").glob("bench-*.json"))
+    h = res["headline"]
+    if h is None:  # last, so only the headline's own checks are dropped, and visibly
+        pytest.skip("no headline: the machine was too busy for the interleaved comparison within "
+                    "its time limit, so its figures could not be checked")
+    assert set(h["median_s"]) == timed and "headline" in quick["stderr"]
+    if "pytorch" in timed:
+        assert h["ratio_to_pytorch"]["pytorch"] == 1.0
 
 
 def test_a_row_for_every_planned_combination(quick):

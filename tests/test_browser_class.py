@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from browser_util import (browser, browser_marks, exceptions, open_page, screenshot,  # noqa: F401 (fixtures)
-                          streamlit_server, using_store, wait_idle)
+                          streamlit_server, using_store, wait_idle, open_tab)
 
 pytestmark = browser_marks()
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -55,8 +55,7 @@ def _as(browser, server, token: str, name: str):
 def _delete_tab(page, server):
     open_page(page, server, "results")
     page.get_by_text("Look closer at").wait_for()
-    page.get_by_role("tab", name="Downloads & delete").click()
-    page.wait_for_timeout(500)
+    open_tab(page, "Downloads & delete")
 
 
 def test_students_and_the_teacher(browser, server, artifacts):

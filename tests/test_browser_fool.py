@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import skip_unless_ci
+
 from browser_util import (ROOT, browser, browser_marks, exceptions, open_page, page,  # noqa: F401 (fixtures)
                           screenshot, streamlit_server, wait_idle)
 from test_browser_predict import choose, metric
@@ -20,7 +22,7 @@ INDEX = 0  # test image #0, an ankle boot
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not REAL_CNN.is_file():
-        pytest.skip("the shipped CNN is not there (make models)")
+        skip_unless_ci("the shipped CNN is not there (make models)")
     with streamlit_server(tmp_path_factory.mktemp("artifacts_fool")) as url:
         yield url
 

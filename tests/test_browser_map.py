@@ -11,6 +11,8 @@ import re
 
 import pytest
 
+from conftest import skip_unless_ci
+
 from browser_util import (ROOT, browser, browser_marks, exceptions, page,  # noqa: F401 (fixtures)
                           screenshot, streamlit_server, wait_idle)
 
@@ -23,7 +25,7 @@ REAL_CNN = ROOT / "artifacts" / "models" / "cnn.pt"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     if not REAL_CNN.is_file():
-        pytest.skip("the shipped CNN (artifacts/models/cnn.pt) is not there: make models")
+        skip_unless_ci("the shipped CNN (artifacts/models/cnn.pt) is not there: make models")
     with streamlit_server(tmp_path_factory.mktemp("artifacts_map")) as url:
         yield url
 

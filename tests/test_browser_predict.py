@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from browser_util import (using_store, ROOT, browser, browser_marks, exceptions, open_page, page,  # noqa: F401 (fixtures)
-                          screenshot, streamlit_server, wait_idle)
+                          screenshot, streamlit_server, wait_idle, rerun_after)
 
 pytestmark = browser_marks()
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -62,9 +62,7 @@ def metric(page, label: str) -> str:
 
 
 def choose(page, radio_option: str) -> None:
-    page.locator('[data-testid="stRadio"] label').filter(has_text=radio_option).first.click()
-    page.wait_for_timeout(300)
-    wait_idle(page)
+    rerun_after(page, page.locator('[data-testid="stRadio"] label').filter(has_text=radio_option).first.click)
 
 
 def upscaled_png(x: np.ndarray, side: int = 280) -> bytes:

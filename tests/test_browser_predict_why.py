@@ -11,11 +11,12 @@ import re
 import pytest
 from PIL import Image
 
+from conftest import CI
 from browser_util import (ROOT, browser, browser_marks, exceptions, open_page, page,  # noqa: F401 (fixtures)
-                          screenshot, streamlit_server, wait_idle)
+                          screenshot, streamlit_server, wait_idle, rerun_after)
 
 pytestmark = [*browser_marks(),
-              pytest.mark.skipif(not (ROOT / "artifacts" / "models" / "cnn.pt").is_file(),
+              pytest.mark.skipif(not CI and not (ROOT / "artifacts" / "models" / "cnn.pt").is_file(),
                                  reason="the shipped CNN is not there (make models)")]
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
@@ -52,9 +53,7 @@ def pick(page, label: str, option: str) -> None:
         except sync_api.TimeoutError:
             page.keyboard.press("Escape")
             wait_idle(page)
-    wanted.click()
-    page.wait_for_timeout(300)
-    wait_idle(page)
+    rerun_after(page, wanted.click)
 
 
 def drawn(page, caption: str) -> tuple[str, float]:

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import skip_unless_ci
+
 from browser_util import (browser, browser_marks, exceptions, open_page, page, screenshot,  # noqa: F401 (fixtures)
-                          streamlit_server, using_store, wait_idle)
+                          streamlit_server, using_store, wait_idle, wait_charts)
 
 pytestmark = browser_marks()
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -72,17 +74,18 @@ def compare(page, owners: list[str]) -> None:
     box = page.locator('[data-testid="stMultiSelect"]').first
     remove = box.locator('.react-aria-ComboBox button[aria-label^="Remove"]')
     while remove.count():
+        left = remove.count()
         remove.first.click()
-        page.wait_for_timeout(200)
+        page.wait_for_function("""([sel, n]) => document.querySelectorAll(sel).length < n""",
+                               arg=['[data-testid="stMultiSelect"] .react-aria-ComboBox button[aria-label^="Remove"]', left])
         wait_idle(page)
     for owner in owners:
         box.locator("input").click()
         box.locator("input").fill(owner)
         page.locator('[role="option"]').filter(has_text=owner).first.click()
         page.keyboard.press("Escape")
-        page.wait_for_timeout(200)
         wait_idle(page)
-    page.wait_for_timeout(800)  # Plotly draws after Streamlit is idle
+    wait_charts(page)
 
 
 def charts(page) -> list[dict]:
@@ -153,7 +156,7 @@ def test_the_epoch_slider_of_the_shipped_cnn_changes_the_confusion_matrix(server
     import torch
     meta = torch.load(ROOT / "artifacts" / "models" / "cnn.pt", weights_only=True)["metrics"]
     if not any(h.get("watch_confusion") for h in meta.get("history") or []):
-        pytest.skip("this cnn.pt predates per-epoch confusion matrices: run `make models`")
+        skip_unless_ci("this cnn.pt predates per-epoch confusion matrices: run `make models`")
     slow = 300  # s: the shipped CNN is evaluated on the 10,000 test images, on a busy 2-core machine
     try:
         open_page(page, server, "results")
@@ -170,13 +173,13 @@ def test_the_epoch_slider_of_the_shipped_cnn_changes_the_confusion_matrix(server
     look.locator("input").fill("shipped CNN")
     page.locator('[role="option"]').filter(has_text="shipped CNN").first.click(timeout=slow * 1000)
     wait_idle(page, timeout=slow)
-    page.wait_for_timeout(800)
+    wait_charts(page, timeout=slow)
     assert page.get_by_text("No per-epoch history stored").count() == 0
     loss, acc = charts(page)
     assert acc["range"][0] >= 0 and len(acc["ticks"]) >= 2  # the curves are drawn
     page.get_by_role("tab", name="How it learned").click()
     wait_idle(page, timeout=slow)
-    page.wait_for_timeout(800)
+    wait_charts(page, timeout=slow)
     screenshot(page, "results-how-it-learned")
     md = page.locator('[data-testid="stMarkdownContainer"]')
     page.locator('[data-testid="stCaptionContainer"]').filter(
@@ -189,7 +192,7 @@ def test_the_epoch_slider_of_the_shipped_cnn_changes_the_confusion_matrix(server
     slider.first.focus()  # a click may land on the sticky header: the keyboard moves it
     page.keyboard.press("Home")  # back to epoch 1
     wait_idle(page, timeout=slow)
-    page.wait_for_timeout(800)
+    wait_charts(page, timeout=slow)
     first = visible_heatmap_text(page)
     assert first is not None and first != last
     acc1 = meta["history"][0]["watch_accuracy"]

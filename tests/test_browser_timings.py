@@ -13,7 +13,7 @@ from __future__ import annotations
 import pytest
 
 from browser_util import (browser, browser_marks, exceptions, open_page, page,  # noqa: F401 (fixtures)
-                          screenshot, streamlit_server, wait_idle)
+                          screenshot, streamlit_server, wait_idle, wait_charts)
 
 pytestmark = browser_marks()
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -83,7 +83,7 @@ def test_timings_axes_and_missing_bars_say_what_they_show(server, page):
     # one image: the DataLoader's per-image Python next to a few microseconds of PyTorch
     page.locator('[data-testid="stMain"]').get_by_text("one image (latency)", exact=True).click()
     wait_idle(page)
-    page.wait_for_timeout(800)
+    wait_charts(page)
     chart = page.evaluate("""() => { const d = Array.from(document.querySelectorAll('.js-plotly-plot'))
         .find(p => (p._fullLayout.title.text || '').startsWith('Time'));
         return {type: d._fullLayout.yaxis.type, values: d._fullData.flatMap(t => Array.from(t.y)),

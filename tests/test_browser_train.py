@@ -17,7 +17,7 @@ import sys
 import pytest
 
 from browser_util import (using_store, browser, browser_marks, exceptions, open_page, page, screenshot,  # noqa: F401 (fixtures)
-                          streamlit_server, wait_idle)
+                          streamlit_server, wait_idle, open_tab, rerun_after, wait_settled)
 
 pytestmark = browser_marks()
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -52,8 +52,7 @@ def commit(page, label: str, value: str) -> None:
     """Type into a text or number input and commit it (Enter), then wait for the rerun."""
     box = page.get_by_label(label, exact=True)
     box.fill(value)
-    box.press("Enter")
-    page.wait_for_timeout(300)
+    rerun_after(page, lambda: box.press("Enter"))
     wait_idle(page)
 
 
@@ -98,7 +97,7 @@ def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page)
     page.get_by_label("Hidden layer widths", exact=True).wait_for(state="hidden", timeout=10_000)
     bar = page.locator('[data-testid="stMain"] [data-testid="stProgress"]').first
     bar.wait_for(timeout=10_000)
-    page.wait_for_timeout(500)  # the expander's folding animation
+    wait_settled(page, '[data-testid="stMain"] [data-testid="stProgress"]')  # the expander has folded
     assert in_view(page, bar), bar.bounding_box()
     said = bar.inner_text()
     assert "first in line" in said or "position 1" in said or "running" in said, said
@@ -133,8 +132,7 @@ def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page)
     assert exceptions(page) == []
     screenshot(page, "results-after-run")
     for tab in ("Per class", "Mistakes", "Downloads & delete"):
-        page.get_by_role("tab", name=tab).click()
-        page.wait_for_timeout(500)
+        open_tab(page, tab)
         assert exceptions(page) == [], tab
         screenshot(page, f"results-tab-{tab.split()[0].lower()}")
     assert page.get_by_role("button", name="Confusion matrix (PNG)").is_visible()

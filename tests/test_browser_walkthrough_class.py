@@ -28,7 +28,8 @@ EPOCH_LIMIT = 5  # below cnn-demo's 7: the Train form's default preset must stil
 @pytest.fixture(scope="module")
 def artifacts(tmp_path_factory):
     from fmnist_core import roles, runs
-    from fmnist_core.jobs import execute_run, run_spec
+    from fmnist_core.execute import execute_run
+    from fmnist_core.spec import run_spec
     from fmnist_core.models import CNNConfig, MLPConfig, preset
     from fmnist_core.train import TrainConfig
     base = tmp_path_factory.mktemp("artifacts_walkthrough")

@@ -18,6 +18,7 @@ from fmnist_core.train import TrainConfig
 from fmnist_core.views import labels, results, shared
 
 from conftest import ROOT
+from conftest import skip_unless_ci
 
 
 def test_a_run_stores_its_curve_points_and_each_epochs_validation_confusion(store):
@@ -59,6 +60,7 @@ def test_missing_figures_read_as_a_dash():
     assert labels._fmt(None) == "—" and labels._fmt(0.5) == "0.5"
 
 
+@pytest.mark.shipped
 @pytest.mark.parametrize("name", ["cnn.pt", "mlp.pt"])
 def test_the_shipped_models_carry_their_history_and_each_epochs_watched_confusion(name):
     """What `make models` stores (--watch-test: the presets have no validation split) and the
@@ -66,7 +68,7 @@ def test_the_shipped_models_carry_their_history_and_each_epochs_watched_confusio
     meta = torch.load(ROOT / "artifacts" / "models" / name, weights_only=True)["metrics"]
     hist = meta.get("history") or []
     if not any(h.get("watch_confusion") for h in hist):
-        pytest.skip(f"{name} predates per-epoch confusion matrices: run `make models`")
+        skip_unless_ci(f"{name} predates per-epoch confusion matrices: run `make models`")
     assert len(hist) == meta["epochs_run"] and meta["points"] and meta["watch_test"]
     entry = shared.model_list([{"name": name[:3], "path": "x", "available": True, "metrics": meta,
                                 "model_config": {"kind": name[:3]}}], [])[f"shipped:{name[:3]}"]

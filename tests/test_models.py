@@ -107,3 +107,31 @@ def test_plan_parameters_counts_every_preset_without_building_it():
         assert plan_parameters(cfg) == count_parameters(build_model(cfg)), name
     huge = models.MLPConfig(hidden=(8192,) * 50)
     assert plan_parameters(huge) == 784 * 8192 + 8192 + 49 * (8192 * 8192 + 8192) + 8192 * 10 + 10  # nothing allocated
+
+
+def test_a_crafted_huge_config_is_refused_before_any_model_is_built(tmp_path, monkeypatch):
+    """A file whose config asks for 6 x 8,192 hidden layers beside a tiny model's weights: before
+    the fix, load_model built the 342 M-parameter model (1.4 GB of weights; 2.2 GB peak in the review) and only then failed."""
+    import torch
+    from fmnist_core import models
+    from fmnist_core.errors import CheckpointError
+    from conftest import random_checkpoint, run_cli
+    small = random_checkpoint(tmp_path / "small.pt", models.MLPConfig(hidden=(8,)))
+    ckpt = torch.load(small, weights_only=True)
+    ckpt["model_config"] = models.config_to_dict(models.MLPConfig(hidden=(8192,) * 6))
+    torch.save(ckpt, tmp_path / "crafted.pt")
+    built = []
+    real_build = models.build_model
+    monkeypatch.setattr(models, "build_model", lambda cfg: built.append(cfg) or real_build(cfg))
+    with pytest.raises(CheckpointError, match=r"asks for 342,097,930 parameters but the file holds only 6,[\d,]+ numbers"):
+        models.load_model(tmp_path / "crafted.pt")
+    assert built == []  # refused from the layer plan's count, nothing allocated
+    models.load_model(small)  # an honest checkpoint still loads
+    assert len(built) == 1
+    out = run_cli("evaluate", tmp_path / "crafted.pt", timeout=120)
+    assert out.returncode != 0 and out.stdout == ""
+    assert len(out.stderr.strip().splitlines()) == 1 and "asks for" in out.stderr
+    for junk in ({"model_config": [1], "state_dict": {}}, {"model_config": {}, "state_dict": [1, 2]}):
+        torch.save(junk, tmp_path / "junk.pt")
+        with pytest.raises(CheckpointError, match="not a workbench checkpoint"):
+            models.load_model(tmp_path / "junk.pt")

@@ -56,3 +56,21 @@ def test_pages_folder_holds_only_pages():
         assert callable(getattr(module, "page", None)), f"{f.name} is not a page: no page()"
         assert f.stem in routed, f"ui/nav.py does not declare {f.name}"
         assert f.read_text().rstrip().endswith("common.run_app()"), f"{f.name} lacks the run_app lines"
+
+
+def test_the_teacher_unlock_is_rate_limited_in_the_sidebar(runs_dir, monkeypatch):
+    """Wrong passwords typed in the sidebar: five are checked, then the browser is locked out and
+    told how long, and even the right password waits (before: 50 tries in 0.4 s, no lockout)."""
+    from fmnist_core import ratelimit, roles
+    monkeypatch.setenv("FMNIST_TEACHER_PASSWORD", "correct horse battery")
+    monkeypatch.setattr(roles, "UNLOCK_RATE", ratelimit.RateLimiter(100, 100))  # the lockout is under test
+    monkeypatch.setattr(roles, "UNLOCK_BROWSER_LOCKOUT", ratelimit.Lockout(5, 600, 300))
+    at = page_app("home").run()
+    for i in range(5):
+        at.sidebar.text_input(key="me_password").input(f"guess {i}").run()
+        assert "not the teacher's password" in at.sidebar.error[0].value
+    at.sidebar.text_input(key="me_password").input("correct horse battery").run()
+    assert not at.exception
+    assert "Too many wrong tries: try the teacher password again in 5 minutes." in at.sidebar.error[0].value
+    assert not at.session_state["me_teacher"]
+    assert at.session_state["me_password"] == ""  # never kept, refused or not

@@ -9,12 +9,13 @@ import io
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import CI, ROOT
 from page_util import captions, metrics, page_app, texts
 
 MODELS = ROOT / "artifacts" / "models"
-pytestmark = pytest.mark.skipif(not (MODELS / "cnn.pt").is_file() or not (MODELS / "mlp.pt").is_file(),
-                                reason="the shipped models are not there (make models)")
+pytestmark = [pytest.mark.shipped,
+              pytest.mark.skipif(not CI and (not (MODELS / "cnn.pt").is_file() or not (MODELS / "mlp.pt").is_file()),
+                                 reason="the shipped models are not there (make models)")]
 
 
 def test_test_image_on_the_cnn_then_another_class_and_method(runs_dir):
@@ -51,3 +52,28 @@ def test_upload_on_the_mlp_shows_the_original_and_the_twin(runs_dir, ds):
     assert "the same, on your picture (through the crop and scale)" in shown
     assert {"captum saliency", "NumPy twin's backward"} <= set(shown)
     assert float(metrics(at)["Twin vs captum: largest difference"]) <= 1e-5
+
+
+def test_the_page_shows_which_methods_beat_the_model_free_baselines(runs_dir, ds):
+    """The figures the deletion check asserts (tests/test_explain.py) are on the page, computed
+    here independently with the core on the same model and images."""
+    import numpy as np
+    from fmnist_core import explain
+    from fmnist_core.models import load_model
+    from fmnist_core.views import explain as view
+    at = page_app("predict").run()
+    at.selectbox(key="pr_model").select("shipped:mlp").run()
+    at.radio(key="pr_source").set_value("test").run()
+    at.button(key="pr_faith_btn").click().run()
+    assert not at.exception
+    table = at.dataframe[-1].value
+    x = ds.x_test[:view.FAITHFULNESS_IMAGES].astype(np.float32) / np.float32(255)
+    mlp = load_model(MODELS / "mlp.pt")
+    for _, row in table.iterrows():
+        method = next(m for m, v in explain.METHODS.items() if v["title"] == row["method"])
+        ref = explain.deletion_check(mlp, x, method)
+        assert row["its top 10% deleted"] == pytest.approx(ref["after_top"], abs=1e-6)
+        assert row["brightest 10%"] == pytest.approx(ref["after_intensity"], abs=1e-6)
+        assert row["random garment 10%"] == pytest.approx(ref["after_garment"], abs=1e-6)
+        assert bool(row["beats the baselines"]) == ref["beats"]
+    assert list(table["method"]) == [explain.METHODS[m]["title"] for m in explain.methods_for(mlp)]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+import re
+
 from page_util import finished_run, page_app, shipped_mlp, texts  # noqa: F401 (fixtures)
 
 
@@ -21,14 +23,30 @@ def test_results_page_shows_and_deletes_a_run(finished_run):
     assert "test images of **Trouser** correctly classified" in texts(at)
     at.radio(key="res_cm_mode").set_value("row-normalised").run()
     assert not at.exception
-    # delete: the button stays disabled until the confirmation is ticked
+    # delete: the page says what it does, and the button stays disabled until the confirmation is ticked
+    assert "until the teacher removes deleted runs for good" in texts(at)
+    assert "cannot be undone" not in texts(at)
     assert at.button(key="res_del_btn").disabled
     at.checkbox(key=f"res_del_ok_{finished_run}").check().run()
     at.button(key="res_del_btn").click().run()
     assert not at.exception
-    from fmnist_core import runs
+    from fmnist_core import runs, trash
     assert runs.list_runs() == []
     assert key not in at.session_state["res_sel"]
+    # what the page said is true: hidden, kept, restorable by the teacher (the laptop's user)
+    assert [r["run_id"] for r in trash.deleted_runs()] == [finished_run]
+    at.run()
+    at.button(key=f"res_restore_{finished_run}").click().run()
+    assert not at.exception and [r["run_id"] for r in runs.list_runs()] == [finished_run]
+    ckpt_dir = runs._local_artifacts(runs.load_run(finished_run, history=False)["artifact_uri"])
+    assert (ckpt_dir / "best.pt").is_file()
+    runs.delete_run(finished_run)
+    at.run()
+    assert at.button(key="res_purge_btn").disabled  # until the confirmation is ticked
+    at.checkbox(key="res_purge_ok").check().run()
+    at.button(key="res_purge_btn").click().run()
+    assert not at.exception
+    assert trash.deleted_runs() == [] and not (ckpt_dir / "best.pt").exists()
 
 
 def test_results_page_without_runs_says_what_to_do(runs_dir, monkeypatch):
@@ -48,3 +66,17 @@ def test_a_shipped_model_is_evaluated_here_and_cannot_be_deleted(shipped_mlp):
     # the shipped checkpoint carries no metrics.json: it is evaluated on the test set here
     assert "test images of **Shirt** predicted **T-shirt/top**" in texts(at)
     assert "cannot be deleted here" in texts(at)
+    # the page's figures are evaluate()'s on the same model: a page that shifted every
+    # prediction (or read another model) would show other counts
+    from fmnist_core.data import CLASSES, load
+    from fmnist_core.evaluate import evaluate
+    from fmnist_core.models import load_model
+    ds = load()
+    ref = evaluate(load_model(shipped_mlp), ds.x_test, ds.y_test)
+    table = at.dataframe[0].value
+    assert table.loc[table["run"].str.contains("mlp"), "test acc"].iloc[0] == pytest.approx(ref["accuracy"], abs=1e-4)
+    for t, p in ((6, 0), (1, 1), (0, 6), (9, 7)):
+        at.selectbox(key="res_true").select(CLASSES[t]).run()
+        at.selectbox(key="res_pred").select(CLASSES[p]).run()
+        shown = int(re.search(rf"\*\*(\d+)\*\* test images of \*\*{re.escape(CLASSES[t])}\*\*", texts(at)).group(1))
+        assert shown == ref["confusion_matrix"][t][p], (CLASSES[t], CLASSES[p])

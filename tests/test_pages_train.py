@@ -8,7 +8,7 @@ import pytest
 from fmnist_core import runs
 from fmnist_core.models import DEMO_PRESET, build_model, count_parameters, preset
 
-from page_util import page_app, rerun_until, texts, wait_for_status
+from page_util import page_app, rerun_until, texts, unescape, wait_for_status
 
 
 def test_preset_fills_the_form_and_counts_parameters(runs_dir):
@@ -42,7 +42,7 @@ def test_impossible_values_show_an_error_and_launch_nothing(runs_dir, key, value
         at.text_input(key=key) if key == "tr_hidden" else at.number_input(key=key))
     (widget.select(value) if key == "tr_device" else widget.set_value(value)).run()
     assert not at.exception
-    errors = [e.value for e in at.error]
+    errors = [unescape(e.value) for e in at.error]
     assert any(message in e for e in errors), errors
     assert at.button(key="launch_btn").disabled
     assert runs.list_runs() == []
@@ -127,3 +127,33 @@ def test_after_launch_the_form_folds_and_the_run_shows_its_place_in_line(runs_di
         runs.set_status(other, "finished")
     submit.stop_run(roles.operator(), run_id)  # it leaves the queue without training
     wait_for_status(run_id, statuses=("cancelled",), timeout=120)
+
+
+def test_a_mangled_settings_link_is_named_and_the_presets_values_kept(runs_dir):
+    at = page_app("train")
+    for k, v in {"start": "mlp-seed000", "augment_shift": "100", "val_fraction": "0.9", "kernel": "4",
+                 "epochs": "3", "hidden": "[click here](http://evil.example) ![x](http://evil.example/x.png)"}.items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception  # before: a slider out of range raised StreamlitAPIException
+    from fmnist_core.views.train import form_defaults
+    base = form_defaults("mlp-seed000")
+    assert at.slider(key="tr_augment_shift").value == base["augment_shift"]
+    assert at.slider(key="tr_val_fraction").value == base["val_fraction"]
+    assert at.number_input(key="tr_epochs").value == 3 != base["epochs"]  # the good value is used
+    assert at.text_input(key="tr_hidden").value == base["hidden"]  # the preset's, not the link's text
+    warned = [w.value for w in at.warning]
+    for field in ("shifts", "validation split", "kernel", "hidden layers"):
+        assert any(f"link's {field} is not" in unescape(w) for w in warned), (field, warned)
+    # nothing from the link reaches the page as Markdown (a link or an image of the sender's)
+    page = "\n".join(e.value for e in (*at.markdown, *at.caption, *at.warning, *at.error, *at.info))
+    assert "evil" not in page and "](" not in page
+
+
+def test_typed_markdown_in_a_form_field_is_shown_as_plain_text(runs_dir):
+    at = page_app("train").run()
+    at.selectbox(key="tr_start").select("mlp-seed000").run()
+    at.text_input(key="tr_hidden").set_value("[free prize](http://evil.example)").run()
+    assert not at.exception
+    err = next(e.value for e in at.error if "hidden layers" in unescape(e.value))
+    assert "[free prize](http" not in err and r"\[free prize\]\(http" in err

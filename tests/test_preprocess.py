@@ -448,21 +448,3 @@ def test_refused_bomb_prints_only_our_message(tmp_path):
                         ROOT / "artifacts" / "models" / "mlp.pt", path], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode == 1 and "100 megapixels" in p.stdout
     assert p.stderr == "", p.stderr
-
-
-def test_memory_figure_in_the_docstring_is_measured(tmp_path):
-    """MAX_PIXELS's comment: a 36 MP RGBA PNG peaks near 304 MB above the imports with the steps.
-    Measured in a fresh process (ru_maxrss, which sees Pillow's C allocations too)."""
-    import subprocess
-    import sys
-    from conftest import ROOT
-    path = tmp_path / "big.png"
-    path.write_bytes(_png("RGBA", 6000))
-    # VmHWM (peak resident memory) is reset after the imports by writing 5 to clear_refs
-    code = ("import re, sys; from fmnist_core.preprocess import preprocess; "
-            "kb = lambda k: int(re.search(k + r':\\s+(\\d+)', open('/proc/self/status').read()).group(1)); "
-            "data = open(sys.argv[1], 'rb').read(); open('/proc/self/clear_refs', 'w').write('5'); "
-            "b = kb('VmRSS'); preprocess(data, return_steps=True); print((kb('VmHWM') - b) / 1024)")
-    p = subprocess.run([sys.executable, "-c", code, path], cwd=ROOT, capture_output=True, text=True, check=True)
-    peak_mb = float(p.stdout)
-    assert 200 < peak_mb < 340, peak_mb  # the comment says 304 MB: within ~10%, and not a no-op

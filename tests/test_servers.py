@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import skip_unless_ci
+
 from servers import (RAY_CLIENT_ENV, mlflow_server, postgres_missing, postgres_server,
                      ray_cluster)
 
@@ -22,7 +24,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 pytest.importorskip("mlflow")
-needs_postgres = pytest.mark.skipif(postgres_missing() is not None,
+# under CI=true these run (and fail without PostgreSQL) instead of skipping
+needs_postgres = pytest.mark.skipif(postgres_missing() is not None and os.environ.get("CI") != "true",
                                     reason=f"{postgres_missing()}: PostgreSQL tests skipped")
 
 
@@ -208,7 +211,9 @@ print("RESULT " + json.dumps(out))
 
 
 def test_ray_cluster_runs_and_cancels_tasks(tmp_path):
-    pytest.importorskip("ray")
+    import importlib.util
+    if importlib.util.find_spec("ray") is None:
+        skip_unless_ci("ray is not installed")
     t0 = time.time()
     with ray_cluster(num_cpus=2, log=tmp_path / "ray-start.log") as address:
         timing("ray start --head", time.time() - t0)
@@ -227,7 +232,8 @@ def test_ray_cluster_runs_and_cancels_tasks(tmp_path):
         assert out["cpus"] == 2
         assert out["value"] == 42 and out["task_pid"] != os.getpid()
         assert out["started"] and out["result"] == "cancelled"
-        assert out["cancel_s"] < 35
+        # how long the cancel took is reported by timing() above, not judged here: speed
+        # belongs to benchmarks, and on a loaded 2-core machine it varied 3-30 s
         t1 = time.time()
     timing("ray cluster stop", time.time() - t1)
     with socket.socket() as s:                # the GCS is gone: its port refuses connections

@@ -77,9 +77,16 @@ def dataset() -> FashionMNIST:
 
 
 @st.cache_resource(show_spinner=False)
-def startup() -> list[str]:
-    """Once per server process: runs left queued/running by a dead process -> interrupted."""
+def _startup(store_uri: str) -> list[str]:
     return runs.mark_orphans()
+
+
+def startup() -> list[str]:
+    """Once per server process: runs left queued/running by a dead process -> interrupted
+    (when the run store answers: else at the first page view after it does)."""
+    if store_problem():
+        return []
+    return _startup(runs.tracking_uri())
 
 
 @st.cache_resource(show_spinner=False)
@@ -151,9 +158,21 @@ def _all_runs(store_uri: str) -> list[dict]:
     return runs.list_runs()
 
 
+def store_problem() -> str | None:
+    """None, or the sentence that says the run store is not answering (asked at most every
+    few seconds per server: runs.answering). Pages then show no runs instead of hanging."""
+    try:
+        runs.check_answering()
+        return None
+    except runs.StoreNotAnswering as exc:
+        return str(exc)
+
+
 def active_run_list() -> list[dict]:
     """Queued and running runs: one small search a second for the whole server (the sidebar's
     queue on every page reads only this)."""
+    if store_problem():
+        return []
     return _active_runs(runs.tracking_uri())
 
 
@@ -161,6 +180,8 @@ def run_list() -> list[dict]:
     """Every run in the store, newest first, as fresh as the active runs: the whole store is
     searched again only when a run started or ended, or every 15 s (for changes made by another
     server). Shared by every session; each caller gets a copy, never shared state."""
+    if store_problem():
+        return []
     uri = runs.tracking_uri()
     active = {r["run_id"]: r for r in _active_runs(uri)}
     every = _all_runs(uri)
@@ -366,6 +387,12 @@ def sidebar() -> None:
     """Who you are, data source, devices, the class settings and the live job queue."""
     from ui import identity
     with st.sidebar:
+        problem = store_problem()
+        if problem:
+            # plain text: the address is configuration, and a URL is never Markdown on our pages
+            st.warning(shared.plain_text(f"{problem[:1].upper()}{problem[1:]}: runs, the queue and the "
+                                         "leaderboard come back when it does; everything else works."),
+                       icon=":material/cloud_off:")
         identity.sidebar_panel()
         s = summary(dataset())
         st.markdown("#### Data")
@@ -396,6 +423,10 @@ def _class_settings_of(store_uri: str) -> dict:
 
 
 def class_settings() -> dict:
+    if store_problem():  # the defaults, until the store (which keeps the teacher's) answers
+        from dataclasses import asdict
+        from fmnist_core.roles import ClassSettings
+        return asdict(ClassSettings())
     return _class_settings_of(runs.tracking_uri())
 
 

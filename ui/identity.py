@@ -5,13 +5,13 @@ The token is made here on a first visit and written into a cookie by a line of J
 (st.html); a later session reads it back from st.context.cookies. The server only ever
 compares hashes (fmnist_core.roles), and every permission is checked in the core: this file
 only decides who is asking. The teacher's unlock is remembered as an HMAC of this browser's
-token under the password, so a reload keeps it, a copied cookie on another browser does not,
-and changing the password locks every teacher browser out.
+token and an expiry under the password (roles.teacher_proof), so a reload keeps it for a school
+day, a copied cookie on another browser does not, and changing the password locks every
+teacher browser out. Unlock tries are rate-limited per browser and per client address
+(roles.try_teacher_password). Cookies are marked Secure when the page came over https.
 """
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 from urllib.parse import quote, unquote
 
@@ -20,7 +20,7 @@ import streamlit as st
 from fmnist_core import roles
 
 TOKEN_COOKIE, NAME_COOKIE, TEACHER_COOKIE = "fmnist_token", "fmnist_name", "fmnist_teacher"
-MAX_AGE = 60 * 60 * 24 * 180  # half a year: one course
+MAX_AGE = 60 * 60 * 24 * 180  # half a year: one course (the name and token; not the teacher's proof)
 
 
 def _cookies() -> dict[str, str]:
@@ -30,15 +30,22 @@ def _cookies() -> dict[str, str]:
         return {}
 
 
+def _client_address() -> str:
+    try:
+        return roles.address_id(st.context.ip_address)
+    except Exception:  # no browser (AppTest)
+        return ""
+
+
 def _set_cookies(values: dict[str, str]) -> None:
-    js = "".join(f"document.cookie = {json.dumps(f'{k}={quote(v)}; path=/; max-age={MAX_AGE}; SameSite=Lax')};"
-                 for k, v in values.items())
-    st.html(f"<script>{js}</script>", unsafe_allow_javascript=True)
-
-
-def _teacher_proof(token: str) -> str | None:
-    pw = roles.teacher_password()
-    return hmac.new(pw.encode(), token.encode(), hashlib.sha256).hexdigest() if pw else None
+    def cookie(k: str, v: str) -> str:
+        age = roles.TEACHER_PROOF_SECONDS if k == TEACHER_COOKIE else MAX_AGE
+        return f"{k}={quote(v)}; path=/; max-age={age}; SameSite=Lax"
+    # Secure where the page came over https (a class server), so the cookies never travel in
+    # clear; a laptop's http://localhost would drop a Secure cookie, so not there
+    js = "".join(f"document.cookie = {json.dumps(cookie(k, v))} + secure;" for k, v in values.items())
+    st.html(f"<script>const secure = location.protocol === 'https:' ? '; Secure' : '';{js}</script>",
+            unsafe_allow_javascript=True)
 
 
 def _init() -> None:
@@ -54,8 +61,7 @@ def _init() -> None:
         st.session_state.me_name = roles.clean_name(unquote(c.get(NAME_COOKIE, "")))
     except Exception:
         st.session_state.me_name = "" if roles.class_mode() else roles.single_user().name
-    proof = _teacher_proof(token)
-    st.session_state.me_teacher = bool(proof) and hmac.compare_digest(unquote(c.get(TEACHER_COOKIE, "")), proof)
+    st.session_state.me_teacher = roles.check_teacher_proof(token, unquote(c.get(TEACHER_COOKIE, "")))
     st.session_state.me_cookie_pending = {TOKEN_COOKIE: token} if fresh else {}
 
 
@@ -64,7 +70,8 @@ def current_user() -> roles.User:
     _init()
     name = st.session_state.me_name or "anonymous"
     return roles.User(name, roles.user_id(st.session_state.me_token),
-                      teacher=st.session_state.me_teacher or not roles.class_mode())
+                      teacher=st.session_state.me_teacher or not roles.class_mode(),
+                      address=_client_address())
 
 
 def has_name() -> bool:
@@ -84,10 +91,15 @@ def _save_name() -> None:
 def _unlock() -> None:
     given = st.session_state.get("me_password", "")
     st.session_state.me_password = ""  # never kept in the session
-    if roles.check_teacher_password(given):
+    try:
+        ok = roles.try_teacher_password(given, roles.user_id(st.session_state.me_token), _client_address())
+    except roles.RateLimited as exc:
+        st.session_state.me_unlock_error = str(exc)
+        return
+    if ok:
         st.session_state.me_teacher = True
         st.session_state.me_unlock_error = None
-        st.session_state.me_cookie_pending[TEACHER_COOKIE] = _teacher_proof(st.session_state.me_token)
+        st.session_state.me_cookie_pending[TEACHER_COOKIE] = roles.teacher_proof(st.session_state.me_token)
     else:
         st.session_state.me_unlock_error = "That is not the teacher's password."
 

@@ -66,6 +66,34 @@ def section(entry, x: np.ndarray, result: dict, image=None) -> None:
         right.caption("A test image is the model input itself: there is no other picture to map it onto.")
     if why["twin"] is not None:
         _twin(why, x)
+    _faithfulness_panel(entry)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def _faithfulness(model_key: str, model_id: int, _model) -> list[dict]:
+    from ui.common import dataset
+    x = dataset().x_test[:view.FAITHFULNESS_IMAGES].astype(np.float32) / np.float32(255)
+    return view.faithfulness_rows(_model, x)
+
+
+def _faithfulness_panel(entry) -> None:
+    """Do the methods find more than the garment's bright pixels? The deletion check, with the
+    model-free baselines, for this model (computed on request: tens of seconds)."""
+    with st.expander("Which methods beat “just the bright pixels”?", icon=":material/fact_check:"):
+        st.caption(f"Delete (set to black) 10% of the pixels of each of the first "
+                   f"{view.FAITHFULNESS_IMAGES} test images and watch the predicted class's probability: "
+                   "a method that found what the model uses makes it fall further with *its* top 10% "
+                   "than with 10% chosen without any model — random pixels of the garment, or simply "
+                   f"the brightest pixels. “Beats” means by at least {explain.BEAT_MARGIN:.2f}.")
+        key = f"pr_faith_{entry['key']}"
+        if st.button("Run the check on this model", key="pr_faith_btn"):
+            st.session_state[key] = True
+        if st.session_state.get(key):
+            with st.spinner("Deleting pixels, method by method…"):
+                rows = _faithfulness(entry["key"], id(entry["model"]), entry["model"])
+            st.dataframe(rows, hide_index=True, width="stretch", column_config={
+                c: st.column_config.NumberColumn(format="%.3f")
+                for c in ("before", "its top 10% deleted", "random garment 10%", "brightest 10%")})
 
 
 def _on_original(image, attribution):

@@ -131,6 +131,35 @@ def validate_results(obj: Any, origin: str = "results") -> dict:
     return obj
 
 
+MAX_DEPTH = 32  # a results file nests 5 deep; Python's json parser recurses once per level
+
+
+def _nesting(text: str, limit: int) -> int:
+    """How deep arrays and objects nest in JSON text (strings skipped), counted without
+    parsing, stopping at `limit`: 100,000 '[' would exhaust the parser's recursion instead."""
+    depth = deepest = 0
+    in_str = escaped = False
+    for ch in text:
+        if in_str:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_str = False
+        elif ch == '"':
+            in_str = True
+        elif ch in "[{":
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    break
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_results(data: str | bytes | dict, origin: str = "uploaded file") -> dict:
     """A results file's text (an upload's bytes, say) -> the validated results dict."""
     if isinstance(data, (bytes, bytearray)):
@@ -140,8 +169,13 @@ def parse_results(data: str | bytes | dict, origin: str = "uploaded file") -> di
             raise ResultsFileError(f"{origin}: not a text file (expected the JSON that "
                                    f"`python -m fmnist_core bench` writes)") from None
     if isinstance(data, str):
+        if _nesting(data, MAX_DEPTH) > MAX_DEPTH:
+            raise ResultsFileError(f"{origin}: nests lists or objects more than {MAX_DEPTH} deep, so it is not "
+                                   "a benchmark results file (those nest 5 deep)")
         try:
             data = json.loads(data)
+        except RecursionError:  # deep nesting the count above missed: refused all the same
+            raise ResultsFileError(f"{origin}: nests too deep to be a benchmark results file") from None
         except json.JSONDecodeError as exc:
             raise ResultsFileError(f"{origin}: not valid JSON ({exc.msg} at line {exc.lineno}, "
                                    f"column {exc.colno})") from None

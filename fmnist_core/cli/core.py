@@ -250,6 +250,7 @@ def cmd_runs(args) -> int:
                     "train": p["train"], "parameters": count_parameters(build_model(p["model"]))}
                    for n, p in sorted(PRESETS.items())])
         return 0
+    runs.check_answering()  # one line now, not MLflow's minutes of retries
     # the command line is the server's operator: it acts as the teacher would
     if args.delete is not None:
         from ..roles import operator

@@ -121,7 +121,6 @@ def model_list(shipped: list[dict[str, Any]], run_list: list[dict[str, Any]]) ->
     out: dict[str, dict[str, Any]] = {}
     for m in shipped:
         if m.get("available"):
-            acc = (m.get("metrics") or {}).get("test_accuracy")
             out[f"shipped:{m['name']}"] = {
                 "source": "shipped", "name": f"shipped {m['name']}",
                 "label": shipped_label(m),
@@ -202,6 +201,16 @@ def data_origin(source: str) -> str:
 
 _SQLITE_URI = re.compile(r"\s*\(sqlite:///[^)]*\)|sqlite:///[^\s)'\"]+")
 _ABS_PATH = re.compile(r"(?<![\w.:/])/(?:[\w.@+-]+/)*[\w.@+-]+")
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:$&])")
+
+
+def plain_text(text: str) -> str:
+    """`text` escaped for st.error / st.warning / st.caption, which render Markdown: every
+    Markdown and HTML character gets a backslash, so a link, an image, a heading, an emoji
+    code or a formula in text someone typed (or a URL carried) shows as the characters it is."""
+    return _MARKDOWN.sub(r"\\\1", str(text))
 
 
 def for_browser(text: str | None) -> str | None:

@@ -21,6 +21,35 @@ from ..errors import ConfigError
 
 CUSTOM = {"mlp": "custom MLP", "cnn": "custom CNN", "resnet": "custom ResNet"}
 
+# --- the form's fields: their own choices and ranges ----------------------------------------
+# The page's widgets are built from these, and a settings link is checked against them
+# (views/share.py), so a link can only ask for what the form itself could show.
+# form field -> how the page names it, where the code name would not read well
+FIELD_NAMES = {"arch": "architecture", "hidden": "hidden layers", "fc": "fully connected layers",
+               "lr": "learning rate", "l2": "L2", "l1": "L1", "val_fraction": "validation split",
+               "augment_flip": "flips", "augment_shift": "shifts", "train_limit": "training images"}
+ARCHS = ("mlp", "cnn", "resnet")
+KERNELS = (1, 3, 5, 7)
+POOLS = ("max", "avg")
+PRECISIONS = ("auto", "fp32", "bf16")
+ENGINES = {"torch": "PyTorch", "numpy": "NumPy twin (MLP, ResNet)"}
+# sliders: (low, high); number inputs without bounds of their own still hold only what a
+# browser's number can (2^53), so a link with 10^30 epochs is refused, not a crash
+RANGES: dict[str, tuple[float, float]] = {"val_fraction": (0.0, 0.5), "augment_shift": (0, 4),
+                                          "train_limit": (0, 2**53 - 1)}
+NUMBER_LIMIT = 2**53 - 1
+WIDTHS_FIELDS = ("hidden", "channels", "fc", "stages")  # comma-separated whole numbers
+
+
+def field_choices() -> dict[str, tuple]:
+    """Each choice field of the form -> the values its widget offers."""
+    from ..device import DEVICES
+    from ..models import ACTIVATIONS
+    from ..train import OPTIMIZERS, SCHEDULES
+    return {"arch": ARCHS, "kernel": KERNELS, "pool": POOLS, "activation": ACTIVATIONS,
+            "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES,
+            "precision": PRECISIONS, "engine": tuple(ENGINES)}
+
 
 # --- the form ------------------------------------------------------------------------------
 
