@@ -1,7 +1,8 @@
 """Heavy analysis as shared jobs: computed once, off the web process, for everyone who asks.
 
 A map (PCA, t-SNE, UMAP of a layer), a robustness curve, the full-test-set compare of
-PyTorch and the twin, and the ONNX export each take seconds to minutes and hundreds of MB.
+PyTorch and the twin, the ONNX export and the attributions' deletion check each take seconds
+to minutes and hundreds of MB.
 The web process never computes them: a page calls `request(kind, checkpoint, params)`, which
 
   * returns the cached result when there is one (instant, for everyone),
@@ -32,7 +33,7 @@ from . import runs
 from .errors import WorkbenchError
 from .files import content_hash, read_json, write_json_atomic
 
-KINDS = ("map", "robustness", "compare", "export")
+KINDS = ("map", "robustness", "compare", "export", "deletion")
 BASE_MB = 900.0          # a job process: Python, torch, scikit-learn, the dataset, the model
 TEST_IMAGES = 10_000
 MAX_TRIES = 3
@@ -129,7 +130,16 @@ def _compute(kind: str, checkpoint: str, params: dict[str, Any], progress: Calla
         r = adversarial.robustness_curve(checkpoint, ds, params["attack"],
                                          params.get("epsilons", adversarial.CURVE_EPSILONS), progress=progress)
         return {k: v for k, v in r.items() if k != "cached"}
-    if kind == "compare":
+    if kind == "deletion":
+        import numpy as np
+        from .models import load_model
+        from .views.explain import faithfulness_rows
+        progress(0.1, f"deleting pixels, method by method, on the first {params['images']} test images")
+        x = ds.x_test[:int(params["images"])].astype(np.float32) / np.float32(255)
+        rows = faithfulness_rows(load_model(checkpoint), x)
+        out = {"rows": [{k: (bool(v) if isinstance(v, (bool, np.bool_)) else float(v) if isinstance(v, (float, np.floating))
+                             else v) for k, v in r.items()} for r in rows]}
+    elif kind == "compare":
         from .twin.compare import compare
         progress(0.1, f"PyTorch and the {params.get('impl', 'numpy')} twin on the 10,000 test images")
         out = compare(checkpoint, ds.x_test, ds.y_test, impl=params.get("impl", "numpy"))

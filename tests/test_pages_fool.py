@@ -64,3 +64,23 @@ def test_results_robustness_curve_is_computed_once_then_drawn(finished_run, monk
     monkeypatch.setattr(adversarial, "perturb", lambda *a, **k: (_ for _ in ()).throw(AssertionError("again")))
     at = page_app("results").run()
     assert not at.exception and not [b for b in at.button if b.key == "res_robust_btn"]
+
+
+def test_a_tab_that_asks_too_fast_is_told_to_wait(model, monkeypatch):
+    """Cheap work in the web process (an attack, an attribution) is rate-limited per tab: past
+    the limit the page says so in a sentence and computes nothing, and the server keeps serving."""
+    from fmnist_core import adversarial
+    from fmnist_core.ratelimit import RateLimiter
+    import ui.common
+    monkeypatch.setattr(ui.common, "_CHEAP", RateLimiter(rate_per_s=0.001, burst=3))
+    calls = []
+    real = adversarial.attack_one
+    monkeypatch.setattr(adversarial, "attack_one", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at = page_app("predict").run()
+    at.radio(key="pr_source").set_value("test").run()
+    for level in (3, 5, 7, 9):
+        at.slider(key="pf_level").set_value(level).run()
+    assert not at.exception
+    assert any("asked for a lot in a few seconds" in w.value for w in at.warning)
+    assert len(calls) <= 3  # nothing computed past the limit
+    assert "PyTorch says" in metrics(at)  # the prediction itself is still served

@@ -527,3 +527,25 @@ def _queue_panel(was_active: bool) -> None:
         st.caption(f"… and {len(active) - len(shown)} more waiting")
     if was_active and not active:
         st.rerun()  # a full rerun redraws this panel without run_every: polling stops
+
+
+# --- cheap per-student work, rate-limited per browser tab -------------------------------------
+
+# an attack, an attribution, a search for the smallest ε: milliseconds to a second each, in the
+# web process. A person clicks or drags a few times a second; a script in a loop would keep one
+# of the server's two cores busy. 12 at once, then 3 a second, per tab.
+_CHEAP = None
+
+
+def allow_cheap_work(what: str) -> bool:
+    """True when this tab may compute `what` now; otherwise a sentence, and False."""
+    global _CHEAP
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+    from fmnist_core.ratelimit import RateLimiter
+    if _CHEAP is None:
+        _CHEAP = RateLimiter(rate_per_s=3.0, burst=12)
+    ctx = get_script_run_ctx()
+    if _CHEAP.allow(f"session:{ctx.session_id if ctx else '-'}"):
+        return True
+    st.warning(f"{what}: this tab asked for a lot in a few seconds; wait a moment, then try again.")
+    return False

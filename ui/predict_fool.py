@@ -49,6 +49,8 @@ def section(entry: dict, x: np.ndarray, what: str) -> None:
     b.slider("ε: how far each pixel may move, in gray levels (of 255)", 0, MAX_LEVEL, key="pf_level")
     name, level = st.session_state.pf_attack, int(st.session_state.pf_level)
     eps = level / 255
+    if not common.allow_cheap_work("The attack"):
+        return
     try:
         r = adversarial.attack_one(entry["model"], x, name, eps)
     except WorkbenchError as exc:
@@ -87,7 +89,7 @@ def _pictures(x: np.ndarray, r: dict, level: int) -> None:
 def _search(entry: dict, x: np.ndarray, what: str, name: str) -> None:
     key = (entry["key"], what, name, hash(np.asarray(x).tobytes()))
     if st.button(f"Find the smallest ε that changes the answer ({name})", icon=":material/search:",
-                 key="pf_search"):
+                 key="pf_search") and common.allow_cheap_work("The search"):
         try:
             with st.spinner(f"Trying {name} at ε up to {MAX_LEVEL}/255…"):
                 found = adversarial.smallest_flip(entry["model"], x, name, search_max=MAX_LEVEL / 255)

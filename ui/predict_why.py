@@ -14,11 +14,12 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-from fmnist_core import explain
+from fmnist_core import analysis, explain
 from fmnist_core.data import CLASSES
 from fmnist_core.errors import WorkbenchError
 from fmnist_core.preprocess import preprocess_mapped
 from fmnist_core.views import explain as view
+from ui import common, jobs
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -48,6 +49,8 @@ def section(entry, x: np.ndarray, result: dict, image=None) -> None:
     b.selectbox("Class", list(CLASSES), key="pr_why_class",
                 help="Starts on the predicted class; pick another to ask “why not this one?”")
     method, target = st.session_state.pr_why_method, CLASSES.index(st.session_state.pr_why_class)
+    if not common.allow_cheap_work("The explanation"):
+        return
     try:
         with st.spinner("Attributing…"):
             why = _why(entry["key"], id(model), digest, method, target, model, x)
@@ -69,16 +72,10 @@ def section(entry, x: np.ndarray, result: dict, image=None) -> None:
     _faithfulness_panel(entry)
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def _faithfulness(model_key: str, model_id: int, _model) -> list[dict]:
-    from ui.common import dataset
-    x = dataset().x_test[:view.FAITHFULNESS_IMAGES].astype(np.float32) / np.float32(255)
-    return view.faithfulness_rows(_model, x)
-
-
 def _faithfulness_panel(entry) -> None:
     """Do the methods find more than the garment's bright pixels? The deletion check, with the
-    model-free baselines, for this model (computed on request: tens of seconds)."""
+    model-free baselines, for this model (a shared analysis job on request: tens of seconds,
+    off the web server, then cached for everyone)."""
     with st.expander("Which methods beat “just the bright pixels”?", icon=":material/fact_check:"):
         st.caption(f"Delete (set to black) 10% of the pixels of each of the first "
                    f"{view.FAITHFULNESS_IMAGES} test images and watch the predicted class's probability: "
@@ -86,11 +83,13 @@ def _faithfulness_panel(entry) -> None:
                    "than with 10% chosen without any model — random pixels of the garment, or simply "
                    f"the brightest pixels. “Beats” means by at least {explain.BEAT_MARGIN:.2f}.")
         key = f"pr_faith_{entry['key']}"
-        if st.button("Run the check on this model", key="pr_faith_btn"):
+        path, params = str(entry["checkpoint"]), {"images": view.FAITHFULNESS_IMAGES}
+        if st.button("Run the check on this model", key="pr_faith_btn") or jobs.under_way("deletion", path, params):
             st.session_state[key] = True
         if st.session_state.get(key):
-            with st.spinner("Deleting pixels, method by method…"):
-                rows = _faithfulness(entry["key"], id(entry["model"]), entry["model"])
+            if not jobs.ready("deletion", path, params, "The deletion check", key="pr_faith_job"):
+                return
+            rows = analysis.cached("deletion", path, params)["rows"]
             st.dataframe(rows, hide_index=True, width="stretch", column_config={
                 c: st.column_config.NumberColumn(format="%.3f")
                 for c in ("before", "its top 10% deleted", "random garment 10%", "brightest 10%")})
