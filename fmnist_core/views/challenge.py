@@ -22,9 +22,9 @@ def start_query(preset: str, settings_link: str = "") -> dict[str, str]:
     `start` and settings win). Only settings the Train form knows are kept."""
     query = dict(parse_qsl(urlsplit(settings_link.strip()).query)) if settings_link.strip() else {}
     query.setdefault("start", preset)
-    values = form_from_query(query, form_defaults)
+    from ..errors import WorkbenchError
+    values, _ = form_from_query(query, form_defaults)  # a value that does not fit is left out
     if not values:
-        from ..errors import WorkbenchError
         raise WorkbenchError(f"the settings link starts from {query['start']!r}, which is not a preset")
     base = form_defaults(values["start"])
     return {k: str(query[k]) for k in values if k == "start" or values[k] != base[k]}
@@ -34,7 +34,7 @@ def start_configs(c: Challenge) -> tuple[dict[str, Any], dict[str, Any]]:
     """(model_config, train_config) of the starting point, built as the Train form builds them."""
     from ..models import config_to_dict
     from ..train import train_config_to_dict
-    values = {**form_defaults(c.start["start"]), **form_from_query(c.start, form_defaults)}
+    values = {**form_defaults(c.start["start"]), **form_from_query(c.start, form_defaults)[0]}
     return (config_to_dict(model_config_from_form(values)), train_config_to_dict(train_config_from_form(values)))
 
 
