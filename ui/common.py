@@ -209,6 +209,7 @@ def leaderboard(show_hidden: bool = False):
 def _clear_run_lists() -> None:
     _active_runs.clear()
     _all_runs.clear()
+    _queue.clear()  # places in line are computed from the lists
 
 
 run_list.clear = _clear_run_lists  # after a launch or a delete: show it now
