@@ -266,7 +266,7 @@ def _decode(v: str) -> Any:
         return v
 
 
-def _summary(run) -> dict[str, Any]:
+def summary(run) -> dict[str, Any]:
     """A run as the pages and the CLI read it (no history: `load_run` adds that)."""
     tags = _tags(run)
     info = {k: _decode(v) for k, v in tags.items() if k not in ("spec", "label", "owner", "owner_id")}
@@ -332,12 +332,12 @@ def get_run(run_id: str):
 def load_summary(run_id: str) -> dict[str, Any]:
     """A run's record without its history, metrics or artifacts: one request, no download
     (what authorizing an action and the trainer's start need)."""
-    return _summary(get_run(run_id))
+    return summary(get_run(run_id))
 
 
 def load_run(run_id: str, history: bool = True) -> dict[str, Any]:
     run = get_run(run_id)
-    r = _summary(run)
+    r = summary(run)
     r["history"] = read_history(run_id, run) if history else []
     r["points"] = read_points(run_id, run) if history else []
     if history and r["history"]:
@@ -395,7 +395,7 @@ def list_runs(statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         while True:
             page = s.client.search_runs([s.experiment_id], filter_string=where, max_results=1000,
                                         page_token=token, order_by=["attributes.start_time DESC"])
-            out += [_summary(r) for r in page]
+            out += [summary(r) for r in page]
             token = page.token
             if not token:
                 break
@@ -464,7 +464,7 @@ def set_hidden(run_id: str, hidden: bool) -> None:
 
 
 def delete_run(run_id: str) -> None:
-    r = _summary(get_run(run_id))
+    r = summary(get_run(run_id))
     if r["status"] in ACTIVE and alive(r):
         raise WorkbenchError(f"run {run_id} is still {r['status']}; stop it before deleting")
     store().client.delete_run(run_id)

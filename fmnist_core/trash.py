@@ -31,7 +31,7 @@ def deleted_runs() -> list[dict[str, Any]]:
     while True:
         page = s.client.search_runs([s.experiment_id], run_view_type=ViewType.DELETED_ONLY, max_results=1000,
                                     page_token=token, order_by=["attributes.start_time DESC"])
-        out += [runs._summary(r) for r in page]
+        out += [runs.summary(r) for r in page]
         token = page.token
         if not token:
             return out

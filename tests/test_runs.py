@@ -18,6 +18,8 @@ from fmnist_core.train import TrainConfig
 
 from conftest import ROOT, wait_for
 
+TINY_SPEC = run_spec(MLPConfig(hidden=(8,)), TrainConfig(epochs=1))  # a record, never trained here
+
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path):
     p = tmp_path / "status.json"
@@ -97,7 +99,7 @@ def test_cancel_reaches_a_running_trainer(store):
 
 
 def test_active_run_cannot_be_deleted(store):
-    rid = runs.create_run({"x": 1})
+    rid = runs.create_run(TINY_SPEC)
     runs.set_status(rid, "running", pid=os.getpid(), host=runs.HOST)
     with pytest.raises(Exception, match="still running"):
         runs.delete_run(rid)
@@ -127,7 +129,7 @@ def sandbox(tmp_path, store):
         (d / "keep.txt").write_text("precious")
         victims.append(d)
     (tmp_path / "victim" / "sub").mkdir()
-    real = runs.create_run({"x": 1}, label="real")
+    real = runs.create_run(TINY_SPEC, label="real")
     return tmp_path, victims, real
 
 
@@ -158,8 +160,9 @@ def test_runs_delete_and_cancel_refuse_paths_from_every_working_directory(sandbo
     assert tried > 140
     # the one accepted form: the id of a run in the store
     assert runs.load_run(real)["status"] == "queued" and not runs.cancel_requested(real)
+    runs.set_status(real, "running", pid=os.getpid(), host=runs.HOST)  # a live trainer
+    assert _cli("runs", "--delete", real) == 2  # still running: stop it first
     assert _cli("runs", "--cancel", real) == 0 and runs.cancel_requested(real)
-    assert _cli("runs", "--delete", real) == 2  # still queued: stop it first
     runs.set_status(real, "cancelled")
     assert _cli("runs", "--delete", real) == 0 and runs.list_runs() == []
     assert all((d / "keep.txt").is_file() for d in victims)
@@ -200,7 +203,7 @@ def test_output_paths_never_overwrite_what_is_not_ours(sandbox, monkeypatch, arg
 def test_list_runs_by_status_searches_the_store(store):
     ids = {}
     for st in ("queued", "running", "finished", "queued"):
-        rid = runs.create_run({"x": 1}, label=st)
+        rid = runs.create_run(TINY_SPEC, label=st)
         runs.set_status(rid, st, pid=os.getpid(), host=runs.HOST)
         ids.setdefault(st, []).append(rid)
         time.sleep(0.01)

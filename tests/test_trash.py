@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import random_checkpoint
-from fmnist_core import roles, runs, trash
+from fmnist_core import roles, runs, submit, trash
 from fmnist_core.errors import WorkbenchError
 from fmnist_core.spec import run_spec
 from fmnist_core.models import MLPConfig
@@ -51,19 +51,19 @@ def test_delete_hides_the_teacher_restores_and_purge_removes_for_good(classroom,
     assert all(p.is_file() for p in copies)  # a delete alone is undoable: nothing removed yet
     for who in (ADA, BO):  # not even the owner restores or purges
         with pytest.raises(roles.PermissionDenied, match="only the teacher"):
-            roles.restore_run(who, rid)
+            submit.restore_run(who, rid)
         with pytest.raises(roles.PermissionDenied, match="only the teacher"):
-            roles.purge_deleted(who)
-    roles.restore_run(TEACHER, rid)
+            submit.purge_deleted(who)
+    submit.restore_run(TEACHER, rid)
     assert runs.load_run(rid, history=False)["status"] == "finished" and trash.deleted_runs() == []
     submit.delete_run(ADA, rid)
-    assert roles.purge_deleted(TEACHER) == [rid]
+    assert submit.purge_deleted(TEACHER) == [rid]
     assert not any(p.exists() for p in copies)  # every copy of the checkpoint is gone
     with pytest.raises(WorkbenchError, match="no run named"):
         runs.get_run(rid)
     with pytest.raises(WorkbenchError, match="no deleted run"):
-        roles.restore_run(TEACHER, rid)  # the record itself is gone from the store
-    assert trash.deleted_runs() == [] and roles.purge_deleted(TEACHER) == []
+        submit.restore_run(TEACHER, rid)  # the record itself is gone from the store
+    assert trash.deleted_runs() == [] and submit.purge_deleted(TEACHER) == []
     assert all(p.is_file() for p in keep_copies)  # another's run is untouched
     assert runs.load_run(keep, history=False)["status"] == "finished"
 
@@ -73,7 +73,7 @@ def test_purge_on_a_tracking_server_says_who_does_it(classroom, monkeypatch, tmp
     submit.delete_run(ADA, rid)
     monkeypatch.setattr(runs, "is_embedded", lambda uri=None: False)
     with pytest.raises(WorkbenchError, match="its administrator: `mlflow gc"):
-        roles.purge_deleted(TEACHER)
+        submit.purge_deleted(TEACHER)
 
 
 def test_hiding_a_run_is_the_teachers_alone(classroom, tmp_path):
