@@ -122,6 +122,10 @@ def test_client_survives_a_tracking_server_restart(server, monkeypatch):
     # i.e. 0, 4, 8, 16, 32, 64, 120 s: about 4 minutes before the client gives up)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
+    # MLflow's own number of retries, whatever an earlier test's import of ui/ (the web
+    # process's short retries, ui/__init__.py) left in this process's environment
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "7")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "120")
     client = MlflowClient(tracking_uri=url)
     exp = client.create_experiment("servers-restart")
     rid = client.create_run(exp).info.run_id

@@ -35,7 +35,7 @@ import os as _os
 # answer must cost seconds, not MLflow's default 7 retries x 120 s timeouts (minutes, every
 # page's sidebar with it). Pages ask runs.answering() first; these bound a read that starts
 # just as the server dies. Trainers this process starts inherit them: their writer retries on
-# its own (fmnist_core/jobs.py), as tests/test_store_server.py's restart test checks with the same.
+# its own (fmnist_core/execute.py), as tests/test_store_server.py's restart test checks with the same.
 WEB_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
             "MLFLOW_HTTP_REQUEST_BACKOFF_JITTER": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 for _k, _v in WEB_HTTP.items():
