@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 
 from browser_util import (using_store, ROOT, browser, browser_marks, exceptions, open_page, page,  # noqa: F401 (fixtures)
-                          screenshot, streamlit_server, wait_idle, rerun_after)
+                          screenshot, streamlit_server, wait_idle)
 
 pytestmark = browser_marks()
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -62,7 +62,15 @@ def metric(page, label: str) -> str:
 
 
 def choose(page, radio_option: str) -> None:
-    rerun_after(page, page.locator('[data-testid="stRadio"] label').filter(has_text=radio_option).first.click)
+    """Pick a radio option and wait for the page to redraw with it. The condition is the option
+    checked and the script idle: waiting to *see* the rerun start missed one on a busy CI
+    machine (60 s, once)."""
+    label = page.locator('[data-testid="stRadio"] label').filter(has_text=radio_option).first
+    label.click()
+    page.wait_for_function("""(text) => [...document.querySelectorAll('[data-testid="stRadio"] label')]
+        .some(l => l.innerText.includes(text) && l.querySelector('input') && l.querySelector('input').checked)""",
+                           arg=radio_option, timeout=60_000)
+    wait_idle(page)
 
 
 def upscaled_png(x: np.ndarray, side: int = 280) -> bytes:
