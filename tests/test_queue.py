@@ -194,6 +194,9 @@ def test_dispatcher_killed_mid_queue_restarts_with_nothing_lost_and_order_kept(c
     assert fair == [ids[0], ids[2], ids[1], ids[3]]
     first = subprocess.Popen([sys.executable, "-m", "fmnist_core.queue"], start_new_session=True,
                              stderr=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and (queue.read_json(queue.state_path()) or {}).get("pid") != first.pid:
+        time.sleep(0.1)  # the first holds the lock before the second tries
     second = subprocess.Popen([sys.executable, "-m", "fmnist_core.queue"], stderr=subprocess.PIPE, text=True)
     assert "another dispatcher" in second.communicate(timeout=60)[1] and second.returncode == 0
     deadline = time.time() + 120
