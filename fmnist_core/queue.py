@@ -35,6 +35,7 @@ import time
 from typing import Any, Callable
 
 from . import runs
+from .errors import WorkbenchError
 from .files import read_json, write_json_atomic
 
 TICK_S = 1.0            # a look at the store a second: a waiting run starts within about a second
@@ -336,7 +337,11 @@ class Dispatcher:
             if free <= 0 or used + _here_mb(r) > budget:
                 break  # strict order: the head waits for room rather than being overtaken
             _mark_served(r)
-            executor_for(r).start(r)
+            try:
+                executor_for(r).start(r)
+            except WorkbenchError as exc:  # an executor that cannot take it (Ray not configured): say so
+                runs.set_status(r["run_id"], "failed", message=f"could not start: {exc}", finished=time.time())
+                continue
             self.say(f"started {r['run_id']} ({r['owner'] or '?'}, {price_mb(r):.0f} MB)")
             free -= 1
             used += _here_mb(r)

@@ -245,3 +245,19 @@ def test_the_core_has_no_import_circle():
     for f in ("local.py", "ray.py", "__init__.py"):
         assert not {m for m in imports(f"executors/{f}") if "submit" in m or "roles" in m}
     assert not {m for m in imports("runs.py") if "queue" in m or "submit" in m or "executors" in m}
+
+
+def test_a_run_an_executor_cannot_take_fails_with_the_reason(classroom, monkeypatch):
+    """FMNIST_EXECUTOR=ray without RAY_ADDRESS: the run fails with that sentence instead of
+    waiting for ever, and the next in line still starts."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    bad = submit.submit(TINY, "x", ADA, executor="ray", start_dispatcher=False)
+    started = []
+    monkeypatch.setattr("fmnist_core.executors.local.start", lambda r: started.append(r["run_id"]) or
+                        runs.set_status(r["run_id"], "running", pid=os.getpid(), host=runs.HOST))
+    good = submit.submit(TINY, "x", BO, start_dispatcher=False)
+    queue.Dispatcher(say=lambda m: None).tick()
+    r = runs.load_summary(bad)
+    assert r["status"] == "failed" and "could not start" in r["status_info"]["message"]
+    assert "RAY_ADDRESS" in r["status_info"]["message"]
+    assert started == [good]
