@@ -191,11 +191,13 @@ def test_the_epoch_slider_of_the_shipped_cnn_changes_the_confusion_matrix(server
     slider.first.wait_for(timeout=30_000)
     slider.first.focus()  # a click may land on the sticky header: the keyboard moves it
     page.keyboard.press("Home")  # back to epoch 1
+    acc1 = meta["history"][0]["watch_accuracy"]
+    # the rerun the key starts, then the chart redrawn: waited on by what it shows, not by timing
+    md.filter(has_text=f"Epoch 1 · test (watched) accuracy {acc1:.1%}").first.wait_for(timeout=slow * 1000)
     wait_idle(page, timeout=slow)
     wait_charts(page, timeout=slow)
     first = visible_heatmap_text(page)
     assert first is not None and first != last
-    acc1 = meta["history"][0]["watch_accuracy"]
     assert md.filter(has_text=f"Epoch 1 · test (watched) accuracy {acc1:.1%}").first.is_visible()
     screenshot(page, "results-epoch-slider")
     assert exceptions(page) == []
