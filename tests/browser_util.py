@@ -232,6 +232,42 @@ def page(browser, request):
     ctx.close()
 
 
+def person(browser, server: str, token: str, name: str, width: int = 1400, height: int = 1000):
+    """(context, page) of one member of a class: a browser context of its own, carrying the
+    identity cookies a real browser keeps (its secret token and the name typed in)."""
+    ctx = browser.new_context(viewport={"width": width, "height": height})
+    ctx.add_cookies([{"name": "fmnist_token", "value": token, "url": server},
+                     {"name": "fmnist_name", "value": name, "url": server}])
+    page = ctx.new_page()
+    page.set_default_timeout(90_000)
+    return ctx, page
+
+
+@pytest.fixture
+def people(browser, server):
+    """open_as(token, name, width, height) -> a page of its own person; all closed afterwards.
+    (A module using it provides the `server` fixture.)"""
+    made = []
+
+    def open_as(token: str, name: str, width: int = 1400, height: int = 1000):
+        ctx, page = person(browser, server, token, name, width, height)
+        made.append(ctx)
+        return page
+    yield open_as
+    for c in made:
+        c.close()
+
+
+def unlock_teacher(page, password: str) -> None:
+    """Teacher mode on this page's browser, from the sidebar's Teacher box."""
+    page.get_by_text("Teacher", exact=True).click()
+    box = page.get_by_label("Teacher password", exact=True)
+    box.fill(password)
+    box.press("Enter")
+    page.get_by_text("teacher mode", exact=True).wait_for()
+    wait_idle(page)
+
+
 def open_page(page, server, path: str) -> None:
     page.goto(f"{server}/{path}")
     wait_idle(page, timeout=90)

@@ -95,3 +95,21 @@ def store(tmp_path, monkeypatch):
     if real_data.is_dir() and not (tmp_path / "data").exists():
         (tmp_path / "data").symlink_to(real_data, target_is_directory=True)
     return runs.store()
+
+
+# --- a class: two students and the teacher, as the core sees them (tests of roles and trash) ---
+
+def _people():
+    from fmnist_core import roles
+    return (roles.User("ada", roles.user_id("a" * 32)), roles.User("bo", roles.user_id("b" * 32)),
+            roles.User("teacher", roles.user_id("t" * 32), teacher=True))
+
+
+ADA, BO, TEACHER = _people()
+
+
+@pytest.fixture
+def classroom(store, monkeypatch):
+    """A store with a teacher password set."""
+    monkeypatch.setenv("FMNIST_TEACHER_PASSWORD", "correct horse")
+    return store

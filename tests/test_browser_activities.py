@@ -16,7 +16,7 @@ import re
 import pytest
 
 from browser_util import (browser, browser_marks, exceptions, open_page, screenshot,  # noqa: F401 (fixtures)
-                          streamlit_server, using_store, wait_idle)
+                          person, streamlit_server, unlock_teacher, using_store, wait_idle)
 from conftest import wait_for
 
 pytestmark = browser_marks()
@@ -35,24 +35,6 @@ def base(tmp_path_factory):
 def server(base):
     with streamlit_server(base, env={"FMNIST_TEACHER_PASSWORD": PASSWORD}) as url:
         yield url
-
-
-def _as(browser, server, token: str, name: str):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    ctx.add_cookies([{"name": "fmnist_token", "value": token, "url": server},
-                     {"name": "fmnist_name", "value": name, "url": server}])
-    page = ctx.new_page()
-    page.set_default_timeout(90_000)
-    return ctx, page
-
-
-def _unlock(page) -> None:
-    page.get_by_text("Teacher", exact=True).click()
-    box = page.get_by_label("Teacher password", exact=True)
-    box.fill(PASSWORD)
-    box.press("Enter")
-    page.get_by_text("teacher mode", exact=True).wait_for()
-    wait_idle(page)
 
 
 def _record(name: str, token: str, hidden: tuple[int, ...], acc: float, secs: float) -> str:
@@ -91,14 +73,14 @@ def test_a_challenge_and_the_class_against_the_network(browser, server, base):
     from fmnist_core.data import CLASSES, load
     from fmnist_core.models import load_model
     from fmnist_core.views.shared import SHIPPED_DIR
-    t_ctx, teacher = _as(browser, server, TEACHER, "Teacher")
-    ada_ctx, ada = _as(browser, server, ADA, "Ada")
-    bo_ctx, bo = _as(browser, server, BO, "Bo")
+    t_ctx, teacher = person(browser, server, TEACHER, "Teacher")
+    ada_ctx, ada = person(browser, server, ADA, "Ada")
+    bo_ctx, bo = person(browser, server, BO, "Bo")
     try:
         # --- the teacher sets a challenge ---------------------------------------------------------
         open_page(teacher, server, "challenge")
         teacher.get_by_text("No challenge is set.", exact=False).wait_for()
-        _unlock(teacher)
+        unlock_teacher(teacher, PASSWORD)
         teacher.get_by_label("Title", exact=True).fill("Small models")
         goal = teacher.get_by_label("Goal: test accuracy (%)", exact=True)
         goal.fill("85")

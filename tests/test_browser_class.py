@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from browser_util import (browser, browser_marks, exceptions, open_page, screenshot,  # noqa: F401 (fixtures)
-                          streamlit_server, using_store, wait_idle, open_tab)
+                          person, streamlit_server, using_store, wait_idle, open_tab)
 
 pytestmark = browser_marks()
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -43,15 +43,6 @@ def server(artifacts):
         yield url
 
 
-def _as(browser, server, token: str, name: str):
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-    ctx.add_cookies([{"name": "fmnist_token", "value": token, "url": server},
-                     {"name": "fmnist_name", "value": name, "url": server}])
-    page = ctx.new_page()
-    page.set_default_timeout(60_000)
-    return ctx, page
-
-
 def _delete_tab(page, server):
     open_page(page, server, "results")
     page.get_by_text("Look closer at").wait_for()
@@ -61,9 +52,9 @@ def _delete_tab(page, server):
 def test_students_and_the_teacher(browser, server, artifacts):
     from fmnist_core import runs
     base, rid = artifacts
-    ada_ctx, ada = _as(browser, server, ADA, "Ada")
-    bo_ctx, bo = _as(browser, server, BO, "Bo")
-    t_ctx, teacher = _as(browser, server, TEACHER, "Teacher")
+    ada_ctx, ada = person(browser, server, ADA, "Ada")
+    bo_ctx, bo = person(browser, server, BO, "Bo")
+    t_ctx, teacher = person(browser, server, TEACHER, "Teacher")
     try:
         # Ada: her name came back from the cookie; Bo's run is shown but not hers to delete
         _delete_tab(ada, server)
@@ -108,8 +99,11 @@ def test_students_and_the_teacher(browser, server, artifacts):
         _delete_tab(teacher, server)
         teacher.get_by_text("Delete this run", exact=True).click()
         teacher.get_by_text("Yes, delete this run", exact=True).click()
-        wait_idle(teacher)
-        teacher.get_by_role("button", name="Delete run").click()
+        # the tick's rerun enables the button: a click before that rerun has ended is lost
+        button = teacher.get_by_role("button", name="Delete run")
+        sync_api.expect(button).to_be_enabled(timeout=60_000)
+        button.click()
+        teacher.get_by_text("Run deleted", exact=False).first.wait_for()
         wait_idle(teacher)
         assert exceptions(teacher) == []
         with using_store(base):
@@ -120,7 +114,7 @@ def test_students_and_the_teacher(browser, server, artifacts):
 
 
 def test_a_settings_link_fills_the_train_form(browser, server):
-    ctx, page = _as(browser, server, ADA, "Ada")
+    ctx, page = person(browser, server, ADA, "Ada")
     try:
         open_page(page, server, "train?start=mlp-seed000&lr=0.01&epochs=3&hidden=256%2C+64")
         assert page.get_by_label("Epochs", exact=True).input_value() == "3"

@@ -15,7 +15,7 @@ import shutil
 import pytest
 
 from browser_util import (ROOT, browser, browser_marks, exceptions, open_page, screenshot,  # noqa: F401 (fixtures)
-                          streamlit_server, using_store, wait_idle)
+                          people, streamlit_server, unlock_teacher, using_store, wait_idle)
 
 pytestmark = browser_marks()
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -63,24 +63,6 @@ def server(artifacts):
     shutil.rmtree(job_dir(artifacts[0] / "benchmarks"), ignore_errors=True)
 
 
-@pytest.fixture
-def people(browser, server):
-    """open(token, name, width, height) -> a page in a context of its own; all closed afterwards."""
-    made = []
-
-    def open_as(token: str, name: str, width: int = 1400, height: int = 1000):
-        ctx = browser.new_context(viewport={"width": width, "height": height})
-        ctx.add_cookies([{"name": "fmnist_token", "value": token, "url": server},
-                         {"name": "fmnist_name", "value": name, "url": server}])
-        made.append(ctx)
-        page = ctx.new_page()
-        page.set_default_timeout(90_000)
-        return page
-    yield open_as
-    for c in made:
-        c.close()
-
-
 def chosen(page, label: str) -> str:
     """What the selectbox with this label shows (its text and its input's value)."""
     box = page.locator('[data-testid="stSelectbox"]').filter(has_text=label).first
@@ -97,12 +79,7 @@ def metrics(page) -> dict[str, str]:
 
 def unlock(page, server) -> None:
     open_page(page, server, "leaderboard")
-    page.get_by_text("Teacher", exact=True).click()
-    box = page.get_by_label("Teacher password", exact=True)
-    box.fill(PASSWORD)
-    box.press("Enter")
-    page.get_by_text("teacher mode", exact=True).wait_for()
-    wait_idle(page)
+    unlock_teacher(page, PASSWORD)
 
 
 # JS: from the page's start, how long the main area showed grey skeletons with no word of what is

@@ -4,21 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from conftest import ADA, BO, TEACHER, classroom  # noqa: F401 (a fixture)
 from fmnist_core import roles, runs, submit
 from fmnist_core.spec import run_spec
 from fmnist_core.models import MLPConfig
 from fmnist_core.train import TrainConfig
-
-ADA = roles.User("ada", roles.user_id("a" * 32))
-BO = roles.User("bo", roles.user_id("b" * 32))
-TEACHER = roles.User("teacher", roles.user_id("t" * 32), teacher=True)
-
-
-@pytest.fixture
-def classroom(store, monkeypatch):
-    monkeypatch.setenv("FMNIST_TEACHER_PASSWORD", "correct horse")
-    return store
-
 
 def _run_of(user, status="finished"):
     rid = runs.create_run(run_spec(MLPConfig(hidden=(8,)), TrainConfig(epochs=1)), label="x",

@@ -5,23 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import random_checkpoint
+from conftest import ADA, BO, TEACHER, classroom, random_checkpoint  # noqa: F401 (a fixture)
 from fmnist_core import roles, runs, submit, trash
 from fmnist_core.errors import WorkbenchError
 from fmnist_core.spec import run_spec
 from fmnist_core.models import MLPConfig
 from fmnist_core.train import TrainConfig
-
-ADA = roles.User("ada", roles.user_id("a" * 32))
-BO = roles.User("bo", roles.user_id("b" * 32))
-TEACHER = roles.User("teacher", roles.user_id("t" * 32), teacher=True)
-
-
-@pytest.fixture
-def classroom(store, monkeypatch):
-    monkeypatch.setenv("FMNIST_TEACHER_PASSWORD", "correct horse")
-    return store
-
 
 def _finished_run_with_files(tmp_path, user=ADA) -> tuple[str, list]:
     cfg = MLPConfig(hidden=(8,))
