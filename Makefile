@@ -44,8 +44,11 @@ mlflow-ui: setup
 	  echo "MLflow UI for $$uri on http://127.0.0.1:$(MLFLOW_PORT)"; \
 	  $(VENV)/bin/mlflow ui --backend-store-uri "$$uri" --host 127.0.0.1 --port $(MLFLOW_PORT)
 
+# the suite in TEST_WORKERS pytest-xdist processes (a test file stays in one, with its fixtures
+# and servers); TEST_WORKERS=0 runs it in this process alone
+TEST_WORKERS ?= 2
 test: setup-test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 # everything but the browser tests
 test-fast: setup

@@ -11,6 +11,10 @@ sys.path.insert(0, str(ROOT))
 # (tests/servers.py) stays on 127.0.0.1, and nothing reports usage
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# `make test` runs the suite in pytest-xdist workers, one a core: each worker's torch (and the
+# trainers and servers it starts) on one thread, so two workers do not fight over two cores
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

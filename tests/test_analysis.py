@@ -87,8 +87,9 @@ def test_a_too_wide_layer_is_refused_with_a_sentence_or_projected(store, tmp_pat
     acts = embed.activations(model, "act1", x)
     assert acts.shape == (30, embed.PROJECTED)
     assert embed.layer_width(model, "act1") == 2048 * 28 * 28
-    # the projection is the same every time (a placed input lands on the same map)
-    assert np.array_equal(acts[:3], embed.activations(model, "act1", x[:3]))
+    # the projection is the same every time (a placed input lands on the same map); the float
+    # sums differ in the last bits between batch sizes (BLAS blocks them differently)
+    np.testing.assert_allclose(acts[:3], embed.activations(model, "act1", x[:3]), rtol=1e-5, atol=1e-4)
 
 
 def test_a_failed_job_says_why_and_is_retried_only_when_asked(store, tmp_path):

@@ -36,7 +36,10 @@ spec = RunSpec.from_dict(json.loads(sys.argv[1]))
 r = train(spec.model, spec.train, load(), train_limit=spec.train_limit)
 evaluate(r.model, load().x_test, load().y_test)
 u = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"cpu_s": u.ru_utime + u.ru_stime, "peak_mb": u.ru_maxrss / 1024}))
+# the peak of this process's own memory (VmHWM); ru_maxrss would also count the forked copy of a
+# large parent (a test worker), which Linux carries across exec
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:"))
+print(json.dumps({"cpu_s": u.ru_utime + u.ru_stime, "peak_mb": hwm / 1024}))
 """
 
 
