@@ -14,8 +14,8 @@ Taking a trial (`take_trial`): Optuna's ask -> the point's values -> a RunSpec -
 submit.submit under the taker's name, so the dispatcher, the price and the class limits apply
 as to any run. The run is tagged with the study and trial number and nested under the study's
 MLflow parent run (tag `mlflow.parentRunId`). Seeds are a setting of their own (`seed`): a grid
-holds every point x seed; random and TPE enqueue a new point's other seeds at once, so each
-point gets every seed.
+is put in line whole when it is created (every point x seed, each point's first seed first);
+random and TPE enqueue a new point's other seeds at once, so each point gets every seed.
 
 The trainer reports each epoch's value to its trial (`TrialHook`, from execute.py) so a
 MedianPruner (or Hyperband) can prune it; a pruned run stops and says so in plain words, and the
@@ -157,9 +157,11 @@ class Study:
         return optuna.load_study(study_name=self.name, storage=storage(), sampler=self._sampler(),
                                  pruner=self._pruner())
 
-    def _sampler(self):
+    def _sampler(self, taken: int = 0):
+        """Rebuilt at every load (a sampler is not stored): its seed moves on with the trials
+        taken, or each new process would draw the same first point again."""
         import optuna
-        seed = int(self.created) % 100_000  # reproducible per study, different between studies
+        seed = int(self.created) % 100_000 + taken  # reproducible per study, different between studies
         if self.search == "grid":
             return optuna.samplers.GridSampler(self.grid(), seed=seed)
         if self.search == "random":
@@ -224,6 +226,13 @@ def create_study(name: str, settings: dict[str, dict], metric: str = "test_accur
     ost = st.optuna()
     for k, v in st.to_attrs().items():
         ost.set_user_attr(k, v)
+    if search == "grid":
+        # the whole grid in line at once, seed-major: every point's first seed before any second,
+        # so a class's answer spreads over every point first (GridSampler alone shuffles them)
+        grid = {n: d["values"] for n, d in settings.items()}
+        for seed in range(seeds):
+            for combo in itertools.product(*grid.values()):
+                ost.enqueue_trial({**dict(zip(grid, combo)), "seed": seed})
     return st
 
 
@@ -316,10 +325,11 @@ def take_trial(name: str, user: User | None = None, executor: str | None = None,
         trials = ost.get_trials(deepcopy=False)
         taken = [t for t in trials if not t.user_attrs.get("refused")]
         waiting = [t for t in trials if t.state == TrialState.WAITING]
+        ost.sampler = st._sampler(len(trials))
         if st.max_minutes and time.time() - st.created > st.max_minutes * 60:
             raise WorkbenchError(f"study {name!r} is over its budget of {st.max_minutes:g} minutes")
         budget = st.trial_budget()
-        if budget and len(taken) - len(waiting) >= budget:
+        if (st.search == "grid" and not waiting) or (budget and len(taken) - len(waiting) >= budget):
             what = "every point of its grid" if st.search == "grid" else f"its budget of {budget} trials"
             raise WorkbenchError(f"study {name!r} has taken {what}: nothing left to take")
         trial = ost.ask(st.space())

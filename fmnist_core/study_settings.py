@@ -16,6 +16,7 @@ waits for a `patience_on` option in the trainer.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from .errors import ConfigError
@@ -88,6 +89,23 @@ def apply(spec: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
         s["preset"] = None  # a preset names a model: a changed one is no longer that preset
     s.pop("parameters", None)  # recomputed by RunSpec.to_dict
     return s
+
+
+def parse_value(text: str) -> Any:
+    """'0.2' -> 0.2, '3' -> 3, 'true' -> True, 'l1' -> 'l1' (what a person types for a value)."""
+    v = text.strip()
+    try:
+        return json.loads(v.lower() if v.lower() in ("true", "false") else v)
+    except ValueError:
+        return v
+
+
+def parse_values(text: str) -> list[Any]:
+    """'0, 1, 2' -> [0, 1, 2]."""
+    vals = [parse_value(v) for v in text.split(",") if v.strip()]
+    if not vals:
+        raise ConfigError("give at least one value, separated by commas")
+    return vals
 
 
 def base_spec(preset: str = "mlp-seed000", epochs: int | None = None, train_limit: int | None = None,

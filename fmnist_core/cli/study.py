@@ -11,11 +11,11 @@ user is the machine's single user (the teacher on a laptop), as for `train --que
 """
 from __future__ import annotations
 
-import json
 import sys
 
 from . import command, emit_json
 from ..errors import ConfigError
+from ..study_settings import parse_value
 
 
 def _study_args(p):
@@ -46,17 +46,9 @@ def parse_vary(text: str) -> tuple[str, dict]:
     log = rest.endswith(":log")
     rest = rest.removesuffix(":log")
     if ".." in rest:
-        lo, hi = (_value(v) for v in rest.split("..", 1))
+        lo, hi = (parse_value(v) for v in rest.split("..", 1))
         return name, {"low": lo, "high": hi, "log": log}
-    return name, {"values": [_value(v) for v in rest.split(",")]}
-
-
-def _value(v: str):
-    v = v.strip()
-    try:
-        return json.loads(v.lower() if v.lower() in ("true", "false") else v)
-    except ValueError:
-        return v
+    return name, {"values": [parse_value(v) for v in rest.split(",")]}
 
 
 @command("study", "studies (sweeps): create one, take its trials, show its answer, list them")

@@ -281,3 +281,19 @@ def trial_rows(a: dict[str, Any]) -> list[dict[str, Any]]:
              "seed": r["params"].get("seed"), "owner": r["owner"], "state": r["state"],
              st.metric.replace("_", " "): fmt(st.metric, r["value"]) if r["state"] == "complete" else "",
              "note": r["message"]} for r in a["trials"]]
+
+
+def point_words(params: dict[str, Any]) -> str:
+    """depth=2, seed 1 (how a trial is named to the student who took it)."""
+    pts = [f"{k}={_short(v)}" for k, v in params.items() if k != "seed"]
+    return ", ".join(pts + [f"seed {params.get('seed', 0)}"])
+
+
+def question_words(st: Study) -> str:
+    """What the study asks, in a line."""
+    if not st.settings:
+        return "One model, " + (f"the seed's reported {st.reported:.2f}% beside ours" if st.reported else "several seeds")
+    return "Varying " + "; ".join(
+        f"{n} over {', '.join(_short(v) for v in d['values'])}" if "values" in d
+        else f"{n} from {_short(d['low'])} to {_short(d['high'])}{' (log)' if d.get('log') else ''}"
+        for n, d in st.settings.items())
