@@ -123,3 +123,7 @@ def _answer(name: str) -> None:
     rows = view.trial_rows(a)
     if rows:
         st.dataframe(rows, hide_index=True, width="stretch", key=f"study_trials_{name}")
+
+
+if __name__ == "__main__":  # run as a script by Streamlit's pages/ discovery: see ui/__init__.py
+    common.run_app()
