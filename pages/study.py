@@ -72,7 +72,9 @@ def _create_form(me) -> None:
         limit = c[1].number_input("Training images (0 = all)", 0, 48_000, 2000, step=500, key="study_limit")
         trials = c[2].number_input("Trial budget (random / tpe)", 0, 200, 12, key="study_trials")
         for_class = st.checkbox("For the class (every student takes its trials)", value=me.teacher,
-                                key="study_class", disabled=not me.teacher)
+                                # keyed by the role: unlocking teacher mode ticks it (a box drawn
+                                # for a student kept its False)
+                                key=f"study_class_{me.teacher}", disabled=not me.teacher)
         if not st.form_submit_button("Open the study", icon=":material/add:"):
             return
     try:

@@ -158,7 +158,7 @@ def answer(st: Study) -> dict[str, Any]:
 def figure(a: dict[str, Any]):
     """The answer's picture for its shape (None when nothing has finished)."""
     st, pts = a["study"], a["points"]
-    if not any(p["mean"] is not None for p in pts) and a["shape"] != "one":
+    if not any(p["mean"] is not None for p in pts):
         return None
     return {"single": _one, "one": _one, "two": _heatmap, "many": _parcoords}[a["shape"]](st, pts, a["trials"])
 
