@@ -59,10 +59,19 @@ TAG_STUDY, TAG_TRIAL, TAG_PARENT = "fmnist.study", "fmnist.trial", "mlflow.paren
 def storage_uri() -> str:
     """Optuna's database: FMNIST_OPTUNA_URI, else a SQLite file beside the embedded run store."""
     uri = os.environ.get("FMNIST_OPTUNA_URI") or f"sqlite:///{runs.ARTIFACTS / 'optuna.db'}"
-    if uri.rstrip("/") == runs.tracking_uri().rstrip("/"):
+    if _same_database(uri, runs.tracking_uri()):
         raise ConfigError("the study storage (FMNIST_OPTUNA_URI) must be its own database, not MLflow's: "
                           "both keep their schema version in alembic_version")
     return uri
+
+
+def _same_database(a: str, b: str) -> bool:
+    """postgresql+psycopg2://u:pw@h:5432/db and postgresql://u@h:5432/db/ are one database."""
+    def norm(u: str) -> str:
+        scheme, _, rest = u.partition("://")
+        rest = re.sub(r"^[^@/]*@", "", rest)  # who connects does not change the database
+        return scheme.split("+")[0] + "://" + rest.rstrip("/")
+    return norm(a) == norm(b)
 
 
 _storages: dict[str, Any] = {}

@@ -171,3 +171,54 @@ def test_the_storage_is_never_mlflows_own_database(classroom, monkeypatch):
     monkeypatch.setenv("FMNIST_OPTUNA_URI", runs.tracking_uri())
     with pytest.raises(ConfigError, match="its own database"):
         studies.storage_uri()
+
+
+@pytest.mark.slow
+def test_optuna_and_mlflow_keep_their_own_schema_in_two_databases_of_one_postgres(tmp_path, monkeypatch):
+    """Both use alembic's alembic_version table (mlflow/mlflow#3374): in one database they would
+    fight over one version row. A class server gives Optuna a database of its own on the same
+    server; after both have created their schema, each database holds its own and both open."""
+    from conftest import skip_unless_ci
+    from servers import postgres_missing, postgres_server, sqlalchemy_uri
+    if postgres_missing():
+        skip_unless_ci(postgres_missing())
+    import psycopg2
+    with postgres_server(tmp_path, dbname="mlflow") as dsn:
+        host = dsn.rsplit("/", 1)[0]
+        con = psycopg2.connect(host="127.0.0.1", port=int(host.rsplit(":", 1)[1]), user="postgres", dbname="postgres")
+        con.autocommit = True
+        with con.cursor() as cur:
+            cur.execute('CREATE DATABASE "optuna"')
+        con.close()
+        mlflow_uri, optuna_uri = sqlalchemy_uri(dsn), sqlalchemy_uri(f"{host}/optuna")
+        monkeypatch.setenv("FMNIST_TRACKING_URI", mlflow_uri)
+        monkeypatch.setenv("FMNIST_ARTIFACTS", str(tmp_path))
+        monkeypatch.setattr(runs, "ARTIFACTS", tmp_path)
+        monkeypatch.setenv("FMNIST_OPTUNA_URI", optuna_uri)
+        st = studies.create_study("pg", {"depth": [1, 2]}, base=tiny(), user=TEACHER)
+        t = studies.take_trial("pg", TEACHER, start_dispatcher=False)
+
+        def tables(db):
+            c = psycopg2.connect(host="127.0.0.1", port=int(host.rsplit(":", 1)[1]), user="postgres", dbname=db)
+            with c.cursor() as cur:
+                cur.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+                names = {r[0] for r in cur.fetchall()}
+                cur.execute("SELECT version_num FROM alembic_version")
+                versions = [r[0] for r in cur.fetchall()]
+            c.close()
+            return names, versions
+        m_tables, m_version = tables("mlflow")
+        o_tables, o_version = tables("optuna")
+        assert {"experiments", "runs", "tags"} <= m_tables and "studies" not in m_tables
+        assert {"studies", "trials", "trial_params"} <= o_tables and "runs" not in o_tables
+        assert len(m_version) == 1 and len(o_version) == 1 and m_version != o_version
+        # both open again as their own library expects (a clash would fail the version check)
+        from mlflow.tracking import MlflowClient
+        assert MlflowClient(tracking_uri=mlflow_uri).get_run(t["run_id"]).data.tags["mlflow.parentRunId"] == \
+            st.parent_run_id
+        import optuna
+        assert len(optuna.load_study(study_name="pg", storage=optuna_uri).trials) == 2
+        # MLflow's own database as the study storage is refused with the reason
+        monkeypatch.setenv("FMNIST_OPTUNA_URI", dsn)  # the same database, written another way
+        with pytest.raises(ConfigError, match="alembic_version"):
+            studies.storage_uri()
