@@ -56,6 +56,13 @@ def check_name(name: str, base: dict[str, Any]) -> None:
 
 def apply(spec: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
     """`spec` (a RunSpec dict, not changed) with the setting `name` set to `value`."""
+    try:
+        return _apply(spec, name, value)
+    except (TypeError, ValueError) as exc:  # '0..3' as a depth: a sentence, not a traceback
+        raise ConfigError(f"{name} cannot be {value!r}") from exc
+
+
+def _apply(spec: dict[str, Any], name: str, value: Any) -> dict[str, Any]:
     s = copy.deepcopy(spec)
     m, t = s["model_config"], s["train_config"]
     if name == "depth":

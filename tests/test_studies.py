@@ -163,6 +163,8 @@ def test_the_cli_refuses_bad_input_with_one_sentence(classroom, capsys):
     assert capsys.readouterr().err.strip() == "error: depth: a grid needs values, not a range (or choose random or tpe)"
     assert main(["study", "show", "nope"]) == 2
     assert capsys.readouterr().err.strip() == "error: no study named 'nope'"
+    assert main(["study", "create", "x", "--vary", "depth=1,two"]) == 2
+    assert capsys.readouterr().err.strip() == "error: depth=two: depth cannot be 'two'"
     assert main(["study", "create", "x", "--vary", "train.seed=1,2"]) == 2
     assert "cannot vary 'train.seed'" in capsys.readouterr().err
 
