@@ -42,6 +42,7 @@ def page() -> None:
             st.session_state.study_msg = ("success", f"Trial {t['trial']} ({view.point_words(t['params'])}) "
                                                      f"is your run now: it waits in the queue like any launch.")
             common.run_list.clear()
+            _shared_answer.clear()
         except WorkbenchError as exc:
             st.session_state.study_msg = ("error", str(exc))
     if st.session_state.study_msg:
@@ -86,6 +87,7 @@ def _create_form(me) -> None:
                                    max_trials=int(trials) if search != "grid" else 0, base=base, user=me,
                                    for_class=bool(for_class and me.teacher), template=tpl,
                                    reported=t.get("reported"))
+        _shared_answer.clear()
         st.session_state.study_pick = st_.name
         st.session_state.study_msg = ("success", f"Study {st_.name} is open: {st_.trial_budget()} trials.")
         st.rerun()
@@ -93,10 +95,17 @@ def _create_form(me) -> None:
         st.error(str(exc))
 
 
+@st.cache_data(ttl=REFRESH_SECONDS, max_entries=16, show_spinner=False)
+def _shared_answer(name: str) -> dict:
+    """One reading of the study per refresh for every browser on the server (a projector and
+    thirty students poll it): its trials told (sync), the runs from the page's cached store search."""
+    studies.sync(name)
+    return view.answer(studies.load_study(name), {r["run_id"]: r for r in common.run_list()})
+
+
 def _answer(name: str) -> None:
     try:
-        studies.sync(name)
-        a = view.answer(studies.load_study(name))
+        a = _shared_answer(name)
     except WorkbenchError as exc:
         st.error(str(exc))
         return

@@ -27,8 +27,10 @@ AGREE_SIGMAS = 2.0
 STD_FLOOR = {"test_accuracy": 0.003, "val_accuracy": 0.003, "train_seconds": 0.5, "parameters": 0.0}
 
 
-def trials(st: Study) -> list[dict[str, Any]]:
-    """Every trial of the study: number, state, params, value, owner, run id, seconds, message."""
+def trials(st: Study, run_index: dict[str, dict] | None = None) -> list[dict[str, Any]]:
+    """Every trial of the study: number, state, params, value, owner, run id, seconds, message.
+    `run_index`: run id -> summary (a page's one cached search of the store); else each trial's
+    run is read on its own."""
     from .. import runs
     out = []
     for t in st.optuna().get_trials(deepcopy=False):
@@ -40,7 +42,8 @@ def trials(st: Study) -> list[dict[str, Any]]:
             continue
         if row["run_id"]:
             try:
-                r = runs.load_summary(row["run_id"])
+                r = run_index[row["run_id"]] if run_index is not None and row["run_id"] in run_index \
+                    else runs.load_summary(row["run_id"])
                 row["seconds"] = r["status_info"].get("train_seconds")
                 row["parameters"] = r["config"].get("parameters")
                 row["message"] = r["status_info"].get("message") or ""
@@ -140,9 +143,9 @@ def sentence(metric: str, pts: list[dict[str, Any]], reported: float | None = No
     return head + f": a difference of {_diff(metric, effect)}, larger than the spread across seeds ({_diff(metric, spread)})."
 
 
-def answer(st: Study) -> dict[str, Any]:
+def answer(st: Study, run_index: dict[str, dict] | None = None) -> dict[str, Any]:
     """Everything the page shows: points, trials, sentence, counts."""
-    rows = trials(st)
+    rows = trials(st, run_index)
     pts = points(st, rows)
     states: dict[str, int] = {}
     for r in rows:
