@@ -54,6 +54,10 @@ PRUNED_WORDS = "below the median of the other trials"
 TAG_STUDY, TAG_TRIAL, TAG_PARENT = "fmnist.study", "fmnist.trial", "mlflow.parentRunId"
 
 
+class StudyDone(WorkbenchError):
+    """The study has nothing left to take: its grid, its trials or its minutes are used up."""
+
+
 # --- storage ----------------------------------------------------------------------------------
 
 def storage_uri() -> str:
@@ -336,11 +340,11 @@ def take_trial(name: str, user: User | None = None, executor: str | None = None,
         waiting = [t for t in trials if t.state == TrialState.WAITING]
         ost.sampler = st._sampler(len(trials))
         if st.max_minutes and time.time() - st.created > st.max_minutes * 60:
-            raise WorkbenchError(f"study {name!r} is over its budget of {st.max_minutes:g} minutes")
+            raise StudyDone(f"study {name!r} is over its budget of {st.max_minutes:g} minutes")
         budget = st.trial_budget()
         if (st.search == "grid" and not waiting) or (budget and len(taken) - len(waiting) >= budget):
             what = "every point of its grid" if st.search == "grid" else f"its budget of {budget} trials"
-            raise WorkbenchError(f"study {name!r} has taken {what}: nothing left to take")
+            raise StudyDone(f"study {name!r} has taken {what}: nothing left to take")
         trial = ost.ask(st.space())
         params = dict(trial.params)
         fresh = not waiting  # ask pops a waiting (enqueued) trial first; under the lock, so this one
@@ -380,10 +384,8 @@ def run_study(name: str, user: User | None = None, trials: int | None = None, ca
     while trials is None or len(out) < trials:
         try:
             t = take_trial(name, user)
-        except WorkbenchError as exc:
-            if "nothing left" in str(exc) or "over its budget" in str(exc):
-                break
-            raise
+        except StudyDone:
+            break
         end = follow_run(t["run_id"], poll=poll)
         sync(name)
         out.append({**t, "status": end["status"], "message": end["message"]})
