@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 
-.PHONY: setup setup-test run class mlflow-ui test test-fast models bench bench-train clean-runs
+.PHONY: setup setup-test run class mlflow-ui test test-fast models bench bench-train clean-runs optuna-dashboard reproduce
 
 setup:
 	@bash scripts/setup.sh
@@ -76,3 +76,16 @@ bench-train: setup
 # every run in the embedded store (not a tracking server's)
 clean-runs:
 	rm -rf artifacts/mlflow.db* artifacts/mlartifacts artifacts/work artifacts/cache artifacts/.slots
+
+# optuna-dashboard on the studies' storage (FMNIST_OPTUNA_URI, else the SQLite file beside the
+# embedded run store): this machine only
+OPTUNA_PORT ?= 8080
+optuna-dashboard: setup
+	@uri=$${FMNIST_OPTUNA_URI:-sqlite:///$(CURDIR)/artifacts/optuna.db}; \
+	  echo "optuna-dashboard on http://127.0.0.1:$(OPTUNA_PORT)"; \
+	  $(VENV)/bin/optuna-dashboard "$$uri" --host 127.0.0.1 --port $(OPTUNA_PORT)
+
+# the seeds' experiments as studies, their figures beside ours (a benchmark with a progress
+# bar, hours of CPU; QUICK=1: 2 epochs, 1 seed each). README "Studies"
+reproduce: setup
+	$(PY) scripts/reproduce.py $(if $(QUICK),--quick)

@@ -151,7 +151,7 @@ def execute_run(run_id: str, callback: Callable[[dict], None] | None = None) -> 
         if not spec.train.threads and r["status_info"].get("dispatched"):  # a run of the class queue
             spec = RunSpec(spec.model, _with_threads(spec.train, queue_threads()), spec.preset, spec.engine,
                            spec.train_limit, spec.watch_test)
-        return _execute(run_id, spec, callback, reporter, here)
+        return _execute(run_id, spec, callback, reporter, here, _trial_hook(r))
     except BaseException as exc:
         msg = str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
         if isinstance(exc, KeyboardInterrupt):
@@ -186,7 +186,21 @@ def queue_threads() -> int:
     return max(1, ((os.cpu_count() or 1) - 1) // max(1, class_settings().max_concurrent))
 
 
-def _execute(run_id: str, spec: RunSpec, callback, reporter: RunReporter, here: dict) -> dict[str, Any]:
+def _trial_hook(r: dict[str, Any]):
+    """A study's trial reports its epochs to Optuna (studies.TrialHook); None for other runs.
+    A study that cannot be read never stops the training: the trial is told later (sync)."""
+    if not r["status_info"].get("study"):
+        return None
+    try:
+        from .studies import TrialHook
+        return TrialHook.for_run(r)
+    except Exception as exc:
+        print(f"warning: the run's study cannot be read, it is trained without pruning: {exc}", file=sys.stderr)
+        return None
+
+
+def _execute(run_id: str, spec: RunSpec, callback, reporter: RunReporter, here: dict,
+             hook=None) -> dict[str, Any]:
     mcfg, tcfg = spec.model, spec.train
     started = time.time()
     reporter.progress("running", **here, started=started, message="loading data", queue_position=None)
@@ -196,6 +210,7 @@ def _execute(run_id: str, spec: RunSpec, callback, reporter: RunReporter, here: 
     points: list[dict] = []     # every curve point of the run (for the checkpoint)
     unsent: list[dict] = []     # those not handed to the writer yet
     confusions: list[dict] = []  # per epoch: {"epoch", "val_confusion"?, "watch_confusion"?}
+    pruned = [False]             # a study's pruner stopped this trial
 
     def send_points() -> None:
         if unsent:
@@ -209,6 +224,8 @@ def _execute(run_id: str, spec: RunSpec, callback, reporter: RunReporter, here: 
             points.append(pt)
             unsent.append(pt)
         if ev["event"] == "epoch":
+            if hook is not None and hook.epoch(ev):  # the pruner says stop: should_stop below
+                pruned[0] = True
             send_points()
             reporter.epoch({k: v for k, v in ev.items() if k not in ("event", "epochs", "best_epoch")})
             cms = {k: ev[k] for k in runs.CONFUSION_KEYS if k in ev}
@@ -247,7 +264,7 @@ def _execute(run_id: str, spec: RunSpec, callback, reporter: RunReporter, here: 
     trainer = _trainer(spec.engine)
     # `make models`: the test set scored at each epoch end, for the record (see train.train)
     watch = {"watch": (data.x_test, data.y_test)} if spec.watch_test else {}
-    result: TrainResult = trainer(mcfg, tcfg, data, callback=on_event, should_stop=lambda: reporter.cancelled,
+    result: TrainResult = trainer(mcfg, tcfg, data, callback=on_event, should_stop=lambda: reporter.cancelled or pruned[0],
                                   on_best=on_best, train_limit=spec.train_limit, **watch)
     send_points()
     test_acc = None
@@ -269,12 +286,20 @@ def _execute(run_id: str, spec: RunSpec, callback, reporter: RunReporter, here: 
         reporter.call(_upload_best, run_id, final)
         reporter.call(runs.log_final, run_id, {"test_accuracy": m["accuracy"], "test_loss": m["loss"],
                                                "train_seconds": result.train_seconds})
-    reporter.status(result.status, message=result.message, finished=time.time(),
+    message = hook.message() if hook is not None and pruned[0] else result.message
+    reporter.status(result.status, message=message, finished=time.time(), **({"pruned": 1} if pruned[0] else {}),
                     progress=1.0 if result.status == "finished" else None, test_accuracy=test_acc,
                     best_val_accuracy=result.best_val_accuracy, epochs_run=result.epochs_run,
                     train_seconds=round(result.train_seconds, 2), device=result.device,
                     precision=result.precision, queue_position=None)
+    if hook is not None:
+        try:
+            hook.finish(result.status, {"test_accuracy": test_acc, "best_val_accuracy": result.best_val_accuracy,
+                                        "train_seconds": result.train_seconds}, spec.parameters())
+        except Exception as exc:  # the study's database is down: sync() tells the trial later
+            print(f"warning: could not tell the study this trial's end: {exc}", file=sys.stderr)
     summary = _summary(run_id, result.status, result, test_acc)
+    summary["message"] = message
     summary["checkpoint"] = str(final) if test_acc is not None else _newest_best(work)
     return summary
 

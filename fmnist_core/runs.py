@@ -395,7 +395,8 @@ def list_runs(statuses: tuple[str, ...] | None = None) -> list[dict[str, Any]]:
         while True:
             page = s.client.search_runs([s.experiment_id], filter_string=where, max_results=1000,
                                         page_token=token, order_by=["attributes.start_time DESC"])
-            out += [summary(r) for r in page]
+            # a study's MLflow parent run (studies.py) is a heading for its trials, not a run
+            out += [summary(r) for r in page if r.data.tags.get(f"{T}kind") != "study"]
             token = page.token
             if not token:
                 break

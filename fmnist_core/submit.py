@@ -37,9 +37,11 @@ def submit_lock():
 
 
 def submit(spec: dict[str, Any] | RunSpec, label: str = "run", user: User | None = None,
-           executor: str | None = None, start_dispatcher: bool = True) -> str:
+           executor: str | None = None, start_dispatcher: bool = True,
+           extra_tags: dict[str, str] | None = None) -> str:
     """Validate, price and check a launch, then create its record; returns the run id. The one
-    entry point of the dashboard's Launch, the CLI's `train --queue` and the tests."""
+    entry point of the dashboard's Launch, the CLI's `train --queue`, a study's trials
+    (`extra_tags`: its study, trial number and MLflow parent run) and the tests."""
     from .cost import price
     from .executors import executor_name
     from .queue import ensure_dispatcher, memory_budget_mb
@@ -55,7 +57,8 @@ def submit(spec: dict[str, Any] | RunSpec, label: str = "run", user: User | None
         run_id = runs.create_run(spec.to_dict(), label=label, owner=user.name, owner_id=user.id,
                                  extra_tags={"fmnist.executor": name, "fmnist.price": _json(p.to_dict()),
                                              "fmnist.owner_addr": user.address,
-                                             "fmnist.by_teacher": "1" if user.teacher else "0"})
+                                             "fmnist.by_teacher": "1" if user.teacher else "0",
+                                             **(extra_tags or {})})
     if start_dispatcher:
         ensure_dispatcher()
     return run_id

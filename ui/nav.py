@@ -20,6 +20,7 @@ PAGES = (("home", "Home / Data", ":material/home:"),
          ("map", "Map", ":material/scatter_plot:"),
          ("timings", "Timings", ":material/timer:"),
          ("leaderboard", "Leaderboard", ":material/leaderboard:"),
+         ("study", "Studies", ":material/science:"),
          ("challenge", "Challenge", ":material/flag:"),
          ("humans", "Beat the network", ":material/psychology:"))
 ROOT = "start"  # the hidden default page's own path (Streamlit serves it at "/")
