@@ -11,6 +11,7 @@ each command group is one module that registers its commands with @command:
   * explain      explain (which pixels made the class: captum attributions)
   * export       export (a checkpoint as an ONNX file)
   * embed        embed (a 2-D map of one layer for the test set)
+  * features     features (a backbone's features of the images, a shared job) | head
 
 A problem with input prints one line on stderr and exits 2; a traceback only with
 FMNIST_DEBUG=1. A new command: a function decorated with @command in the module of its
@@ -76,4 +77,4 @@ def main(argv: list[str] | None = None) -> int:
 
 # the command groups, in the order `--help` lists them; imported last because they
 # register themselves with `command` above
-from . import core, twin, bench, predict, bench_train, explain, export, embed  # noqa: E402,F401
+from . import core, twin, bench, predict, bench_train, explain, export, embed, features  # noqa: E402,F401
