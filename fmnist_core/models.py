@@ -463,14 +463,14 @@ def plan_parameters(cfg: ModelConfig) -> int:
 
 
 def save_checkpoint(path: str | Path, model: FashionNet, metrics: dict | None = None,
-                    state_dict: dict | None = None) -> Path:
+                    state_dict: dict | None = None, classes: list[str] | None = None) -> Path:
     """Write atomically (temp file + rename): a kill leaves the old file or the new one."""
     sd = state_dict if state_dict is not None else model.state_dict()
     ckpt = {"model_config": config_to_dict(model.config),
             "state_dict": {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype)
                            .contiguous() for k, v in sd.items()},
             # plain JSON types only, so weights_only loading accepts the file
-            "metrics": json.loads(json.dumps(metrics or {}, default=str)), "classes": list(CLASSES)}
+            "metrics": json.loads(json.dumps(metrics or {}, default=str)), "classes": list(classes or CLASSES)}
     return write_atomic(path, lambda tmp: torch.save(ckpt, tmp))
 
 
