@@ -145,3 +145,18 @@ def test_accuracy(head: nn.Module, data: FeatureData) -> float:
     with torch.no_grad():
         logits = head.eval()(torch.from_numpy(np.asarray(data.x_test, dtype=np.float32)))
     return float((logits.argmax(1).numpy() == data.y_test).mean())
+
+
+def cached_test_logits(model: nn.Module) -> torch.Tensor | None:
+    """A head's logits for the 10,000 test images from its cached features (the head alone:
+    milliseconds), or None when the model is no head or the full features are not cached —
+    so Results never runs a backbone over the test set in the web process."""
+    if not isinstance(model, BackboneHead):
+        return None
+    cfg = model.config
+    source, params = features.params_for(cfg.backbone, cfg.resolution, cfg.layer, cfg.source or None, 0)
+    if features.cached(source, params) is None:
+        return None
+    test = features.load(source, params)[1]
+    with torch.no_grad():
+        return model.head(torch.from_numpy(np.asarray(test, dtype=np.float32)))
