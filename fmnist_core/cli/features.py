@@ -98,3 +98,44 @@ def _done(summary: dict) -> int:
 
 
 cmd_head.add_arguments = _head_args
+
+
+def _finetune_args(p):
+    p.add_argument("--images", type=int, default=2000, help="the first N training images (default 2,000)")
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--stages", type=int, default=2, help="EfficientNet stages trained, from the last (0-7)")
+    p.add_argument("--resolution", type=int, default=64)
+    p.add_argument("--test-images", type=int, default=2000)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: leave as is)")
+    p.add_argument("--price-only", action="store_true", help="say what it would cost, train nothing")
+
+
+@command("finetune", "fine-tune EfficientNet-Lite0's last stages + a head on a small budget; priced first")
+def cmd_finetune(args) -> int:
+    import torch
+
+    from .. import backbones, finetune
+    from ..data import load
+    from ..errors import WorkbenchError
+    backbones.check(backbones.PRETRAINED, args.resolution, "pooled")
+    if not 1 <= args.images <= 60_000 or not 1 <= args.test_images <= 10_000 or args.epochs < 1:
+        raise WorkbenchError("--images 1..60,000, --test-images 1..10,000 and --epochs >= 1")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    prec = finetune._precision(torch.device("cuda" if args.device != "cpu" and torch.cuda.is_available() else "cpu"))
+    threads = torch.get_num_threads()
+    asked = finetune.price(args.images, args.epochs, args.stages, args.resolution, test_images=args.test_images,
+                           precision=prec, threads=threads)
+    full = finetune.price(60_000, 1, args.stages, args.resolution, precision=prec, threads=threads)
+    out = {"price": asked.to_dict(), "full_epoch_price": full.to_dict(),
+           "class_limits": {"this": finetune.refusal(asked) or "allowed", "full_epoch": finetune.refusal(full) or "allowed"}}
+    if not args.price_only:
+        out["result"] = finetune.finetune(load(), args.images, args.epochs, args.stages, args.resolution,
+                                          args.test_images, device=args.device,
+                                          progress=lambda s: print(f"finetune: {s}", file=sys.stderr, flush=True))
+    emit_json(out)
+    return 0
+
+
+cmd_finetune.add_arguments = _finetune_args
