@@ -53,8 +53,9 @@ def _as_float(x: np.ndarray) -> np.ndarray:
 def check_trainable(model_config: ModelConfig, cfg) -> None:
     """Raise ConfigError, saying why, when train_numpy cannot train this model/config pair."""
     if model_config.kind not in ("mlp", "resnet", "head"):
-        raise ConfigError("the NumPy engine trains MLPs, ResNets and heads only; train CNNs with the torch engine "
-                          "(the manual twin still runs trained CNNs for inference and compare)")
+        raise ConfigError("the NumPy engine trains MLPs and ResNets only (and heads on cached features); "
+                          "train CNNs with the torch engine (the manual twin still runs trained CNNs for "
+                          "inference and compare)")
     if cfg.device not in ("auto", "cpu"):
         raise ConfigError(f"the NumPy engine runs on the CPU only; choose device auto or cpu, "
                           f"not {cfg.device!r} (the torch engine uses {cfg.device})")
