@@ -176,7 +176,10 @@ def check(backbone: str, resolution: int, layer: str, checkpoint: str | Path | N
     if int(resolution) != 28:
         raise WorkbenchError("a checkpoint's conv stack reads the 28x28 image as it is: resolution must be 28")
     from .models import read_checkpoint, layer_plan, config_from_dict
-    names = [s.name for s in layer_plan(config_from_dict(read_checkpoint(checkpoint)["model_config"]))]
+    cfg = config_from_dict(read_checkpoint(checkpoint)["model_config"])
+    if cfg.kind not in ("cnn", "resnet"):  # a head's file naming itself as backbone would loop
+        raise WorkbenchError(f"{checkpoint} is a {cfg.kind} model: only a CNN's or a ResNet's conv stack is a backbone")
+    names = [s.name for s in layer_plan(cfg)]
     if layer not in names[:-1]:
         raise WorkbenchError(f"{checkpoint} has no inner layer {layer!r}; choose one of {', '.join(names[:-1])}")
 
