@@ -1,7 +1,8 @@
 """Heavy analysis as shared jobs: computed once, off the web process, for everyone who asks.
 
 A map (PCA, t-SNE, UMAP of a layer), a robustness curve, the full-test-set compare of
-PyTorch and the twin, the ONNX export and the attributions' deletion check each take seconds
+PyTorch and the twin, the ONNX export, the attributions' deletion check and a backbone's
+features of all 70,000 images (features.py) each take seconds
 to minutes and hundreds of MB.
 The web process never computes them: a page calls `request(kind, checkpoint, params)`, which
 
@@ -33,7 +34,7 @@ from . import runs
 from .errors import WorkbenchError
 from .files import content_hash, read_json, write_json_atomic
 
-KINDS = ("map", "robustness", "compare", "export", "deletion")
+KINDS = ("map", "robustness", "compare", "export", "deletion", "features")
 BASE_MB = 900.0          # a job process: Python, torch, scikit-learn, the dataset, the model
 TEST_IMAGES = 10_000
 MAX_TRIES = 3
@@ -83,10 +84,16 @@ def _check(kind: str, checkpoint, params: dict[str, Any]) -> None:
         raise WorkbenchError(f"unknown analysis {kind!r}; choose one of {', '.join(KINDS)}")
     if not Path(checkpoint).is_file():
         raise WorkbenchError(f"no checkpoint at {checkpoint}")
+    if kind == "features":  # a backbone's file (package weights or a checkpoint) + its choices
+        from . import features
+        features.check(checkpoint, params)
 
 
 def price_mb(kind: str, checkpoint, params: dict[str, Any], model=None) -> float:
     """Estimated peak memory of the job's process (MB), from the layer sizes, never by trying."""
+    if kind == "features":
+        from . import features
+        return features.price_mb(checkpoint, params)
     from .models import read_checkpoint, config_from_dict
     from .cost import layer_costs
     cfg = config_from_dict(read_checkpoint(checkpoint)["model_config"])
@@ -108,6 +115,9 @@ def price_mb(kind: str, checkpoint, params: dict[str, Any], model=None) -> float
 
 def cached(kind: str, checkpoint, params: dict[str, Any]) -> dict[str, Any] | None:
     """The result, if it is already computed (reading only files)."""
+    if kind == "features":
+        from . import features
+        return features.cached(checkpoint, params)
     if kind == "map":
         from . import embed
         return {"cached": True} if embed.is_cached(checkpoint, params["layer"], params["method"]) else None
@@ -121,6 +131,9 @@ def cached(kind: str, checkpoint, params: dict[str, Any]) -> dict[str, Any] | No
 def _compute(kind: str, checkpoint: str, params: dict[str, Any], progress: Callable[[float, str], None]) -> dict:
     from .data import load
     ds = load()
+    if kind == "features":
+        from . import features
+        return features.extract(checkpoint, params, ds, progress)
     if kind == "map":
         from . import embed
         r = embed.embed(checkpoint, params["layer"], params["method"], ds.x_test, ds.y_test, progress=progress)

@@ -205,6 +205,9 @@ def _execute(run_id: str, spec: RunSpec, callback, reporter: RunReporter, here: 
     started = time.time()
     reporter.progress("running", **here, started=started, message="loading data", queue_position=None)
     data = load()
+    if mcfg.kind == "head":  # a head trains on its backbone's cached features (heads.py)
+        from .heads import feature_data
+        data = feature_data(mcfg, data)
     work = runs.work_dir(run_id)
     last_write = [0.0]
     points: list[dict] = []     # every curve point of the run (for the checkpoint)

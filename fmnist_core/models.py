@@ -82,7 +82,27 @@ class ResNetConfig:
     std: float = DATA_STD
 
 
-ModelConfig = MLPConfig | CNNConfig | ResNetConfig
+@dataclass
+class HeadConfig:
+    """A head on a frozen backbone's cached features (features.py, heads.py): the features are
+    its input, so it trains in seconds; load_model puts the backbone in front of it, so the
+    checkpoint still answers images (N, 1, 28, 28) with logits."""
+    kind: str = "head"
+    backbone: str = "efficientnet-lite0"  # a backbones.py name, or "checkpoint" (a CNN's conv stack)
+    source: str = ""                      # the checkpoint file of a "checkpoint" backbone
+    resolution: int = 64                  # 64: the issue's measured choice for EfficientNet (28: checkpoints)
+    layer: str = "pooled"                 # which layer's features (backbones.py)
+    in_features: int = 1280               # the features' width (Lite0 pooled: 1280)
+    hidden: tuple[int, ...] = ()          # (): a linear head, logistic regression on the features
+    activation: str = "relu"
+    dropout: float = 0.0
+    classes: int = 10                     # 11 with a class of your own (own_class.py)
+    images: int = 0                       # features of the first N images of each split; 0: all
+    mean: float = 0.0                     # the training features' mean and std (features' meta):
+    std: float = 1.0                      # scale-free input for the head, as DATA_MEAN/STD for pixels
+
+
+ModelConfig = MLPConfig | CNNConfig | ResNetConfig | HeadConfig
 CONV_KINDS = ("cnn", "resnet")  # the configs made of convolutions (channels_last, bf16 autocast)
 
 
@@ -101,7 +121,7 @@ def validate_config(cfg: ModelConfig) -> None:
         raise ConfigError(f"dropout must be in [0, 1), got {cfg.dropout}")
     if cfg.std <= 0:
         raise ConfigError("normalization std must be positive")
-    if isinstance(cfg, MLPConfig):
+    if isinstance(cfg, (MLPConfig, HeadConfig)):
         widths = cfg.hidden
     elif isinstance(cfg, ResNetConfig):
         widths = (cfg.stem,) + tuple(cfg.stages)
@@ -109,6 +129,10 @@ def validate_config(cfg: ModelConfig) -> None:
         widths = tuple(cfg.channels) + tuple(cfg.fc)
     if any(int(w) < 1 or int(w) > 8192 for w in widths):
         raise ConfigError(f"layer widths must be between 1 and 8192, got {list(widths)}")
+    if isinstance(cfg, HeadConfig):
+        if not 1 <= int(cfg.in_features) <= 65536 or not 2 <= int(cfg.classes) <= 20 or int(cfg.images) < 0:
+            raise ConfigError(f"a head takes 1..65,536 features to 2..20 classes, got "
+                              f"{cfg.in_features} to {cfg.classes}")
     if isinstance(cfg, CNNConfig):
         if not cfg.channels:
             raise ConfigError("a CNN needs at least one conv layer")
@@ -130,6 +154,16 @@ def layer_plan(cfg: ModelConfig) -> list[LayerSpec]:
     validate_config(cfg)
     plan = [LayerSpec("norm", "normalize", {"mean": cfg.mean, "std": cfg.std})]
     act = {"fn": cfg.activation}
+    if isinstance(cfg, HeadConfig):  # features (N, in_features) -> logits (N, classes): no flatten
+        width = int(cfg.in_features)
+        for i, h in enumerate(cfg.hidden, 1):
+            plan.append(LayerSpec(f"fc{i}", "linear", {"in": width, "out": int(h)}))
+            plan.append(LayerSpec(f"act{i}", "act", act))
+            if cfg.dropout > 0:
+                plan.append(LayerSpec(f"drop{i}", "dropout", {"p": cfg.dropout}))
+            width = int(h)
+        plan.append(LayerSpec("out", "linear", {"in": width, "out": int(cfg.classes)}))
+        return plan
     if isinstance(cfg, MLPConfig):
         plan.append(LayerSpec("flatten", "flatten"))
         width = IMAGE_SIZE * IMAGE_SIZE
@@ -386,9 +420,9 @@ def config_to_dict(cfg: ModelConfig) -> dict[str, Any]:
 
 def config_from_dict(d: dict[str, Any]) -> ModelConfig:
     kind = d.get("kind")
-    cls = {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig}.get(kind)
+    cls = {"mlp": MLPConfig, "cnn": CNNConfig, "resnet": ResNetConfig, "head": HeadConfig}.get(kind)
     if cls is None:
-        raise ConfigError(f"model config has unknown kind {kind!r} (expected 'mlp', 'cnn' or 'resnet')")
+        raise ConfigError(f"model config has unknown kind {kind!r} (expected 'mlp', 'cnn', 'resnet' or 'head')")
     names = {f.name for f in fields(cls)}
     unknown = set(d) - names
     if unknown:
@@ -429,14 +463,14 @@ def plan_parameters(cfg: ModelConfig) -> int:
 
 
 def save_checkpoint(path: str | Path, model: FashionNet, metrics: dict | None = None,
-                    state_dict: dict | None = None) -> Path:
+                    state_dict: dict | None = None, classes: list[str] | None = None) -> Path:
     """Write atomically (temp file + rename): a kill leaves the old file or the new one."""
     sd = state_dict if state_dict is not None else model.state_dict()
     ckpt = {"model_config": config_to_dict(model.config),
             "state_dict": {k: v.detach().to("cpu", torch.float32 if v.is_floating_point() else v.dtype)
                            .contiguous() for k, v in sd.items()},
             # plain JSON types only, so weights_only loading accepts the file
-            "metrics": json.loads(json.dumps(metrics or {}, default=str)), "classes": list(CLASSES)}
+            "metrics": json.loads(json.dumps(metrics or {}, default=str)), "classes": list(classes or CLASSES)}
     return write_atomic(path, lambda tmp: torch.save(ckpt, tmp))
 
 
@@ -461,7 +495,8 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu") -> FashionNet:
-    """Rebuild the model from a checkpoint, in eval mode, on `device`."""
+    """Rebuild the model from a checkpoint, in eval mode, on `device`. A head comes with its
+    backbone in front (heads.BackboneHead): images in, logits out, like every model."""
     ckpt = read_checkpoint(path)
     cfg = config_from_dict(ckpt["model_config"])
     # priced from the layer plan before anything is allocated: a crafted file whose config asks
@@ -478,4 +513,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> FashionN
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the saved config ({str(exc)[:200]})") from None
     model.metrics = ckpt.get("metrics", {})
+    if cfg.kind == "head":
+        from .heads import with_backbone
+        model = with_backbone(model, path)
     return model.to(device).eval()

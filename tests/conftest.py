@@ -117,3 +117,34 @@ def classroom(store, monkeypatch):
     """A store with a teacher password set."""
     monkeypatch.setenv("FMNIST_TEACHER_PASSWORD", "correct horse")
     return store
+
+
+LITE0_IMAGES = 1000  # features of the first 1,000 images of each split: ~10 s once a session
+
+
+@pytest.fixture(scope="session")
+def lite0_features(ds, tmp_path_factory):
+    """The pretrained EfficientNet-Lite0's features (64 px, pooled) of the first LITE0_IMAGES
+    images of each split, computed once a session by features.extract into their own folder:
+    (that folder's artifacts root, the job's source file, its params)."""
+    import torch
+    from fmnist_core import features, runs
+    torch.set_num_threads(1)  # as the dispatcher's job process: a second thread mostly waits here
+    root = tmp_path_factory.mktemp("lite0")
+    source, params = features.params_for("efficientnet-lite0", 64, images=LITE0_IMAGES)
+    old, runs.ARTIFACTS = runs.ARTIFACTS, root
+    try:
+        features.extract(source, params, ds)
+        folder = features.folder(source, params)
+    finally:
+        runs.ARTIFACTS = old
+    return {"root": root, "folder": folder, "source": source, "params": params}
+
+
+def link_features(f, artifacts):
+    """Make the session's features visible in another artifacts root (a test's store)."""
+    dest = Path(artifacts) / "cache" / "features" / f["folder"].name
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not dest.exists():
+        dest.symlink_to(f["folder"], target_is_directory=True)
+    return dest

@@ -12,6 +12,7 @@ each command group is one module that registers its commands with @command:
   * export       export (a checkpoint as an ONNX file)
   * embed        embed (a 2-D map of one layer for the test set)
   * study        study create|run|show|list (sweeps in Optuna, trials through the queue)
+  * features     features (a backbone's features of the images, a shared job) | head
 
 A problem with input prints one line on stderr and exits 2; a traceback only with
 FMNIST_DEBUG=1. A new command: a function decorated with @command in the module of its
@@ -77,4 +78,4 @@ def main(argv: list[str] | None = None) -> int:
 
 # the command groups, in the order `--help` lists them; imported last because they
 # register themselves with `command` above
-from . import core, twin, bench, predict, bench_train, explain, export, embed, study  # noqa: E402,F401
+from . import core, twin, bench, predict, bench_train, explain, export, embed, study, features  # noqa: E402,F401

@@ -45,11 +45,17 @@ def _augment(xb: np.ndarray, cfg, rng: np.random.Generator) -> np.ndarray:
     return xb
 
 
+def _as_float(x: np.ndarray) -> np.ndarray:
+    """Pixels (uint8) scaled to [0, 1]; a head's features (heads.py) as they are, in float32."""
+    return np.multiply(x, 1 / 255.0, dtype=np.float32) if x.dtype == np.uint8 else np.array(x, dtype=np.float32)
+
+
 def check_trainable(model_config: ModelConfig, cfg) -> None:
     """Raise ConfigError, saying why, when train_numpy cannot train this model/config pair."""
-    if model_config.kind not in ("mlp", "resnet"):
-        raise ConfigError("the NumPy engine trains MLPs and ResNets only; train CNNs with the torch engine "
-                          "(the manual twin still runs trained CNNs for inference and compare)")
+    if model_config.kind not in ("mlp", "resnet", "head"):
+        raise ConfigError("the NumPy engine trains MLPs and ResNets only (and heads on cached features); "
+                          "train CNNs with the torch engine (the manual twin still runs trained CNNs for "
+                          "inference and compare)")
     if cfg.device not in ("auto", "cpu"):
         raise ConfigError(f"the NumPy engine runs on the CPU only; choose device auto or cpu, "
                           f"not {cfg.device!r} (the torch engine uses {cfg.device})")
@@ -92,9 +98,9 @@ def _train_numpy(model_config, cfg, data, callback, should_stop, on_best, train_
     tr_idx, val_idx = train_val_split(len(data.y_train), cfg.val_fraction, cfg.seed)
     if train_limit:
         tr_idx = tr_idx[:train_limit]
-    x_tr = np.multiply(data.x_train[tr_idx], 1 / 255.0, dtype=np.float32)  # (n, 28, 28)
+    x_tr = _as_float(data.x_train[tr_idx])  # (n, 28, 28); or (n, D) features for a head
     y_tr = data.y_train[tr_idx].astype(np.int64)
-    x_val = np.multiply(data.x_train[val_idx], 1 / 255.0, dtype=np.float32)
+    x_val = _as_float(data.x_train[val_idx])
     y_val = data.y_train[val_idx].astype(np.int64)
 
     net = NumpyMLP(model_config, rng)

@@ -222,8 +222,10 @@ def test_predictions(checkpoint: str | Path, ds: FashionMNIST) -> tuple[np.ndarr
     """(predicted class, confidence) for the 10,000 test images, on the CPU."""
     from ..evaluate import predict_logits
     from ..models import load_model
+    from ..heads import cached_test_logits
     model = load_model(checkpoint)
-    probs = predict_logits(model, ds.x_test, batch_size=2000).softmax(1)
+    logits = cached_test_logits(model)  # a head: its cached test features, not the backbone again
+    probs = (logits if logits is not None else predict_logits(model, ds.x_test, batch_size=2000)).softmax(1)
     conf, pred = probs.max(1)
     pred, conf = pred.numpy().astype(np.int64), conf.numpy()
     pred.setflags(write=False)

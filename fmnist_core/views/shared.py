@@ -177,7 +177,11 @@ def load_pair(path: str | Path):
     dashboard session: nothing here or in the pages changes them after this."""
     from ..twin import ManualNet, state_dict_to_numpy
     from ..models import load_model
+    from ..errors import WorkbenchError
     model = load_model(path)
+    if model.config.kind == "head":  # the twin runs the workbench's own layers, not EfficientNet
+        raise WorkbenchError("this is a head on a frozen backbone: try it on the page “A class of your "
+                             "own”, or see its curves and confusion matrix on Results")
     for p in model.parameters():
         p.requires_grad_(False)  # shared and read-only: no autograd bookkeeping either
     return model, ManualNet(model.config, state_dict_to_numpy(model.state_dict()))
