@@ -13,7 +13,7 @@ from fmnist_core.models import load_model
 from fmnist_core.views import shared
 
 from conftest import CI, skip_unless_ci
-from page_util import REAL_CNN, captions, page_app, texts
+from page_util import REAL_CNN, page_app, texts
 
 # what a shipped map is: float16 (x, y) for the 10,000 test images, compressed
 MAX_MAP_BYTES = 80_000
@@ -46,8 +46,9 @@ def test_shipped_cnn_maps_are_drawn_without_a_job(shipped_cnn):
             assert not at.exception
             body = texts(at)
             assert "not made yet" not in body and not any(b.key == "mp_go" for b in at.button)
-            caption = next((c for c in captions(at) if c.startswith(f"{embed.METHOD_NAMES[method]} of {layer}")), "")
-            assert "shipped with the model" in caption, captions(at)
+            shown = [c.value for c in at.caption]
+            caption = next((c for c in shown if c.startswith(f"{embed.METHOD_NAMES[method]} of {layer}")), "")
+            assert "shipped with the model" in caption, shown
             assert len(at.get("plotly_chart")) == 1
     assert _no_jobs() == []  # no job was asked for, so no dispatcher work and no wait
     assert not embed.cache_dir().exists() or not any(embed.cache_dir().iterdir())  # nothing computed
@@ -75,6 +76,8 @@ def test_shipped_maps_are_small_and_complete(ds):
     from fmnist_core.embed_bench import knn_agreement
     m = embed.load_shipped(embed.checkpoint_hash(REAL_CNN), "act_fc1", "tsne")
     assert knn_agreement(m["xy"], ds.y_test) > 0.85
+    shuffled = np.random.default_rng(0).permutation(ds.y_test)
+    assert knn_agreement(m["xy"], shuffled) < 0.15  # labels that mean nothing: about 1 in 10
 
 
 def test_a_test_image_lands_on_its_own_point_of_a_shipped_map(ds, runs_dir):
