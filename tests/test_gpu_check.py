@@ -8,6 +8,7 @@ check that fails (an accuracy the run cannot reach) makes it exit 1, the file sa
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -25,8 +26,7 @@ PRELUDE = f"import sys\nfor m in {ABSENT!r}:\n    sys.modules[m] = None\n"
 
 
 def _python(code: str, tmp_path, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FMNIST_ARTIFACTS": str(tmp_path / "artifacts"),
-           "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "FMNIST_ARTIFACTS": str(tmp_path / "artifacts"), "PYTHONPATH": str(ROOT)}
     if DEBIAN_DIR.is_dir():
         env["FMNIST_DATA_DIR"] = str(DEBIAN_DIR)  # the four files, as the GPU box is given them
     return subprocess.run([sys.executable, "-c", PRELUDE + code], cwd=ROOT, capture_output=True, text=True,
