@@ -12,7 +12,6 @@ import os
 import subprocess
 import sys
 
-import pytest
 
 from fmnist_core import bench, gpu_check
 from fmnist_core.data import DEBIAN_DIR
