@@ -13,7 +13,7 @@ export DO_NOT_TRACK := 1
 export RAY_USAGE_STATS_ENABLED := 0
 export STREAMLIT_BROWSER_GATHER_USAGE_STATS := false
 
-.PHONY: setup setup-test run class mlflow-ui test test-fast models bench bench-train clean-runs optuna-dashboard reproduce
+.PHONY: setup setup-test run class mlflow-ui test test-fast models maps bench bench-train bench-embed gpu-check clean-runs optuna-dashboard reproduce
 
 setup:
 	@bash scripts/setup.sh
@@ -64,14 +64,31 @@ models: setup
 	$(PY) -m fmnist_core train --preset cnn-fast --threads 1 --watch-test --save artifacts/models/cnn.pt
 	$(PY) -m fmnist_core train --preset resnet --threads 1 --watch-test --save artifacts/models/resnet.pt
 	$(PY) -m fmnist_core train --preset mlp-seed000 --threads 1 --watch-test --save artifacts/models/mlp-seed000.pt
+	$(MAKE) maps
 	@echo "the tests pinned to the shipped checkpoints, against the new ones:"
 	$(PY) -m pytest -q -m shipped
+
+# the maps shipped with the models (artifacts/models/maps/, committed): PCA, t-SNE and UMAP of
+# each shipped checkpoint's main layers, so the Map page never waits for them; maps of
+# checkpoints no longer shipped are removed. ~15 minutes on a busy 2-core machine.
+maps: setup
+	$(PY) -m fmnist_core ship-maps
 
 bench: setup
 	$(PY) -m fmnist_core bench --out artifacts/benchmarks/latest.json
 
 bench-train: setup
 	$(PY) -m fmnist_core bench-train
+
+# the map benchmark: t-SNE of the 10,000 test images (seconds, 10-NN class agreement, against
+# the settings used before tuning) and PCA of every layer of the shipped CNN
+bench-embed: setup
+	$(PY) -m fmnist_core embed --bench --reference
+
+# every GPU path in one call (on a CUDA machine; see scripts/gpu_check.py), results file in
+# artifacts/benchmarks/
+gpu-check: setup
+	$(PY) scripts/gpu_check.py
 
 # every run in the embedded store (not a tracking server's)
 clean-runs:

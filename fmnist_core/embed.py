@@ -18,6 +18,13 @@ nothing there is ever unpickled:
   * <hash>-<layer>-base.npz   PCA mean, components and the 50-D coordinates of the test set
   * <hash>-<layer>-<method>.npz  the 2-D map (and the settings it was made with)
 
+Shipped maps: the models shipped in artifacts/models/ carry their maps (PCA, t-SNE and UMAP of
+their main layers, `main_layers`) in artifacts/models/maps/<hash>-<layer>-<method>.npz, made by
+`make maps` (fmnist_core.maps_ship) and committed to git: float16 coordinates of the 10,000 test
+points and the few numbers the page shows, read with allow_pickle=False. `embed` and
+`is_cached` look there after the cache, by the same checkpoint content hash, so a retrained
+checkpoint never gets an old map; a new run's maps are computed (a dispatcher job).
+
 Placing a new input (`place`): PCA projects it with the stored mean and components. t-SNE
 rebuilds openTSNE's TSNEEmbedding from the stored map and an affinity object computed from
 the stored 50-D coordinates, then calls its `transform` (the optimisation of the new point
@@ -38,12 +45,13 @@ from __future__ import annotations
 import os
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .data import ARTIFACTS, IMAGE_SIZE
+from .data import ARTIFACTS, IMAGE_SIZE, PROJECT_ROOT
 from .errors import ConfigError
 from .files import content_hash, write_atomic
 
@@ -54,9 +62,6 @@ BATCH = 500           # images per forward pass
 NEIGHBOURS = 15       # UMAP's n_neighbors, and the k of the k-NN placement fallback
 PERPLEXITY = 30       # t-SNE's perplexity (openTSNE's default)
 SEED = 0
-# openTSNE on one thread: on a shared, busy 2-core machine its two threads waited for each
-# other — 1,000 points took 126 s with n_jobs=2 and 20 s with n_jobs=1 (load average 9)
-TSNE_JOBS = 1
 CACHE_VERSION = 1     # bump when what a cache file holds changes
 # a layer wider than WIDE values per image is first projected at random (a sparse random
 # projection, seeded: Johnson-Lindenstrauss keeps distances) to PROJECTED values, batch by
@@ -68,12 +73,57 @@ BATCH_VALUES = 1 << 25  # values per forward batch at most (128 MB of float32)
 Progress = Callable[[float, str], None]  # fraction done in [0, 1], what is happening
 
 
+@dataclass(frozen=True)
+class TSNESettings:
+    """How openTSNE makes a map (perplexity 30, PCA initialisation and its default learning
+    rate N/12 throughout). Tuned with `python -m fmnist_core embed --bench --reference` against
+    the 10-NN class agreement of the map (fmnist_core.embed_bench)."""
+    # iterations, tuned on the shipped CNN's act_fc1 (10,000 test images; 10-NN class agreement
+    # of the map, `embed --bench`): after 125 exaggerated iterations the clusters have formed and
+    # 50 more settle them (0.8917); the reference 250 + 250 ended at 0.8903, and 250 + 500 at
+    # 0.8903. Late iterations are the dear ones (their FFT grid grows as the map spreads: the
+    # last 250 of 500 took 70% of the CPU time), so the late phase stops at 150
+    early_iter: int = 125       # early exaggeration phase: clusters form
+    late_iter: int = 150        # the rest: clusters spread out
+    # "exact": every distance of the 10,000 x 50 coordinates (one matrix product, ~1 s of CPU)
+    # finds the 90 neighbours of perplexity 30; openTSNE's "auto" picks Annoy's approximate
+    # search from 1,000 points, which took 4-19 s of CPU here for the same 10,000 points
+    neighbors: str = "exact"
+    # threads: None = as many as the load average leaves idle (at least one): on a quiet
+    # 2-core machine two, on a busy one one — two threads fighting others for the cores waited
+    # for each other (1,000 points: 126 s with n_jobs=2, 20 s with 1, at load average 9)
+    n_jobs: int | None = None
+    negative_gradient_method: str = "fft"   # FFT-interpolated repulsion: linear in N
+
+    def jobs(self) -> int:
+        if self.n_jobs is not None:
+            return self.n_jobs
+        cpus = os.cpu_count() or 1
+        return max(1, min(cpus, int(cpus - os.getloadavg()[0] + 0.5)))
+
+    def describe(self) -> dict:
+        return {"early_iter": self.early_iter, "late_iter": self.late_iter, "neighbors": self.neighbors,
+                "n_jobs": self.jobs(), "negative_gradient_method": self.negative_gradient_method}
+
+
+# the settings the page used before they were tuned (the benchmark's reference)
+REFERENCE_TSNE = TSNESettings(early_iter=250, late_iter=250, neighbors="auto", n_jobs=1,
+                              negative_gradient_method="auto")
+TSNE = TSNESettings()
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get("FMNIST_ARTIFACTS", ARTIFACTS)) / "cache" / "embed"
 
 
 # set before umap (and with it numba) is imported: compiled functions are kept on disk
 os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir().parent / "numba"))
+
+
+def shipped_dir() -> Path:
+    """Where the shipped models' maps are (FMNIST_SHIPPED_MAPS overrides it: the tests that must
+    compute a map of a shipped model point it at an empty folder)."""
+    return Path(os.environ.get("FMNIST_SHIPPED_MAPS", PROJECT_ROOT / "artifacts" / "models" / "maps"))
 
 
 # --- checking the request ----------------------------------------------------------------
@@ -91,6 +141,17 @@ def check_request(model, layer: str, method: str) -> None:
     names = layer_names(model)
     if layer not in names:
         raise ConfigError(f"this model has no layer {layer!r}; its layers are {', '.join(names)}")
+
+
+def main_layers(model) -> list[str]:
+    """The layers a shipped model carries maps of: the stage before the penultimate layer (the
+    last convolution stage of a CNN or ResNet, an MLP's first hidden layer), the penultimate
+    layer (`default_layer`, the page's default) and the logits."""
+    plan = [s for s in model.plan if s.kind != "normalize"]
+    names = [s.name for s in plan]
+    penultimate = default_layer(model)
+    stages = [s.name for s in plan[:names.index(penultimate)] if s.kind in ("act", "resblock")]
+    return stages[-1:] + [penultimate] + (["out"] if penultimate != "out" else [])
 
 
 def default_layer(model) -> str:
@@ -116,6 +177,19 @@ def _save(path: Path, **arrays) -> None:
         with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a bare name
             np.savez(f, version=np.int64(CACHE_VERSION), **arrays)
     write_atomic(path, write)
+
+
+def shipped_path(digest: str, layer: str, method: str) -> Path:
+    return shipped_dir() / f"{digest}-{layer}-{method}.npz"
+
+
+def load_shipped(digest: str, layer: str, method: str) -> dict | None:
+    """A shipped map (`xy` as float32 again, `explained`, `width`, `base_dims`), or None."""
+    data = _load(shipped_path(digest, layer, method))
+    if data is None:
+        return None
+    data["xy"] = data["xy"].astype(np.float32)
+    return data
 
 
 def _load(path: Path) -> dict | None:
@@ -219,11 +293,10 @@ _fitted: dict[tuple, object] = {}   # (digest, layer, method) -> fitted object, 
 _fitted_lock = threading.Lock()
 
 
-def _tsne(reduced: np.ndarray, progress: Progress | None) -> np.ndarray:
-    from openTSNE import TSNE
-    # openTSNE's default is 250 + 500 iterations; with its learning rate of N/12 a 10k map has
-    # settled after 250 + 250 (the late phase is the slow one: its FFT grid grows with the map)
-    early, late = 250, 250
+def run_tsne(reduced: np.ndarray, settings: TSNESettings = TSNE, progress: Progress | None = None) -> np.ndarray:
+    """The t-SNE map (N, 2) float32 of the 50-D PCA coordinates."""
+    from openTSNE import TSNE as OpenTSNE
+    total = settings.early_iter + settings.late_iter
 
     class Report:  # openTSNE calls back every `callbacks_every_iters` iterations of each phase
         def __init__(self):
@@ -232,12 +305,13 @@ def _tsne(reduced: np.ndarray, progress: Progress | None) -> np.ndarray:
         def __call__(self, iteration, error, embedding):
             self.done += 25
             if progress:
-                progress(min(1.0, self.done / (early + late)), "t-SNE")
+                progress(min(1.0, self.done / total), "t-SNE")
             return False
 
-    tsne = TSNE(perplexity=PERPLEXITY, n_jobs=TSNE_JOBS, random_state=SEED,
-                negative_gradient_method="auto", early_exaggeration_iter=early,  # auto: FFT from 10,000 points, Barnes-Hut below, n_iter=late,
-                callbacks=Report(), callbacks_every_iters=25)
+    tsne = OpenTSNE(perplexity=PERPLEXITY, n_jobs=settings.jobs(), random_state=SEED, initialization="pca",
+                    neighbors=settings.neighbors, negative_gradient_method=settings.negative_gradient_method,
+                    early_exaggeration_iter=settings.early_iter, n_iter=settings.late_iter,
+                    callbacks=Report(), callbacks_every_iters=25)
     return np.asarray(tsne.fit(reduced), dtype=np.float32)
 
 
@@ -255,12 +329,13 @@ def _umap(reduced: np.ndarray, key: tuple, progress: Progress | None) -> np.ndar
 
 
 def embed(checkpoint: str | Path, layer: str, method: str, images: np.ndarray, labels: np.ndarray,
-          model=None, progress: Progress | None = None) -> dict:
+          model=None, progress: Progress | None = None, shipped: bool = True) -> dict:
     """The 2-D map of `layer` for `images` (the test set), from the disk cache or computed once.
 
     Returns {"xy": (N, 2) float32, "labels": (N,) int, "layer", "method", "width" (values per
     image PCA saw), "layer_width" (values per image in the layer: more when it was projected), "base_dims", "explained" (variance share of the two PCA axes),
-    "cached": bool (True when nothing was computed), "seconds"}."""
+    "cached": bool (True when nothing was computed), "shipped": bool (read from the map shipped
+    with the model; `shipped=False` ignores those, to make them), "seconds"}."""
     from .models import load_model
     t0 = time.perf_counter()
     model = model if model is not None else load_model(checkpoint)
@@ -268,7 +343,14 @@ def embed(checkpoint: str | Path, layer: str, method: str, images: np.ndarray, l
     digest = checkpoint_hash(checkpoint)
     path = cache_path(digest, layer, method)
     cached = _load(path)
-    b = None
+    ship = None
+    if (cached is None or len(cached["xy"]) != len(images)) and shipped:
+        ship = load_shipped(digest, layer, method)
+        if ship is not None and len(ship["xy"]) == len(images):
+            cached = ship
+        else:
+            ship = None
+    b = ship
     if cached is None or len(cached["xy"]) != len(images):
         stage = (lambda lo, hi: (lambda f, s: progress(lo + (hi - lo) * f, s))) if progress else (lambda lo, hi: None)
         b = base(model, digest, layer, images, progress=stage(0.0, 0.15 if method != "pca" else 1.0))
@@ -277,7 +359,7 @@ def embed(checkpoint: str | Path, layer: str, method: str, images: np.ndarray, l
             if xy.shape[1] < 2:  # a layer of one value: put it on a line
                 xy = np.column_stack([xy[:, 0], np.zeros(len(xy), np.float32)])
         elif method == "tsne":
-            xy = _tsne(b["reduced"], stage(0.15, 1.0))
+            xy = run_tsne(b["reduced"], TSNE, stage(0.15, 1.0))
         else:
             xy = _umap(b["reduced"], (digest, layer, method), stage(0.15, 1.0))
         _save(path, xy=xy.astype(np.float32))
@@ -293,14 +375,16 @@ def embed(checkpoint: str | Path, layer: str, method: str, images: np.ndarray, l
     return {"xy": xy, "labels": np.asarray(labels).astype(np.int64), "layer": layer, "method": method,
             "checkpoint_hash": digest, "width": int(b.get("width", 0)),
             "layer_width": layer_width(model, layer),
-            "base_dims": int(b["components"].shape[0]) if "components" in b else 0,
+            "base_dims": (int(b["base_dims"]) if "base_dims" in b  # a shipped map says it
+                          else int(b["components"].shape[0]) if "components" in b else 0),
             "explained": [float(v) for v in explained[:2]], "cached": not computed,
-            "seconds": time.perf_counter() - t0}
+            "shipped": ship is not None, "seconds": time.perf_counter() - t0}
 
 
 def is_cached(checkpoint: str | Path, layer: str, method: str) -> bool:
     """Whether `embed` would read this map from the disk cache (no computing)."""
-    return cache_path(checkpoint_hash(checkpoint), layer, method).is_file()
+    digest = checkpoint_hash(checkpoint)
+    return cache_path(digest, layer, method).is_file() or shipped_path(digest, layer, method).is_file()
 
 
 # --- placing a new input on a map ----------------------------------------------------------
@@ -319,8 +403,8 @@ def _tsne_embedding(digest: str, layer: str, b: dict, xy: np.ndarray):
         if key in _fitted:
             return _fitted[key]
     from openTSNE import TSNEEmbedding, affinity
-    aff = affinity.PerplexityBasedNN(b["reduced"], perplexity=PERPLEXITY, n_jobs=TSNE_JOBS,
-                                     random_state=SEED)
+    aff = affinity.PerplexityBasedNN(b["reduced"], perplexity=PERPLEXITY, n_jobs=TSNE.jobs(),
+                                     method=TSNE.neighbors, random_state=SEED)
     emb = TSNEEmbedding(xy.astype(np.float64), aff, negative_gradient_method="auto", random_state=SEED)
     with _fitted_lock:
         _fitted[key] = emb
@@ -336,10 +420,15 @@ def place(checkpoint: str | Path, layer: str, method: str, x: np.ndarray, model=
     model = model if model is not None else load_model(checkpoint)
     check_request(model, layer, method)
     digest = checkpoint_hash(checkpoint)
-    b = _load(cache_path(digest, layer, "base"))
-    m = _load(cache_path(digest, layer, method))
-    if b is None or m is None:
+    m = _load(cache_path(digest, layer, method)) or load_shipped(digest, layer, method)
+    if m is None:
         raise ConfigError(f"no {METHOD_NAMES[method]} map of {layer} for this checkpoint yet; make it first")
+    b = _load(cache_path(digest, layer, "base"))
+    if b is None:
+        # a shipped map comes without its PCA basis (1 MB a layer in git): the first placement
+        # on it makes the basis once (the layer's activations and PCA: seconds), cached after
+        from .data import load
+        b = base(model, digest, layer, load().x_test)
     act = activations(model, layer, np.asarray(x)[None])
     q = ((act - b["mean"]) @ b["components"].T).astype(np.float32)
     if method == "pca":

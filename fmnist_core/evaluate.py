@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from .data import CLASSES, NUM_CLASSES
 from .device import autocast
@@ -49,6 +48,9 @@ def metrics_from_logits(logits: torch.Tensor, y, top_misclassified: int | None =
     probs = logits.softmax(1)
     conf, pred = probs.max(1)
     y_np, pred_np = y_t.numpy(), pred.numpy()
+    # imported here: the trainer and the benchmark import this module on machines without
+    # scikit-learn (scripts/gpu_check.py: PyTorch, NumPy and ONNX Runtime only)
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
     cm = confusion_matrix(y_np, pred_np, labels=list(range(NUM_CLASSES)))
     p, r, f1, support = precision_recall_fscore_support(
         y_np, pred_np, labels=list(range(NUM_CLASSES)), zero_division=0)

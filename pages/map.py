@@ -3,7 +3,8 @@ images projected to 2-D (PCA, t-SNE or UMAP), coloured by class. Hover names a p
 and test-set number; a click, box or lasso selection shows those images; the last Predict
 input is placed on the map as a star.
 
-The maps come from fmnist_core.embed, computed once per checkpoint, layer and method by a
+The maps come from fmnist_core.embed: the shipped models' main layers from the maps shipped
+beside them (instant), the rest computed once per checkpoint, layer and method by a
 shared analysis job of the dispatcher (fmnist_core.analysis: never in the web process, and a
 second student asking joins the running job), then read from artifacts/cache/embed/; the
 figure and the selection from fmnist_core.views.map.
@@ -23,9 +24,10 @@ from ui import common, jobs, model_picker
 ABOUT = {"pca": "PCA: the two directions along which this layer's values vary most — a linear "
                 "shadow of the layer; computed in seconds.",
          "tsne": "t-SNE (openTSNE): keeps each image's nearest neighbours near; distances between "
-                 "clusters and cluster sizes mean little. About a minute to compute, once.",
+                 "clusters and cluster sizes mean little. Computed once (the shipped models' main "
+                 "layers come with theirs).",
          "umap": "UMAP (umap-learn): keeps neighbours near and more of the global layout than "
-                 "t-SNE. About a minute to compute, once."}
+                 "t-SNE. Computed once (the shipped models' main layers come with theirs)."}
 
 
 def _init_state() -> None:
@@ -116,7 +118,8 @@ def _chart(entry, result: dict, point: dict | None, ds) -> None:
                                      "not in this server's memory)"}.get(point["placement"], "")
         notes.append(f"★ your Predict input ({point['what']}), predicted {point['label']}"
                      + (f"; {how}" if how else ""))
-    notes.append("made now" if not result["cached"] else "from the cache")
+    notes.append("made now" if not result["cached"] else "shipped with the model" if result.get("shipped")
+                 else "from the cache")
     st.caption(" · ".join(notes))
     picked = view.selected_indices(event.selection if event else None, result["labels"])
     if not picked:

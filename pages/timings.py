@@ -51,6 +51,7 @@ def page() -> None:
     _headline(results)
     _goals(results)
     _agreement(rows)
+    _gpu_checks(results)
     _detail_charts(rows, quick=tuple(r["label"] for r in results if timing_views.is_quick(r)))
     _skipped(rows)
     _table(rows)
@@ -234,6 +235,18 @@ def _agreement(rows: list[dict]) -> None:
         st.caption("label agreement: the share of the test images given the same class as fp32 PyTorch; "
                    "max |logit diff|: the largest difference of any logit. A faster row that disagrees "
                    "computes something else.")
+
+
+def _gpu_checks(results: list[dict]) -> None:
+    checks = timing_views.gpu_check_rows(results)
+    if not checks:
+        return
+    failed = sum(c["status"] == "failed" for c in checks)
+    st.markdown("#### GPU check (`scripts/gpu_check.py`)")
+    st.caption(f"{len(checks)} checks, {failed} failed: training on the device (time to 93% and 94%, test "
+               "passes included), bf16/fp16 autocast, the benchmark's rows, the NumPy twin against the "
+               "device's logits.")
+    st.dataframe(checks, hide_index=True, width="stretch")
 
 
 def _ms_axis(fig: go.Figure, ms, title: str) -> None:

@@ -28,7 +28,8 @@ def _wait(key, timeout=180):
     raise AssertionError(f"job {key} not done after {timeout} s: {analysis.get(key)}")
 
 
-def test_a_second_asker_joins_the_job_and_it_is_computed_once(store, tmp_path):
+def test_a_second_asker_joins_the_job_and_it_is_computed_once(store, tmp_path, monkeypatch):
+    monkeypatch.setenv("FMNIST_SHIPPED_MAPS", str(tmp_path / "no-shipped-maps"))  # the copy has the same hash
     ckpt = tmp_path / "mlp.pt"
     ckpt.write_bytes(open(MLP, "rb").read())  # a copy: its own cache entries, nothing shared with other tests
     params = {"layer": "act2", "method": "pca"}

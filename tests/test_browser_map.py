@@ -1,8 +1,9 @@
 """The Map page in a real Chromium (Playwright) against `streamlit run`: the PCA map of the
 shipped CNN's penultimate layer is drawn, and a lasso dragged over it with the mouse (Plotly's
 dragmode "lasso", the page's default) shows a grid of the selected test images — what
-AppTest cannot do (it has no Plotly selection). The server runs with its own artifacts folder,
-so the map is computed there from the real test set, not read from the project's cache.
+AppTest cannot do (it has no Plotly selection). The server runs with its own artifacts folder
+(an empty cache); the map is the one shipped with the CNN (artifacts/models/maps/), so the
+page draws it at once (tests/test_pages_map.py checks that no job is made for it).
 """
 from __future__ import annotations
 
@@ -40,8 +41,8 @@ def _plot_area(page):
 
 
 def test_lasso_selection_shows_images(page, server):
-    # the first visit computes the map (the CNN over 10,000 images, then PCA): seconds on an
-    # idle machine, minutes on a crowded one
+    # the shipped map is read at once; the generous timeout is for a crowded machine's first
+    # page load (torch, the dataset)
     page.goto(f"{server}/map")
     page.wait_for_selector('[data-testid="stPlotlyChart"]', timeout=300_000)
     wait_idle(page, timeout=120)

@@ -24,8 +24,10 @@ pytestmark = pytest.mark.skipif(not MLP.is_file() and not CI, reason="the shippe
 
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
-    """A fresh, empty cache folder for this test (and the CLI it starts)."""
+    """A fresh, empty cache folder for this test (and the CLI it starts), and no shipped maps:
+    these tests compute maps of the shipped models (tests/test_pages_map.py reads the shipped ones)."""
     monkeypatch.setenv("FMNIST_ARTIFACTS", str(tmp_path))
+    monkeypatch.setenv("FMNIST_SHIPPED_MAPS", str(tmp_path / "no-shipped-maps"))
     return tmp_path / "cache" / "embed"
 
 
@@ -105,7 +107,8 @@ def test_place_needs_the_map(ds, mlp, cache):
 def test_cli_embed(tmp_path, cache):
     out = tmp_path / "map.csv"
     r = run_cli("embed", MLP, "--layer", "act2", "--method", "pca", "--out", out,
-                env={"FMNIST_ARTIFACTS": os.environ["FMNIST_ARTIFACTS"]})
+                env={"FMNIST_ARTIFACTS": os.environ["FMNIST_ARTIFACTS"],
+                     "FMNIST_SHIPPED_MAPS": os.environ["FMNIST_SHIPPED_MAPS"]})
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout.strip().splitlines()[-1])
     assert summary["points"] == 10000 and summary["layer"] == "act2" and summary["method"] == "pca"
@@ -113,7 +116,8 @@ def test_cli_embed(tmp_path, cache):
     rows = out.read_text().splitlines()
     assert rows[0] == "index,label,x,y" and len(rows) == 10001
     again = run_cli("embed", MLP, "--method", "pca", "--out", tmp_path / "map.npz",
-                    env={"FMNIST_ARTIFACTS": os.environ["FMNIST_ARTIFACTS"]})
+                    env={"FMNIST_ARTIFACTS": os.environ["FMNIST_ARTIFACTS"],
+                     "FMNIST_SHIPPED_MAPS": os.environ["FMNIST_SHIPPED_MAPS"]})
     assert again.returncode == 0 and json.loads(again.stdout)["cached"]  # default layer: act2, cached
     with np.load(tmp_path / "map.npz", allow_pickle=False) as z:
         assert z["x"].shape == (10000,) and (z["index"] == np.arange(10000)).all()

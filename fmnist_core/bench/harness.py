@@ -131,11 +131,14 @@ def probe(steps: Iterable[Callable[[], Any]], total: int, sync: Callable[[], Non
 @contextlib.contextmanager
 def cpu_threads(n: int):
     """torch's intra-op pool and numpy's BLAS both limited to n threads, restored afterwards."""
-    from threadpoolctl import threadpool_limits
+    try:
+        from threadpoolctl import threadpool_limits  # comes with scikit-learn
+    except ImportError:  # a GPU machine with PyTorch and NumPy only (gpu_check): torch's pool alone
+        threadpool_limits = None
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
-        with threadpool_limits(limits=n, user_api="blas"):
+        with threadpool_limits(limits=n, user_api="blas") if threadpool_limits else contextlib.nullcontext():
             yield
     finally:
         torch.set_num_threads(before)
@@ -172,7 +175,11 @@ def blas_info() -> dict:
     loaded in this process (numpy's OpenBLAS and the kernel it picked, torch's OpenMP); torch's
     own BLAS is linked in and named by its build config. Thread and core-type variables are
     read, never changed (OPENBLAS_CORETYPE forces an OpenBLAS kernel: it matters here)."""
-    from threadpoolctl import threadpool_info
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # PyTorch and NumPy only (gpu_check): no list of the loaded libraries
+        def threadpool_info():
+            return []
     keep = ("user_api", "internal_api", "prefix", "version", "architecture", "threading_layer",
             "num_threads")
     infos = threadpool_info()

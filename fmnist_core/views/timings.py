@@ -488,3 +488,31 @@ def _drawn(rows: list[dict[str, Any]], work: str, batch: int, one_thread: bool) 
     top = _max_threads(rows)
     return [r for r in rows if r["work"] == work and r["batch_size"] == batch and r["median_s"] is not None
             and not (r["device"] == "cpu" and r.get("threads") != (1 if one_thread else top.get(r["source"])))]
+
+
+def gpu_check_rows(results_list: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per check of the files made by scripts/gpu_check.py (their "gpu_check" block):
+    where, which check, its status, and its figures in words (time to 93%/94%, agreements) or
+    the reason it failed or was skipped."""
+    out = []
+    for res in results_list:
+        block = res.get("gpu_check")
+        if not isinstance(block, dict):
+            continue
+        for c in block.get("checks") or []:
+            if not isinstance(c, dict):
+                continue
+            if c.get("status") != "ok":
+                what = str(c.get("reason") or "")
+            elif "reached" in c:
+                reach = c.get("reached") or {}
+                what = ", ".join(f"{k} after {v['seconds']:.1f} s (epoch {v['epoch']})" if isinstance(v, dict)
+                                 else f"{k} not reached" for k, v in reach.items())
+                what += f"; best {c.get('best_test_accuracy', 0):.2%} in {c.get('epochs')} epochs ({c.get('precision')})"
+            elif "agreement" in c and isinstance(c["agreement"], (int, float)):
+                what = f"label agreement {c['agreement']:.2%}, max |logit diff| {c.get('max_logit_diff', 0):.1e}"
+            else:
+                what = f"{c.get('timed_rows', 0)} rows timed" if "timed_rows" in c else ""
+            out.append({"source": res.get("label", ""), "device": block.get("device", ""),
+                        "check": str(c.get("name", "")), "status": str(c.get("status", "")), "result": what})
+    return out
