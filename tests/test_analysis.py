@@ -28,8 +28,14 @@ def _wait(key, timeout=180):
     raise AssertionError(f"job {key} not done after {timeout} s: {analysis.get(key)}")
 
 
+@pytest.fixture(autouse=True)
+def no_shipped_maps(tmp_path, monkeypatch):
+    """The tests' copies of mlp.pt have its content hash: without this they would find its shipped
+    maps (artifacts/models/maps/) and never make a job."""
+    monkeypatch.setenv("FMNIST_SHIPPED_MAPS", str(tmp_path / "no-shipped-maps"))
+
+
 def test_a_second_asker_joins_the_job_and_it_is_computed_once(store, tmp_path, monkeypatch):
-    monkeypatch.setenv("FMNIST_SHIPPED_MAPS", str(tmp_path / "no-shipped-maps"))  # the copy has the same hash
     ckpt = tmp_path / "mlp.pt"
     ckpt.write_bytes(open(MLP, "rb").read())  # a copy: its own cache entries, nothing shared with other tests
     params = {"layer": "act2", "method": "pca"}
