@@ -19,6 +19,7 @@ uint8, no pickle). Only the owner (or the teacher) opens it here; deleting the r
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,11 @@ BATCH = 256
 LR = 3e-3
 SHIFTS = ((0, 0), (2, 0), (-2, 0), (0, 2), (0, -2))  # (rows, cols) a training picture is moved by
 TAG = "own_class"        # the run tag holding the class's name
+# one training at a time in a process: it is seconds of CPU, done in the web process for the
+# student waiting on it; thirty students pressing Train at once queue here instead of sharing
+# two cores thirty ways, and one who waited WAIT_S is told so rather than left spinning
+_ONE_AT_A_TIME = threading.Lock()
+WAIT_S = 90.0
 BACKBONE, RESOLUTION, LAYER = backbones.PRETRAINED, 64, "pooled"
 
 
@@ -119,7 +125,18 @@ def _predict(model, x: np.ndarray) -> np.ndarray:
 
 def train_own(pictures: list, name: str, net: torch.nn.Module | None = None, seed: int = 0,
               data=None) -> dict[str, Any]:
-    """Train the 11-class head (and the 10-class one beside it); nothing is stored here."""
+    """Train the 11-class head (and the 10-class one beside it); nothing is stored here. One at a
+    time in this process (a second caller waits its turn, up to WAIT_S)."""
+    if not _ONE_AT_A_TIME.acquire(timeout=WAIT_S):
+        raise WorkbenchError("the server is busy training other students' classes of their own; "
+                             "press Train again in a minute (your pictures are kept)")
+    try:
+        return _train_own(pictures, name, net, seed, data)
+    finally:
+        _ONE_AT_A_TIME.release()
+
+
+def _train_own(pictures: list, name: str, net: torch.nn.Module | None, seed: int, data) -> dict[str, Any]:
     from .data import load
     from .features import run_backbone
     from .heads import head_config
