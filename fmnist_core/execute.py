@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -149,8 +150,7 @@ def execute_run(run_id: str, callback: Callable[[dict], None] | None = None) -> 
             return _summary(run_id, "cancelled", None)
         spec = _checked_spec(r)
         if not spec.train.threads and r["status_info"].get("dispatched"):  # a run of the class queue
-            spec = RunSpec(spec.model, _with_threads(spec.train, queue_threads()), spec.preset, spec.engine,
-                           spec.train_limit, spec.watch_test)
+            spec = replace(spec, train=replace(spec.train, threads=queue_threads()))
         return _execute(run_id, spec, callback, reporter, here, _trial_hook(r))
     except BaseException as exc:
         msg = str(exc) if isinstance(exc, WorkbenchError) else f"{type(exc).__name__}: {exc}"
@@ -170,11 +170,6 @@ def _checked_spec(r: dict[str, Any]) -> RunSpec:
     if r["status_info"].get("by_teacher") not in (True, 1, "1", "true"):
         check_spec_limits(spec, class_settings())
     return spec
-
-
-def _with_threads(tcfg, n: int):
-    from dataclasses import replace
-    return replace(tcfg, threads=n)
 
 
 def queue_threads() -> int:
