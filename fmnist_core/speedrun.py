@@ -109,13 +109,11 @@ def tta_views(x: torch.Tensor, level: int) -> list[torch.Tensor]:
     return views
 
 
-@torch.no_grad()
-def tta_logits(model: torch.nn.Module, x: torch.Tensor, level: int = 2, batch_size: int = 2000) -> torch.Tensor:
-    """The mean logits of `model` over tta_views(x, level): (N, 1, 28, 28) -> (N, 10).
+def tta_logits(model: torch.nn.Module, x: torch.Tensor, level: int = 2, batch_size: int = 500,
+               precision: str = "fp32") -> torch.Tensor:
+    """The mean logits of `model` over tta_views(x, level): (N, 1, 28, 28) -> (N, 10), each view
+    through evaluate.predict_logits (bf16 autocast where `precision` says, as training ran).
     Each view costs one forward pass: level 2 is 4x the evaluation of level 0."""
-    model.eval()
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size]
-        out.append(torch.stack([model(v).float() for v in tta_views(xb, level)]).mean(0))
-    return torch.cat(out)
+    from .evaluate import predict_logits
+    views = tta_views(x, level)
+    return torch.stack([predict_logits(model, v, batch_size, precision=precision) for v in views]).mean(0)
