@@ -292,8 +292,6 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
     seconds = log.elapsed()
     if log.best_state is not None:
         model.load_state_dict(log.best_state)
-    elif ema is not None:
-        model.load_state_dict(ema.model.state_dict())
     model = model.to("cpu", memory_format=torch.contiguous_format).eval()
     return log.finish(model, seconds, str(device), precision)
 
