@@ -382,8 +382,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     # frozen 3x3 patch-whitening conv (18 channels) in front of a cnn-demo-like net, big batches,
     # alternating flips, label smoothing, an EMA of the weights (the model evaluated and kept),
     # faster batchnorm biases; test-time augmentation is bench-train's (`--speedrun NAME`).
-    # Measured (AMD EPYC, one thread, load 11-22): speedrun-93 93.14% after 4 epochs, 79.8 s of
-    # CPU (93.32% with TTA); cnn-demo in the same conditions needed 95.2 s (80.0 s with TTA)
+    # Measured (AMD EPYC, one thread, load 6 -> 3): speedrun-93 93.14% after 4 epochs, 73.4 s of
+    # CPU (93.32% with TTA, 74.4 s); cnn-demo side by side needed 90.2 s (76.6 s with TTA)
     "speedrun-93": {"model": CNNConfig(channels=(24, 64), kernel=3, pool="max", fc=(128,), batchnorm=True,
                                        pool_first=True, whiten=3),
                     "train": {"epochs": 4, "batch_size": 512, "lr": 4e-3, "optimizer": "adamw",
