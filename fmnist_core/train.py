@@ -57,6 +57,10 @@ class TrainConfig:
     compile: bool = False          # torch.compile the model for training (needs a C++ compiler; any
                                    # failure falls back to eager, and history rows say which ran)
     max_seconds: float = 0.0       # stop after this much training time; 0 = no limit
+    # the speedrun techniques (speedrun.py, airbench); the defaults leave every other run as it was
+    flip_alternate: bool = False   # with augment_flip: each image flipped in every other epoch, not at random
+    ema: float = 0.0               # decay of an EMA of the weights, evaluated and kept; 0 = off
+    bn_bias_lr: float = 1.0        # batchnorm biases learn this many times faster (airbench: 64)
     progress_every: int = 20       # batch events (live curve points) every N batches
 
     def validate(self) -> None:
@@ -77,17 +81,21 @@ class TrainConfig:
             (not (self.patience and self.val_fraction == 0), "early stopping needs a validation split"),
             (self.max_seconds >= 0, "max seconds must be >= 0"),
             (self.progress_every >= 1, "progress_every must be >= 1"),
+            (self.ema == 0 or 0 < self.ema < 1, f"EMA decay must be 0 (off) or in (0, 1), got {self.ema}"),
+            (0 < self.bn_bias_lr <= 1000, f"the batchnorm bias lr factor must be in (0, 1000], got {self.bn_bias_lr}"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise ConfigError(msg)
 
 
-def _augment(xb: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """Per-sample random flips and shifts, vectorised over the batch."""
+def _augment(xb: torch.Tensor, cfg: TrainConfig, gen: torch.Generator,
+             flip: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample flips (random, or the given mask) and random shifts, vectorised over the batch."""
     n = xb.shape[0]
     if cfg.augment_flip:
-        flip = torch.rand(n, generator=gen, device="cpu").to(xb.device) < 0.5
+        if flip is None:
+            flip = torch.rand(n, generator=gen, device="cpu").to(xb.device) < 0.5
         xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
     s = cfg.augment_shift
     if s:
@@ -104,7 +112,14 @@ def _augment(xb: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.
 
 
 def _optimizer(model: torch.nn.Module, cfg: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
-    params = list(model.parameters())
+    # frozen layers (the speedrun's whitening conv) hold no optimizer state; batchnorm biases
+    # get their own lr factor (airbench's scaled biases: they move the activations' offsets,
+    # which a small lr leaves where the initialisation put them for most of a short run)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if cfg.bn_bias_lr != 1.0:
+        bn_bias = {id(m.bias) for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)}
+        params = [{"params": [p for p in params if id(p) not in bn_bias]},
+                  {"params": [p for p in params if id(p) in bn_bias], "lr": cfg.lr * cfg.bn_bias_lr}]
     # fused kernels (one pass over all parameters) where PyTorch has them for this device;
     # with batch 32 the optimizer step is a large share of each step's time
     fast = {"fused": True} if device.type in ("cpu", "cuda") else {"foreach": True}
@@ -137,7 +152,8 @@ def compile_for_training(model: torch.nn.Module, enabled: bool) -> tuple[Callabl
 def _scheduler(opt, cfg: TrainConfig, steps_per_epoch: int):
     total = cfg.epochs * steps_per_epoch
     if cfg.schedule == "onecycle":
-        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=total)
+        return torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
+                                                   total_steps=total)
     if cfg.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     return None
@@ -175,6 +191,9 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
     x_val, y_val = data.x_train[val_idx], data.y_train[val_idx]
 
     model = build_model(model_config).to(device)
+    if getattr(model_config, "whiten", 0):
+        from .speedrun import init_whitening
+        init_whitening(model, x_tr)
     cl = cfg.channels_last and model_config.kind in CONV_KINDS and device.type != "mps"
     if cl:
         model = model.to(memory_format=torch.channels_last)
@@ -183,12 +202,18 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
     n = len(y_tr)
     steps = math.ceil(n / cfg.batch_size)
     sched = _scheduler(opt, cfg, steps)
-    l1_params = [p for name, p in model.named_parameters() if p.dim() > 1]
+    l1_params = [p for name, p in model.named_parameters() if p.dim() > 1 and p.requires_grad]
+    ema = None
+    if cfg.ema:
+        from .speedrun import WeightEMA
+        ema = WeightEMA(model, cfg.ema)
+    kept = ema.model if ema is not None else model  # what is evaluated, snapshotted and returned
+    flip_base = (torch.rand(n, generator=gen) < 0.5).to(device) if cfg.augment_flip and cfg.flip_alternate else None
     # a .item() is a sync on a GPU and a few microseconds on the CPU: check every 25 batches
     check_every = 25
 
     def snapshot() -> dict:
-        return copy.deepcopy(model.state_dict())
+        return copy.deepcopy(kept.state_dict())
 
     log = EpochLog(cfg, callback, on_best)
     log.start(steps, n, len(y_val), str(device), precision)
@@ -198,6 +223,10 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
         t_epoch = time.perf_counter()
         perm = torch.randperm(n, generator=gen).to(device)
         xs, ys = x_tr[perm], y_tr[perm]  # one gather per epoch; batches are then views
+        flips = None
+        if flip_base is not None:
+            from .speedrun import alternate_flips
+            flips = alternate_flips(flip_base, epoch)[perm]
         loss_sum = torch.zeros((), device=device)
         correct = torch.zeros((), device=device, dtype=torch.long)
         seen = 0
@@ -205,7 +234,8 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
             xb = xs[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             yb = ys[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             if cfg.augment_flip or cfg.augment_shift:
-                xb = _augment(xb, cfg, gen)
+                xb = _augment(xb, cfg, gen, None if flips is None else
+                              flips[b * cfg.batch_size:(b + 1) * cfg.batch_size])
             if cl:
                 xb = xb.contiguous(memory_format=torch.channels_last)
             with autocast(device, precision):
@@ -223,6 +253,8 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if ema is not None:
+                ema.update()
             if sched is not None:
                 sched.step()
             loss_sum.add_(loss.detach(), alpha=len(yb))
@@ -244,13 +276,13 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
         if cfg.compile:
             row["step"] = step_kind
         if len(y_val):
-            logits = predict_logits(model, x_val, batch_size=1000, device=device, precision=precision)
+            logits = predict_logits(kept, x_val, batch_size=1000, device=device, precision=precision)
             yv = torch.as_tensor(y_val, dtype=torch.long)
             row["val_loss"] = F.cross_entropy(logits, yv).item()
             row["val_accuracy"] = (logits.argmax(1) == yv).float().mean().item()
             row["val_confusion"] = confusion_counts(yv, logits.argmax(1))
         if watch is not None:  # scored for the record only: it never picks an epoch or stops a run
-            logits = predict_logits(model, watch[0], batch_size=1000, device=device, precision=precision)
+            logits = predict_logits(kept, watch[0], batch_size=1000, device=device, precision=precision)
             yw = torch.tensor(watch[1], dtype=torch.long)
             row["watch_loss"] = F.cross_entropy(logits, yw).item()
             row["watch_accuracy"] = (logits.argmax(1) == yw).float().mean().item()

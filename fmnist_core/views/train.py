@@ -85,6 +85,10 @@ def form_defaults(start: str) -> dict[str, Any]:
         "label_smoothing": float(t.label_smoothing),
         "augment_shift": t.augment_shift, "patience": t.patience, "seed": t.seed,
         "device": t.device, "precision": t.precision, "engine": "torch", "train_limit": 0,
+        # the speedrun presets' settings (speedrun.py): no widgets of their own, carried from the
+        # preset into the spec so a speedrun started here trains as the preset says
+        "whiten": cnn.whiten, "flip_alternate": t.flip_alternate, "ema": float(t.ema),
+        "bn_bias_lr": float(t.bn_bias_lr),
     }
 
 
@@ -116,7 +120,7 @@ def model_config_from_form(v: dict[str, Any]):
     elif v["arch"] == "cnn":
         cfg = CNNConfig(channels=parse_widths(v["channels"], "conv channels"), kernel=int(v["kernel"]),
                         pool=v["pool"], pool_every=int(v["pool_every"]), max_pools=int(v.get("max_pools", 2)),
-                        pool_first=bool(v.get("pool_first", False)),
+                        pool_first=bool(v.get("pool_first", False)), whiten=_int(v.get("whiten", 0), "whiten"),
                         fc=parse_widths(v["fc"], "fully connected layers", allow_empty=True), **common)
     elif v["arch"] == "resnet":
         cfg = ResNetConfig(stem=_int(v["stem"], "stem channels"),
@@ -145,7 +149,9 @@ def train_config_from_form(v: dict[str, Any]):
                       val_fraction=float(v["val_fraction"]), augment_flip=bool(v["augment_flip"]),
                       augment_shift=_int(v["augment_shift"], "shift"), patience=_int(v["patience"], "patience"),
                       label_smoothing=float(v.get("label_smoothing", 0.0)),
-                      seed=_int(v["seed"], "seed"), device=v["device"], precision=v["precision"])
+                      seed=_int(v["seed"], "seed"), device=v["device"], precision=v["precision"],
+                      flip_alternate=bool(v.get("flip_alternate", False)), ema=float(v.get("ema", 0.0)),
+                      bn_bias_lr=float(v.get("bn_bias_lr", 1.0)))
     cfg.validate()
     return cfg
 
