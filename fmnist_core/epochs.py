@@ -14,7 +14,8 @@ a `TrainResult`. Everything that must read the same in both lives here, once:
 * `confusion_counts`: the (10, 10) confusion matrix an epoch row carries for its
   validation split (from the logits the trainer computed anyway, no second pass);
 * the messages: cancelled, time limit, early stop, diverged, finished;
-* `BestEpoch`: which epoch is best so far and when patience runs out;
+* `BestEpoch`: which epoch is best so far (on validation accuracy or loss) and when
+  patience runs out;
 * `EpochLog`: the clock, the history, the status, `on_best`, and the final result.
 
 Left out on purpose: anything about tensors or arrays. How a batch is computed, how
@@ -60,19 +61,27 @@ def confusion_counts(y_true, y_pred, n_classes: int = 10) -> list[list[int]]:
 
 
 class BestEpoch:
-    """Which epoch is best so far, and when patience runs out."""
+    """Which epoch is best so far, and when patience runs out. `on` is the validation figure
+    that decides both: "val_accuracy" (higher is better) or "val_loss" (lower is better).
+    Seed 003 found the two disagree: the loss can rise (the model grows overconfident on the
+    examples it gets wrong) while the accuracy still creeps up, so on the loss a run stops
+    sooner and keeps an earlier epoch."""
 
-    def __init__(self, patience: int):
-        self.patience = patience
-        self.best_acc, self.best_epoch, self.since_best = -1.0, 0, 0
+    def __init__(self, patience: int, on: str = "val_accuracy"):
+        self.patience, self.on = patience, on
+        self.best_score, self.best_acc, self.best_epoch, self.since_best = None, -1.0, 0, 0
 
     def update(self, row: dict[str, Any]) -> bool:
         """Record a finished epoch; True when it is the best so far. Without a validation
         split every epoch is: the last one is the best we know."""
-        acc = row.get("val_accuracy")
-        improved = acc is None or acc > self.best_acc
+        score = row.get(self.on)
+        if score is not None and self.on == "val_loss":
+            score = -score  # one comparison below: higher is better
+        improved = score is None or self.best_score is None or score > self.best_score
         if improved:
-            self.best_acc = -1.0 if acc is None else acc
+            acc = row.get("val_accuracy")
+            self.best_score = score
+            self.best_acc = -1.0 if acc is None else acc  # the kept epoch's accuracy, whatever picked it
             self.best_epoch, self.since_best = row["epoch"], 0
         else:
             self.since_best += 1
@@ -81,12 +90,14 @@ class BestEpoch:
     def stop_message(self, epoch: int) -> str:
         """Non-empty when early stopping ends the run after `epoch`."""
         if self.patience and self.since_best >= self.patience:
-            return (f"early stop after epoch {epoch}: no better validation accuracy for "
+            what = "validation loss" if self.on == "val_loss" else "validation accuracy"
+            return (f"early stop after epoch {epoch}: no better {what} for "
                     f"{self.patience} epoch{'s' if self.patience != 1 else ''}; best was epoch {self.best_epoch}")
         return ""
 
     @property
     def best_val_accuracy(self) -> float | None:
+        """The validation accuracy of the best epoch (the one whose weights are kept)."""
         return self.best_acc if self.best_acc >= 0 else None
 
 
@@ -106,7 +117,7 @@ class EpochLog:
         self.emit = callback or (lambda event: None)
         self.on_best = on_best
         self.history: list[dict[str, Any]] = []
-        self.best = BestEpoch(cfg.patience)
+        self.best = BestEpoch(cfg.patience, cfg.early_stop_on)
         self.best_state: dict | None = None   # what the trainer's snapshot returned for the best epoch
         self.status, self.message = "finished", ""
         self.t_start = time.perf_counter()

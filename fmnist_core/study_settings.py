@@ -8,10 +8,6 @@ that turns a setting's value into a spec; the trial's RunSpec is then validated 
 
 A *template* is a study ready to open: its question (settings with their values or ranges),
 the spec it starts from, and for the seeds' own experiments the figure the seed reported.
-
-Left out: early stopping on validation loss vs on validation accuracy (seed 003's question):
-the trainer stops on validation accuracy only (train.TrainConfig.patience), so that template
-waits for a `patience_on` option in the trainer.
 """
 from __future__ import annotations
 
@@ -145,6 +141,11 @@ TEMPLATES: dict[str, dict[str, Any]] = {
     "batch-size": {"about": "Batch size 16 to 1,024 (seed 001's table)",
                    "settings": {"train.batch_size": {"values": [16, 32, 64, 128, 256, 512, 1024]}},
                    "preset": "mlp-seed001"},
+    # seed 003's finding: stopping on the loss and on the accuracy disagree (which epoch is kept,
+    # how long a run trains); patience 2 over 10 epochs lets the two stop at different epochs
+    "early-stopping": {"about": "Early stopping on validation loss vs validation accuracy (seed 003)",
+                       "settings": {"train.early_stop_on": {"values": ["val_accuracy", "val_loss"]}},
+                       "preset": "mlp-seed003", "train": {"epochs": 10, "patience": 2, "batch_size": 100}},
     "architecture": {"about": "MLP vs CNN vs ResNet", "settings": {"architecture": {"values": ["mlp", "cnn", "resnet"]}},
                      "preset": "mlp-seed000"},
     "engine": {"about": "The hand-written NumPy twin vs PyTorch, same model and seed (seed 000)",

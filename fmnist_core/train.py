@@ -3,7 +3,7 @@ slices of a per-epoch permutation (no per-sample PIL transforms, no DataLoader).
 
 Offers Adam / AdamW / SGD+momentum, schedules none / OneCycle / cosine, L1 and
 L2 penalties, tensor-level augmentation (flip, shifts), early stopping on
-validation accuracy that restores the best weights, bf16 autocast where the
+validation accuracy or loss that restores the best weights, bf16 autocast where the
 hardware pays for it, cancellation, and NaN/inf detection (status `diverged`).
 
 It returns a `TrainResult` and reports progress through `callback(event)`;
@@ -32,6 +32,7 @@ from .models import CONV_KINDS, ModelConfig, build_model
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("none", "onecycle", "cosine")
+EARLY_STOP_ON = ("val_accuracy", "val_loss")  # the validation figure that picks the best epoch
 
 
 @dataclass
@@ -49,6 +50,8 @@ class TrainConfig:
     augment_shift: int = 0         # random shifts of up to N pixels
     label_smoothing: float = 0.0
     patience: int = 0              # early stopping after N epochs without a better val acc; 0 = off
+    early_stop_on: str = "val_accuracy"  # val_accuracy | val_loss: what picks the best epoch and runs
+                                   # out patience (seed 003 stopped on accuracy; on loss it disagrees)
     seed: int = 0                  # everything random derives from it
     device: str = "auto"           # auto | cpu | cuda | mps
     precision: str = "auto"        # auto | fp32 | bf16 (autocast; master weights stay fp32)
@@ -79,6 +82,8 @@ class TrainConfig:
             (0 <= self.label_smoothing < 1, f"label smoothing must be in [0, 1), got {self.label_smoothing}"),
             (self.patience >= 0, f"patience must be >= 0, got {self.patience}"),
             (not (self.patience and self.val_fraction == 0), "early stopping needs a validation split"),
+            (self.early_stop_on in EARLY_STOP_ON,
+             f"early stopping is on one of {', '.join(EARLY_STOP_ON)}, got {self.early_stop_on!r}"),
             (self.max_seconds >= 0, "max seconds must be >= 0"),
             (self.progress_every >= 1, "progress_every must be >= 1"),
             (self.ema == 0 or 0 < self.ema < 1, f"EMA decay must be 0 (off) or in (0, 1), got {self.ema}"),
@@ -168,7 +173,8 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
 
     callback(event): progress events (start, batch, epoch, end), plain dicts.
     should_stop(): polled every 10 batches; True cancels the run.
-    on_best(state_dict, history_row): called whenever validation accuracy improves,
+    on_best(state_dict, history_row): called whenever validation accuracy (or loss, with
+      cfg.early_stop_on="val_loss") improves,
       so a caller can checkpoint the best weights as they appear.
     train_limit: use only the first N training images (after the split), for demos/tests.
     watch: (images, labels) scored at every epoch end for the record only (watch_loss,

@@ -69,7 +69,10 @@ def _create_form(me) -> None:
                                 index=studies.SEARCHES.index(t.get("search", "grid")),
                                 help="grid: every point; random / tpe (Optuna's TPE) within a budget")
         c = st.columns(3)
-        epochs = c[0].number_input("Epochs per trial", 1, 60, 1, key="study_epochs")
+        # a question that needs several epochs (early stopping) says how many; the seeds' own
+        # experiments (hours) and the other questions start at 1 epoch, a lesson's length
+        lesson = t.get("train", {}).get("epochs", 1) if t["settings"] else 1
+        epochs = c[0].number_input("Epochs per trial", 1, 60, int(lesson), key=f"study_epochs_{tpl}")
         limit = c[1].number_input("Training images (0 = all)", 0, 48_000, 2000, step=500, key="study_limit")
         trials = c[2].number_input("Trial budget (random / tpe)", 0, 200, 12, key="study_trials")
         for_class = st.checkbox("For the class (every student takes its trials)", value=me.teacher,

@@ -21,7 +21,7 @@ from fmnist_core.views import labels as labels_view, results as results_view, sh
 from fmnist_core.views.format import format_seconds
 from fmnist_core.errors import ConfigError, WorkbenchError
 from fmnist_core.models import ACTIVATIONS, DEMO_PRESET, config_to_dict, preset, preset_names
-from fmnist_core.train import OPTIMIZERS, SCHEDULES
+from fmnist_core.train import EARLY_STOP_ON, OPTIMIZERS, SCHEDULES
 from ui import common, identity, model_picker, nav
 
 DEFAULT_START = DEMO_PRESET  # the fast CNN for live class demos (bench-train times it)
@@ -194,8 +194,12 @@ def _training_widgets() -> None:
     a.slider("Validation split", *view.RANGES["val_fraction"], step=0.05, key="tr_val_fraction",
              help="Held out from the 60,000 training images; the test set is never used for choices.")
     b.number_input("Early stopping patience", step=1, key="tr_patience",
-                   help="Stop after N epochs without a better validation accuracy (0 = off); "
+                   help="Stop after N epochs without a better validation figure (0 = off); "
                         "the best weights are kept")
+    b.selectbox("Early stopping on", EARLY_STOP_ON, key="tr_early_stop_on",
+                format_func=lambda v: v.replace("val_", "validation "),
+                help="Which validation figure picks the best epoch (the weights kept) and runs out "
+                     "patience; seed 003 found the two disagree")
     c.number_input("Label smoothing", step=0.05, format="%.2f", key="tr_label_smoothing",
                    help="Soft targets: the true class gets 1 − ε + ε/10, every other class ε/10 "
                         "(PyTorch's definition); the model becomes less overconfident")

@@ -55,6 +55,43 @@ def test_cancel_time_limit_and_divergence_say_why():
     assert log.finish(None, 2.04, "cpu", "fp32").message == "finished 0 epochs in 2.0 s"
 
 
+def test_on_the_loss_a_run_stops_sooner_and_keeps_an_earlier_epoch():
+    """Seed 003's disagreement on a crafted history: the loss turns up after epoch 2 while the
+    accuracy still creeps up to epoch 4."""
+    rows = [(1, 0.80, 0.60), (2, 0.84, 0.45), (3, 0.85, 0.47), (4, 0.86, 0.50), (5, 0.855, 0.55)]
+    ends = {}
+    for on in ("val_accuracy", "val_loss"):
+        log, _, best = _log(epochs=5, patience=2, early_stop_on=on)
+        for epoch, acc, loss in rows:
+            if log.end_epoch({"epoch": epoch, "val_accuracy": acc, "val_loss": loss}, lambda: {"w": epoch}):
+                break
+        res = log.finish(model=None, seconds=1.0, device="cpu", precision="fp32")
+        ends[on] = (res.best_epoch, res.epochs_run, res.best_val_accuracy, [e for _, e in best], res.message)
+    assert ends["val_accuracy"][:4] == (4, 5, 0.86, [1, 2, 3, 4])
+    assert ends["val_accuracy"][4] == "finished 5 epochs in 1.0 s"
+    # on the loss: best is epoch 2 (its accuracy is what the kept model scores), patience out after 4
+    assert ends["val_loss"][:4] == (2, 4, 0.84, [1, 2])
+    assert ends["val_loss"][4] == ("early stop after epoch 4: no better validation loss for 2 epochs; "
+                                   "best was epoch 2")
+
+
+# each trainer's own small run (seeded, one thread: the same every time) in which the two disagree
+@pytest.mark.parametrize("trainer, limit, epochs, batch, lr", [(train, 500, 5, 50, 3e-3),
+                                                               (train_numpy, 300, 10, 30, 1e-3)],
+                         ids=["torch", "numpy"])
+def test_both_trainers_keep_the_epoch_of_lowest_validation_loss(trainer, limit, epochs, batch, lr, ds):
+    """A wide MLP on a few hundred real images overfits: its validation loss bottoms out epochs
+    before its accuracy peaks. With early_stop_on="val_loss" the kept epoch is the loss's."""
+    cfg = TrainConfig(epochs=epochs, batch_size=batch, lr=lr, val_fraction=0.05, early_stop_on="val_loss",
+                      device="cpu", threads=1)
+    res = trainer(models.MLPConfig(hidden=(256,)), cfg, ds, train_limit=limit)
+    losses = [r["val_loss"] for r in res.history]
+    accs = [r["val_accuracy"] for r in res.history]
+    by_loss = losses.index(min(losses)) + 1
+    assert by_loss != accs.index(max(accs)) + 1, (losses, accs)  # the run disagrees, so the test can tell
+    assert res.best_epoch == by_loss and res.best_val_accuracy == accs[by_loss - 1]
+
+
 def test_without_validation_every_epoch_is_the_best():
     b = BestEpoch(patience=1)
     assert b.update({"epoch": 1}) and b.update({"epoch": 2})

@@ -224,3 +224,16 @@ def test_optuna_and_mlflow_keep_their_own_schema_in_two_databases_of_one_postgre
         monkeypatch.setenv("FMNIST_OPTUNA_URI", dsn)  # the same database, written another way
         with pytest.raises(ConfigError, match="alembic_version"):
             studies.storage_uri()
+
+
+def test_the_early_stopping_template_varies_what_the_trainer_stops_on(classroom):
+    """Seed 003's question as a study: its two trials differ only in train.early_stop_on."""
+    from fmnist_core.study_settings import template
+    t = template("early-stopping")
+    train = {k: v for k, v in t["train"].items() if k != "epochs"}
+    studies.create_study("stop-on", t["settings"], base=base_spec(t["preset"], epochs=3, train_limit=500, **train),
+                         user=TEACHER, template="early-stopping")
+    specs = [runs.load_summary(studies.take_trial("stop-on", TEACHER, start_dispatcher=False)["run_id"])["config"]
+             ["train_config"] for _ in range(2)]
+    assert [s["early_stop_on"] for s in specs] == ["val_accuracy", "val_loss"]
+    assert all(s["patience"] == 2 and s["val_fraction"] > 0 for s in specs)

@@ -78,7 +78,8 @@ def test_augmentation_shifts_within_bounds():
 
 
 @pytest.mark.parametrize("bad", [dict(lr=-1), dict(epochs=0), dict(batch_size=0), dict(optimizer="rmsprop"),
-                                 dict(val_fraction=0.9), dict(patience=2, val_fraction=0.0)])
+                                 dict(val_fraction=0.9), dict(patience=2, val_fraction=0.0),
+                                 dict(early_stop_on="test_accuracy")])
 def test_impossible_values_are_refused(bad):
     with pytest.raises(ConfigError):
         TrainConfig(**bad).validate()

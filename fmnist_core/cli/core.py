@@ -72,7 +72,7 @@ cmd_data.add_arguments = _data_args
 
 def _train_args(p):
     from ..device import DEVICES
-    from ..train import OPTIMIZERS, SCHEDULES
+    from ..train import EARLY_STOP_ON, OPTIMIZERS, SCHEDULES
     p.add_argument("--preset", help="a preset name (see `runs --presets`); flags below override it")
     p.add_argument("--arch", choices=("mlp", "cnn", "resnet"), help="build your own model instead of a preset")
     p.add_argument("--hidden", type=_ints, help="MLP hidden sizes, e.g. 128,64")
@@ -102,6 +102,8 @@ def _train_args(p):
     p.add_argument("--augment-shift", type=int)
     p.add_argument("--label-smoothing", type=float)
     p.add_argument("--patience", type=int, help="early stopping patience in epochs (0 = off)")
+    p.add_argument("--early-stop-on", choices=EARLY_STOP_ON,
+                   help="the validation figure that picks the best epoch and runs out patience")
     p.add_argument("--seed", type=int)
     p.add_argument("--device", choices=DEVICES)
     p.add_argument("--precision", choices=("auto", "fp32", "bf16"))
@@ -125,7 +127,7 @@ def _train_args(p):
 MODEL_FLAGS = ("hidden", "channels", "kernel", "pool", "pool_every", "fc", "activation", "dropout", "batchnorm",
                "stem", "stages", "blocks")
 TRAIN_FLAGS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "l1", "schedule",
-               "val_fraction", "augment_flip", "augment_shift", "label_smoothing", "patience", "seed",
+               "val_fraction", "augment_flip", "augment_shift", "label_smoothing", "patience", "early_stop_on", "seed",
                "device", "precision", "channels_last", "threads", "max_seconds", "compile")
 
 

@@ -21,7 +21,7 @@ from ..study_settings import parse_value
 def _study_args(p):
     p.add_argument("action", choices=("create", "run", "show", "list"))
     p.add_argument("name", nargs="?", help="the study's name (all but list)")
-    p.add_argument("--template", help="a study template: depth, width, dropout, batchnorm, regularization, lr, "
+    p.add_argument("--template", help="a study template: depth, width, dropout, batchnorm, regularization, early-stopping, lr, "
                                       "batch-size, architecture, engine, augmentation, seed000, seed001, ...")
     p.add_argument("--vary", action="append", default=[], metavar="SETTING=VALUES",
                    help="a setting and its values (a,b,c) or range (low..high, ':log' for a log scale)")

@@ -19,7 +19,7 @@ from ..train import TrainConfig, train_config_to_dict
 # names people read, for the settings that differ most often
 SHORT = {"lr": "lr", "epochs": "epochs", "batch_size": "batch", "optimizer": "", "weight_decay": "L2",
          "l1": "L1", "schedule": "schedule", "augment_flip": "flip", "augment_shift": "shift",
-         "label_smoothing": "smoothing", "patience": "patience", "dropout": "dropout",
+         "label_smoothing": "smoothing", "patience": "patience", "early_stop_on": "stop on", "dropout": "dropout",
          "hidden": "hidden", "channels": "channels", "kernel": "kernel", "fc": "fc",
          "activation": "", "batchnorm": "batchnorm", "pool": "pool", "seed": "seed"}
 IGNORED = {"device", "precision", "threads", "progress_every", "channels_last", "mean", "std", "kind",

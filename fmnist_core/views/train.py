@@ -27,7 +27,8 @@ CUSTOM = {"mlp": "custom MLP", "cnn": "custom CNN", "resnet": "custom ResNet"}
 # form field -> how the page names it, where the code name would not read well
 FIELD_NAMES = {"arch": "architecture", "hidden": "hidden layers", "fc": "fully connected layers",
                "lr": "learning rate", "l2": "L2", "l1": "L1", "val_fraction": "validation split",
-               "augment_flip": "flips", "augment_shift": "shifts", "train_limit": "training images"}
+               "augment_flip": "flips", "augment_shift": "shifts", "train_limit": "training images",
+               "early_stop_on": "early stopping on"}
 ARCHS = ("mlp", "cnn", "resnet")
 KERNELS = (1, 3, 5, 7)
 POOLS = ("max", "avg")
@@ -45,8 +46,8 @@ def field_choices() -> dict[str, tuple]:
     """Each choice field of the form -> the values its widget offers."""
     from ..device import DEVICES
     from ..models import ACTIVATIONS
-    from ..train import OPTIMIZERS, SCHEDULES
-    return {"arch": ARCHS, "kernel": KERNELS, "pool": POOLS, "activation": ACTIVATIONS,
+    from ..train import EARLY_STOP_ON, OPTIMIZERS, SCHEDULES
+    return {"early_stop_on": EARLY_STOP_ON, "arch": ARCHS, "kernel": KERNELS, "pool": POOLS, "activation": ACTIVATIONS,
             "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "device": DEVICES,
             "precision": PRECISIONS, "engine": tuple(ENGINES)}
 
@@ -83,7 +84,8 @@ def form_defaults(start: str) -> dict[str, Any]:
         "momentum": float(t.momentum), "l2": float(t.weight_decay), "l1": float(t.l1),
         "schedule": t.schedule, "val_fraction": float(t.val_fraction), "augment_flip": t.augment_flip,
         "label_smoothing": float(t.label_smoothing),
-        "augment_shift": t.augment_shift, "patience": t.patience, "seed": t.seed,
+        "augment_shift": t.augment_shift, "patience": t.patience,
+        "early_stop_on": t.early_stop_on, "seed": t.seed,
         "device": t.device, "precision": t.precision, "engine": "torch", "train_limit": 0,
         # the speedrun presets' settings (speedrun.py): no widgets of their own, carried from the
         # preset into the spec so a speedrun started here trains as the preset says
@@ -148,6 +150,7 @@ def train_config_from_form(v: dict[str, Any]):
                       weight_decay=float(v["l2"]), l1=float(v["l1"]), schedule=v["schedule"],
                       val_fraction=float(v["val_fraction"]), augment_flip=bool(v["augment_flip"]),
                       augment_shift=_int(v["augment_shift"], "shift"), patience=_int(v["patience"], "patience"),
+                      early_stop_on=v.get("early_stop_on", "val_accuracy"),
                       label_smoothing=float(v.get("label_smoothing", 0.0)),
                       seed=_int(v["seed"], "seed"), device=v["device"], precision=v["precision"],
                       flip_alternate=bool(v.get("flip_alternate", False)), ema=float(v.get("ema", 0.0)),
