@@ -17,7 +17,9 @@ import pandas as pd
 import streamlit as st
 
 from fmnist_core import runs, submit
+from fmnist_core.study_settings import DERIVED, describe
 from fmnist_core.views import labels as labels_view, results as results_view, share, shared, train as view
+from fmnist_core.views import study as study_view
 from fmnist_core.views.format import format_seconds
 from fmnist_core.errors import ConfigError, WorkbenchError
 from fmnist_core.models import ACTIVATIONS, DEMO_PRESET, config_to_dict, preset, preset_names
@@ -280,6 +282,40 @@ def _summary_and_launch() -> None:
         query = share.query_from_form(values, view.form_defaults)
         st.caption("Anyone who opens this link gets the Train form filled with these settings:")
         st.code(share.link(_base_url(), query), language=None, wrap_lines=True)
+    _vary_widgets(spec)
+
+
+def _vary_widgets(spec: dict | None) -> None:
+    """Vary this setting: a study of one setting, these settings as its base (views/study.py)."""
+    with st.expander("Vary this setting (a study)", icon=":material/science:"):
+        if spec is None:
+            st.caption("Fix the problems above first: the study starts from these settings.")
+            return
+        me = identity.current_user()
+        setting = st.selectbox("Setting to vary", study_view.vary_choices(spec), key="tr_vary_setting",
+                               format_func=lambda n: f"{n}: {describe(n)}" if n in DERIVED else n)
+        values = st.text_input("Its values (commas)", study_view.VARY_SUGGESTED[setting],
+                               key=f"tr_vary_values_{setting}", help="Every other setting stays as above")
+        a, b = st.columns(2)
+        name = a.text_input("Study name", key="tr_vary_name", placeholder=study_view.vary_name(setting))
+        seeds = b.number_input("Seeds per point", 1, 10, 2, key="tr_vary_seeds")
+        for_class = st.checkbox("For the class (every student takes its trials)", value=me.teacher,
+                                key=f"tr_vary_class_{me.teacher}", disabled=not me.teacher)
+        if st.button("Open the study", key="tr_vary_open", icon=":material/add:", width="stretch"):
+            try:
+                s = study_view.vary_from_form(spec, setting, values, name, me, int(seeds),
+                                              bool(for_class and me.teacher))
+                # the Studies page opens on it, saying so
+                st.session_state.study_pick = s.name
+                st.session_state.study_msg = ("success", f"Study {s.name} is open: {s.trial_budget()} trials.")
+                st.session_state.tr_vary_done = s.name
+            except WorkbenchError as exc:
+                st.session_state.tr_vary_done = None
+                st.error(shared.plain_text(str(exc)))
+        done = st.session_state.get("tr_vary_done")
+        if done:
+            st.success(f"Study {done} is open: take its trials on the Studies page.")
+            st.page_link(nav.page("study"), label=f"Open study {done}", icon=":material/science:")
 
 
 @st.cache_data(show_spinner=False, max_entries=256)

@@ -157,3 +157,32 @@ def test_typed_markdown_in_a_form_field_is_shown_as_plain_text(runs_dir):
     assert not at.exception
     err = next(e.value for e in at.error if "hidden layers" in unescape(e.value))
     assert "[free prize](http" not in err and r"\[free prize\]\(http" in err
+
+
+def test_vary_this_setting_opens_a_study_of_the_form(runs_dir):
+    """Train's "Vary this setting": the form's settings are the study's base, the picked setting
+    and its values (typed as on the Studies page) its question; a bad value is one sentence."""
+    from fmnist_core import studies
+    at = page_app("train").run()
+    at.selectbox(key="tr_start").select("mlp-seed000").run()
+    at.number_input(key="tr_epochs").set_value(2)
+    at.number_input(key="tr_train_limit").set_value(500)
+    at.selectbox(key="tr_vary_setting").select("depth").run()
+    assert at.text_input(key="tr_vary_values_depth").value == "0, 1, 2, 3"
+    at.text_input(key="tr_vary_values_depth").set_value("1, 2..3")
+    at.text_input(key="tr_vary_name").set_value("deep")
+    at.button(key="tr_vary_open").click().run()
+    assert not at.exception
+    assert any("depth=2..3: depth cannot be '2..3'" in unescape(e.value) for e in at.error), [e.value for e in at.error]
+    assert studies.list_studies() == []
+    at.text_input(key="tr_vary_values_depth").set_value("1, 2")
+    at.number_input(key="tr_vary_seeds").set_value(1)
+    at.button(key="tr_vary_open").click().run()
+    assert not at.exception
+    assert "Study deep is open: take its trials on the Studies page." in texts(at)
+    st = studies.load_study("deep")
+    assert st.settings == {"depth": {"values": [1, 2]}} and st.trial_budget() == 2
+    assert st.base["train_config"]["epochs"] == 2 and st.base["train_limit"] == 500
+    assert st.base["model_config"]["hidden"] == [128]
+    # the Studies page opens on the new study, saying so
+    assert at.session_state.study_pick == "deep"

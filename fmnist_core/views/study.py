@@ -10,8 +10,11 @@ sentence that reads the result with its uncertainty.
               parallel coordinates, Optuna's fANOVA importance and the Pareto front (accuracy
               against parameters and seconds)
 
+  vary        "Vary this setting" from the Train page: the settings a form's model can vary, a
+              suggestion of values for each, and the study opened with the form's spec as its base
+
 Everything here reads `trials(study)` (plain dicts) so the rules can be tested on crafted
-results. Not here: taking trials (fmnist_core/studies.py), layout (pages/study.py).
+results. Not here: taking trials (fmnist_core/studies.py), layout (pages/study.py, pages/train.py).
 """
 from __future__ import annotations
 
@@ -300,3 +303,42 @@ def question_words(st: Study) -> str:
         f"{n} over {', '.join(_short(v) for v in d['values'])}" if "values" in d
         else f"{n} from {_short(d['low'])} to {_short(d['high'])}{' (log)' if d.get('log') else ''}"
         for n, d in st.settings.items())
+
+
+# --- "Vary this setting" from the Train page -------------------------------------------------------
+# setting -> the values offered at first (the student edits them); the MLP-only ones are offered
+# for MLPs only (study_settings.apply refuses them on other models)
+VARY_SUGGESTED = {"train.lr": "0.0003, 0.001, 0.003", "train.batch_size": "32, 64, 128, 256",
+                  "model.dropout": "0, 0.2, 0.4", "model.batchnorm": "false, true", "depth": "0, 1, 2, 3",
+                  "width": "64, 128, 256", "regularization": "none, l1, l2",
+                  "train.early_stop_on": "val_accuracy, val_loss", "augmentation": "false, true",
+                  "train.epochs": "1, 2, 4", "engine": "torch, numpy"}
+MLP_ONLY = ("depth", "width")
+
+
+def vary_choices(spec: dict[str, Any]) -> list[str]:
+    """The settings the Train form's model can vary, in the order offered."""
+    kind = spec["model_config"].get("kind")
+    return [n for n in VARY_SUGGESTED if kind == "mlp" or n not in MLP_ONLY]
+
+
+def vary_name(setting: str, now: float | None = None) -> str:
+    """A study name when none is typed: the setting and the time, e.g. train-lr-1412."""
+    import time
+    return f"{setting.replace('.', '-')}-{time.strftime('%H%M%S', time.localtime(now))}"
+
+
+def vary_from_form(spec: dict[str, Any] | None, setting: str, values_text: str, name: str, user,
+                   seeds: int = 1, for_class: bool = False) -> Study:
+    """A study of one setting with the Train form's spec (`view.check_form`) as its base, every
+    other setting as the form has it; a bad value or name is one sentence (ConfigError)."""
+    from ..errors import ConfigError
+    from ..studies import create_study
+    from ..study_settings import parse_values
+    if spec is None:
+        raise ConfigError("fix the problems in the form first: the study starts from its settings")
+    if setting not in vary_choices(spec):
+        raise ConfigError(f"this model cannot vary {setting!r} here; choose one of {', '.join(vary_choices(spec))}")
+    values = parse_values(values_text)
+    return create_study(name.strip() or vary_name(setting), {setting: {"values": values}}, seeds=int(seeds),
+                        base=spec, user=user, for_class=for_class)
