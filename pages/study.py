@@ -8,7 +8,7 @@ import streamlit as st
 
 from fmnist_core import studies
 from fmnist_core.errors import WorkbenchError
-from fmnist_core.study_settings import TEMPLATES, base_spec, describe, parse_values, template
+from fmnist_core.study_settings import SEED_TEMPLATES, TEMPLATES, base_spec, describe, parse_values, template
 from fmnist_core.views import study as view
 from ui import common, identity
 
@@ -49,6 +49,29 @@ def page() -> None:
         kind, text = st.session_state.study_msg
         (st.success if kind == "success" else st.error)(text)
     st.fragment(_answer, run_every=REFRESH_SECONDS)(name)
+    _reproduced(tuple(s["name"] for s in listed if s.get("template") in SEED_TEMPLATES))
+
+
+@st.cache_data(ttl=10, max_entries=4, show_spinner=False)
+def _reproduce_rows(names: tuple[str, ...]) -> list[dict]:
+    listed = [s for s in studies.list_studies() if s["name"] in names]
+    return view.reproduce_table(listed, {r["run_id"]: r for r in common.run_list()})
+
+
+def _reproduced(names: tuple[str, ...]) -> None:
+    """The seeds' reported figures beside ours, for their experiments' studies in the storage."""
+    if not names:
+        return
+    st.subheader("The seeds' results reproduced")
+    try:
+        rows = _reproduce_rows(names)
+    except WorkbenchError as exc:
+        st.error(str(exc))
+        return
+    st.caption(f"Ours is the mean ± std of the test accuracy over the seeds that finished; the two agree "
+               f"when the gap is within {view.AGREE_SIGMAS:g} of our standard deviations (taken as at least "
+               f"{100 * view.STD_FLOOR['test_accuracy']:.1f} points). `make reproduce` runs them all.")
+    st.dataframe(rows, hide_index=True, width="stretch", key="study_reproduce")
 
 
 def _create_form(me) -> None:

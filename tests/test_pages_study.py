@@ -32,3 +32,13 @@ def test_open_a_study_take_a_trial_and_see_its_point(runs_dir):
     assert "model.batchnorm=False: " in texts(at) and "no other point has finished yet" in texts(at)
     table = at.dataframe[0].value
     assert list(table["owner"]) == [runs.load_summary(run_id)["owner"]] and list(table["state"]) == ["complete"]
+    # a seed's experiment in the storage: the table of its reported figure beside ours
+    from fmnist_core.study_settings import base_spec
+    studies.create_study("repro-001", {}, seeds=3, base=base_spec("mlp-seed001", epochs=1, train_limit=500),
+                         template="seed001", reported=87.45)
+    at.run()
+    assert not at.exception, at.exception
+    assert [h.value for h in at.subheader] == ["The seeds' results reproduced"]
+    rep = next(d.value for d in at.dataframe if "verdict" in d.value.columns)
+    assert list(rep["reported"]) == ["87.45%"] and list(rep["verdict"]) == ["—"]
+    assert list(rep["seeds"]) == ["0 of 3"] and list(rep["study"]) == ["repro-001"]

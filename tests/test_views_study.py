@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 
-from fmnist_core.views.study import pareto, sentence
+from fmnist_core.views.study import pareto, reproduce_row, sentence
 
 
 def point(label, values, seconds=1.0, parameters=1000):
@@ -62,3 +62,30 @@ def test_the_pareto_front_keeps_only_the_unbeaten():
     b = point("b", [0.88], seconds=2, parameters=10_000)   # cheaper: on the front
     c = point("c", [0.87], seconds=5, parameters=50_000)   # beaten by b on all three
     assert [p["label"] for p in pareto([a, b, c])] == ["a", "b"]
+
+
+def _seed_study(reported=87.45, seeds=3, epochs=10):
+    from fmnist_core.studies import Study
+    return Study("reproduce-seed001", {}, "test_accuracy", seeds, "grid", "none", 0, 0.0,
+                 {"train_config": {"epochs": epochs}}, "teacher", "t", False, 0.0, "", "seed001", reported)
+
+
+def test_the_reproduce_table_puts_the_seeds_figure_beside_ours_with_the_sentences_rule():
+    st = _seed_study()
+    # 0.55 points above with a spread of 0.1: the std is floored at 0.3 points, so 2 x 0.3 covers it
+    ours = [point("the model", [0.8800, 0.8790, 0.8810])]
+    assert reproduce_row(st, ours) == {
+        "experiment": "seed 001: 784-128-64-10, batch 32, 10 epochs", "reported": "87.45%",
+        "ours": "88.0 ± 0.1%", "seeds": "3 of 3", "epochs": 10, "verdict": "agrees", "study": "reproduce-seed001"}
+    assert "agrees with the reported 87.45%" in sentence("test_accuracy", ours, reported=87.45)
+    # 1.0 point below, a spread of 0.05: past 2 x the floor; the sentence says the same
+    low = [point("the model", [0.8640, 0.8645, 0.8650])]
+    assert reproduce_row(st, low)["verdict"] == "does not agree (1.0 points below)"
+    assert sentence("test_accuracy", low, reported=87.45).endswith("they do not agree.")
+    # a wide spread across seeds makes a 1.0-point gap agree (2 x 0.6 points)
+    wide = [point("the model", [0.8585, 0.8645, 0.8705])]
+    assert reproduce_row(st, wide)["verdict"] == "agrees"
+    assert "agrees" in sentence("test_accuracy", wide, reported=87.45)
+    # one seed of three finished; nothing finished yet: no verdict
+    assert reproduce_row(st, [point("the model", [0.8700])])["seeds"] == "1 of 3"
+    assert reproduce_row(st, [point("the model", [])])["verdict"] == "—"

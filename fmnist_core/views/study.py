@@ -111,6 +111,13 @@ def _diff(metric: str, d: float) -> str:
                                                                         else f"{d:,.0f}")
 
 
+def agrees(metric: str, mean: float, std: float | None, reported: float) -> bool:
+    """A seed's reported figure (%) and our mean agree: within AGREE_SIGMAS of our std across
+    seeds, the std never taken below the metric's floor."""
+    sd = max(std or 0.0, STD_FLOOR.get(metric, 0.0))
+    return abs(mean - reported / 100) <= AGREE_SIGMAS * sd
+
+
 def sentence(metric: str, pts: list[dict[str, Any]], reported: float | None = None) -> str:
     """The answer in words, with its uncertainty (the rules the tests pin down)."""
     what = metric.replace("_", " ")
@@ -121,10 +128,9 @@ def sentence(metric: str, pts: list[dict[str, Any]], reported: float | None = No
     best = best_first[0]
     if reported is not None and len(pts) == 1:
         ours = fmt(metric, best["mean"], best["std"])
-        sd = max(best["std"] or 0.0, STD_FLOOR.get(metric, 0.0))
         gap = best["mean"] - reported / 100
         seeds = f"{best['n']} seed{'s' if best['n'] != 1 else ''}"
-        if abs(gap) <= AGREE_SIGMAS * sd:
+        if agrees(metric, best["mean"], best["std"], reported):
             return f"Ours, {ours} over {seeds}, agrees with the reported {reported:.2f}%."
         side = "above" if gap > 0 else "below"
         return (f"Ours, {ours} over {seeds}, is {_diff(metric, abs(gap))} {side} the reported "
@@ -157,6 +163,41 @@ def answer(st: Study, run_index: dict[str, dict] | None = None) -> dict[str, Any
             "sentence": sentence(st.metric, pts, st.reported),
             "shape": {0: "single", 1: "one", 2: "two"}.get(len(st.settings), "many"),
             "budget": st.trial_budget()}
+
+
+# --- the seeds' results reproduced: their figure beside ours ------------------------------------
+
+def reproduce_row(st: Study, pts: list[dict[str, Any]]) -> dict[str, Any]:
+    """One line of the table: a seed's experiment (a study of a seed's template), its reported
+    figure, ours (mean ± std over the seeds that finished), seeds, epochs, and whether they agree
+    (`agrees`, the sentence's rule); "—" until a seed has finished."""
+    from ..study_settings import TEMPLATES
+    p = next((p for p in pts if p["mean"] is not None), None)
+    verdict = "—" if p is None else ("agrees" if agrees(st.metric, p["mean"], p["std"], st.reported)
+                                     else "does not agree")
+    if p is not None and verdict != "agrees":
+        gap = p["mean"] - st.reported / 100
+        verdict += f" ({_diff(st.metric, abs(gap))} {'above' if gap > 0 else 'below'})"
+    return {"experiment": TEMPLATES.get(st.template or "", {}).get("about", st.template),
+            "reported": f"{st.reported:.2f}%", "ours": fmt(st.metric, p["mean"], p["std"]) if p else "—",
+            "seeds": f"{p['n'] if p else 0} of {st.seeds}", "epochs": st.base["train_config"]["epochs"],
+            "verdict": verdict, "study": st.name}
+
+
+def reproduce_table(listed: list[dict[str, Any]], run_index: dict[str, dict] | None = None) -> list[dict[str, Any]]:
+    """The table for every study of a seed's template in the storage (`studies.list_studies()`),
+    newest first: `make reproduce` and the teacher's own reproductions alike."""
+    from ..studies import load_study
+    from ..study_settings import SEED_TEMPLATES
+    out = []
+    for s in listed:
+        if s.get("template") not in SEED_TEMPLATES:
+            continue
+        st = load_study(s["name"])
+        if st.reported is None or st.settings:
+            continue  # a seed's template varied by hand asks another question than the seed's
+        out.append(reproduce_row(st, points(st, trials(st, run_index))))
+    return out
 
 
 # --- figures --------------------------------------------------------------------------------------
