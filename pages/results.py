@@ -84,8 +84,9 @@ def page() -> None:
         "best val acc": PCT, "last train acc": PCT, "last val acc": PCT,
         "test acc": st.column_config.NumberColumn(format="percent", pinned=True),
         "test loss": NUM, "model": st.column_config.TextColumn(width="large")})
-    st.caption(("best val acc: the best validation accuracy and the epoch it was reached (the checkpoint "
-                "kept) · " if "best val acc" in table else "No validation split in these runs · ")
+    st.caption(("best val acc: the validation accuracy of the epoch whose checkpoint was kept (the best "
+                "validation accuracy, or the lowest validation loss for a run that stops on it) · "
+                if "best val acc" in table else "No validation split in these runs · ")
                + "last: the final epoch · test: the 10,000 test images, measured once at the end.")
 
     st.divider()

@@ -31,6 +31,9 @@ def test_cell_indices_and_summary_rows():
                            {"kind": "mlp", "hidden": [8]})
     assert row["best val acc"] == 0.72 and row["at epoch"] == 1 and row["last val acc"] == 0.71
     assert row["model"] == "MLP 784-8-10, relu" and row["time (s)"] == 6.0
+    # a run that stopped on validation loss kept epoch 2 (its lowest loss): that is the row's best
+    kept = view.summary_row("r", hist, "finished", None, None, {"best_epoch": 2})
+    assert kept["best val acc"] == 0.71 and kept["at epoch"] == 2
 
 
 def test_comparison_columns_put_test_accuracy_next_to_the_run():

@@ -44,7 +44,10 @@ def summary_row(name: str, history: list[dict], status: str, test: dict | None,
     compares), then how it got there; the long model description last."""
     info = info or {}
     vals = [h for h in history if h.get("val_accuracy") is not None]
-    best = max(vals, key=lambda h: h["val_accuracy"]) if vals else None
+    # the epoch whose checkpoint was kept, as the trainer said: on validation accuracy it is the
+    # highest, but a run that stopped on validation loss kept the epoch of the lowest loss
+    kept = [h for h in vals if h.get("epoch") == info.get("best_epoch")]
+    best = kept[0] if kept else (max(vals, key=lambda h: h["val_accuracy"]) if vals else None)
     last = history[-1] if history else {}
     test = test or {}
     secs = info.get("train_seconds") or (last.get("elapsed") if last else None)
