@@ -6,15 +6,19 @@ and the rest, with their mirror images and 2-pixel shifts, go through the pretra
 EfficientNet-Lite0 (64 px, pooled: backbones.py). An 11-class linear head is then trained on
 those features next to the cached features of Fashion-MNIST (features.py) and, for the honest
 comparison, a 10-class head the same way without them. What the student sees: the held-out
-pictures' accuracy on the new class, and the ten classes' test accuracy with and without it.
+pictures' accuracy on the new class, and the ten classes' test accuracy with and without it,
+and the 11x11 confusion matrix (the Fashion-MNIST test features plus the held-out pictures,
+whose true class is the new one).
 
 Bounded so the web process can do it (the features are the minutes of work, computed once as
 a shared job): at most 30 pictures, the first 12,000 Fashion-MNIST features, a linear head,
-5 epochs, one thread: a few seconds (`price` says how many before the button is pressed).
+5 epochs, one thread: a few seconds (`price` says how many before the button is pressed); the
+matrix is cheap (a prediction over the cached test features).
 
 The result is a run in the store owned by the student (label "class of your own: NAME"):
-the 11-class checkpoint (its classes end with NAME) and the 28x28 pictures (pictures.npz,
-uint8, no pickle). Only the owner (or the teacher) opens it here; deleting the run deletes it.
+the 11-class checkpoint (its classes end with NAME), the 28x28 pictures (pictures.npz,
+uint8, no pickle) and own_class.json (the numbers, the matrix). Only the owner (or the
+teacher) opens it here; deleting the run deletes it.
 """
 from __future__ import annotations
 
@@ -172,13 +176,25 @@ def _train_own(pictures: list, name: str, net: torch.nn.Module | None, seed: int
     model10 = _head(cfg10, xf, yf, seed)
     heads_s = time.perf_counter() - t_heads
     held_pred = _predict(model11, f_held)
+    test_pred = _predict(model11, xt)
     return {"name": name, "model": model11, "config": cfg11, "pictures": x, "held_out": held.tolist(),
             "held_predicted": [(list(CLASSES) + [name])[i] for i in held_pred],
             "own_accuracy": float((held_pred == 10).mean()),
-            "ten_accuracy_with": float((_predict(model11, xt) == yt).mean()),
+            "ten_accuracy_with": float((test_pred == yt).mean()),
             "ten_accuracy_without": float((_predict(model10, xt) == yt).mean()),
             "test_images": int(len(yt)), "fm_images": int(n_fm), "training_variants": int(len(train_x)),
-            "heads_seconds": round(heads_s, 2), "seconds": round(time.perf_counter() - t0, 2)}
+            "heads_seconds": round(heads_s, 2),
+            "confusion_matrix": confusion(yt, test_pred, held_pred).tolist(),
+            "seconds": round(time.perf_counter() - t0, 2)}
+
+
+def confusion(y_test: np.ndarray, test_pred: np.ndarray, held_pred: np.ndarray) -> np.ndarray:
+    """(11, 11) counts, rows true class, columns predicted: the test images in rows 0-9, the
+    held-out pictures (true class: the new one) in row 10."""
+    cm = np.zeros((11, 11), np.int64)
+    np.add.at(cm, (np.asarray(y_test, np.int64), np.asarray(test_pred, np.int64)), 1)
+    np.add.at(cm[10], np.asarray(held_pred, np.int64), 1)
+    return cm
 
 
 def save_run(result: dict[str, Any], user) -> str:
@@ -201,7 +217,8 @@ def save_run(result: dict[str, Any], user) -> str:
             np.savez(f, pictures=result["pictures"], held_out=np.asarray(result["held_out"], np.int64))
     from .files import write_atomic
     write_atomic(work / "pictures.npz", pics)
-    write_json_atomic(work / "own_class.json", metrics)
+    # the matrix beside the numbers (JSON: read back without unpickling anything)
+    write_json_atomic(work / "own_class.json", {**metrics, "confusion_matrix": result["confusion_matrix"]})
     for f in ("best.pt", "pictures.npz", "own_class.json"):
         runs.log_artifact(run_id, work / f)
     runs.log_final(run_id, {"test_accuracy": result["ten_accuracy_with"], "own_accuracy": result["own_accuracy"]})
@@ -230,6 +247,18 @@ def open_run(run: dict[str, Any], user) -> tuple[torch.nn.Module, list[str], np.
     with np.load(pics, allow_pickle=False) as z:
         pictures = z["pictures"]
     return load_model(path), list(read_checkpoint(path).get("classes") or []), pictures
+
+
+def details(run: dict[str, Any], user) -> dict[str, Any]:
+    """own_class.json of a run this user may open: the numbers, the 11x11 matrix (runs saved
+    before the matrix was stored have only the numbers)."""
+    from .roles import PermissionDenied
+    if not (user.teacher or user.owns(run)):
+        raise PermissionDenied("these pictures are another student's: only they and the teacher open them")
+    path = runs.artifact_file(run, "own_class.json")
+    if not path:
+        raise WorkbenchError("this run's files are missing")
+    return json.loads(Path(path).read_text())
 
 
 def probabilities(model: torch.nn.Module, x28: np.ndarray) -> np.ndarray:

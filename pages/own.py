@@ -97,6 +97,7 @@ def _result(run: dict, user) -> None:
         model = _model(path, common.mtime(path))
         from fmnist_core.models import read_checkpoint
         ckpt = read_checkpoint(path)
+        more = own_class.details(run, user)
     except WorkbenchError as exc:
         st.error(str(exc))
         return
@@ -110,6 +111,7 @@ def _result(run: dict, user) -> None:
              help="the same head trained on Fashion-MNIST alone")
     d.metric("seconds", f"{m['seconds']:.1f}")
     st.caption("Held-out pictures were called: " + ", ".join(m["held_predicted"]))
+    _matrix(more, classes)
     st.subheader("Try it")
     f = st.file_uploader("A picture to classify", type=FORMATS, key="own_try")
     if f is None:
@@ -124,6 +126,22 @@ def _result(run: dict, user) -> None:
     top = int(p.argmax())
     right.markdown(f"**Answer: {classes[top]}** ({p[top]:.0%})")
     right.bar_chart({"probability": {c_: float(v) for c_, v in zip(classes, p)}}, horizontal=True, height=300)
+
+
+def _matrix(more: dict, classes: list[str]) -> None:
+    """The 11x11 confusion matrix, drawn as Results draws its ten-class one."""
+    if "confusion_matrix" not in more:
+        st.caption("This class was trained before its confusion matrix was stored: train it again to see it.")
+        return
+    from fmnist_core.views.results import confusion_figure
+    cm = np.asarray(more["confusion_matrix"])
+    st.subheader("Confusion matrix")
+    fig, _ = confusion_figure(cm, False, names=classes)
+    st.plotly_chart(common.style(fig, height=600, top=10), theme=None, key="own_cm",
+                    config={"displayModeBar": False})
+    st.caption(f"Rows: true class; columns: what the model answered. Rows 1-10: {int(cm[:10].sum()):,} "
+               f"Fashion-MNIST test images; the last row: your {int(cm[10].sum())} held-out “{classes[-1]}” "
+               f"pictures. The last column: what was taken for “{classes[-1]}”.")
 
 
 def page() -> None:
