@@ -112,6 +112,7 @@ def _result(run: dict, user) -> None:
     d.metric("seconds", f"{m['seconds']:.1f}")
     st.caption("Held-out pictures were called: " + ", ".join(m["held_predicted"]))
     _matrix(more, classes)
+    _map(more, classes[-1])
     st.subheader("Try it")
     f = st.file_uploader("A picture to classify", type=FORMATS, key="own_try")
     if f is None:
@@ -142,6 +143,23 @@ def _matrix(more: dict, classes: list[str]) -> None:
     st.caption(f"Rows: true class; columns: what the model answered. Rows 1-10: {int(cm[:10].sum()):,} "
                f"Fashion-MNIST test images; the last row: your {int(cm[10].sum())} held-out “{classes[-1]}” "
                f"pictures. The last column: what was taken for “{classes[-1]}”.")
+
+
+def _map(more: dict, name: str) -> None:
+    """Fashion-MNIST's pooled features in 2-D (PCA), coloured as the Map page colours them, and
+    the student's pictures placed on it as stars."""
+    if "map" not in more:
+        return
+    from fmnist_core.views import map as map_view
+    m = more["map"]
+    st.subheader("Where your pictures land")
+    fig = map_view.figure(np.asarray(m["xy"]), np.asarray(m["labels"]), common.COLORS,
+                          stars=map_view.picture_stars(m["stars"], m["held_out"], name))
+    st.plotly_chart(common.style(fig, height=560, top=30), theme=None, key="own_map")
+    st.caption(f"PCA of the backbone's pooled features (1,280 values a picture) of {len(m['labels']):,} "
+               f"Fashion-MNIST test images, one colour a class; the two axes hold {sum(m['explained']):.0%} "
+               f"of their variance. ★ your {len(m['stars'])} pictures, projected onto the same two axes: "
+               "pictures the backbone finds alike land close together.")
 
 
 def page() -> None:

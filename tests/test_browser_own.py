@@ -2,8 +2,9 @@
 (a red five-pointed star, each a little moved, turned and sized, on dark or light paper) go
 through the file uploader, show as 28x28, are named, and become an 11-class model; the
 held-out stars are recognised, the ten classes stay within a point of the head without the
-star, the 11x11 confusion matrix shows the held-out stars in its "star" row, and a new star
-tried live is called "star". The server's artifacts folder holds the
+star, the 11x11 confusion matrix shows the held-out stars in its "star" row, the map shows
+the test images coloured by class with the 15 pictures as stars, and a new star tried live is
+called "star". The server's artifacts folder holds the
 session's pretrained features of the first 1,000 images of each split (tests/conftest.py)."""
 from __future__ import annotations
 
@@ -61,6 +62,15 @@ def test_a_class_of_your_own_from_uploaded_pictures(server, page):
     assert sum(star_row) == 5  # a third of the 15 pictures held out
     assert round(star_row[-1] / 5 * 100) == int(value("held-out").rstrip("%"))
     assert sum(int(v) for row in cm["text"][:10] for v in row) == 1000  # the session's 1,000 test images
+    # the map: ten coloured clouds of test images (as on the Map page) and the 15 pictures as stars
+    page.locator(".st-key-own_map .js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
+    wait_charts(page)
+    traces = page.evaluate("""() => document.querySelector('.st-key-own_map .js-plotly-plot')._fullData.map(
+        t => ({name: t.name, n: t.x.length, symbol: t.marker.symbol, color: t.marker.color}))""")
+    classes, stars = traces[:10], traces[-1]
+    assert len(traces) == 11 and sum(t["n"] for t in classes) == 1000, traces
+    assert len({t["color"] for t in classes}) == 10
+    assert stars["name"] == "your “star” pictures" and stars["n"] == 15 and stars["symbol"] == "star", stars
     screenshot(page, "own-class-trained")
     # try it live: a star it has never seen
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').last.set_input_files(
