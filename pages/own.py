@@ -97,6 +97,7 @@ def _result(run: dict, user) -> None:
         model = _model(path, common.mtime(path))
         from fmnist_core.models import read_checkpoint
         ckpt = read_checkpoint(path)
+        more = own_class.details(run, user)
     except WorkbenchError as exc:
         st.error(str(exc))
         return
@@ -110,6 +111,8 @@ def _result(run: dict, user) -> None:
              help="the same head trained on Fashion-MNIST alone")
     d.metric("seconds", f"{m['seconds']:.1f}")
     st.caption("Held-out pictures were called: " + ", ".join(m["held_predicted"]))
+    _matrix(more, classes)
+    _map(more, classes[-1])
     st.subheader("Try it")
     f = st.file_uploader("A picture to classify", type=FORMATS, key="own_try")
     if f is None:
@@ -124,6 +127,39 @@ def _result(run: dict, user) -> None:
     top = int(p.argmax())
     right.markdown(f"**Answer: {classes[top]}** ({p[top]:.0%})")
     right.bar_chart({"probability": {c_: float(v) for c_, v in zip(classes, p)}}, horizontal=True, height=300)
+
+
+def _matrix(more: dict, classes: list[str]) -> None:
+    """The 11x11 confusion matrix, drawn as Results draws its ten-class one."""
+    if "confusion_matrix" not in more:
+        st.caption("This class was trained before its confusion matrix was stored: train it again to see it.")
+        return
+    from fmnist_core.views.results import confusion_figure
+    cm = np.asarray(more["confusion_matrix"])
+    st.subheader("Confusion matrix")
+    fig, _ = confusion_figure(cm, False, names=classes)
+    st.plotly_chart(common.style(fig, height=600, top=10), theme=None, key="own_cm",
+                    config={"displayModeBar": False})
+    st.caption(f"Rows: true class; columns: what the model answered. Rows 1-10: {int(cm[:10].sum()):,} "
+               f"Fashion-MNIST test images; the last row: your {int(cm[10].sum())} held-out “{classes[-1]}” "
+               f"pictures. The last column: what was taken for “{classes[-1]}”.")
+
+
+def _map(more: dict, name: str) -> None:
+    """Fashion-MNIST's pooled features in 2-D (PCA), coloured as the Map page colours them, and
+    the student's pictures placed on it as stars."""
+    if "map" not in more:
+        return
+    from fmnist_core.views import map as map_view
+    m = more["map"]
+    st.subheader("Where your pictures land")
+    fig = map_view.figure(np.asarray(m["xy"]), np.asarray(m["labels"]), common.COLORS,
+                          stars=map_view.picture_stars(m["stars"], m["held_out"], name))
+    st.plotly_chart(common.style(fig, height=560, top=30), theme=None, key="own_map")
+    st.caption(f"PCA of the backbone's pooled features (1,280 values a picture) of {len(m['labels']):,} "
+               f"Fashion-MNIST test images, one colour a class; the two axes hold {sum(m['explained']):.0%} "
+               f"of their variance. ★ your {len(m['stars'])} pictures, projected onto the same two axes: "
+               "pictures the backbone finds alike land close together.")
 
 
 def page() -> None:

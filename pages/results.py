@@ -141,20 +141,6 @@ def _detail(key: str, src: dict) -> None:
         _downloads(key, src, metrics)
 
 
-def _cm_figure(counts: np.ndarray, norm: bool) -> tuple[go.Figure, list[list[str]]]:
-    """A confusion-matrix heatmap of counts (or row shares) and its cell texts."""
-    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    names = list(CLASSES)
-    text = [[f"{v:.2f}" if norm else f"{int(v)}" for v in row] for row in (share if norm else counts)]
-    # colour = share of the row, square-rooted: a 3% confusion is still visibly blue
-    fig = go.Figure(go.Heatmap(z=np.sqrt(share), x=names, y=names, colorscale="Blues", showscale=False,
-                               zmin=0, zmax=1, text=text, texttemplate="%{text}", textfont=dict(size=15),
-                               hoverinfo="skip"))
-    fig.update_yaxes(range=[len(names) - 0.5, -0.5], title="true class")
-    fig.update_xaxes(range=[-0.5, len(names) - 0.5], title="predicted class", tickangle=-45)
-    return fig, text
-
-
 def _learning(key: str, src: dict) -> None:
     """Each epoch's held-out confusion matrix under an epoch slider, and recall per class."""
     split, cms = view.epoch_confusions(src["history"])
@@ -184,7 +170,7 @@ def _learning(key: str, src: dict) -> None:
         acc = float(np.trace(cm) / max(cm.sum(), 1))
         st.markdown(f"**Epoch {epoch}** · {split} accuracy **{acc:.1%}** on {int(cm.sum()):,} images "
                     "(row-normalised: the diagonal is each class's recall)")
-        fig, _ = _cm_figure(cm, True)
+        fig, _ = view.confusion_figure(cm, True)
         st.plotly_chart(common.style(fig, height=560, top=10), theme=None, key="res_epoch_cm",
                         config={"displayModeBar": False})
     with right:
@@ -230,7 +216,7 @@ def _confusion(src: dict, metrics: dict) -> None:
              help="Row-normalised: each row sums to 1, so the diagonal is the recall of that class.")
     norm = st.session_state.res_cm_mode == "row-normalised"
     names = list(CLASSES)
-    fig, text = _cm_figure(view.confusion(metrics), norm)
+    fig, text = view.confusion_figure(view.confusion(metrics), norm)
     # a transparent marker on every cell carries hover and click: Streamlit reports clicks
     # on scatter points, not on heatmap cells
     xs, ys = np.meshgrid(names, names)
@@ -238,7 +224,7 @@ def _confusion(src: dict, metrics: dict) -> None:
                              customdata=np.ravel(text),
                              hovertemplate="true %{y}<br>predicted %{x}<br>%{customdata}<extra></extra>",
                              marker=dict(size=40, color="rgba(0,0,0,0)", symbol="square")))
-    # the fixed ranges of _cm_figure: the markers' size would otherwise pad the axes and shift the cells
+    # the fixed ranges of confusion_figure: the markers' size would otherwise pad the axes and shift the cells
     left, right = st.columns([3, 2], gap="medium")
     with left:
         st.plotly_chart(common.style(fig, height=580, top=10), theme=None, key="res_cm_chart",

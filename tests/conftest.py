@@ -148,3 +148,22 @@ def link_features(f, artifacts):
     if not dest.exists():
         dest.symlink_to(f["folder"], target_is_directory=True)
     return dest
+
+
+def star_png(i: int) -> bytes:
+    """A picture for "a class of your own" (tests/test_own_class.py, tests/test_browser_own.py):
+    a red five-pointed star, moved, turned and sized a little by `i`, on dark or light paper."""
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+    rng = np.random.default_rng(i)
+    im = Image.new("RGB", (160, 160), (25, 25, 30) if i % 2 else (235, 235, 228))
+    cx, cy = 80 + rng.integers(-8, 9), 80 + rng.integers(-8, 9)
+    r, turn = 58 + rng.integers(-8, 9), rng.normal(0, 0.08)
+    pts = [(cx + (r if k % 2 == 0 else 0.4 * r) * np.cos(np.pi / 2 + k * np.pi / 5 + turn),
+            cy - (r if k % 2 == 0 else 0.4 * r) * np.sin(np.pi / 2 + k * np.pi / 5 + turn)) for k in range(10)]
+    ImageDraw.Draw(im).polygon(pts, fill=(210, 35, 35))
+    buf = io.BytesIO()
+    im.save(buf, "PNG")
+    return buf.getvalue()

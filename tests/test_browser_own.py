@@ -2,35 +2,20 @@
 (a red five-pointed star, each a little moved, turned and sized, on dark or light paper) go
 through the file uploader, show as 28x28, are named, and become an 11-class model; the
 held-out stars are recognised, the ten classes stay within a point of the head without the
-star, and a new star tried live is called "star". The server's artifacts folder holds the
+star, the 11x11 confusion matrix shows the held-out stars in its "star" row, the map shows
+the test images coloured by class with the 15 pictures as stars, and a new star tried live is
+called "star". The server's artifacts folder holds the
 session's pretrained features of the first 1,000 images of each split (tests/conftest.py)."""
 from __future__ import annotations
 
-import io
-
-import numpy as np
 import pytest
-from PIL import Image, ImageDraw
 
 from browser_util import (browser, browser_marks, exceptions, open_page, page,  # noqa: F401 (fixtures)
-                          screenshot, streamlit_server, wait_idle)
-from conftest import link_features
+                          screenshot, streamlit_server, wait_charts, wait_idle)
+from conftest import link_features, star_png
 
 pytestmark = browser_marks()
 pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-
-
-def star_png(i: int) -> bytes:
-    rng = np.random.default_rng(i)
-    im = Image.new("RGB", (160, 160), (25, 25, 30) if i % 2 else (235, 235, 228))
-    cx, cy = 80 + rng.integers(-8, 9), 80 + rng.integers(-8, 9)
-    r, turn = 58 + rng.integers(-8, 9), rng.normal(0, 0.08)
-    pts = [(cx + (r if k % 2 == 0 else 0.4 * r) * np.cos(np.pi / 2 + k * np.pi / 5 + turn),
-            cy - (r if k % 2 == 0 else 0.4 * r) * np.sin(np.pi / 2 + k * np.pi / 5 + turn)) for k in range(10)]
-    ImageDraw.Draw(im).polygon(pts, fill=(210, 35, 35))
-    buf = io.BytesIO()
-    im.save(buf, "PNG")
-    return buf.getvalue()
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +51,26 @@ def test_a_class_of_your_own_from_uploaded_pictures(server, page):
     assert int(value("held-out").rstrip("%")) >= 80
     with_, without = (float(value(k).rstrip("%")) for k in ("with yours", "without it"))
     assert abs(with_ - without) <= 1.5, (with_, without)  # 1,000 test images here: a point is 10 of them
+    # the confusion matrix, drawn by Plotly as Results draws it, with an 11th row and column "star"
+    page.locator(".st-key-own_cm .js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
+    wait_charts(page)
+    cm = page.evaluate("""() => { const d = document.querySelector('.st-key-own_cm .js-plotly-plot');
+        return {y: Array.from(d._fullData[0].y), text: d._fullData[0].text,
+                ticks: Array.from(d.querySelectorAll('.ytick text')).map(t => t.textContent)}; }""")
+    assert cm["y"][-1] == "star" and len(cm["y"]) == 11 and "star" in cm["ticks"], cm["y"]
+    star_row = [int(v) for v in cm["text"][-1]]
+    assert sum(star_row) == 5  # a third of the 15 pictures held out
+    assert round(star_row[-1] / 5 * 100) == int(value("held-out").rstrip("%"))
+    assert sum(int(v) for row in cm["text"][:10] for v in row) == 1000  # the session's 1,000 test images
+    # the map: ten coloured clouds of test images (as on the Map page) and the 15 pictures as stars
+    page.locator(".st-key-own_map .js-plotly-plot .main-svg").first.wait_for(timeout=60_000)
+    wait_charts(page)
+    traces = page.evaluate("""() => document.querySelector('.st-key-own_map .js-plotly-plot')._fullData.map(
+        t => ({name: t.name, n: t.x.length, symbol: t.marker.symbol, color: t.marker.color}))""")
+    classes, stars = traces[:10], traces[-1]
+    assert len(traces) == 11 and sum(t["n"] for t in classes) == 1000, traces
+    assert len({t["color"] for t in classes}) == 10
+    assert stars["name"] == "your “star” pictures" and stars["n"] == 15 and stars["symbol"] == "star", stars
     screenshot(page, "own-class-trained")
     # try it live: a star it has never seen
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').last.set_input_files(

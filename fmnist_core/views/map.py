@@ -2,7 +2,8 @@
 one WebGL trace per class, and what a selection on it picks.
 
   * figure            the map: one Scattergl trace per class (coloured by class, hover
-                      "class, #index"), plus the current Predict input as a star
+                      "class, #index"), plus the current Predict input as a star, or a
+                      class of your own's pictures as stars (picture_stars)
   * selected_indices  a plotly_chart selection event -> the test-set indices selected
   * selection_grid    those test images as one picture (at most GRID_MAX of them)
 
@@ -23,10 +24,11 @@ INPUT_NAME = "your input"
 
 
 def figure(xy: np.ndarray, labels: np.ndarray, colors: Sequence[str], title: str = "",
-           point: dict[str, Any] | None = None):
+           point: dict[str, Any] | None = None, stars: dict[str, Any] | None = None):
     """The map: trace k holds class k's points (customdata = test-set index). `point`, when
     given ({"xy": (2,), "label": predicted class name, "what": str}), is one more trace: a
-    large star, drawn last so it sits on top."""
+    large star, drawn last so it sits on top; `stars` ({"xy": (n, 2), "name", "text": n
+    hovers}: picture_stars) one trace of several."""
     import plotly.graph_objects as go
     labels = np.asarray(labels)
     fig = go.Figure()
@@ -42,10 +44,23 @@ def figure(xy: np.ndarray, labels: np.ndarray, colors: Sequence[str], title: str
             x=[float(point["xy"][0])], y=[float(point["xy"][1])], mode="markers", name=INPUT_NAME,
             marker=dict(size=22, symbol="star", color="black", line=dict(width=2, color="white")),
             hovertext=[text], hoverinfo="text"))
+    if stars is not None:
+        sxy = np.asarray(stars["xy"], dtype=np.float64).reshape(-1, 2)
+        fig.add_trace(go.Scattergl(
+            x=sxy[:, 0], y=sxy[:, 1], mode="markers", name=stars["name"],
+            marker=dict(size=16, symbol="star", color="black", line=dict(width=1.5, color="white")),
+            hovertext=list(stars["text"]), hoverinfo="text"))
     fig.update_layout(title=title or None, dragmode="lasso", legend=dict(itemsizing="constant"))
     fig.update_xaxes(showticklabels=False, title=None)
     fig.update_yaxes(showticklabels=False, title=None, scaleanchor="x", scaleratio=1)
     return fig
+
+
+def picture_stars(xy, held_out: Sequence[bool], name: str) -> dict[str, Any]:
+    """A class of your own's pictures for `figure`: numbered as the page shows them, and
+    whether each was held out (never trained on) or trained on."""
+    return {"xy": np.asarray(xy), "name": f"your “{name}” pictures",
+            "text": [f"your picture {i + 1} ({'held out' if h else 'trained on'})" for i, h in enumerate(held_out)]}
 
 
 def selected_indices(selection: dict | None, labels: np.ndarray) -> list[int]:

@@ -4,8 +4,8 @@
   * how it learned  the diagnosis in plain words (fmnist_core.diagnose), each epoch's
                   confusion matrix on the held-out split (validation, or the test set watched
                   by `make models`) and which classes were learned first / never untangled
-  * one model     confusion matrix (counts, row-normalised) as CSV and as a PNG drawn with
-                  Pillow, the per-class report, the test images behind one cell, and the
+  * one model     confusion matrix (counts, row-normalised) as a Plotly heatmap (also the
+                  class-of-your-own page's, 11 classes), as CSV and as a PNG drawn with Pillow, the per-class report, the test images behind one cell, and the
                   test-set predictions and metrics of a checkpoint
 
 Left out: the model list with each run's short name, and the curves as a long table
@@ -160,6 +160,23 @@ def confusion_csv(cm: np.ndarray, normalised: bool = False) -> str:
     df = pd.DataFrame(cm if normalised else np.round(cm).astype(np.int64),
                       index=[f"true {c}" for c in CLASSES], columns=[f"pred {c}" for c in CLASSES])
     return df.to_csv(float_format="%.4f" if normalised else None)
+
+
+def confusion_figure(counts: np.ndarray, norm: bool, names: list[str] | None = None):
+    """A confusion-matrix heatmap (Plotly) of counts (or row shares) and its cell texts; `names`
+    label rows and columns (the ten classes unless given: a class of your own adds an 11th)."""
+    import plotly.graph_objects as go
+    counts = np.asarray(counts, dtype=np.float64)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    names = list(names or CLASSES)
+    text = [[f"{v:.2f}" if norm else f"{int(v)}" for v in row] for row in (share if norm else counts)]
+    # colour = share of the row, square-rooted: a 3% confusion is still visibly blue
+    fig = go.Figure(go.Heatmap(z=np.sqrt(share), x=names, y=names, colorscale="Blues", showscale=False,
+                               zmin=0, zmax=1, text=text, texttemplate="%{text}", textfont=dict(size=15),
+                               hoverinfo="skip"))
+    fig.update_yaxes(range=[len(names) - 0.5, -0.5], title="true class")
+    fig.update_xaxes(range=[-0.5, len(names) - 0.5], title="predicted class", tickangle=-45)
+    return fig, text
 
 
 def _font(size: int):
