@@ -301,7 +301,8 @@ def _vary_widgets(spec: dict | None) -> None:
         seeds = b.number_input("Seeds per point", 1, 10, 2, key="tr_vary_seeds")
         for_class = st.checkbox("For the class (every student takes its trials)", value=me.teacher,
                                 key=f"tr_vary_class_{me.teacher}", disabled=not me.teacher)
-        if st.button("Open the study", key="tr_vary_open", icon=":material/add:", width="stretch"):
+        # not "tr_": a button's value cannot be re-assigned (common.keep_widget_state)
+        if st.button("Open the study", key="vary_open", icon=":material/add:", width="stretch"):
             try:
                 s = study_view.vary_from_form(spec, setting, values, name, me, int(seeds),
                                               bool(for_class and me.teacher))

@@ -85,6 +85,10 @@ def compare(page, owners: list[str]) -> None:
         page.locator('[role="option"]').filter(has_text=owner).first.click()
         page.keyboard.press("Escape")
         wait_idle(page)
+    # the curves of the chosen runs are drawn by the rerun the choice starts: wait for them to be
+    # there (wait_charts alone passes on a page with no chart yet, and wait_idle may come first)
+    page.wait_for_function("() => document.querySelectorAll('[data-testid=\"stPlotlyChart\"] .js-plotly-plot').length >= 2",
+                           timeout=60_000)
     wait_charts(page)
 
 

@@ -171,13 +171,13 @@ def test_vary_this_setting_opens_a_study_of_the_form(runs_dir):
     assert at.text_input(key="tr_vary_values_depth").value == "0, 1, 2, 3"
     at.text_input(key="tr_vary_values_depth").set_value("1, 2..3")
     at.text_input(key="tr_vary_name").set_value("deep")
-    at.button(key="tr_vary_open").click().run()
+    at.button(key="vary_open").click().run()
     assert not at.exception
     assert any("depth=2..3: depth cannot be '2..3'" in unescape(e.value) for e in at.error), [e.value for e in at.error]
     assert studies.list_studies() == []
     at.text_input(key="tr_vary_values_depth").set_value("1, 2")
     at.number_input(key="tr_vary_seeds").set_value(1)
-    at.button(key="tr_vary_open").click().run()
+    at.button(key="vary_open").click().run()
     assert not at.exception
     assert "Study deep is open: take its trials on the Studies page." in texts(at)
     st = studies.load_study("deep")
