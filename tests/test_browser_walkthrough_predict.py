@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 
 import numpy as np
 import pytest
@@ -37,7 +38,12 @@ def metric(page, label: str) -> str:
 
 def stroke(page, canvas, points) -> None:
     """One stroke through these points (fractions of the canvas side)."""
-    box = canvas.bounding_box()
+    # after "Clear the drawing" the canvas is drawn again by a rerun: wait until it is laid out
+    # (a box read in between is None; the locator finds the new canvas once it is there)
+    deadline = time.monotonic() + 60
+    while (box := canvas.bounding_box()) is None and time.monotonic() < deadline:
+        page.wait_for_timeout(200)
+    assert box is not None, "the drawing canvas is not on the page"
     x0, y0, w = box["x"], box["y"], box["width"]
     page.mouse.move(x0 + points[0][0] * w, y0 + points[0][1] * w)
     page.mouse.down()
