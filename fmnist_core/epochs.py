@@ -172,7 +172,9 @@ class EpochLog:
         """The result (model: best weights, eval mode, CPU) and the end event."""
         if self.status == "finished" and not self.message:
             n = len(self.history)
-            self.message = f"finished {n} epoch{'s' if n != 1 else ''} in {seconds:.1f} s"
+            # rounded as the run's status stores train_seconds (2 decimals), so the message and
+            # the page's "training alone" figure never read 0.3 s and 0.2 s for one 0.2549 s
+            self.message = f"finished {n} epoch{'s' if n != 1 else ''} in {round(seconds, 2):.1f} s"
         result = TrainResult(status=self.status, message=self.message, history=self.history,
                              best_epoch=self.best.best_epoch, best_val_accuracy=self.best.best_val_accuracy,
                              epochs_run=len(self.history), train_seconds=seconds, device=device,

@@ -143,7 +143,7 @@ def test_07_every_picker_names_preset_and_shape_and_the_course_mlp_is_there(serv
     assert course, options
     page.get_by_role("option", name=course[0]).click()
     wait_idle(page)
-    assert page.get_by_text("101,770 parameters").first.is_visible()
+    page.get_by_text("101,770 parameters").first.wait_for()  # drawn by the rerun the choice starts
     page.locator('[data-testid="stRadio"] label').filter(has_text="Test image").first.click()
     wait_idle(page)
     label, _ = prediction(page)
