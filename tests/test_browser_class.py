@@ -66,7 +66,7 @@ def test_students_and_the_teacher(browser, server, artifacts):
 
         # Bo: his own run, with the delete box
         _delete_tab(bo, server)
-        assert bo.get_by_text("Delete this run", exact=True).is_visible()
+        bo.get_by_text("Delete this run", exact=True).wait_for()
 
         # the teacher: a wrong password is refused, the right one unlocks teacher mode
         open_page(teacher, server, "leaderboard")
@@ -80,14 +80,14 @@ def test_students_and_the_teacher(browser, server, artifacts):
         teacher.get_by_text("teacher mode", exact=True).wait_for()
         wait_idle(teacher)
         # the leaderboard ranks Bo's run, and the teacher may hide runs from it
-        assert teacher.get_by_text("Best test accuracy", exact=True).is_visible()
+        teacher.get_by_text("Best test accuracy", exact=True).wait_for()
         board = {m.locator('[data-testid="stMetricLabel"]').inner_text().strip():
                  m.locator('[data-testid="stMetricValue"]').inner_text().strip()
                  for m in teacher.locator('[data-testid="stMetric"]').all()}
         assert board["Runs on the board"] == "1" and board["Students"] == "1", board
         assert board["Best test accuracy"].endswith("%")
         assert teacher.locator('[data-testid="stDataFrame"]').count() == 1
-        assert teacher.get_by_text("Hide a run from the board", exact=True).is_visible()
+        teacher.get_by_text("Hide a run from the board", exact=True).wait_for()
         screenshot(teacher, "class-leaderboard-teacher")
 
         # teacher mode survives a reload (the unlock is remembered for this browser only)
@@ -120,7 +120,7 @@ def test_a_settings_link_fills_the_train_form(browser, server):
         assert page.get_by_label("Epochs", exact=True).input_value() == "3"
         assert float(page.get_by_label("Learning rate", exact=True).input_value()) == 0.01
         assert page.get_by_label("Hidden layer widths", exact=True).input_value() == "256, 64"
-        assert page.get_by_text("filled from a shared settings link").is_visible()
+        page.get_by_text("filled from a shared settings link").wait_for()
         # and the Share button gives the link back, with only what differs from the preset
         page.get_by_role("button", name="Share these settings").click()
         code = page.locator('[data-testid="stCode"]').first.inner_text()

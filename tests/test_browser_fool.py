@@ -37,7 +37,7 @@ def test_fgsm_flips_a_test_image_on_the_predict_page(server, page, ds):
     assert exceptions(page) == []
     said = metric(page, "PyTorch says")
     assert said and page.get_by_text("the perturbation: red brighter, blue darker").is_visible()
-    assert page.get_by_text("perturbed:").first.is_visible()
+    page.get_by_text("perturbed:").first.wait_for()
 
     page.get_by_role("button", name="Find the smallest ε that changes the answer (FGSM)").click()
     page.get_by_text("The smallest ε that makes FGSM change the answer").wait_for(timeout=60_000)

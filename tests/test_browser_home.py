@@ -42,7 +42,7 @@ def test_home_answers_at_home_and_at_the_root(server, page):
 
 def test_start_here_leads_to_train_results_and_predict(server, page):
     open_page(page, server, "home")
-    assert page.get_by_text("Start here").first.is_visible()
+    page.get_by_text("Start here").first.wait_for()
     links = page.locator('[data-testid="stMain"] [data-testid="stPageLink"]')
     assert [t.split()[-1] for t in links.all_inner_texts()] == ["Train", "Results", "Predict"]  # (icon, label)
     for link in links.all():  # the next step is in the first screen, above the data

@@ -101,7 +101,7 @@ def test_both_pages_load_without_an_exception(server, page):
     # a deep link first, on a server nobody has visited yet (Streamlit's legacy pages/ mode)
     for path in ("inside", "predict"):
         open_page(page, server, path)
-        assert page.locator("h1").first.is_visible()
+        page.locator("h1").first.wait_for()
         assert exceptions(page) == [], path
         assert page.get_by_text("Page not found").count() == 0, path
         screenshot(page, f"page-{path}")
@@ -128,14 +128,14 @@ def test_a_stroke_on_the_canvas_gives_a_prediction_then_inside_shows_it(server, 
     assert exceptions(page) == []
     said = metric(page, "PyTorch says")
     assert said and said == metric(page, "NumPy twin says")
-    assert page.get_by_text("model input", exact=True).is_visible()
+    page.get_by_text("model input", exact=True).wait_for()
     screenshot(page, "predict-drawing")
 
     # the same session on the Inside page: the drawing is offered as its input
     page.get_by_role("link", name="Inside the network").click()
     wait_idle(page)
     choose(page, "the last Predict input")
-    assert page.get_by_text("the same numbers, up to float32 rounding").is_visible()
+    page.get_by_text("the same numbers, up to float32 rounding").wait_for()
     assert exceptions(page) == []
     screenshot(page, "inside-drawing")
 
@@ -189,7 +189,7 @@ def test_an_outlined_shoe_gets_the_hint_under_the_canvas(server, page):
     hint = page.get_by_text("Your drawing is an outline").first
     assert hint.is_visible()
     assert hint.bounding_box()["x"] < canvas.bounding_box()["x"] + canvas.bounding_box()["width"]  # under the canvas
-    assert page.get_by_text("The same drawing filled in: the model reads").is_visible()
+    page.get_by_text("The same drawing filled in: the model reads").wait_for()
     # the class cards are wide enough for the longest class name in their own font (it was
     # cut to "T-shirt/…"), whatever this drawing is read as
     fits = """e => { const s = document.createElement('span'); s.style.font = getComputedStyle(e).font;

@@ -123,7 +123,7 @@ def test_a_diverged_run_puts_the_loss_on_a_log_scale(server, page):
     compare(page, ["Zed", "Yara"])
     loss, acc = charts(page)
     assert loss["type"] == "log", loss
-    assert page.get_by_text("Log scale: the run Zed").first.is_visible()
+    page.get_by_text("Log scale: the run Zed").first.wait_for()
     assert len(loss["ticks"]) <= 8 and "1,000" in loss["ticks"], loss["ticks"]  # 1-2-5 steps, written out
     screenshot(page, "results-diverged")
     assert exceptions(page) == []
@@ -190,7 +190,7 @@ def test_the_epoch_slider_of_the_shipped_cnn_changes_the_confusion_matrix(server
         has_text="scored the test set at each epoch end").first.wait_for(timeout=30_000)
     last = visible_heatmap_text(page)
     assert last is not None and len(last) == 10
-    assert md.filter(has_text=f"Epoch {len(meta['history'])} · test (watched) accuracy").first.is_visible()
+    md.filter(has_text=f"Epoch {len(meta['history'])} · test (watched) accuracy").first.wait_for()
     slider = page.locator('[data-testid="stSlider"]').filter(has_text="Epoch").get_by_role("slider")
     slider.first.wait_for(timeout=30_000)
     slider.first.focus()  # a click may land on the sticky header: the keyboard moves it
@@ -202,6 +202,6 @@ def test_the_epoch_slider_of_the_shipped_cnn_changes_the_confusion_matrix(server
     wait_charts(page, timeout=slow)
     first = visible_heatmap_text(page)
     assert first is not None and first != last
-    assert md.filter(has_text=f"Epoch 1 · test (watched) accuracy {acc1:.1%}").first.is_visible()
+    md.filter(has_text=f"Epoch 1 · test (watched) accuracy {acc1:.1%}").first.wait_for()
     screenshot(page, "results-epoch-slider")
     assert exceptions(page) == []

@@ -44,17 +44,17 @@ def server(artifacts):
 def test_timings_shows_results_and_a_running_benchmark(server, page):
     # a deep link first, on a server nobody has visited yet (Streamlit's legacy pages/ mode)
     open_page(page, server, "timings")
-    assert page.locator("h1").first.is_visible()
+    page.locator("h1").first.wait_for()
     assert exceptions(page) == []
     assert page.get_by_text("Page not found").count() == 0
-    assert page.get_by_text("Why the numbers differ").is_visible()
+    page.get_by_text("Why the numbers differ").wait_for()
     page.locator('[data-testid="stPlotlyChart"]').nth(1).wait_for()  # time and GFLOP/s at least
     # the precision axis and ONNX Runtime: the goals, and bf16 said why where it was not measured
-    assert page.get_by_text("The speed goals").is_visible()
-    assert page.get_by_text("fp32 PyTorch within 1.1x of ONNX Runtime's time").is_visible()
+    page.get_by_text("The speed goals").wait_for()
+    page.get_by_text("fp32 PyTorch within 1.1x of ONNX Runtime's time").wait_for()
     from fmnist_core.device import cpu_has_fast_bf16
     if not cpu_has_fast_bf16():
-        assert page.get_by_text("PyTorch nn.Module bf16").first.is_visible()
+        page.get_by_text("PyTorch nn.Module bf16").first.wait_for()
         assert page.get_by_text("no AMX or AVX512-BF16 on this CPU").first.is_visible()
     page.get_by_text("Same answers?").click()
     page.get_by_text("A faster row that disagrees computes something else").wait_for()

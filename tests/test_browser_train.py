@@ -61,7 +61,7 @@ def test_every_page_loads_without_an_exception(server, page, artifacts):
     # legacy pages/ discovery would run pages/results.py instead of app.py
     for name in ("results", "train", "home"):
         open_page(page, server, PAGES[name])
-        assert page.locator("h1").first.is_visible()
+        page.locator("h1").first.wait_for()
         assert exceptions(page) == [], name
         assert page.get_by_text("Page not found").count() == 0, name
         nav = page.locator('[data-testid="stSidebarNav"]').inner_text().lower()
@@ -88,7 +88,7 @@ def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page)
     commit(page, "Hidden layer widths", "32")
     commit(page, "Epochs", "2")
     commit(page, "Training images (0 = all)", "3000")
-    assert page.get_by_text("Trainable parameters").is_visible()
+    page.get_by_text("Trainable parameters").wait_for()
     assert exceptions(page) == []
     launch = page.get_by_role("button", name="Launch training")
     launch.scroll_into_view_if_needed()
@@ -115,7 +115,7 @@ def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page)
     assert charts.count() >= 2
     # two epochs: loss and accuracy, each with a training and a validation line
     assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 4
-    assert page.get_by_text("Test accuracy").first.is_visible()
+    page.get_by_text("Test accuracy").first.wait_for()
     screenshot(page, "train-finished-run")
 
     page.locator('[data-testid="stSidebarNav"]').get_by_role("link", name="Results").click()
@@ -135,4 +135,4 @@ def test_tiny_training_run_finishes_with_curves_then_shows_results(server, page)
         open_tab(page, tab)
         assert exceptions(page) == [], tab
         screenshot(page, f"results-tab-{tab.split()[0].lower()}")
-    assert page.get_by_role("button", name="Confusion matrix (PNG)").is_visible()
+    page.get_by_role("button", name="Confusion matrix (PNG)").wait_for()

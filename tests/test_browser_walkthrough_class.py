@@ -187,7 +187,7 @@ def test_11_parallel_chart_and_table_on_a_projector(server, people):
         assert "batch size" not in labels and "optimizer" not in labels, labels
         model = dict(dims).get("model")
         assert model and sorted(model) == ["cnn", "mlp"], dims
-        assert ada.get_by_text("All runs:").first.is_visible()
+        ada.get_by_text("All runs:").first.wait_for()
         assert "batch size 64" in ada.get_by_text("All runs:").first.inner_text()
         # the table's own scroller: nothing hidden sideways
         over = ada.locator('[data-testid="stDataFrame"] .dvn-scroller').first.evaluate(
@@ -209,8 +209,8 @@ def test_03_class_limits_in_the_form(server, people):
     open_page(ada, server, "train")
     epochs = ada.get_by_label("Epochs", exact=True)
     assert epochs.input_value() == str(EPOCH_LIMIT)
-    assert ada.get_by_text(f"cnn-demo trains 7 epochs; the class limit is {EPOCH_LIMIT} per run").is_visible()
-    assert ada.get_by_text("Class limits:").first.is_visible()
+    ada.get_by_text(f"cnn-demo trains 7 epochs; the class limit is {EPOCH_LIMIT} per run").wait_for()
+    ada.get_by_text("Class limits:").first.wait_for()
     assert "parameters" in ada.get_by_text("Class limits:").first.inner_text()
     # enabled once the page's script run is over (under load the check came before it, once)
     sync_api.expect(ada.get_by_role("button", name="Launch training")).to_be_enabled(timeout=60_000)
@@ -241,7 +241,7 @@ def test_08_09_wall_clock_training_time_and_the_epoch_break(server, people):
     ys = _plot(ada, "watch_acc").evaluate(
         "gd => gd.data.filter(t => t.name === 'train').map(t => Array.from(t.y))")
     assert ys and any(v is None for v in ys[0][1:-1]), ys
-    assert ada.get_by_text("restarted at each epoch").first.is_visible()
+    ada.get_by_text("restarted at each epoch").first.wait_for()
     screenshot(ada, "walk-train-finished-run")
     open_page(ada, server, "train")
     caption = ada.get_by_text("cnn-fast in 7 epochs").first.inner_text()
@@ -282,7 +282,7 @@ def test_04_15_how_it_learned_without_a_validation_split(server, people):
     text = main.inner_text()
     assert "dotted" not in text and "it chose nothing" not in text
     assert "well above chance, (" not in text
-    assert ada.get_by_text("No held-out set was scored during training").first.is_visible()
+    ada.get_by_text("No held-out set was scored during training").first.wait_for()
     ada.get_by_role("tab", name="How it learned").click()
     ada.get_by_text("its training, epoch by epoch").wait_for()
     assert ada.locator('[role="tabpanel"]:visible [data-testid="stDataFrame"]').count() == 1
