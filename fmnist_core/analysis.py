@@ -20,7 +20,6 @@ artifacts/cache/analysis/KEY.json. A job whose process died is started again by 
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -32,7 +31,7 @@ from typing import Any, Callable
 
 from . import runs
 from .errors import WorkbenchError
-from .files import content_hash, read_json, write_json_atomic
+from .files import content_hash, exclusive, read_json, write_json_atomic
 
 KINDS = ("map", "robustness", "compare", "export", "deletion", "features")
 BASE_MB = 900.0          # a job process: Python, torch, scikit-learn, the dataset, the model
@@ -50,13 +49,8 @@ def results_dir() -> Path:
 
 @contextmanager
 def _lock():
-    jobs_dir().mkdir(parents=True, exist_ok=True)
-    with open(jobs_dir() / ".lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with exclusive(jobs_dir() / ".lock"):
+        yield
 
 
 def job_key(kind: str, checkpoint: str | Path, params: dict[str, Any]) -> str:

@@ -27,7 +27,6 @@ Not here: what a study's answer looks like (views/study.py), the page (pages/stu
 """
 from __future__ import annotations
 
-import fcntl
 import itertools
 import json
 import math
@@ -40,6 +39,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import runs
+from .files import exclusive
 from .errors import ConfigError, WorkbenchError
 from .roles import PermissionDenied, User, single_user
 from .study_settings import apply, base_spec, check_name
@@ -97,14 +97,8 @@ def storage():
 @contextmanager
 def _lock():
     """One ask at a time on this server: a grid point or an enqueued seed is handed out once."""
-    path = runs.ARTIFACTS / ".study.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with exclusive(runs.ARTIFACTS / ".study.lock"):
+        yield
 
 
 # --- a study's record ---------------------------------------------------------------------------

@@ -13,12 +13,12 @@ the same tracking store would need its own (one dashboard per class is the desig
 """
 from __future__ import annotations
 
-import fcntl
 import time
 from contextlib import contextmanager
 from typing import Any, Callable
 
 from . import runs
+from .files import exclusive
 from .errors import WorkbenchError
 from .roles import User, authorize, capped, check_limits, class_settings, require_teacher, single_user
 from .spec import RunSpec
@@ -26,14 +26,8 @@ from .spec import RunSpec
 
 @contextmanager
 def submit_lock():
-    path = runs.ARTIFACTS / ".submit.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    with exclusive(runs.ARTIFACTS / ".submit.lock"):
+        yield
 
 
 def submit(spec: dict[str, Any] | RunSpec, label: str = "run", user: User | None = None,
