@@ -54,6 +54,13 @@ def wait_for(pred, timeout: float = 120.0, what: str = "condition", every: float
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
+def wait_job(key: str, timeout: float = 180.0) -> dict:
+    """A shared analysis job's record once it is done or failed (fmnist_core/analysis.py)."""
+    from fmnist_core import analysis
+    return wait_for(lambda: (rec := analysis.get(key)) and rec["state"] in ("done", "failed") and rec,
+                    timeout, f"job {key} to end")
+
+
 def run_cli(*args, timeout=300, env=None):
     """python -m fmnist_core ARGS -> CompletedProcess (text)."""
     return subprocess.run([sys.executable, "-m", "fmnist_core", *map(str, args)], cwd=ROOT,

@@ -4,7 +4,6 @@ everyone; a layer too wide for the class limit is refused with a sentence, and a
 layer is projected in a bounded way rather than held whole."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
@@ -13,19 +12,9 @@ from fmnist_core import analysis, embed, queue
 from fmnist_core.errors import WorkbenchError
 from fmnist_core.models import CNNConfig
 
-from conftest import ROOT, random_checkpoint
+from conftest import ROOT, random_checkpoint, wait_job
 
 MLP = str(ROOT / "artifacts" / "models" / "mlp.pt")
-
-
-def _wait(key, timeout=180):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        rec = analysis.get(key)
-        if rec and rec["state"] in ("done", "failed"):
-            return rec
-        time.sleep(0.3)
-    raise AssertionError(f"job {key} not done after {timeout} s: {analysis.get(key)}")
 
 
 @pytest.fixture(autouse=True)
@@ -51,7 +40,7 @@ def test_a_second_asker_joins_the_job_and_it_is_computed_once(store, tmp_path, m
     assert rec["state"] == "running" and rec["pid"]
     third = analysis.request("map", ckpt, params, asker="cy", start_dispatcher=False)  # joins the running job
     assert third["state"] == "running" and analysis.get(first["key"])["askers"] == ["ada", "bo", "cy"]
-    rec = _wait(first["key"])
+    rec = wait_job(first["key"])
     assert rec["state"] == "done" and rec["computed"] == 1, rec
     assert embed.is_cached(ckpt, "act2", "pca")
     again = analysis.request("map", ckpt, params, asker="dee", start_dispatcher=False)

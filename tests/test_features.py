@@ -3,26 +3,16 @@ computed by the dispatcher in a process of its own, joined by a second asker, ca
 and served to the next asker; priced, and refused over the class limit with a sentence."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
 import torch
 
+from conftest import wait_job
 from fmnist_core import analysis, backbones, features, queue
 from fmnist_core.errors import WorkbenchError
 
 N = 100  # images of each split: one batch; the job process's start is most of the time
-
-
-def _wait(key, timeout=240):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        rec = analysis.get(key)
-        if rec and rec["state"] in ("done", "failed"):
-            return rec
-        time.sleep(0.3)
-    raise AssertionError(f"job {key} not done after {timeout} s: {analysis.get(key)}")
 
 
 def test_features_job_through_the_dispatcher(store, ds):
@@ -32,7 +22,7 @@ def test_features_job_through_the_dispatcher(store, ds):
     assert analysis.get(first["key"])["askers"] == ["ada", "bo"]
     assert features.cached(first["source"], first["params"]) is None  # asking computed nothing here
     queue.Dispatcher(say=lambda m: None).tick()  # starts the job's own process
-    rec = _wait(first["key"])
+    rec = wait_job(first["key"], 240)
     assert rec["state"] == "done", rec
     train, test, meta = features.load(first["source"], first["params"])
     assert train.shape == (N, 1280) and test.shape == (N, 1280) and train.dtype == np.float16
