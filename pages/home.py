@@ -103,7 +103,7 @@ def _start_here() -> None:
         steps = st.columns(3, gap="large")
         with steps[0]:
             st.markdown("**1 · Train the demo CNN**")
-            st.caption("Train opens on *cnn-demo* (two conv layers with batchnorm, 7 epochs) and shows its "
+            st.caption(f"Train opens on {view.demo_words()} and shows its "
                        "price on this server before you launch; the course project's MLP is *mlp-seed000* "
                        "in the same list. In a class, type your name in the sidebar first; then press "
                        "**Launch training**.")

@@ -185,10 +185,10 @@ def _learning(key: str, src: dict) -> None:
 
 
 def _learning_without_split(src: dict) -> None:
-    """A run with no held-out set scored per epoch (cnn-demo trains on all 60,000 images): what it
+    """A run with no held-out set scored per epoch (the demo presets train on all 60,000 images): what it
     has, its training epoch by epoch, and the test set once at the end."""
     st.caption(":material/info: This run trained without a validation split (every training image it "
-               "used went into training, as cnn-demo's 60,000 do), so no held-out set was scored at each "
+               "used went into training, as the demo presets' 60,000 do), so no held-out set was scored at each "
                "epoch and there is no per-epoch confusion "
                "matrix. What it has: its training, epoch by epoch, below, and the test set once at the "
                "end (the Confusion matrix and Per class tabs). A validation split on the Train page adds "

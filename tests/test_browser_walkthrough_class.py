@@ -4,7 +4,7 @@ and the hidden run also at 1920x1080, a projector).
 
 One server for the whole module, a store prepared with three real runs (trained here on real
 images, small and fast): Bo's MLP, Cy's small CNN, and Ada's 2-epoch mlp-seed000 without a
-validation split (as the default cnn-demo trains), under a class epoch limit of 5. What each
+validation split (as the demo presets train), under a class epoch limit of 2. What each
 test guards is named in its docstring by the issue's item number.
 """
 from __future__ import annotations
@@ -14,6 +14,8 @@ import shutil
 
 import pytest
 
+from fmnist_core.models import DEMO_PRESET, preset
+
 from browser_util import (ROOT, browser, browser_marks, exceptions, open_page, screenshot,  # noqa: F401 (fixtures)
                           people, streamlit_server, unlock_teacher, using_store, wait_idle)
 
@@ -22,7 +24,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 
 PASSWORD = "correct horse battery"
 ADA, BO, CY, TEACHER = "a" * 32, "b" * 32, "d" * 32, "c" * 32  # the browsers' secret tokens
-EPOCH_LIMIT = 5  # below cnn-demo's 7: the Train form's default preset must still launch
+EPOCH_LIMIT = 2  # below the demo preset's 3 (speedrun-93): the Train form's default must still launch
 
 
 @pytest.fixture(scope="module")
@@ -209,18 +211,20 @@ def test_03_class_limits_in_the_form(server, people):
     open_page(ada, server, "train")
     epochs = ada.get_by_label("Epochs", exact=True)
     assert epochs.input_value() == str(EPOCH_LIMIT)
-    ada.get_by_text(f"cnn-demo trains 7 epochs; the class limit is {EPOCH_LIMIT} per run").wait_for()
+    demo = preset(DEMO_PRESET)["train"]["epochs"]
+    assert demo > EPOCH_LIMIT, "the limit must bind on the default preset for this test to mean anything"
+    ada.get_by_text(f"{DEMO_PRESET} trains {demo} epochs; the class limit is {EPOCH_LIMIT} per run").wait_for()
     ada.get_by_text("Class limits:").first.wait_for()
     assert "parameters" in ada.get_by_text("Class limits:").first.inner_text()
     # enabled once the page's script run is over (under load the check came before it, once)
     sync_api.expect(ada.get_by_role("button", name="Launch training")).to_be_enabled(timeout=60_000)
     assert ada.locator('[data-testid="stAlert"]').filter(has_text="class limit").count() == 0
     screenshot(ada, "walk-train-limits")
-    # the teacher has no limit: the preset's own 7 epochs
+    # the teacher has no limit: the preset's own epochs
     teacher = people(TEACHER, "Teacher")
     unlock(teacher, server)
     open_page(teacher, server, "train")
-    assert teacher.get_by_label("Epochs", exact=True).input_value() == "7"
+    assert teacher.get_by_label("Epochs", exact=True).input_value() == str(demo)
     assert exceptions(ada) == [] and exceptions(teacher) == []
 
 
@@ -244,7 +248,7 @@ def test_08_09_wall_clock_training_time_and_the_epoch_break(server, people):
     ada.get_by_text("restarted at each epoch").first.wait_for()
     screenshot(ada, "walk-train-finished-run")
     open_page(ada, server, "train")
-    caption = ada.get_by_text("cnn-fast in 7 epochs").first.inner_text()
+    caption = ada.get_by_text(preset(DEMO_PRESET)["about"][:40]).first.inner_text()
     assert "measured" in caption or "bench-train" in caption, caption
 
 

@@ -24,6 +24,16 @@ def mean_images(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.stack([x[y == k].mean(axis=0, dtype=np.float64) for k in range(NUM_CLASSES)]).astype(np.float32)
 
 
+def demo_words() -> str:
+    """What Train opens on, for the first step: the demo preset's name, layers and epochs."""
+    from ..models import DEMO_PRESET, preset
+    p = preset(DEMO_PRESET)
+    m, epochs = p["model"], p["train"]["epochs"]
+    convs = len(getattr(m, "channels", ()))
+    whiten = " after a fixed patch-whitening layer" if getattr(m, "whiten", 0) else ""
+    return f"*{DEMO_PRESET}* ({convs} conv layers with batchnorm{whiten}, {epochs} epochs: about 93% of the test images)"
+
+
 def class_balance(ds: FashionMNIST) -> pd.DataFrame:
     return pd.DataFrame({"class": list(CLASSES), "train": class_counts(ds.y_train),
                          "test": class_counts(ds.y_test)})
