@@ -144,13 +144,18 @@ def wait_idle(page, timeout: float = 60.0) -> None:
 def rerun_after(page, action, timeout: float = 60.0) -> None:
     """Do `action` (a widget change) and wait until the rerun it starts has ended. A watcher set
     up before the action notes the script state turning 'running', so there is no fixed pause
-    for the rerun to begin (wait_idle alone may return before it has)."""
+    for the rerun to begin (wait_idle alone may return before it has). A rerun that began and
+    ended before the observer's callback ran counts too: the callback gets every change, and a
+    change *from* 'running' (its old value) means one ran (it read only the state at callback
+    time once, and waited 60 s for a rerun already over: CI, test_browser_predict_why)."""
     page.evaluate("""() => {
         window.__rerunSeen = false;
         const app = document.querySelector('[data-testid="stApp"]');
-        window.__rerunWatch = new MutationObserver(() => {
-            if (app.getAttribute('data-test-script-state') === 'running') window.__rerunSeen = true; });
-        window.__rerunWatch.observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+        const state = 'data-test-script-state';
+        window.__rerunWatch = new MutationObserver(records => {
+            if (app.getAttribute(state) === 'running' || records.some(r => r.oldValue === 'running'))
+                window.__rerunSeen = true; });
+        window.__rerunWatch.observe(app, {attributes: true, attributeOldValue: true, attributeFilter: [state]});
     }""")
     action()
     page.wait_for_function("() => window.__rerunSeen === true", timeout=timeout * 1000)
