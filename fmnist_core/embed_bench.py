@@ -20,7 +20,6 @@ from or written to the map cache (a scratch folder), so every figure is a first 
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -62,50 +61,33 @@ def bench(checkpoint: str | Path, images: np.ndarray, labels: np.ndarray, layer:
     """The whole benchmark (see the module docstring) as one dict."""
     import torch
 
+    from .device import cpu_name
     from .models import load_model
     model = load_model(checkpoint)
     layer = layer or embed.default_layer(model)
     embed.check_request(model, layer, "tsne")
     out = {"checkpoint": str(checkpoint), "layer": layer, "points": int(len(images)),
-           "cpu": _cpu_name(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}
-    with tempfile.TemporaryDirectory(prefix="embed-bench-") as scratch:
-        old = os.environ.get("FMNIST_ARTIFACTS")
-        os.environ["FMNIST_ARTIFACTS"] = scratch  # a scratch cache: every figure is computed
-        try:
-            if pca_layers:
-                out["pca"] = []
-                # the process warmed up first, as a server's is (scikit-learn imported, the model
-                # run once); then each layer's median of PCA_REPEATS first computations
-                embed._fit_base(embed.activations(model, embed.layer_names(model)[-1], images[:500]))
-                for name in embed.layer_names(model):
-                    rows = sorted((_clock(lambda: embed._fit_base(embed.activations(model, name, images)))[1]
-                                   for _ in range(PCA_REPEATS)), key=lambda r: r["seconds"])
-                    row = rows[len(rows) // 2]
-                    out["pca"].append({"layer": name, **row, "all_seconds": [r["seconds"] for r in rows]})
-                    say(f"PCA of {name}: {row['seconds']} s (CPU {row['cpu_seconds']} s, load {row['load_avg_1min']}; "
-                        f"median of {PCA_REPEATS}: {', '.join(str(r['seconds']) for r in rows)})")
-            b = embed._fit_base(embed.activations(model, layer, images))
-            runs = [("tsne", embed.TSNE)] + ([("tsne_reference", embed.REFERENCE_TSNE)] if reference else [])
-            for key, settings in runs:
-                out[key] = bench_tsne(b["reduced"], labels, settings)
-                say(f"{key}: {out[key]}")
-        finally:
-            if old is None:
-                os.environ.pop("FMNIST_ARTIFACTS", None)
-            else:
-                os.environ["FMNIST_ARTIFACTS"] = old
+           "cpu": cpu_name(), "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()}
+    with embed.scratch_cache("embed-bench-"):  # a scratch cache: every figure is computed
+        if pca_layers:
+            out["pca"] = []
+            # the process warmed up first, as a server's is (scikit-learn imported, the model
+            # run once); then each layer's median of PCA_REPEATS first computations
+            embed._fit_base(embed.activations(model, embed.layer_names(model)[-1], images[:500]))
+            for name in embed.layer_names(model):
+                rows = sorted((_clock(lambda: embed._fit_base(embed.activations(model, name, images)))[1]
+                               for _ in range(PCA_REPEATS)), key=lambda r: r["seconds"])
+                row = rows[len(rows) // 2]
+                out["pca"].append({"layer": name, **row, "all_seconds": [r["seconds"] for r in rows]})
+                say(f"PCA of {name}: {row['seconds']} s (CPU {row['cpu_seconds']} s, load {row['load_avg_1min']}; "
+                    f"median of {PCA_REPEATS}: {', '.join(str(r['seconds']) for r in rows)})")
+        b = embed._fit_base(embed.activations(model, layer, images))
+        runs = [("tsne", embed.TSNE)] + ([("tsne_reference", embed.REFERENCE_TSNE)] if reference else [])
+        for key, settings in runs:
+            out[key] = bench_tsne(b["reduced"], labels, settings)
+            say(f"{key}: {out[key]}")
     if reference:
         out["knn10_agreement_change"] = round(out["tsne"]["knn10_agreement"]
                                               - out["tsne_reference"]["knn10_agreement"], 4)
     return out
 
-
-def _cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    import platform
-    return platform.processor() or platform.machine()

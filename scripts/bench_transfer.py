@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import platform
 import statistics
 import sys
 import time
@@ -28,16 +27,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def load_avg() -> str:
@@ -76,6 +65,7 @@ def main() -> int:
 
     from fmnist_core import backbones, features, heads, own_class
     from fmnist_core.data import load
+    from fmnist_core.device import cpu_name
     from fmnist_core.train import TrainConfig
     torch.set_num_threads(1)
     start = {"load_avg": load_avg(), "time": time.strftime("%Y-%m-%d %H:%M:%S")}
