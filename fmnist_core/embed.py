@@ -42,8 +42,10 @@ Left out: the training images (the map is of the test set, which every page show
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -115,6 +117,22 @@ TSNE = TSNESettings()
 
 def cache_dir() -> Path:
     return Path(os.environ.get("FMNIST_ARTIFACTS", ARTIFACTS)) / "cache" / "embed"
+
+
+@contextlib.contextmanager
+def scratch_cache(prefix: str):
+    """An empty, throwaway cache for the block (cache_dir() under a temporary FMNIST_ARTIFACTS,
+    set back after): every map made inside is computed from nothing (the map benchmark, ship-maps)."""
+    old = os.environ.get("FMNIST_ARTIFACTS")
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        os.environ["FMNIST_ARTIFACTS"] = scratch
+        try:
+            yield Path(scratch)
+        finally:
+            if old is None:
+                os.environ.pop("FMNIST_ARTIFACTS", None)
+            else:
+                os.environ["FMNIST_ARTIFACTS"] = old
 
 
 # set before umap (and with it numba) is imported: compiled functions are kept on disk

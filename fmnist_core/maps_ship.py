@@ -21,8 +21,6 @@ Predict input on a shipped map makes it once, in seconds (embed.place).
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable
@@ -56,27 +54,19 @@ def ship(checkpoint: str | Path, images: np.ndarray, labels: np.ndarray, methods
         embed.check_request(model, layer, "pca")
     digest = embed.checkpoint_hash(checkpoint)
     rows = []
-    old = os.environ.get("FMNIST_ARTIFACTS")
-    with tempfile.TemporaryDirectory(prefix="ship-maps-") as scratch:
-        os.environ["FMNIST_ARTIFACTS"] = scratch  # embed's cache_dir(): computed from nothing
-        try:
-            for layer in layers:
-                for method in methods:
-                    t, c = time.perf_counter(), time.process_time()
-                    r = embed.embed(checkpoint, layer, method, images, labels, model=model, shipped=False)
-                    seconds, cpu = time.perf_counter() - t, time.process_time() - c
-                    path = embed.shipped_path(digest, layer, method)
-                    _write(path, r, seconds)
-                    rows.append({"checkpoint": str(checkpoint), "layer": layer, "method": method,
-                                 "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
-                                 "bytes": path.stat().st_size})
-                    say(f"{Path(checkpoint).name} {layer} {method}: {seconds:.1f} s, {path.stat().st_size:,} bytes")
-                # the basis goes with the scratch cache: the next layer's maps start from nothing
-        finally:
-            if old is None:
-                os.environ.pop("FMNIST_ARTIFACTS", None)
-            else:
-                os.environ["FMNIST_ARTIFACTS"] = old
+    with embed.scratch_cache("ship-maps-"):  # embed's cache_dir(): computed from nothing
+        for layer in layers:
+            for method in methods:
+                t, c = time.perf_counter(), time.process_time()
+                r = embed.embed(checkpoint, layer, method, images, labels, model=model, shipped=False)
+                seconds, cpu = time.perf_counter() - t, time.process_time() - c
+                path = embed.shipped_path(digest, layer, method)
+                _write(path, r, seconds)
+                rows.append({"checkpoint": str(checkpoint), "layer": layer, "method": method,
+                             "seconds": round(seconds, 2), "cpu_seconds": round(cpu, 2),
+                             "bytes": path.stat().st_size})
+                say(f"{Path(checkpoint).name} {layer} {method}: {seconds:.1f} s, {path.stat().st_size:,} bytes")
+            # the basis goes with the scratch cache: the next layer's maps start from nothing
     return rows
 
 
