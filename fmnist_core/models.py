@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import pickle
 from collections import OrderedDict
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -343,6 +343,20 @@ def build_model(cfg: ModelConfig) -> FashionNet:
 
 # --- presets: the course projects, plus the ones this tool adds -----------------------
 
+# the speedrun family's net and training (issue 23; speedrun.py): airbench's techniques on 28x28
+# grey images. A frozen 3x3 patch-whitening conv (18 channels) in front of a small
+# cnn-demo-like net, alternating flips, label smoothing, an EMA of the weights (the model
+# evaluated and kept), faster batchnorm biases; test-time augmentation is bench-train's
+# (`--speedrun NAME`). Batch 128, not 512: the same images per second on 2 cores and 4x the
+# steps (3 epochs at batch 512: 92.66% with TTA; at 128: 93.16-93.44% over 3 seeds). A
+# 16-channel first conv: the 28x28 conv is most of a step, and 24 channels cost 40% more time
+# for +0.1-0.2%
+_SPEEDRUN_NET = CNNConfig(channels=(16, 64), kernel=3, pool="max", fc=(128,), batchnorm=True,
+                          pool_first=True, whiten=3)
+_SPEEDRUN_TRAIN = {"epochs": 3, "batch_size": 128, "lr": 4e-3, "optimizer": "adamw", "weight_decay": 5e-4,
+                   "schedule": "onecycle", "augment_flip": True, "flip_alternate": True,
+                   "label_smoothing": 0.1, "ema": 0.98, "bn_bias_lr": 4.0, "val_fraction": 0.0}
+
 PRESETS: dict[str, dict[str, Any]] = {
     # seed 000: 784-128-10 ReLU, 101,770 parameters; Adam 1e-3, batch 64, 10 epochs
     "mlp-seed000": {"model": MLPConfig(hidden=(128,)),
@@ -412,41 +426,21 @@ PRESETS: dict[str, dict[str, Any]] = {
                          "augment_shift": 1, "label_smoothing": 0.1, "val_fraction": 0.0},
                "about": "small ResNet (32-64-128 channels, one residual block per stage), augmented, "
                         "22 epochs (shipped resnet.pt)"},
-    # the speedrun family (issue 23; speedrun.py): airbench's techniques on 28x28 grey images. A
-    # frozen 3x3 patch-whitening conv (18 channels) in front of a small cnn-demo-like net,
-    # alternating flips, label smoothing, an EMA of the weights (the model evaluated and kept),
-    # faster batchnorm biases; test-time augmentation is bench-train's (`--speedrun NAME`).
-    # Batch 128, not 512: the same images per second on 2 cores and 4x the steps (3 epochs at
-    # batch 512: 92.66% with TTA; at 128: 93.16-93.44% over 3 seeds). A 16-channel first conv:
-    # the 28x28 conv is most of a step, and 24 channels cost 40% more time for +0.1-0.2%.
-    # Measured: README "Speedrun" (AMD EPYC, 2 threads, quiet)
-    "speedrun-93": {"model": CNNConfig(channels=(16, 64), kernel=3, pool="max", fc=(128,), batchnorm=True,
-                                       pool_first=True, whiten=3),
-                    "train": {"epochs": 3, "batch_size": 128, "lr": 4e-3, "optimizer": "adamw",
-                              "weight_decay": 5e-4, "schedule": "onecycle", "augment_flip": True,
-                              "flip_alternate": True, "label_smoothing": 0.1, "ema": 0.98,
-                              "bn_bias_lr": 4.0, "val_fraction": 0.0},
+    # the speedrun family (issue 23): _SPEEDRUN_NET and _SPEEDRUN_TRAIN above, measured in the
+    # README's "Speedrun" (AMD EPYC, 2 threads, quiet)
+    "speedrun-93": {"model": _SPEEDRUN_NET, "train": dict(_SPEEDRUN_TRAIN),
                     "about": "speedrun: frozen patch-whitening conv + 2 conv, 3 epochs, EMA of the weights: "
                              "93% in under 30 s on a quiet 2-core AMD EPYC (bench-train --speedrun)"},
     # the same net for 13 epochs with 1-pixel shifts: 10 epochs reached 94.10% (seed 0) but
     # 93.92% (seed 1); a 3-conv (24, 64, 128) net reached 94% only after 107 s of 8 epochs
-    "speedrun-94": {"model": CNNConfig(channels=(16, 64), kernel=3, pool="max", fc=(128,), batchnorm=True,
-                                       pool_first=True, whiten=3),
-                    "train": {"epochs": 13, "batch_size": 128, "lr": 4e-3, "optimizer": "adamw",
-                              "weight_decay": 5e-4, "schedule": "onecycle", "augment_flip": True,
-                              "flip_alternate": True, "augment_shift": 1, "label_smoothing": 0.1,
-                              "ema": 0.98, "bn_bias_lr": 4.0, "val_fraction": 0.0},
+    "speedrun-94": {"model": _SPEEDRUN_NET, "train": {**_SPEEDRUN_TRAIN, "epochs": 13, "augment_shift": 1},
                     "about": "speedrun: whitening + 2 conv, 13 epochs, 1-pixel shifts, EMA: 94% in under "
                              "2 minutes on a quiet 2-core AMD EPYC (bench-train --speedrun)"},
     # 95% was not reached: this is the best of what was tried, 94.37% plain / 94.59% with TTA after
     # 30 epochs, 549 s of training (94.64% with TTA at epoch 27); the batch-512 (48, 96, 192) net
     # it replaced cost 3x the time per epoch
-    "speedrun-95": {"model": CNNConfig(channels=(24, 64, 128), kernel=3, pool="max", fc=(256,), batchnorm=True,
-                                       pool_first=True, whiten=3, dropout=0.1),
-                    "train": {"epochs": 30, "batch_size": 128, "lr": 4e-3, "optimizer": "adamw",
-                              "weight_decay": 5e-4, "schedule": "onecycle", "augment_flip": True,
-                              "flip_alternate": True, "augment_shift": 2, "label_smoothing": 0.1,
-                              "ema": 0.99, "bn_bias_lr": 4.0, "val_fraction": 0.0},
+    "speedrun-95": {"model": replace(_SPEEDRUN_NET, channels=(24, 64, 128), fc=(256,), dropout=0.1),
+                    "train": {**_SPEEDRUN_TRAIN, "epochs": 30, "augment_shift": 2, "ema": 0.99},
                     "about": "speedrun: whitening + 3 conv, 30 epochs, 2-pixel shifts, EMA: 94.6% with "
                              "test-time augmentation in 10 minutes on a quiet 2-core AMD EPYC (95% not reached)"},
 }
