@@ -38,7 +38,7 @@ from .evaluate import evaluate
 from .files import copy_atomic, write_json_atomic
 from .models import build_model, save_checkpoint
 from .spec import RunSpec
-from .train import train
+from .train import trainer as trainer_of
 
 
 # --- the writer between trainer and store ----------------------------------------------------
@@ -259,7 +259,7 @@ def _execute(run_id: str, spec: RunSpec, callback, reporter: RunReporter, here: 
                                  "partial": True})
         reporter.call(_upload_best, run_id, path)
 
-    trainer = _trainer(spec.engine)
+    trainer = trainer_of(spec.engine)
     # `make models`: the test set scored at each epoch end, for the record (see train.train)
     watch = {"watch": (data.x_test, data.y_test)} if spec.watch_test else {}
     result: TrainResult = trainer(mcfg, tcfg, data, callback=on_event, should_stop=lambda: reporter.cancelled or pruned[0],
@@ -342,15 +342,6 @@ def _report_files(work: Path, m: dict, history: list[dict]) -> dict[str, Path]:
             w.writerow([row.get(k, "") for k in keys])
     out["history.csv"] = work / "history.csv"
     return out
-
-
-def _trainer(engine: str):
-    if engine == "torch":
-        return train
-    if engine == "numpy":
-        from .twin import train_numpy  # the NumPy twin's own trainer
-        return train_numpy
-    raise WorkbenchError(f"engine must be torch or numpy, got {engine!r}")
 
 
 def _summary(run_id: str, status: str, result: TrainResult | None, test_acc: float | None = None) -> dict:

@@ -26,6 +26,7 @@ from torch import nn
 from . import backbones, features
 from .errors import CheckpointError, WorkbenchError
 from .models import HeadConfig, layer_plan
+from .train import trainer  # noqa: F401 (heads.trainer(engine): a head trains like any run)
 
 
 @dataclass
@@ -129,16 +130,6 @@ def agreement(head: nn.Module, x: np.ndarray) -> dict[str, Any]:
     rows = [{"layer": a, "max_abs_diff": float(np.abs(ta - na).max())} for (a, ta), (b, na) in zip(tl, nl)]
     same = float((tl[-1][1].argmax(1) == nl[-1][1].argmax(1)).mean())
     return {"layers": rows, "max_abs_diff": max(r["max_abs_diff"] for r in rows), "label_agreement": same}
-
-
-def trainer(engine: str):
-    if engine == "torch":
-        from .train import train
-        return train
-    if engine == "numpy":
-        from .twin import train_numpy
-        return train_numpy
-    raise WorkbenchError(f"engine must be torch or numpy, got {engine!r}")
 
 
 def test_accuracy(head: nn.Module, data: FeatureData) -> float:

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from .data import FashionMNIST, train_val_split
 from .device import autocast, resolve_device, resolve_precision
 from .epochs import EpochLog, TrainResult, confusion_counts
-from .errors import ConfigError
+from .errors import ConfigError, WorkbenchError
 from .evaluate import images_to_tensor, predict_logits
 from .models import CONV_KINDS, ModelConfig, build_model
 
@@ -300,6 +300,17 @@ def train(model_config: ModelConfig, cfg: TrainConfig, data: FashionMNIST,
         model.load_state_dict(log.best_state)
     model = model.to("cpu", memory_format=torch.contiguous_format).eval()
     return log.finish(model, seconds, str(device), precision)
+
+
+def trainer(engine: str):
+    """The training function of an engine: `train` (PyTorch) or the NumPy twin's own
+    `train_numpy`; both take (model config, TrainConfig, data, ...) and return a TrainResult."""
+    if engine == "torch":
+        return train
+    if engine == "numpy":
+        from .twin import train_numpy
+        return train_numpy
+    raise WorkbenchError(f"engine must be torch or numpy, got {engine!r}")
 
 
 def train_config_from_dict(d: dict[str, Any]) -> TrainConfig:
