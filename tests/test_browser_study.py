@@ -10,7 +10,7 @@ import re
 import pytest
 
 from browser_util import (browser, browser_marks, exceptions, open_page, screenshot,  # noqa: F401 (fixtures)
-                          streamlit_server, using_store, wait_charts, wait_idle)
+                          streamlit_server, unlock_teacher, using_store, wait_charts, wait_idle)
 
 pytestmark = browser_marks()
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
@@ -53,12 +53,7 @@ def test_a_class_study_fills_in_live_with_each_students_points(browser, server):
     try:
         # the teacher unlocks and opens the class study from the depth template, 3 depths
         open_page(teacher, url, "study")
-        teacher.get_by_text("Teacher", exact=True).click()
-        box = teacher.get_by_label("Teacher password", exact=True)
-        box.fill(PASSWORD)
-        box.press("Enter")
-        teacher.get_by_text("teacher mode", exact=True).wait_for()
-        wait_idle(teacher)
+        unlock_teacher(teacher, PASSWORD)
         teacher.get_by_text("Open a study", exact=True).click()
         teacher.get_by_label("Values of depth", exact=True).fill("0, 1, 2")
         teacher.get_by_label("Name", exact=True).fill("depths")
